@@ -1,0 +1,1 @@
+"""Metrics, evaluation tables and benchmarks."""
