@@ -25,6 +25,9 @@ from typing import Any
 # Modules that define `register(cli: CommandLine)`. Add a line when a feature area lands.
 COMMAND_MODULES: list[str] = [
     "audiolm.data.commands",
+    "audiolm.semantic.commands",
+    "audiolm.wavenet.commands",
+    "audiolm.lm.commands",
 ]
 
 

@@ -1,0 +1,129 @@
+"""The codec's configuration: network shape, quantizer, and how it is trained.
+
+`CodecConfig` is the one dataclass saved in a codec checkpoint (`config.json`) and read by
+`audiolm train codec --config JSON`. The network fields mirror transformers' `EncodecConfig`
+(SEANet encoder/decoder) so official EnCodec weights convert to it one-to-one; the training
+fields (`training`) only matter to `CodecTask`.
+
+Bit rates: a level of a 1024-entry codebook is 10 bits per frame, so at 75 frames/s each
+level costs 0.75 kbps and 1.5 / 3 / 6 / 12 kbps use 2 / 4 / 8 / 16 levels.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+
+@dataclass
+class CodecTrainingConfig:
+    """Losses, discriminator and data for training from scratch (ignored at inference)."""
+
+    crop_seconds: float = 1.0  # random crops of this length from the corpus audio
+    # reconstruction: L1 on the waveform + multi-scale mel (window sizes 2^mel_min_log2 .. 2^mel_max_log2)
+    mel_min_log2: int = 6
+    mel_max_log2: int = 11
+    mel_bins: int = 64
+    # loss weights; with the balancer these are shares of the gradient reaching the decoder output
+    weight_l1: float = 0.1
+    weight_mel: float = 1.0
+    weight_adversarial: float = 3.0
+    weight_feature_matching: float = 3.0
+    weight_commitment: float = 1.0  # never balanced: its gradient does not pass through the decoder
+    balancer: bool = True  # EnCodec's gradient balancer; False = plain weighted sum
+    balancer_ema_decay: float = 0.999
+    # adversarial training switches on after this many steps (the discriminator trains from then on)
+    adversarial_start_step: int = 2000
+    # multi-scale STFT discriminator (EnCodec: 32 filters, FFT sizes 1024/2048/512)
+    discriminator_filters: int = 32
+    discriminator_n_ffts: tuple[int, ...] = (1024, 2048, 512)
+    discriminator_lr: float | None = None  # None = the trainer's lr
+
+
+@dataclass
+class CodecConfig:
+    """A SEANet encoder/decoder around a residual vector quantizer (EnCodec 24 kHz layout).
+
+    Defaults are smaller than EnCodec's (num_filters 32, 14.85M parameters) so the codec trains
+    on a CPU in under an hour and encodes + decodes far faster than real time on two cores.
+    """
+
+    sample_rate: int = 24_000
+    # SEANet (names as in transformers.EncodecConfig)
+    num_filters: int = 16
+    hidden_size: int = 128  # latent dimension = codebook dimension
+    upsampling_ratios: tuple[int, ...] = (8, 5, 4, 2)  # product = hop length (320 -> 75 Hz)
+    num_residual_layers: int = 1
+    num_lstm_layers: int = 2
+    compress: int = 2
+    kernel_size: int = 7
+    last_kernel_size: int = 7
+    residual_kernel_size: int = 3
+    dilation_growth_rate: int = 2
+    use_causal_conv: bool = True
+    pad_mode: str = "reflect"
+    norm_type: str = "weight_norm"
+    trim_right_ratio: float = 1.0
+    use_conv_shortcut: bool = True
+    # residual vector quantizer
+    codebook_size: int = 1024
+    n_q: int = 16  # levels at the highest bandwidth
+    bandwidths: tuple[float, ...] = (1.5, 3.0, 6.0, 12.0)  # kbps
+    ema_decay: float = 0.99
+    kmeans_iters: int = 10  # k-means on the first training batch initialises the codebooks
+    dead_code_threshold: float = 2.0  # EMA usage below this (vectors/step) -> replaced from the batch
+    training: CodecTrainingConfig = field(default_factory=CodecTrainingConfig)
+
+    def __post_init__(self) -> None:
+        if self.codebook_size < 2 or self.codebook_size & (self.codebook_size - 1):
+            raise ValueError(f"codebook_size must be a power of two >= 2, got {self.codebook_size}")
+        if self.norm_type not in ("weight_norm", "time_group_norm"):
+            raise ValueError(f"norm_type must be 'weight_norm' or 'time_group_norm', got {self.norm_type!r}")
+        if not self.bandwidths:
+            raise ValueError("bandwidths must list at least one bit rate")
+        for kbps in self.bandwidths:
+            levels = self.levels_for_kbps_unchecked(kbps)
+            if levels < 1 or levels > self.n_q:
+                raise ValueError(f"bandwidth {kbps} kbps needs {levels} levels; n_q is {self.n_q}")
+
+    # -- derived sizes ------------------------------------------------------------------------
+    @property
+    def hop_length(self) -> int:
+        return int(math.prod(self.upsampling_ratios))
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.hop_length
+
+    @property
+    def bits_per_level(self) -> int:
+        return int(math.log2(self.codebook_size))
+
+    def levels_for_kbps_unchecked(self, kbps: float) -> int:
+        return max(1, int(math.floor(kbps * 1000 / (self.bits_per_level * self.frame_rate) + 1e-6)))
+
+    # -- presets ------------------------------------------------------------------------------
+    @classmethod
+    def tiny(cls) -> CodecConfig:
+        """A few-thousand-parameter codec for tests (still 24 kHz, hop 320, all four bandwidths)."""
+        return cls(
+            num_filters=4,
+            hidden_size=16,
+            num_lstm_layers=1,
+            codebook_size=1024,  # kept: the bit rates (10 bits a level) depend on it
+            n_q=16,
+            bandwidths=(1.5, 3.0, 6.0, 12.0),
+            kmeans_iters=2,
+            training=CodecTrainingConfig(
+                crop_seconds=0.4,
+                mel_min_log2=6,
+                mel_max_log2=9,
+                mel_bins=32,
+                adversarial_start_step=5,
+                discriminator_filters=4,
+                discriminator_n_ffts=(256, 128),
+            ),
+        )
+
+    def with_training(self, **changes) -> CodecConfig:
+        return replace(self, training=replace(self.training, **changes))

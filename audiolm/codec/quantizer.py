@@ -1,0 +1,215 @@
+"""Residual vector quantizer with EMA codebooks (SoundStream / EnCodec style).
+
+Each level quantizes what the previous levels left over. Codebooks are not trained by the
+optimizer: they follow an exponential moving average of the vectors assigned to each entry
+(`decay` ~0.99), start from k-means on the first training batch, and entries whose EMA usage
+falls below `dead_code_threshold` are replaced by random vectors of the current batch. The
+encoder is pulled towards its codes by the commitment loss, and gradients pass the
+quantization step straight through.
+
+Buffer names per level (`layers.{i}.`): `embed [K, D]`, `embed_avg [K, D]`, `cluster_size [K]`,
+`inited []` — the same names as transformers' EnCodec codebooks, so official weights copy in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def _all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum over data-parallel ranks (EMA statistics must agree on every rank)."""
+    if _distributed():
+        torch.distributed.all_reduce(tensor)
+    return tensor
+
+
+def _sample_vectors(vectors: torch.Tensor, count: int) -> torch.Tensor:
+    """`count` rows of `vectors` [N, D], without replacement when there are enough."""
+    n = vectors.shape[0]
+    if n >= count:
+        index = torch.randperm(n, device=vectors.device)[:count]
+    else:
+        index = torch.randint(0, n, (count,), device=vectors.device)
+    return vectors[index]
+
+
+def kmeans(vectors: torch.Tensor, num_clusters: int, iters: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Plain k-means: centroids [K, D] and cluster sizes [K] of `vectors` [N, D]."""
+    centroids = _sample_vectors(vectors, num_clusters)
+    bins = torch.zeros(num_clusters, device=vectors.device)
+    for _ in range(max(1, iters)):
+        assign = torch.cdist(vectors, centroids).argmin(dim=-1)  # [N]
+        bins = torch.bincount(assign, minlength=num_clusters).to(vectors.dtype)
+        sums = torch.zeros_like(centroids).index_add_(0, assign, vectors)
+        empty = bins == 0
+        centroids = torch.where(empty[:, None], centroids, sums / bins.clamp(min=1)[:, None])
+    return centroids, bins
+
+
+class EMACodebook(nn.Module):
+    """One codebook [K, D] updated by exponential moving averages of its assigned vectors."""
+
+    def __init__(self, codebook_size: int, dim: int, decay: float = 0.99, kmeans_iters: int = 10,
+                 dead_code_threshold: float = 2.0, eps: float = 1e-5):
+        super().__init__()
+        self.codebook_size = codebook_size
+        self.dim = dim
+        self.decay = decay
+        self.kmeans_iters = kmeans_iters
+        self.dead_code_threshold = dead_code_threshold
+        self.eps = eps
+        self.register_buffer("inited", torch.tensor(False))
+        self.register_buffer("cluster_size", torch.zeros(codebook_size))
+        self.register_buffer("embed", torch.randn(codebook_size, dim) * 0.01)
+        self.register_buffer("embed_avg", self.embed.clone())
+
+    # -- inference ----------------------------------------------------------------------------
+    def quantize(self, x: torch.Tensor) -> torch.Tensor:
+        """Nearest entry for each row of x [N, D] -> indices [N]."""
+        embed = self.embed.t()  # [D, K]
+        dist = x.pow(2).sum(1, keepdim=True) - 2 * x @ embed + embed.pow(2).sum(0, keepdim=True)
+        return dist.argmin(dim=-1)
+
+    def decode(self, index: torch.Tensor) -> torch.Tensor:
+        return F.embedding(index, self.embed)
+
+    # -- training -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def init_from(self, x: torch.Tensor) -> None:
+        """k-means over the first batch's vectors x [N, D] (rank 0's result on every rank)."""
+        centroids, bins = kmeans(x, self.codebook_size, self.kmeans_iters)
+        self.embed.copy_(centroids)
+        self.embed_avg.copy_(centroids)
+        self.cluster_size.copy_(bins)
+        if _distributed():
+            for buffer in (self.embed, self.embed_avg, self.cluster_size):
+                torch.distributed.broadcast(buffer, src=0)
+        self.inited.fill_(True)
+
+    @torch.no_grad()
+    def replace_dead_codes(self, x: torch.Tensor) -> int:
+        """Entries used less than `dead_code_threshold` (EMA) restart at random batch vectors."""
+        dead = self.cluster_size < self.dead_code_threshold  # [K]
+        count = int(dead.sum())
+        if count == 0:
+            return 0
+        fresh = _sample_vectors(x, self.codebook_size)
+        if _distributed():
+            torch.distributed.broadcast(fresh, src=0)
+        self.embed.copy_(torch.where(dead[:, None], fresh, self.embed))
+        # restart the running statistics too, otherwise the next EMA step pulls the entry back
+        self.embed_avg.copy_(torch.where(dead[:, None], fresh * self.dead_code_threshold, self.embed_avg))
+        self.cluster_size.copy_(torch.where(dead, torch.full_like(self.cluster_size, self.dead_code_threshold),
+                                            self.cluster_size))
+        return count
+
+    @torch.no_grad()
+    def ema_update(self, x: torch.Tensor, index: torch.Tensor) -> None:
+        """Move each entry towards the mean of the vectors x [N, D] assigned to it (index [N])."""
+        counts = torch.bincount(index, minlength=self.codebook_size).to(x.dtype)  # [K]
+        sums = torch.zeros_like(self.embed).index_add_(0, index, x)  # [K, D]
+        _all_reduce_sum(counts)
+        _all_reduce_sum(sums)
+        self.cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
+        self.embed_avg.mul_(self.decay).add_(sums, alpha=1 - self.decay)
+        # Laplace smoothing keeps never-used entries from dividing by zero
+        total = self.cluster_size.sum()
+        smoothed = (self.cluster_size + self.eps) / (total + self.codebook_size * self.eps) * total
+        self.embed.copy_(self.embed_avg / smoothed[:, None])
+
+
+@dataclass
+class QuantizerOutput:
+    quantized: torch.Tensor  # [B, D, T], straight-through in training
+    codes: torch.Tensor  # [B, Q, T]
+    commitment_loss: torch.Tensor  # scalar, mean over levels
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class ResidualVQ(nn.Module):
+    """`n_q` EMA codebooks applied to successive residuals; any prefix of levels decodes."""
+
+    def __init__(self, n_q: int, codebook_size: int, dim: int, decay: float = 0.99,
+                 kmeans_iters: int = 10, dead_code_threshold: float = 2.0):
+        super().__init__()
+        self.n_q = n_q
+        self.codebook_size = codebook_size
+        self.dim = dim
+        self.layers = nn.ModuleList(
+            EMACodebook(codebook_size, dim, decay, kmeans_iters, dead_code_threshold) for _ in range(n_q)
+        )
+
+    def forward(self, z: torch.Tensor, n_q: int | None = None) -> QuantizerOutput:
+        """Quantize z [B, D, T] with the first `n_q` levels; in training, update the codebooks."""
+        n_q = self.n_q if n_q is None else n_q
+        batch, dim, frames = z.shape
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            x = z.float().permute(0, 2, 1).reshape(-1, dim)  # [N, D], N = B*T
+            residual = x
+            quantized = torch.zeros_like(x)
+            codes, commit, perplexities, dead = [], [], [], 0
+            for layer in self.layers[:n_q]:
+                if self.training:
+                    target = residual.detach()
+                    if not bool(layer.inited):
+                        layer.init_from(target)
+                    dead += layer.replace_dead_codes(target)
+                index = layer.quantize(residual.detach())  # [N]
+                chosen = layer.decode(index)  # [N, D]
+                if self.training:
+                    layer.ema_update(residual.detach(), index)
+                commit.append(F.mse_loss(residual, chosen.detach()))
+                perplexities.append(_perplexity(index, self.codebook_size))
+                quantized = quantized + chosen
+                residual = residual - chosen.detach()
+                codes.append(index)
+            out = x + (quantized - x).detach() if self.training else quantized  # straight-through
+        out = out.reshape(batch, frames, dim).permute(0, 2, 1).to(z.dtype)
+        codes_t = torch.stack(codes, dim=1).reshape(batch, frames, n_q).permute(0, 2, 1)  # [B, Q, T]
+        metrics = {"perplexity": sum(perplexities) / len(perplexities),
+                   "perplexity_level0": perplexities[0]}
+        if self.training:
+            metrics["dead_codes_replaced"] = float(dead)
+            metrics["dead_codes"] = float(self.dead_codes())
+        return QuantizerOutput(out, codes_t, torch.stack(commit).mean(), metrics)
+
+    @torch.no_grad()
+    def dead_codes(self) -> int:
+        """Entries whose EMA usage is below the threshold, over all levels."""
+        return int(sum(int((layer.cluster_size < layer.dead_code_threshold).sum()) for layer in self.layers))
+
+    @torch.no_grad()
+    def encode(self, z: torch.Tensor, n_q: int) -> torch.Tensor:
+        """z [B, D, T] -> codes [B, Q, T] (no codebook updates)."""
+        batch, dim, frames = z.shape
+        residual = z.float().permute(0, 2, 1).reshape(-1, dim)
+        codes = []
+        for layer in self.layers[:n_q]:
+            index = layer.quantize(residual)
+            residual = residual - layer.decode(index)
+            codes.append(index)
+        return torch.stack(codes, dim=1).reshape(batch, frames, n_q).permute(0, 2, 1)
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes [B, Q, T] -> quantized latents [B, D, T] (sum of the Q levels' entries)."""
+        out = None
+        for level in range(codes.shape[1]):
+            chosen = self.layers[level].decode(codes[:, level])  # [B, T, D]
+            out = chosen if out is None else out + chosen
+        return out.permute(0, 2, 1)
+
+
+def _perplexity(index: torch.Tensor, codebook_size: int) -> float:
+    """exp(entropy) of the code histogram: how many entries are effectively in use."""
+    probs = torch.bincount(index, minlength=codebook_size).float()
+    probs = probs / probs.sum().clamp(min=1)
+    entropy = -(probs * (probs + 1e-10).log()).sum()
+    return float(entropy.exp())

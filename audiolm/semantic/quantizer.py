@@ -1,0 +1,50 @@
+"""The Gumbel product quantizer that gives w2v-BERT its targets.
+
+Front-end features are mapped to G groups of V logits. Training samples one entry per group
+with a straight-through Gumbel-softmax (hard one-hot forward, soft gradient); evaluation takes
+the argmax. The chosen entries' vectors are concatenated into the quantized target of the
+contrastive loss, and their ids are the classes the MLM module predicts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class QuantizerOutput:
+    codevectors: torch.Tensor  # [B, T, codevector_dim]
+    ids: torch.Tensor  # [B, T, G] chosen entry per group
+    probs: torch.Tensor  # [B, T, G, V] softmax of the logits (for the diversity loss)
+
+
+class GumbelProductQuantizer(nn.Module):
+    def __init__(self, in_dim: int, groups: int, entries: int, codevector_dim: int) -> None:
+        super().__init__()
+        if codevector_dim % groups:
+            raise ValueError(f"codevector_dim {codevector_dim} must be divisible by groups {groups}")
+        self.groups = groups
+        self.entries = entries
+        self.logits = nn.Linear(in_dim, groups * entries)
+        self.codevectors = nn.Parameter(torch.empty(groups, entries, codevector_dim // groups).uniform_())
+        nn.init.normal_(self.logits.weight, std=1.0)
+        nn.init.zeros_(self.logits.bias)
+        self.temperature = 2.0  # set by the training task each step (annealed)
+
+    def forward(self, features: torch.Tensor) -> QuantizerOutput:
+        """features: [B, T, in_dim] -> codevectors [B, T, D], ids [B, T, G], probs [B, T, G, V]."""
+        b, t, _ = features.shape
+        logits = self.logits(features).view(b, t, self.groups, self.entries).float()
+        probs = logits.softmax(dim=-1)
+        if self.training:
+            one_hot = nn.functional.gumbel_softmax(logits, tau=self.temperature, hard=True, dim=-1)
+            ids = one_hot.argmax(dim=-1)
+        else:
+            ids = logits.argmax(dim=-1)
+            one_hot = nn.functional.one_hot(ids, self.entries).to(logits.dtype)
+        # [B, T, G, V] x [G, V, d] -> [B, T, G, d] -> [B, T, G * d]
+        vectors = torch.einsum("btgv,gvd->btgd", one_hot.to(features.dtype), self.codevectors.to(features.dtype))
+        return QuantizerOutput(codevectors=vectors.reshape(b, t, -1), ids=ids, probs=probs)
