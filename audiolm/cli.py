@@ -28,6 +28,9 @@ COMMAND_MODULES: list[str] = [
     "audiolm.semantic.commands",
     "audiolm.wavenet.commands",
     "audiolm.lm.commands",
+    "audiolm.generate.commands",
+    "audiolm.pipeline_commands",
+    "audiolm.codec.commands",
 ]
 
 

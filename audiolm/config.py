@@ -90,7 +90,7 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         elif origin is tuple and args:
             if len(args) != len(value):
                 raise ConfigError(f"{where}: expected {len(args)} items, got {len(value)}")
-            items = [_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(args, value))]
+            items = [_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args))]
         else:
             item_hint = args[0] if args else Any
             items = [_coerce(v, item_hint, f"{where}[{i}]") for i, v in enumerate(value)]

@@ -61,3 +61,14 @@ def test_override_validates():
     assert override_config(Outer(), {"layers": 7}).layers == 7
     with pytest.raises(ConfigError):
         override_config(Outer(), {"nope": 1})
+
+
+@dataclass
+class Pair:
+    betas: tuple[float, float] = (0.9, 0.95)
+
+
+def test_fixed_length_tuple_keeps_values():
+    assert config_from_dict(Pair, {"betas": [0.8, 0.99]}).betas == (0.8, 0.99)
+    with pytest.raises(ConfigError, match="expected 2 items"):
+        config_from_dict(Pair, {"betas": [0.8]})

@@ -87,7 +87,7 @@ class Codec:
         for b in self.config.bandwidths:
             if abs(float(kbps) - b) < 1e-6:
                 return self.config.levels_for_kbps_unchecked(b)
-        raise CodecInputError(f"{kbps} kbps is not offered by this codec; choose one of {_kbps_list(self.bandwidths)}")
+        raise CodecInputError(f"{float(kbps):g} kbps is not offered by this codec; choose one of {_kbps_list(self.bandwidths)}")
 
     def to(self, device: str | torch.device) -> Codec:
         self.model.to(device)

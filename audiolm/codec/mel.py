@@ -35,12 +35,20 @@ def mel_filterbank(n_fft: int, n_mels: int, sample_rate: int, f_min: float = 0.0
 
 
 class MelSpectrogram(nn.Module):
-    """wav [..., N] -> mel power spectrogram [..., n_mels, frames] (Hann window, centred)."""
+    """wav [..., N] -> mel spectrogram [..., n_mels, frames] (Hann window, centred).
 
-    def __init__(self, sample_rate: int, n_fft: int, hop_length: int, n_mels: int):
+    power=2: mel of the power spectrum (torchaudio's default, used by `mel_distance`);
+    power=1: mel of the magnitude spectrum of a window-energy-normalised STFT (the loss: its
+    scale does not depend on the window size).
+    """
+
+    def __init__(self, sample_rate: int, n_fft: int, hop_length: int, n_mels: int, power: int = 2):
         super().__init__()
+        if power not in (1, 2):
+            raise ValueError(f"power must be 1 or 2, got {power}")
         self.n_fft = n_fft
         self.hop_length = hop_length
+        self.power = power
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
         self.register_buffer("filters", mel_filterbank(n_fft, n_mels, sample_rate), persistent=False)
 
@@ -52,18 +60,21 @@ class MelSpectrogram(nn.Module):
         flat = torch.nn.functional.pad(flat[:, None], (pad, pad), mode=mode)[:, 0]
         spec = torch.stft(flat, self.n_fft, self.hop_length, window=self.window, center=False,
                           return_complex=True)  # [B', F, frames]
-        power = spec.real.pow(2) + spec.imag.pow(2)
-        mel = self.filters @ power  # [B', n_mels, frames]
+        if self.power == 2:
+            spec = spec.real.pow(2) + spec.imag.pow(2)
+        else:  # magnitude, kept differentiable at zero
+            spec = (spec.real.pow(2) + spec.imag.pow(2) + 1e-9).sqrt() / self.window.pow(2).sum().sqrt()
+        mel = self.filters @ spec  # [B', n_mels, frames]
         return mel.reshape(*lead, *mel.shape[-2:])
 
 
 class MultiScaleMel(nn.Module):
     """Mel spectrograms at window sizes 2^min_log2 .. 2^max_log2 (hop = window / 4)."""
 
-    def __init__(self, sample_rate: int, min_log2: int = 6, max_log2: int = 11, n_mels: int = 64):
+    def __init__(self, sample_rate: int, min_log2: int = 6, max_log2: int = 11, n_mels: int = 64, power: int = 2):
         super().__init__()
         self.scales = nn.ModuleList(
-            MelSpectrogram(sample_rate, 2**i, 2**i // 4, min(n_mels, 2**i // 4))
+            MelSpectrogram(sample_rate, 2**i, 2**i // 4, min(n_mels, 2**i // 4), power)
             for i in range(min_log2, max_log2 + 1)
         )
 
@@ -72,7 +83,9 @@ class MultiScaleMel(nn.Module):
 
 
 def multiscale_mel_loss(mel: MultiScaleMel, estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """EnCodec's reconstruction loss: sum over scales of L1(mel) + L2(log mel), each a mean."""
+    """EnCodec's frequency-domain loss: mean over scales of L1(mel) + RMS(log mel difference).
+
+    `mel` should be built with power=1 (magnitude mel of a normalised STFT)."""
     total = estimate.new_zeros(())
     for est, ref in zip(mel(estimate), mel(target)):
         total = total + (est - ref).abs().mean()

@@ -125,7 +125,7 @@ class CodecTask(Task):
         self.model = CodecModel(config)
         self.critic = Critic(config)
         self.mel = MultiScaleMel(config.sample_rate, config.training.mel_min_log2,
-                                 config.training.mel_max_log2, config.training.mel_bins)
+                                 config.training.mel_max_log2, config.training.mel_bins, power=1)
         self.levels = sorted({config.levels_for_kbps_unchecked(b) for b in config.bandwidths})
         self.crop_samples = int(round(config.training.crop_seconds * config.sample_rate))
         self._train_set: AudioCropDataset | None = None

@@ -28,6 +28,7 @@ from audiolm.data.corpus import CorpusItem, write_manifest
 from audiolm.errors import AudiolmError
 
 BUILD_FILE = "corpus.json"
+ERRORS_FILE = "build_errors.json"
 CHUNK = 4  # items planned and rendered together; a build covers whole chunks
 
 ESPEAK_VALID_VARIANTS = ("m4", "f2")
@@ -122,18 +123,6 @@ def plan_music(index: int, seed: int, pieces: list[str], max_seconds: float = 20
 # ---------------------------------------------------------------------------------------------
 # rendering one job (runs in worker processes)
 
-_ENGINE = None  # this process's EspeakEngine
-
-
-def _espeak():
-    global _ENGINE
-    if _ENGINE is None:
-        from audiolm.data.speech_synth import EspeakEngine
-
-        _ENGINE = EspeakEngine()
-    return _ENGINE
-
-
 def _finish(samples: np.ndarray, from_rate: int, to_rate: int, out_wav: Path) -> float:
     """Resample, set the level (-23 dB RMS, peaks under 0.99), save atomically; returns seconds."""
     import torch
@@ -168,12 +157,12 @@ def render_job(job: Job, out_dir: str | Path, sample_rate: int, cache_dir: str |
 
 def _render_speech(job: Job, wav_path: Path, phones_path: Path | None, sample_rate: int) -> float:
     from audiolm.data.corpus import write_phones
-    from audiolm.data.speech_synth import flite_synth
+    from audiolm.data.speech_synth import EspeakEngine, flite_synth
 
     p = job.params
     if p["engine"] == "espeak":
         base, _, variant = p["voice"].partition("+")
-        utt = _espeak().synth(job.text, base, variant or None, p["rate"], p["pitch"], p["range"])
+        utt = EspeakEngine.shared().synth(job.text, base, variant or None, p["rate"], p["pitch"], p["range"])
         inventory = "espeak"
     else:
         utt = flite_synth(job.text, p["voice"], p["stretch"], p["f0_mean"])
@@ -247,7 +236,7 @@ def check_tools(speech: bool, music: bool) -> None:
     if speech:
         require_program("espeak-ng", "espeak-ng")
         require_program("flite", "flite")
-        EspeakEngine()  # the library itself (libespeak-ng1)
+        EspeakEngine.shared()  # the library itself (libespeak-ng1)
     if music:
         from audiolm.data.music_render import _corpus_root, find_soundfont
 
@@ -300,8 +289,8 @@ def build_corpus(
     _check_out_dir(out_dir, settings)
     check_tools(speech_minutes > 0, music_minutes > 0)
     out_dir.mkdir(parents=True, exist_ok=True)
-    minutes = {"speech_minutes": speech_minutes, "music_minutes": music_minutes}
-    atomic_write_json(out_dir / BUILD_FILE, {**settings, **minutes})
+    requested = {"speech_minutes": speech_minutes, "music_minutes": music_minutes}
+    atomic_write_json(out_dir / BUILD_FILE, {**settings, **requested})
 
     pieces: list[str] = []
     if music_minutes > 0:
@@ -315,7 +304,11 @@ def build_corpus(
 
     items: list[CorpusItem] = []
     errors: list[str] = []
+    for orphan in out_dir.rglob(".*.tmp"):  # temp files of a build that was killed mid-write
+        orphan.unlink(missing_ok=True)
+
     pool = None  # started on the first job that needs rendering: a no-op rebuild starts none
+    completed = False
     try:
         for kind, minutes in (("speech", speech_minutes), ("music", music_minutes)):
             budget = minutes * 60.0
@@ -341,13 +334,19 @@ def build_corpus(
                     raise AudiolmError(f"corpus build: {CHUNK * 3} {kind} items in a row failed; last: {errors[-1]}")
                 index += CHUNK
             bar.close()
+        completed = True
     finally:
         if pool is not None:
-            pool.close()
+            if completed:
+                pool.close()
+            else:  # interrupted or failed: stop the workers now
+                pool.terminate()
             pool.join()
     write_manifest(out_dir, items)
-    if errors:
-        atomic_write_json(out_dir / "build_errors.json", {"skipped": errors})
+    if errors:  # items that could not be rendered (a score music21 cannot convert...) are left out
+        atomic_write_json(out_dir / ERRORS_FILE, {"skipped": errors})
+    else:
+        (out_dir / ERRORS_FILE).unlink(missing_ok=True)
     return items
 
 

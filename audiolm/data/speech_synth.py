@@ -68,7 +68,20 @@ _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctype
 
 
 class EspeakEngine:
-    """libespeak-ng in synchronous mode with phoneme events (one instance per process)."""
+    """libespeak-ng in synchronous mode with phoneme events.
+
+    The library is process-global (one voice, one callback), so use `EspeakEngine.shared()`:
+    a second instance would re-register the callback and leave the first one mute.
+    """
+
+    _shared: EspeakEngine | None = None
+
+    @classmethod
+    def shared(cls) -> EspeakEngine:
+        """This process's engine (created on first use)."""
+        if cls._shared is None:
+            cls._shared = cls()
+        return cls._shared
 
     def __init__(self) -> None:
         name = ctypes.util.find_library("espeak-ng") or "libespeak-ng.so.1"
@@ -108,6 +121,7 @@ class EspeakEngine:
         for param, value in ((_RATE, rate), (_PITCH, pitch), (_RANGE, pitch_range)):
             self.lib.espeak_SetParameter(param, int(value), 0)
         self._chunks, self._starts = [], []
+        self.lib.espeak_SetSynthCallback(self._callback)  # ours, even if another instance registered
         data = text.encode("utf-8")
         # espeak_Synth(text, size, position, POS_CHARACTER, end, espeakCHARS_UTF8, id, user_data)
         status = self.lib.espeak_Synth(ctypes.c_char_p(data), len(data) + 1, 0, 1, 0, 1, None, None)

@@ -48,38 +48,50 @@ def hash32(x: torch.Tensor) -> torch.Tensor:
 
 
 def seeds_tensor(seeds: list[int] | torch.Tensor, device: torch.device | str) -> torch.Tensor:
-    """Per-sample seeds [B] as int64 in [0, 2^32) on `device` (any Python int is accepted)."""
+    """Per-sample seed states [B] (int64 in [0, 2^32), already hashed) on `device`.
+
+    Any Python int is accepted as a seed; the states are what `sample` / `gumbel_noise` take."""
     if isinstance(seeds, torch.Tensor):
-        return (seeds.to(device=device, dtype=torch.int64)) & _MASK32
-    mixed = [(int(s) ^ (int(s) >> 32)) & _MASK32 for s in seeds]
-    return torch.tensor(mixed, dtype=torch.int64, device=device)
+        mixed = seeds.to(device=device, dtype=torch.int64)
+        mixed = (mixed ^ (mixed >> 32)) & _MASK32
+    else:
+        mixed = torch.tensor([(int(s) ^ (int(s) >> 32)) & _MASK32 for s in seeds], dtype=torch.int64, device=device)
+    return hash32(mixed)
 
 
-def gumbel_noise(seeds: torch.Tensor, step: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    """Gumbel(0, 1) noise [B, V] for seeds [B] (int64) and draw number step [1] (int64)."""
-    vocab = torch.arange(vocab_size, device=seeds.device, dtype=torch.int64)
-    state = hash32(hash32(seeds[:, None]) ^ (step.view(1, 1) & _MASK32))  # [B, 1]
-    bits = hash32(state ^ hash32((vocab * 0x9E3779B9 + 0x632BE5AB) & _MASK32)[None])  # [B, V]
+_VOCAB_KEYS: dict[tuple[int, str], torch.Tensor] = {}
+
+
+def vocab_keys(vocab_size: int, device: torch.device) -> torch.Tensor:
+    """A fixed random 32-bit key per vocabulary id [V], cached per (size, device). Never cached
+    while a CUDA graph is being captured (a tensor made then holds values only on replay);
+    the graph step runs eagerly first, which fills the cache."""
+    device = torch.device(device)
+    capturing = device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+    key = (vocab_size, str(device))
+    if capturing or key not in _VOCAB_KEYS:
+        ids = torch.arange(vocab_size, device=device, dtype=torch.int64)
+        keys = hash32((ids * 0x9E3779B9 + 0x632BE5AB) & _MASK32)
+        if capturing:
+            return keys
+        _VOCAB_KEYS[key] = keys
+    return _VOCAB_KEYS[key]
+
+
+def gumbel_noise(
+    seeds: torch.Tensor, step: torch.Tensor, vocab_size: int, ids: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Gumbel(0, 1) noise for seed states [B] (`seeds_tensor`), draw number step [1] (int64),
+    for every id of the vocabulary ([B, V] out) or only for `ids` [B, n] ([B, n] out). An id's
+    noise is the same either way, so a draw among the top-k candidates equals the draw over
+    the whole vocabulary with the other ids masked out."""
+    keys = vocab_keys(vocab_size, seeds.device)
+    keys = keys[None] if ids is None else keys[ids]  # [1, V] or [B, n]
+    state = hash32(seeds[:, None] ^ step.view(1, 1))  # [B, 1]
+    bits = hash32(state ^ keys)
     # 24 random bits -> uniform in (0, 1), never exactly 0 or 1
     uniform = ((bits >> 8).to(torch.float32) + 0.5) * (1.0 / (1 << 24))
     return -torch.log(-torch.log(uniform))
-
-
-def filter_logits(logits: torch.Tensor, config: SamplingConfig, allowed: torch.Tensor | None = None) -> torch.Tensor:
-    """logits [B, V] (float32) with disallowed / top-k / top-p-excluded entries set to -inf."""
-    if allowed is not None:
-        logits = logits.masked_fill(~allowed, float("-inf"))
-    if config.top_k and config.top_k < logits.shape[-1]:
-        kth = torch.topk(logits, config.top_k, dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if config.top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
-        probs = torch.softmax(sorted_logits / max(config.temperature, 1e-6), dim=-1)
-        # drop an entry when the entries above it already hold top_p of the mass
-        drop_sorted = (probs.cumsum(dim=-1) - probs) > config.top_p
-        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-        logits = logits.masked_fill(drop, float("-inf"))
-    return logits
 
 
 def sample(
@@ -89,9 +101,28 @@ def sample(
     step: torch.Tensor,
     allowed: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Next tokens [B] from logits [B, V]; `allowed` is a bool mask [V] or [B, V]."""
-    logits = filter_logits(logits.float(), config, allowed)
+    """Next tokens [B] from logits [B, V]; `allowed` is a bool mask [V] or [B, V].
+
+    Order: allowed-vocabulary mask, then top-k, then top-p over the renormalised top-k
+    distribution (temperature applied), then a Gumbel-max draw. With top-k only the k
+    candidates get noise, which keeps a step cheap on CPU.
+    """
+    logits = logits.float()
+    if allowed is not None:
+        logits = logits.masked_fill(~allowed, float("-inf"))
     if config.temperature == 0:
         return logits.argmax(dim=-1)
-    noise = gumbel_noise(seeds, step, logits.shape[-1])
-    return (logits / config.temperature + noise).argmax(dim=-1)
+    V = logits.shape[-1]
+    ids: torch.Tensor | None = None
+    if config.top_k and config.top_k < V:
+        logits, ids = torch.topk(logits, config.top_k, dim=-1)  # sorted, descending
+    elif config.top_p < 1.0:
+        logits, ids = torch.sort(logits, dim=-1, descending=True)
+    scaled = logits if config.temperature == 1.0 else logits / config.temperature
+    if config.top_p < 1.0:
+        probs = torch.softmax(scaled, dim=-1)
+        # drop an entry when the entries above it already hold top_p of the mass
+        scaled = scaled.masked_fill((probs.cumsum(dim=-1) - probs) > config.top_p, float("-inf"))
+    noise = gumbel_noise(seeds, step, V, ids)
+    choice = (scaled + noise).argmax(dim=-1)  # [B]
+    return choice if ids is None else ids.gather(-1, choice[:, None])[:, 0]

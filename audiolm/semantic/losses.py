@@ -23,17 +23,17 @@ def contrastive_loss(
     mask: [B, T] bool (frames to score). Returns (mean loss, accuracy of the positive).
     """
     b, t, d = targets.shape
-    k = negative_indices.shape[-1]
-    negatives = targets.reshape(b * t, d)[negative_indices.reshape(-1)].view(b, t, k, d)
-    candidates = torch.cat([targets[:, :, None], negatives], dim=2)  # [B, T, 1 + K, D]
-    logits = torch.cosine_similarity(context[:, :, None].float(), candidates.float(), dim=-1) / temperature
+    flat = targets.reshape(b * t, d)
+    positives = targets[mask]  # [M, D] only masked frames are scored
+    negatives = flat[negative_indices[mask]]  # [M, K, D]
+    candidates = torch.cat([positives[:, None], negatives], dim=1)  # [M, 1 + K, D]
+    logits = torch.cosine_similarity(context[mask][:, None].float(), candidates.float(), dim=-1) / temperature
     # a distractor identical to the positive (same codevectors) is not a distractor
-    same = (negatives == targets[:, :, None]).all(dim=-1)  # [B, T, K]
-    logits[:, :, 1:] = logits[:, :, 1:].masked_fill(same, float("-inf"))
-    scored = logits[mask]  # [M, 1 + K]
-    zeros = torch.zeros(scored.shape[0], dtype=torch.long, device=scored.device)
-    loss = nn.functional.cross_entropy(scored, zeros)
-    accuracy = (scored.argmax(dim=-1) == 0).float().mean()
+    same = (negatives == positives[:, None]).all(dim=-1)  # [M, K]
+    logits = torch.cat([logits[:, :1], logits[:, 1:].masked_fill(same, float("-inf"))], dim=1)
+    zeros = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
+    loss = nn.functional.cross_entropy(logits, zeros)
+    accuracy = (logits.argmax(dim=-1) == 0).float().mean()
     return loss, accuracy
 
 

@@ -9,6 +9,7 @@ fast path's prefill are not counted.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -37,11 +38,20 @@ def _timed_generate(model: WaveNet, warm: int, samples: int, batch: int, prompt:
 
 
 def measure(
-    model: WaveNet, mode: str, batch: int, samples: int, prompt: torch.Tensor
+    model: WaveNet, mode: str, batch: int, samples: int, prompt: torch.Tensor, naive_threads: int | None = None
 ) -> dict[str, Any]:
+    """One figure. The fast path always runs its loop on one CPU thread (fast_generate.py says
+    why); the naive forward runs on `naive_threads` (default: torch's current setting)."""
     naive = mode == "naive"
     warm = 2 if naive else min(200, samples)
-    seconds = _timed_generate(model, warm, samples, batch, prompt, naive)
+    previous = torch.get_num_threads()
+    threads = (naive_threads or previous) if naive else 1
+    if naive and model.device.type == "cpu":
+        torch.set_num_threads(threads)
+    try:
+        seconds = _timed_generate(model, warm, samples, batch, prompt, naive)
+    finally:
+        torch.set_num_threads(previous)
     cfg = model.config
     return {
         "mode": mode,
@@ -50,7 +60,7 @@ def measure(
         "layers": cfg.layers,
         "residual_channels": cfg.residual_channels,
         "receptive_field": cfg.receptive_field,
-        "threads": 1 if (mode == "fast" and model.device.type == "cpu") else torch.get_num_threads(),
+        "threads": threads if model.device.type == "cpu" else None,
         "samples": samples,
         "seconds": round(seconds, 4),
         "samples_per_s": round(batch * samples / seconds, 1),
@@ -64,6 +74,7 @@ def bench_wavenet(
     naive_samples: int = 10,
     config: WaveNetConfig | None = None,
     progress: bool = True,
+    naive_threads: int | None = None,
 ) -> dict[str, Any]:
     """Fast and naive samples/s at each batch size; returns the `--json` object."""
     from audiolm.eval.machine import describe_machine
@@ -79,13 +90,15 @@ def bench_wavenet(
 
     for mode, batch in tqdm(jobs, desc="bench wavenet", disable=not progress):
         n = samples if mode == "fast" else naive_samples
-        results.append(measure(model, mode, batch, n, prompt))
+        results.append(measure(model, mode, batch, n, prompt, naive_threads))
     speedup = {}
     for batch in batches:
         fast, naive = (next(r for r in results if r["mode"] == m and r["batch"] == batch) for m in ("fast", "naive"))
         speedup[str(batch)] = round(fast["samples_per_s"] / naive["samples_per_s"], 1)
     return {
         "machine": describe_machine(device),
+        # these figures swing with other processes on shared cores: record how busy it was
+        "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "results": results,
         "fast_over_naive": speedup,
         "targets": {"cpu_batch1_samples_per_s": 2000, "gpu_batch1_samples_per_s": 24000},
@@ -95,6 +108,6 @@ def bench_wavenet(
 def format_table(report: dict[str, Any]) -> str:
     lines = [f"machine: {report['machine']}", f"{'mode':6} {'device':7} {'batch':>5} {'threads':>7} {'samples/s':>12}"]
     for r in report["results"]:
-        lines.append(f"{r['mode']:6} {r['device']:7} {r['batch']:>5} {r['threads']:>7} {r['samples_per_s']:>12,.1f}")
+        lines.append(f"{r['mode']:6} {r['device']:7} {r['batch']:>5} {str(r['threads'] or '-'):>7} {r['samples_per_s']:>12,.1f}")
     lines.append("fast / naive: " + ", ".join(f"batch {b}: {s}x" for b, s in report["fast_over_naive"].items()))
     return "\n".join(lines)

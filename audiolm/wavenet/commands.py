@@ -164,6 +164,7 @@ def _setup_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batches", default="1,16", help="comma-separated batch sizes (default 1,16)")
     p.add_argument("--samples", type=int, default=2000, help="samples per fast run (default 2000)")
     p.add_argument("--naive-samples", type=int, default=10, help="samples per naive run (default 10)")
+    p.add_argument("--naive-threads", type=int, help="CPU threads for the naive forward (default: torch's setting)")
     p.add_argument("--config", help="model config JSON (default: 20 layers x 64 residual channels)")
 
 
@@ -180,7 +181,10 @@ def _run_bench(args: argparse.Namespace) -> int:
     if not batches or min(batches) < 1 or args.samples < 1 or args.naive_samples < 1:
         raise UsageError("--batches, --samples and --naive-samples must be positive")
     config = load_config_file(WaveNetConfig, args.config) if args.config else None
-    report = bench_wavenet(args.device, batches, args.samples, args.naive_samples, config, progress=not args.json)
+    if args.naive_threads is not None and args.naive_threads < 1:
+        raise UsageError("--naive-threads must be >= 1")
+    report = bench_wavenet(args.device, batches, args.samples, args.naive_samples, config, progress=not args.json,
+                           naive_threads=args.naive_threads)
     if args.json:
         print_json(report)
     else:

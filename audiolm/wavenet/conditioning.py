@@ -136,9 +136,6 @@ class Conditioning(nn.Module):
         frames = frames.clamp(max=bias.shape[-1] - 1)
         return bias.index_select(-1, frames)
 
-    def frames_needed(self, samples: int) -> int:
-        return -(-samples // self.config.lc_hop)
-
 
 def pad_codes_for_samples(codes: torch.Tensor, samples: int, hop: int) -> torch.Tensor:
     """Cut or extend `codes [..., F]` (repeating the last frame) to cover exactly `samples`

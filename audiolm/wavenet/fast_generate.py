@@ -97,9 +97,6 @@ class RingBufferState:
         self.buffers = [torch.empty(d, batch_size, G, device=dev) for d in self.dilations]
         self.slots = [buf.unbind(0) for buf in self.buffers]  # per layer, d views [B, G]
 
-    def frame(self, t: int) -> int:
-        return 0 if self.hop is None else min(t // self.hop, self.n_frames - 1)
-
     def prefill(self, prompt: torch.Tensor, inputs: GenerationInputs) -> None:
         """Fill the ring buffers as if samples 0..P-1 (= prompt [B, P]) had been generated."""
         P = prompt.shape[1]
@@ -113,7 +110,7 @@ class RingBufferState:
         for l, d in enumerate(self.dilations):
             # the slot read at sample tau (P <= tau < P + d) holds bias(tau) + W_past x_l[tau - d]
             taus = torch.arange(P, P + d, device=dev)
-            frames = torch.tensor([self.frame(int(tau)) for tau in taus], device=dev)
+            frames = torch.zeros_like(taus) if self.hop is None else (taus // self.hop).clamp(max=self.n_frames - 1)
             values = self.read_bias[:, l].index_select(0, frames).clone()  # [d, B, G]
             past = taus - d
             have = past >= 0

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -152,6 +155,24 @@ def test_excerpt_midi_releases_every_note(tmp_path: Path) -> None:
     assert midi.length == pytest.approx(seconds, abs=0.01)
 
 
+@pytest.mark.skipif(shutil.which("fluidsynth") is None, reason="fluidsynth is not installed")
+def test_render_stops_a_runaway_fluidsynth(tmp_path: Path) -> None:
+    # fluidsynth -F never finishes a MIDI that leaves a note held: the size bound must stop it
+    mido = pytest.importorskip("mido")
+    from audiolm.data.music_render import find_soundfont, render_midi
+
+    track = mido.MidiTrack([  # strings sustain for as long as the note is held (a piano would decay)
+        mido.Message("program_change", program=48, time=0),
+        mido.Message("note_on", note=60, velocity=90, time=0),
+        mido.MetaMessage("end_of_track", time=960),
+    ])
+    midi = mido.MidiFile(ticks_per_beat=480)
+    midi.tracks.append(track)
+    midi.save(str(tmp_path / "held.mid"))
+    with pytest.raises(AudiolmError, match="ran away"):
+        render_midi(tmp_path / "held.mid", tmp_path / "held.wav", 8000, 0.1, find_soundfont())
+
+
 def test_trim_trailing_silence() -> None:
     from audiolm.data.corpus_build import trim_trailing_silence
 
@@ -263,3 +284,27 @@ def test_render_valid_examples(tmp_path: Path, built_corpus: Path) -> None:
     assert music.split == "valid" and 3.5 <= music.duration <= 5.5
     assert audio_duration(tmp_path / "prompt_music.wav") == pytest.approx(music.duration, abs=1e-3)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prompt_music.wav", "prompt_speech.phones.json", "prompt_speech.wav"]
+
+
+@needs_tools
+def test_killed_build_resumes_to_the_same_corpus(tmp_path: Path) -> None:
+    out = tmp_path / "corpus"
+    code = (
+        "from audiolm.data.corpus_build import build_corpus; "
+        f"build_corpus({str(out)!r}, 0.4, 0.0, workers=1, progress=False)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline and len(list(out.rglob("*.wav"))) < 3:
+        time.sleep(0.02)
+    proc.kill()  # SIGKILL, mid-way through the speech
+    proc.wait()
+    from audiolm.data.corpus_build import build_corpus
+
+    items = build_corpus(out, 0.4, 0.0, workers=1, progress=False)
+    assert not list(out.rglob("*.tmp"))
+    reference = build_corpus(tmp_path / "fresh", 0.4, 0.0, workers=1, progress=False)
+    assert [i.to_json() for i in items] == [i.to_json() for i in reference]
+    for item in items:
+        _, phones = read_phones(item.phones_path)
+        assert phones[-1][1] <= item.duration + 1e-3

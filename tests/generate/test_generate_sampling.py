@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from audiolm.generate.sampling import SamplingConfig, filter_logits, gumbel_noise, sample, seeds_tensor
+from audiolm.generate.sampling import SamplingConfig, gumbel_noise, sample, seeds_tensor
 
 
 def draws(logits, config, n=4000, seed=5, allowed=None):
@@ -23,6 +23,8 @@ def test_draws_follow_softmax():
 
 def test_noise_depends_on_seed_and_step_only():
     a = gumbel_noise(seeds_tensor([1, 2], "cpu"), torch.tensor([7]), 50)
+    ids = torch.tensor([[4, 9], [0, 49]])
+    torch.testing.assert_close(gumbel_noise(seeds_tensor([1, 2], "cpu"), torch.tensor([7]), 50, ids), a.gather(1, ids))
     b = gumbel_noise(seeds_tensor([2], "cpu"), torch.tensor([7]), 50)
     torch.testing.assert_close(a[1:], b)
     c = gumbel_noise(seeds_tensor([1], "cpu"), torch.tensor([8]), 50)
@@ -41,9 +43,21 @@ def test_top_k_top_p_greedy_and_mask():
     assert set(draws(logits, SamplingConfig(temperature=0)).tolist()) == {0}
     allowed = torch.tensor([False, False, True, True, False])
     assert set(draws(logits, SamplingConfig(), allowed=allowed).tolist()) == {2, 3}
-    filtered = filter_logits(logits, SamplingConfig(top_k=3, top_p=0.9))
     # top-3 keeps .665 .245 .090 (renormalised); the first two already hold 0.91 > 0.9
-    assert torch.isinf(filtered).tolist() == [[False, False, True, True, True]]
+    assert set(draws(logits, SamplingConfig(top_k=3, top_p=0.9)).tolist()) == {0, 1}
+    assert set(draws(logits, SamplingConfig(top_k=3, top_p=0.95)).tolist()) == {0, 1, 2}
+
+
+def test_top_k_draw_equals_full_vocabulary_draw():
+    """Noise only for the top-k candidates == noise for all ids with the rest masked out."""
+    torch.manual_seed(0)
+    logits = torch.randn(64, 100)
+    seeds = seeds_tensor(list(range(64)), "cpu")
+    step = torch.tensor([3])
+    fast = sample(logits, SamplingConfig(temperature=0.7, top_k=10), seeds, step)
+    kth = torch.topk(logits, 10).values[:, -1:]
+    slow = sample(logits, SamplingConfig(temperature=0.7), seeds, step, allowed=logits >= kth)
+    assert torch.equal(fast, slow)
 
 
 def test_config_validation():

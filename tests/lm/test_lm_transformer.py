@@ -7,6 +7,14 @@ from audiolm.lm.config import TransformerConfig
 from audiolm.lm.transformer import Transformer
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: one thread is faster, and fair to other tests
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny(mlp="swiglu", max_seq_len=24, vocab=40):
     torch.manual_seed(0)
     return Transformer(TransformerConfig(vocab_size=vocab, dim=32, n_layers=2, n_heads=4, mlp=mlp, max_seq_len=max_seq_len)).eval()

@@ -62,7 +62,7 @@ def test_loss_falls_on_tiny_corpus(tiny_corpus, make_config):
         opt.zero_grad()
         out.losses["model"].backward()
         opt.step()
-        losses.append(float(out.losses["model"]))
+        losses.append(float(out.losses["model"].detach()))
     assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
 
 

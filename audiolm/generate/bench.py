@@ -1,0 +1,165 @@
+"""`audiolm bench decode`: our decoder vs Hugging Face `generate()` with a KV cache, same run.
+
+For each size (a stage-shaped transformer of ~10M / ~50M parameters with a coarse-stage
+vocabulary) and batch size, both implementations continue a 16-token prompt by N tokens with
+the same sampling (temperature 1, top-k 50); the HF peer is `LlamaForCausalLM` built from a
+config of the same width, depth, heads, MLP width and vocabulary (the same architecture:
+pre-norm RMSNorm, RoPE, SwiGLU, untied head), random weights, no download.
+
+The bound: a one-token step must read every weight it uses once, so at best it takes
+`weight bytes / memory bandwidth` seconds; for a batch of B, B tokens come out of each step.
+Weight bytes count every parameter except the embedding table (a step reads only B of its
+rows). Bandwidth is measured in the same run by copying a 256 MiB tensor (read + write bytes
+over time, best of several). Small models can partly sit in the CPU's last-level cache and
+then run above this "bound".
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from audiolm.generate.decode import generate
+from audiolm.generate.sampling import SamplingConfig
+from audiolm.lm.config import TransformerConfig
+from audiolm.lm.transformer import Transformer
+
+# coarse stage vocabulary: K=1024 semantic + PAD + SEP + 2 levels x 1024 codes
+BENCH_VOCAB = 1024 + 2 + 2 * 1024
+SIZES = {
+    "10M": TransformerConfig(vocab_size=BENCH_VOCAB, dim=384, n_layers=6, n_heads=6, hidden_dim=1024, max_seq_len=512),
+    "50M": TransformerConfig(vocab_size=BENCH_VOCAB, dim=640, n_layers=10, n_heads=10, hidden_dim=1664, max_seq_len=512),
+}
+PROMPT_TOKENS = 16
+SAMPLING = SamplingConfig(temperature=1.0, top_k=50)
+
+
+@dataclass
+class BenchResult:
+    impl: str
+    params: int
+    batch: int
+    device: str
+    tokens_per_s: float
+    bound_tokens_per_s: float
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure_bandwidth(device: torch.device, mebibytes: int = 256, repeats: int = 5) -> float:
+    """Memory bandwidth in GB/s from a large tensor copy (bytes read + bytes written)."""
+    n = mebibytes * 2**20 // 4
+    src = torch.ones(n, dtype=torch.float32, device=device)
+    dst = torch.empty_like(src)
+    dst.copy_(src)  # touch the pages
+    best = float("inf")
+    for _ in range(repeats):
+        _sync(device)
+        t = time.perf_counter()
+        dst.copy_(src)
+        _sync(device)
+        best = min(best, time.perf_counter() - t)
+    return 2 * src.numel() * src.element_size() / best / 1e9
+
+
+def streamed_weight_bytes(model: torch.nn.Module, embedding: torch.nn.Embedding, batch: int) -> int:
+    """Bytes a one-token step reads: all weights but the embedding table, plus B of its rows."""
+    total = sum(p.numel() * p.element_size() for p in model.parameters())
+    table = embedding.weight
+    return total - table.numel() * table.element_size() + batch * table.shape[1] * table.element_size()
+
+
+def hf_peer(config: TransformerConfig, device: torch.device):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    hf_config = LlamaConfig(
+        vocab_size=config.vocab_size,
+        hidden_size=config.dim,
+        intermediate_size=config.mlp_hidden_dim,
+        num_hidden_layers=config.n_layers,
+        num_attention_heads=config.n_heads,
+        num_key_value_heads=config.n_heads,
+        max_position_embeddings=config.max_seq_len,
+        rms_norm_eps=config.norm_eps,
+        rope_theta=config.rope_base,
+        tie_word_embeddings=False,
+        attn_implementation="sdpa",
+    )
+    return LlamaForCausalLM(hf_config).to(device).eval()
+
+
+def _time(fn, repeats: int, device: torch.device) -> float:
+    fn()  # warm-up (allocations, graph capture, kernels)
+    best = float("inf")
+    for _ in range(repeats):
+        _sync(device)
+        t = time.perf_counter()
+        fn()
+        _sync(device)
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def bench_decode(
+    sizes: list[str],
+    batches: list[int],
+    device: torch.device,
+    *,
+    new_tokens: int = 128,
+    repeats: int = 3,
+    with_hf: bool = True,
+    progress: bool = True,
+) -> tuple[float, list[BenchResult]]:
+    """Returns (bandwidth GB/s, results) for every size x batch x implementation."""
+    bandwidth = measure_bandwidth(device)
+    results: list[BenchResult] = []
+    jobs = [(s, b) for s in sizes for b in batches]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(jobs) * (2 if with_hf else 1), desc="bench decode", unit="run", dynamic_ncols=True)
+    for size, batch in jobs:
+        config = SIZES[size]
+        torch.manual_seed(0)
+        prompt = torch.randint(0, config.vocab_size, (batch, PROMPT_TOKENS), device=device)
+        ours = Transformer(config).to(device).eval()
+        params = ours.num_parameters()
+        bound = batch * bandwidth * 1e9 / streamed_weight_bytes(ours, ours.tok_embeddings, batch)
+        seconds = _time(
+            lambda: generate(ours, prompt, new_tokens, sampling=SAMPLING, seeds=list(range(batch))), repeats, device
+        )
+        results.append(BenchResult("audiolm", params, batch, device.type, batch * new_tokens / seconds, bound))
+        del ours
+        if bar is not None:
+            bar.update(1)
+        if with_hf:
+            peer = hf_peer(config, device)
+            hf_params = sum(p.numel() for p in peer.parameters())
+
+            def run_hf():
+                with torch.inference_mode():
+                    peer.generate(
+                        prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new_tokens,
+                        min_new_tokens=new_tokens, do_sample=True, temperature=1.0, top_k=50, top_p=1.0,
+                        use_cache=True, pad_token_id=0,
+                    )
+
+            seconds = _time(run_hf, repeats, device)
+            hf_bound = batch * bandwidth * 1e9 / streamed_weight_bytes(peer, peer.model.embed_tokens, batch)
+            results.append(BenchResult("hf", hf_params, batch, device.type, batch * new_tokens / seconds, hf_bound))
+            del peer
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
+    return bandwidth, results
