@@ -45,6 +45,27 @@ class PipelineError(AudiolmError):
     """Pipeline components that do not fit together, or a bad prompt."""
 
 
+class _Stopwatch:
+    """Wall time between laps, synchronising CUDA so each lap holds its own work."""
+
+    def __init__(self, device: torch.device, into: dict[str, float]) -> None:
+        self.cuda = torch.device(device).type == "cuda"
+        self.into = into
+        self.last = self._now()
+
+    def _now(self) -> float:
+        import time
+
+        if self.cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = self._now()
+        self.into[name] = self.into.get(name, 0.0) + now - self.last
+        self.last = now
+
+
 @dataclass
 class StageSampling:
     temperature: float = 1.0
@@ -143,6 +164,9 @@ class Continuation:
     prompt_samples: int  # where the continuation starts in `audio` (0 with continuation_only)
     semantic: torch.Tensor | None = None  # [B, Ts] prompt + generated
     codes: torch.Tensor | None = None  # [B, Q, T] prompt + generated
+    # wall seconds per step: "encode" (prompt tokenization; 0 for a given prompt), "semantic",
+    # "coarse", "fine", "codec" (decoding); CUDA is synchronised at each boundary
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 class AudioLM:
@@ -208,6 +232,21 @@ class AudioLM:
                 )
         if fine_cfg.n_q > self.codec.n_q:
             problems.append(f"fine stage predicts {fine_cfg.n_q} levels, the codec has only {self.codec.n_q}")
+        else:
+            decodable = sorted({self.codec.levels_for_kbps(b) for b in self.codec.bandwidths})
+            if fine_cfg.n_q not in decodable:
+                problems.append(
+                    f"fine stage predicts {fine_cfg.n_q} levels, the codec decodes "
+                    f"{', '.join(map(str, decodable))} levels (one per bit rate)"
+                )
+        if sem_cfg.dedup_semantic:
+            problems.append(
+                "semantic stage was trained on deduplicated tokens (dedup_semantic), which lose the timing "
+                "the coarse stage needs"
+            )
+        for name, cfg in (("semantic", sem_cfg), ("coarse", coarse_cfg), ("fine", fine_cfg)):
+            if cfg.stage != name:
+                problems.append(f"the {name} stage checkpoint holds a {cfg.stage} stage")
         if coarse_cfg.coarse_levels != fine_cfg.coarse_levels:
             problems.append(
                 f"coarse stage models {coarse_cfg.coarse_levels} levels, the fine stage expects {fine_cfg.coarse_levels}"
@@ -230,6 +269,12 @@ class AudioLM:
         return (cfg.model.max_seq_len - 1) / cfg.semantic_frame_rate
 
     @property
+    def min_prompt_samples(self) -> int:
+        """The shortest prompt (at `sample_rate`): one codec frame and two semantic frames."""
+        semantic = math.ceil(2 * self.sample_rate / self.semantic_tokenizer.frame_rate)
+        return max(self.codec.hop_length, semantic)
+
+    @property
     def device(self) -> torch.device:
         return next(self.stages["semantic"][0].parameters()).device
 
@@ -249,10 +294,12 @@ class AudioLM:
         mono = wav.mean(0, keepdim=True)
         audio = resample(mono, sample_rate, self.sample_rate) if sample_rate != self.sample_rate else mono
         hop = self.codec.hop_length
-        if audio.shape[-1] < hop:
+        if audio.shape[-1] < self.min_prompt_samples:
             raise PipelineError(
-                f"prompt is {audio.shape[-1] / self.sample_rate * 1000:.1f} ms long, shorter than one codec "
-                f"frame ({hop / self.sample_rate * 1000:.1f} ms)"
+                f"prompt is {audio.shape[-1] / self.sample_rate * 1000:.1f} ms long, shorter than the "
+                f"{self.min_prompt_samples / self.sample_rate * 1000:.1f} ms this pipeline needs (one codec "
+                f"frame is {hop / self.sample_rate * 1000:.1f} ms, two semantic frames "
+                f"{2000 / self.semantic_tokenizer.frame_rate:.1f} ms)"
             )
         if float(audio.abs().max()) < 1e-4:
             raise PipelineError("prompt is silent (peak below -80 dBFS): there is nothing to continue")
@@ -268,6 +315,8 @@ class AudioLM:
         with torch.inference_mode():
             codes = self.codec.encode(audio[None].to(self.codec.device), self.sample_rate, kbps=self._kbps())
             semantic = self.semantic_tokenizer.encode(audio.to(self.device), self.sample_rate)
+        if semantic.shape[-1] < 1:
+            raise PipelineError("prompt is too short to give one semantic token")
         return PromptTokens(audio=audio.cpu(), semantic=semantic.cpu().long(), codes=codes.cpu().long())
 
     def _kbps(self) -> float:
@@ -324,10 +373,13 @@ class AudioLM:
             raise PipelineError(f"seconds must be a positive number, got {seconds}")
         if num_samples < 1:
             raise PipelineError(f"num_samples must be at least 1, got {num_samples}")
+        timings: dict[str, float] = {"encode": 0.0}
+        clock = _Stopwatch(self.device, timings)
         if prompt is None:
             if wav is None or sample_rate is None:
                 raise PipelineError("give prompt audio and its sample rate, or an encoded prompt")
             prompt = self.encode_prompt(wav, sample_rate)
+            clock.lap("encode")
         self._check_prompt(prompt)
         if seed is None:
             seed = int.from_bytes(os.urandom(4), "little") >> 1
@@ -355,19 +407,23 @@ class AudioLM:
             sampling=self._sampling("semantic", temperature, top_k, top_p), seeds=seeds,
             progress=stage_progress("semantic"),
         )
+        clock.lap("semantic")
         coarse = generate_coarse(
             coarse_model, coarse_cfg, semantic, prompt.codes.to(device).expand(B, -1, -1), total_frames,
             sampling=self._sampling("coarse", temperature, top_k, top_p), seeds=seeds,
             progress=stage_progress("coarse"),
         )
+        clock.lap("coarse")
         codes = generate_fine(
             fine_model, fine_cfg, coarse, prompt.codes[:, : self.n_q].to(device).expand(B, -1, -1),
             sampling=self._sampling("fine", temperature, top_k, top_p), seeds=seeds,
             progress=stage_progress("fine"),
         )
+        clock.lap("fine")
         if progress is not None:
             progress("codec", 0, 1)
         decoded = self.codec.decode(codes.to(self.codec.device)).cpu()  # [B, 1, N]
+        clock.lap("codec")
         if progress is not None:
             progress("codec", 1, 1)
         hop = self.codec.hop_length
@@ -378,10 +434,17 @@ class AudioLM:
             audio = torch.cat([prompt.audio[None].expand(B, -1, -1), continuation], dim=-1)
             start = prompt.audio.shape[-1]
         if return_tokens:
-            return Continuation(audio, self.sample_rate, start, semantic.cpu(), codes.cpu())
+            return Continuation(audio, self.sample_rate, start, semantic.cpu(), codes.cpu(), timings)
         return audio
 
     def _check_prompt(self, prompt: PromptTokens) -> None:
+        shapes = (prompt.audio.dim(), prompt.semantic.dim(), prompt.codes.dim())
+        if shapes != (2, 2, 3) or prompt.semantic.shape[-1] < 1 or prompt.codes.shape[-1] < 1:
+            raise PipelineError(
+                f"the prompt's tensors have shapes audio {list(prompt.audio.shape)}, semantic "
+                f"{list(prompt.semantic.shape)}, codes {list(prompt.codes.shape)}; expected [1, N], [1, Ts >= 1], "
+                "[1, Q, T >= 1]"
+            )
         q = prompt.codes.shape[1]
         if q < self.n_q:
             raise PipelineError(f"the prompt holds {q} codec levels, this pipeline needs {self.n_q}")

@@ -4,6 +4,12 @@
                      [--num-samples N] [--temperature T[,T,T]] [--top-k K[,K,K]] [--top-p P[,P,P]]
                      [--plot OUT.png] [--continuation-only] [--save-prompt P] [--prompt-tokens P]
                      [--overwrite] [--device cpu|cuda]
+    audiolm eval continuation --data CORPUS [--split valid] [--pipeline P] [--tokens TOKDIR] [--n N]
+                     [--json] [--out TABLE.md]                       (audiolm/eval/continuation.py)
+    audiolm bench continue [--pipeline P] [--json] [--device cpu|cuda] [--batches 1,8] [--seconds S]
+                                                                     (audiolm/eval/bench_continue.py)
+    audiolm bench compare --data CORPUS [--pipeline P] [--wavenet CKPT] [--vocoder CKPT] [--n N] [--json]
+                                                                     (audiolm/eval/compare.py)
 
 Sampling flags take one value for every stage or three (semantic,coarse,fine).
 """
@@ -78,6 +84,8 @@ def setup_continue(p: argparse.ArgumentParser) -> None:
 def run_continue(args: argparse.Namespace) -> int:
     if args.prompt is None and args.prompt_tokens is None:
         raise UsageError("give a PROMPT audio file or --prompt-tokens FILE")
+    if args.prompt is not None and args.prompt_tokens is not None:
+        raise UsageError("give either a PROMPT audio file or --prompt-tokens FILE, not both")
     if args.num_samples < 1:
         raise UsageError(f"--num-samples must be at least 1, got {args.num_samples}")
     if not args.seconds > 0:
@@ -143,5 +151,180 @@ def run_continue(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- audiolm eval continuation ------------------------------------------------------------------
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pipeline", default=None, help="speech | music | default | a recipe file or directory")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+
+
+def _load_pipeline(args: argparse.Namespace):
+    import torch
+
+    from audiolm.pipeline import AudioLM
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA GPU is available")
+    return AudioLM.from_pretrained(args.pipeline, device=args.device)
+
+
+def _check_corpus(path: str) -> None:
+    if not (Path(path) / "manifest.jsonl").is_file():
+        raise UsageError(f"{path}: not a corpus (no manifest.jsonl); build one with `audiolm corpus build`")
+
+
+def _check_counts(args: argparse.Namespace) -> None:
+    if args.n < 1:
+        raise UsageError(f"--n must be at least 1, got {args.n}")
+    if not (args.prompt_seconds > 0 and args.seconds > 0):
+        raise UsageError("--prompt-seconds and --seconds must be positive")
+
+
+def setup_eval(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="corpus folder (audiolm corpus build)")
+    p.add_argument("--split", default="valid", choices=["train", "valid"], help="split to evaluate (default valid)")
+    p.add_argument("--tokens", help="token folder (audiolm tokenize) for the cross entropy; default: the clips")
+    p.add_argument("--n", type=int, default=8, help="clips per kind (speech, music); default 8")
+    p.add_argument("--prompt-seconds", type=float, default=3.0, help="prompt length (default 3)")
+    p.add_argument("--seconds", type=float, default=4.0, help="seconds to continue (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="clip i is continued with seed + i (default 0)")
+    p.add_argument("--embed", default="codec", choices=["codec", "semantic"], help="embedding for consistency")
+    p.add_argument("--ce-windows", type=int, default=256, help="windows per stage for the cross entropy")
+    p.add_argument("--out", help="also write the table (markdown) to this file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    _add_common(p)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from audiolm.cli import print_json
+
+    _check_corpus(args.data)
+    _check_counts(args)
+    if args.tokens is not None and not Path(args.tokens).is_dir():
+        raise UsageError(f"--tokens {args.tokens}: no such folder")
+    if args.out:
+        check_writable([Path(args.out)], args.overwrite)
+    from audiolm.checkpoint import atomic_write_text
+    from audiolm.eval.continuation import evaluate_continuation, format_table
+    from audiolm.eval.machine import describe_machine
+
+    lm = _load_pipeline(args)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="prompt is .* longer than the model context")
+        report = evaluate_continuation(
+            lm, args.data, split=args.split, tokens_dir=args.tokens, n=args.n, prompt_seconds=args.prompt_seconds,
+            seconds=args.seconds, seed=args.seed, embedding=args.embed, ce_windows=args.ce_windows,
+        )
+    machine = describe_machine(args.device)
+    table = format_table(report) + f"\nMachine: {machine}.\n"
+    if args.out:
+        atomic_write_text(args.out, table)
+    if args.json:
+        print_json({"machine": machine, **report})
+    else:
+        print(table, end="")
+    return 0
+
+
+# -- audiolm bench continue / compare -------------------------------------------------------------
+
+
+def setup_bench(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--batches", default="1,8", help="comma-separated batch sizes (default 1,8)")
+    p.add_argument("--seconds", type=float, default=4.0, help="seconds to generate (default 4)")
+    p.add_argument("--prompt-seconds", type=float, default=3.0, help="prompt length (default 3)")
+    p.add_argument("--repeats", type=int, default=1, help="timed runs per case after a warm-up; the fastest counts")
+    _add_common(p)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from audiolm.cli import print_json
+
+    try:
+        batches = [int(b) for b in args.batches.split(",") if b.strip()]
+    except ValueError:
+        raise UsageError(f"--batches: expected integers like 1,8, got {args.batches!r}") from None
+    if not batches or min(batches) < 1:
+        raise UsageError("--batches: batch sizes must be >= 1")
+    if not (args.seconds > 0 and args.prompt_seconds > 0) or args.repeats < 1:
+        raise UsageError("--seconds, --prompt-seconds and --repeats must be positive")
+    from audiolm.eval.bench_continue import bench_continue, format_table
+    from audiolm.eval.machine import describe_machine
+
+    lm = _load_pipeline(args)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="prompt is .* longer than the model context")
+        results = bench_continue(lm, batches, args.seconds, args.prompt_seconds, repeats=args.repeats)
+    machine = describe_machine(args.device)
+    if args.json:
+        print_json({"machine": machine, "results": [r.to_json() for r in results]})
+    else:
+        print(format_table(machine, results))
+    return 0
+
+
+def setup_compare(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="corpus folder (audiolm corpus build)")
+    p.add_argument("--split", default="valid", choices=["train", "valid"], help="split (default valid)")
+    p.add_argument("--wavenet", help="WaveNet checkpoint or run folder for raw-sample continuation")
+    p.add_argument("--vocoder", help="WaveNet vocoder (codec-token conditioned) checkpoint or run folder")
+    p.add_argument("--n", type=int, default=4, help="clips per kind (default 4)")
+    p.add_argument("--prompt-seconds", type=float, default=3.0, help="prompt length (default 3)")
+    p.add_argument("--seconds", type=float, default=2.0, help="seconds to continue / resynthesize (default 2)")
+    p.add_argument("--seed", type=int, default=0, help="clip i uses seed + i (default 0)")
+    p.add_argument("--embed", default="codec", choices=["codec", "semantic"], help="embedding for consistency")
+    p.add_argument("--out", help="also write the table (markdown) to this file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    _add_common(p)
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from audiolm.cli import print_json
+
+    _check_corpus(args.data)
+    _check_counts(args)
+    if args.out:
+        check_writable([Path(args.out)], args.overwrite)
+    from audiolm.checkpoint import atomic_write_text
+    from audiolm.eval.compare import compare, format_table
+    from audiolm.eval.machine import describe_machine
+    from audiolm.wavenet import WaveNet
+
+    lm = _load_pipeline(args)
+    wavenet = WaveNet.from_pretrained(args.wavenet, device=args.device) if args.wavenet else None
+    vocoder = WaveNet.from_pretrained(args.vocoder, device=args.device) if args.vocoder else None
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="prompt is .* longer than the model context")
+        report = compare(
+            lm, args.data, wavenet=wavenet, vocoder=vocoder, split=args.split, n=args.n,
+            prompt_seconds=args.prompt_seconds, seconds=args.seconds, seed=args.seed, embedding=args.embed,
+        )
+    machine = describe_machine(args.device)
+    report.update(wavenet=args.wavenet, vocoder=args.vocoder)
+    table = format_table(report, machine)
+    if args.out:
+        atomic_write_text(args.out, table)
+    if args.json:
+        print_json({"machine": machine, **report})
+    else:
+        print(table, end="")
+    return 0
+
+
 def register(cli) -> None:
     cli.add("continue", "continue a speech or music prompt", setup_continue, run_continue)
+    cli.add(
+        "eval continuation",
+        "continuation quality: per-stage cross entropy, acoustic consistency, resynthesis (speech and music)",
+        setup_eval,
+        run_eval,
+    )
+    cli.add("bench continue", "real-time factor of a pipeline, per stage and end to end", setup_bench, run_bench)
+    cli.add(
+        "bench compare",
+        "token pipeline vs WaveNet continuation and WaveNet vocoder vs codec decoder: speed and quality",
+        setup_compare,
+        run_compare,
+    )

@@ -3,7 +3,14 @@
 Each level quantizes what the previous levels left over. Codebooks are not trained by the
 optimizer: they follow an exponential moving average of the vectors assigned to each entry
 (`decay` ~0.99), start from k-means on the first training batch, and entries whose EMA usage
-falls below `dead_code_threshold` are replaced by random vectors of the current batch. The
+falls below `dead_code_threshold` times the mean usage are replaced by random vectors of the
+current batch.
+
+Why relative: EnCodec's absolute threshold (2 vectors per step) assumes thousands of vectors
+per step. With small CPU batches (8 clips x 1 s = 600 vectors for 1024 entries) the mean usage
+is below 2, so an absolute threshold would recycle most of the codebook every step and cap
+the codes actually in use at a few hundred. A replaced entry restarts at the mean usage,
+which gives it ~300 steps (at decay 0.99) to be picked before it counts as dead again. The
 encoder is pulled towards its codes by the commitment loss, and gradients pass the
 quantization step straight through.
 
@@ -58,7 +65,7 @@ class EMACodebook(nn.Module):
     """One codebook [K, D] updated by exponential moving averages of its assigned vectors."""
 
     def __init__(self, codebook_size: int, dim: int, decay: float = 0.99, kmeans_iters: int = 10,
-                 dead_code_threshold: float = 2.0, eps: float = 1e-5):
+                 dead_code_threshold: float = 0.05, eps: float = 1e-5):
         super().__init__()
         self.codebook_size = codebook_size
         self.dim = dim
@@ -94,21 +101,27 @@ class EMACodebook(nn.Module):
                 torch.distributed.broadcast(buffer, src=0)
         self.inited.fill_(True)
 
+    def dead_mask(self) -> torch.Tensor:
+        """[K] True where the EMA usage is below `dead_code_threshold` x the mean usage."""
+        mean_usage = self.cluster_size.mean()
+        return self.cluster_size < self.dead_code_threshold * mean_usage
+
     @torch.no_grad()
     def replace_dead_codes(self, x: torch.Tensor) -> int:
-        """Entries used less than `dead_code_threshold` (EMA) restart at random batch vectors."""
-        dead = self.cluster_size < self.dead_code_threshold  # [K]
+        """Rarely used entries (see `dead_mask`) restart at random vectors of the batch x [N, D]."""
+        dead = self.dead_mask()  # [K]
         count = int(dead.sum())
         if count == 0:
             return 0
         fresh = _sample_vectors(x, self.codebook_size)
         if _distributed():
             torch.distributed.broadcast(fresh, src=0)
+        # restart the running statistics too (at the mean usage), or the next EMA step would
+        # pull the entry straight back to its old average
+        restart = self.cluster_size.mean().clamp(min=1e-3)
         self.embed.copy_(torch.where(dead[:, None], fresh, self.embed))
-        # restart the running statistics too, otherwise the next EMA step pulls the entry back
-        self.embed_avg.copy_(torch.where(dead[:, None], fresh * self.dead_code_threshold, self.embed_avg))
-        self.cluster_size.copy_(torch.where(dead, torch.full_like(self.cluster_size, self.dead_code_threshold),
-                                            self.cluster_size))
+        self.embed_avg.copy_(torch.where(dead[:, None], fresh * restart, self.embed_avg))
+        self.cluster_size.copy_(torch.where(dead, restart, self.cluster_size))
         return count
 
     @torch.no_grad()
@@ -138,7 +151,7 @@ class ResidualVQ(nn.Module):
     """`n_q` EMA codebooks applied to successive residuals; any prefix of levels decodes."""
 
     def __init__(self, n_q: int, codebook_size: int, dim: int, decay: float = 0.99,
-                 kmeans_iters: int = 10, dead_code_threshold: float = 2.0):
+                 kmeans_iters: int = 10, dead_code_threshold: float = 0.05):
         super().__init__()
         self.n_q = n_q
         self.codebook_size = codebook_size
@@ -183,8 +196,8 @@ class ResidualVQ(nn.Module):
 
     @torch.no_grad()
     def dead_codes(self) -> int:
-        """Entries whose EMA usage is below the threshold, over all levels."""
-        return int(sum(int((layer.cluster_size < layer.dead_code_threshold).sum()) for layer in self.layers))
+        """Entries whose EMA usage is below the dead-code threshold, over all levels."""
+        return int(sum(int(layer.dead_mask().sum()) for layer in self.layers))
 
     @torch.no_grad()
     def encode(self, z: torch.Tensor, n_q: int) -> torch.Tensor:

@@ -3,6 +3,9 @@
     OUT/manifest.jsonl        one JSON object per utterance / music excerpt (see `CorpusItem`)
     OUT/speech/<voice>/<id>.wav         + <id>.phones.json  (phone alignment)
     OUT/music/<piece>/<id>.wav
+    OUT/corpus.json           build settings (seed, sample rate, minutes) — `audiolm corpus build`
+    OUT/.cache/midi/          each score as MIDI, so a resumed build does not parse it again
+    OUT/build_errors.json     items that could not be rendered and were left out (if any)
 
 A manifest line:
 

@@ -7,6 +7,10 @@ reached, so:
   never leaves a half file that counts as done) and writes the same manifest — idempotent;
 - a killed build resumes where it stopped; a build with more minutes extends a smaller one.
 
+Audio is reproducible up to espeak-ng's timing: its wave generator carries state from one
+utterance to the next, so phone boundaries jitter by a few milliseconds between runs (texts,
+voices, parameters and splits do not change).
+
 Split (disjoint by speaker and by piece): speech item i is valid when i % 10 == 3 and then
 uses only held-out voices — espeak-ng variants +m4 and +f2 (with any base voice) and the
 flite voice rms; train never uses them. Music items come two per piece; piece slot j = i // 2
@@ -50,10 +54,11 @@ class Job:
     phones: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
 
-    def item(self, duration: float, sample_rate: int) -> CorpusItem:
+    def item(self, duration: float, sample_rate: int, root: Path) -> CorpusItem:
         return CorpusItem(
             id=self.id, path=self.path, kind=self.kind, split=self.split, duration=duration,
             sample_rate=sample_rate, labels=self.labels, speaker=self.speaker, text=self.text, phones=self.phones,
+            root=root,
         )
 
 
@@ -325,7 +330,7 @@ def build_corpus(
                     if error is not None:
                         errors.append(error)
                         continue
-                    items.append(job.item(duration, sample_rate))
+                    items.append(job.item(duration, sample_rate, out_dir))
                     total += duration
                     bar.update(min(int(total), bar.total) - bar.n)  # whole seconds of audio
                     ok += 1
@@ -359,18 +364,22 @@ def render_valid_speech(out_path: str | Path, k: int = 0, seed: int = 0, sample_
 
     A voice the train split never contains, so a prompt made this way is unseen by models
     trained on that corpus. Returns its manifest item (paths relative to the output folder).
+    An existing `out_path` (with its phones file) is kept, not rendered again.
     """
     out_path = Path(out_path)
     job = plan_speech(3 + 10 * k, seed)
     job.path, job.phones = out_path.name, out_path.with_suffix(".phones.json").name
     duration = render_job(job, out_path.parent, sample_rate)
-    return job.item(duration, sample_rate)
+    return job.item(duration, sample_rate, out_path.parent)
 
 
 def render_valid_music(
     out_path: str | Path, k: int = 0, seed: int = 0, sample_rate: int = 24000, seconds: float = 10.0
 ) -> CorpusItem:
-    """Render the k-th valid-split music excerpt of corpus `seed` (a held-out piece) to `out_path`."""
+    """Render the k-th valid-split music excerpt of corpus `seed` (a held-out piece) to `out_path`.
+
+    About `seconds` of audio (after the excerpt's tempo change); an existing `out_path` is kept.
+    """
     from audiolm.data.music_render import music_pieces
 
     out_path = Path(out_path)
@@ -383,4 +392,4 @@ def render_valid_music(
         duration = render_job(job, out_path.parent, sample_rate, cache_dir=with_cache)
     finally:
         shutil.rmtree(with_cache, ignore_errors=True)
-    return job.item(duration, sample_rate)
+    return job.item(duration, sample_rate, out_path.parent)

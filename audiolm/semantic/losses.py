@@ -41,7 +41,8 @@ def codebook_perplexity(probs: torch.Tensor, valid: torch.Tensor | None = None) 
     """Sum over groups of exp(entropy of the mean soft assignment). probs: [B, T, G, V]."""
     flat = probs[valid] if valid is not None else probs.reshape(-1, *probs.shape[-2:])  # [N, G, V]
     marginal = flat.mean(dim=0)  # [G, V]
-    entropy = -torch.xlogy(marginal, marginal).sum(dim=-1)  # [G]
+    # not xlogy: its gradient is log(0) = -inf for an entry whose probability underflowed to 0
+    entropy = -(marginal * torch.log(marginal + 1e-9)).sum(dim=-1)  # [G]
     return entropy.exp().sum()
 
 

@@ -30,7 +30,10 @@ class GumbelProductQuantizer(nn.Module):
         self.entries = entries
         self.logits = nn.Linear(in_dim, groups * entries)
         self.codevectors = nn.Parameter(torch.empty(groups, entries, codevector_dim // groups).uniform_())
-        nn.init.normal_(self.logits.weight, std=1.0)
+        # small logits at first: every entry gets used (and receives gradient) from the start;
+        # wav2vec 2.0's std=1 on layer-normed inputs starts near one-hot and, on a small corpus,
+        # collapses the codebook within a few dozen steps
+        nn.init.normal_(self.logits.weight, std=in_dim**-0.5)
         nn.init.zeros_(self.logits.bias)
         self.temperature = 2.0  # set by the training task each step (annealed)
 

@@ -1,0 +1,342 @@
+"""`audiolm eval continuation`: how well a pipeline continues held-out audio, in one table.
+
+Three figures, each reported for speech and music separately:
+
+1. Validation cross entropy of each stage (nats per predicted token), on the token shards of
+   `--tokens` (the split given), or, without it, on the evaluated clips tokenized on the fly by
+   the pipeline's own codec and tokenizer. Windows are laid out exactly as in training
+   (`audiolm.lm.layouts`), one window per `window_frames` of each utterance, seeded by position.
+2. Acoustic consistency: N prompts of `prompt_seconds` are continued by `seconds`. Prompt and
+   continuation are each embedded (mean codec-encoder features, or mean features of the
+   semantic tokenizer's source with `embed="semantic"`), and we count how often a continuation
+   is closer (cosine) to its own prompt than to the other N-1: chance is 1/N. The same figure
+   for the real continuation of each clip (the audio that follows the prompt) is the ceiling.
+3. Resynthesis: a clip's ground-truth semantic tokens -> coarse stage -> fine stage -> codec
+   (no acoustic prompt), mel distance to the original (`audiolm.codec.metrics.mel_distance`),
+   next to the codec's own round trip at the pipeline's levels (the floor).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from audiolm.errors import AudiolmError
+
+KINDS = ("speech", "music")
+MIN_REAL_SECONDS = 1.0  # a clip needs at least this much real audio after its prompt (or `seconds`)
+
+
+@dataclass
+class Clip:
+    id: str
+    kind: str
+    audio: torch.Tensor  # [1, N] mono at the pipeline's sample rate
+
+
+# -- data ---------------------------------------------------------------------------------------
+
+
+def select_items(corpus: str | Path, split: str, kind: str, min_seconds: float) -> list:
+    """Manifest items of `kind` at least `min_seconds` long, in an order that spreads over the
+    manifest (so the first n do not all come from one speaker): 0, L/2, L/4, 3L/4, ..."""
+    from audiolm.data.corpus import read_manifest
+
+    items = [it for it in read_manifest(corpus, split=split, kind=kind) if it.duration >= min_seconds - 1e-6]
+    order: list[int] = []
+    step = len(items)
+    while step >= 1 and len(order) < len(items):
+        order.extend(i for i in range(0, len(items), step) if i not in order)
+        step //= 2
+    return [items[i] for i in order]
+
+
+def trim_leading_silence(audio: torch.Tensor, sample_rate: int, below_peak_db: float = 40.0) -> torch.Tensor:
+    """Drop the start of audio [1, N] until the first 10 ms frame whose RMS is within
+    `below_peak_db` of the loudest frame's (a prompt of silence has nothing to continue)."""
+    hop = max(1, sample_rate // 100)
+    n = audio.shape[-1] // hop
+    if n == 0:
+        return audio[:, :0]
+    rms = audio[:, : n * hop].reshape(n, hop).pow(2).mean(-1).sqrt()  # [n]
+    if float(rms.max()) < 1e-4:
+        return audio[:, :0]
+    first = int((rms >= rms.max() * 10 ** (-below_peak_db / 20)).nonzero()[0])
+    return audio[:, first * hop :]
+
+
+def load_clip(item, sample_rate: int, max_seconds: float | None = None) -> Clip:
+    """A corpus item as mono [1, N] at `sample_rate`, leading silence trimmed, cut to max_seconds."""
+    from audiolm.audio import load_audio
+
+    wav, _ = load_audio(item.audio_path, sample_rate=sample_rate, mono=True)  # [1, N]
+    wav = trim_leading_silence(wav, sample_rate)
+    if max_seconds is not None:
+        wav = wav[:, : int(max_seconds * sample_rate)]
+    return Clip(item.id, item.kind, wav)
+
+
+def load_clips(corpus: str | Path, split: str, kind: str, n: int, sample_rate: int, prompt_seconds: float,
+               seconds: float) -> tuple[list, list[Clip]]:
+    """Up to n (item, clip) pairs whose audio, after trimming leading silence, holds a prompt and
+    at least min(seconds, MIN_REAL_SECONDS) of real continuation."""
+    need = prompt_seconds + min(seconds, MIN_REAL_SECONDS)
+    items, clips = [], []
+    for item in select_items(corpus, split, kind, need):
+        clip = load_clip(item, sample_rate, prompt_seconds + seconds)
+        if clip.audio.shape[-1] >= need * sample_rate - 1:
+            items.append(item)
+            clips.append(clip)
+        if len(clips) == n:
+            break
+    return items, clips
+
+
+# -- 1. cross entropy ---------------------------------------------------------------------------
+
+
+@dataclass
+class TokenUtterance:
+    kind: str
+    semantic: np.ndarray  # [Ts]
+    acoustic: np.ndarray  # [Ta, Q] frame-major, as in the token shards
+
+
+def shard_utterances(tokens_dir: str | Path, split: str, lm) -> Iterator[TokenUtterance]:
+    """Utterances of a token directory, after checking its tokens are the pipeline's."""
+    from audiolm.data.shards import TokenShards
+    from audiolm.lm.config import complete_stage_config
+
+    shards = TokenShards(tokens_dir, split)
+    for name, (_, config) in lm.stages.items():
+        try:
+            complete_stage_config(config, shards.info)  # raises on a vocabulary / rate mismatch
+        except AudiolmError as e:
+            raise AudiolmError(f"{tokens_dir}: these tokens do not fit the {name} stage ({e})") from None
+    for i in range(len(shards)):
+        utt = shards[i]
+        yield TokenUtterance(str(utt.meta.get("kind", "")), np.asarray(utt.semantic), np.asarray(utt.acoustic))
+
+
+@torch.inference_mode()
+def tokenize_clip(lm, clip: Clip) -> TokenUtterance:
+    hop = lm.codec.hop_length
+    audio = clip.audio[:, : clip.audio.shape[-1] // hop * hop]
+    codes = lm.codec.encode(audio[None].to(lm.codec.device), lm.sample_rate, kbps=lm._kbps())  # [1, Q, T]
+    semantic = lm.semantic_tokenizer.encode(audio.to(lm.device), lm.sample_rate)  # [1, Ts]
+    return TokenUtterance(clip.kind, semantic[0].cpu().numpy(), codes[0].T.cpu().numpy())
+
+
+@torch.inference_mode()
+def stage_cross_entropy(
+    lm, utterances: Iterable[TokenUtterance], max_windows: int = 256, batch_size: int = 16
+) -> dict[str, float | None]:
+    """Mean next-token cross entropy (nats) of each stage over training-style windows."""
+    from audiolm.lm.layouts import IGNORE, make_layout
+
+    utterances = list(utterances)
+    result: dict[str, float | None] = {}
+    for name, (model, config) in lm.stages.items():
+        layout = make_layout(config)
+        window = layout.sequence_length() if name == "semantic" else config.window_frames
+        examples = []
+        for u in utterances:
+            n = len(u.semantic) if name == "semantic" else u.acoustic.shape[0]
+            if n < 2:
+                continue
+            for _ in range(max(1, math.ceil(n / window))):
+                rng = np.random.default_rng(len(examples))
+                examples.append(layout.training_example(u.semantic, u.acoustic[:, : max(config.n_q, 1)], rng))
+        examples = examples[:max_windows]
+        total, count = 0.0, 0
+        for start in range(0, len(examples), batch_size):
+            chunk = examples[start : start + batch_size]
+            inputs = torch.from_numpy(np.stack([x for x, _ in chunk])).to(lm.device)  # [B, L]
+            targets = torch.from_numpy(np.stack([y for _, y in chunk])).to(lm.device)  # [B, L]
+            logits = model(inputs)  # [B, L, V]
+            loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="sum")
+            total += float(loss)
+            count += int((targets != IGNORE).sum())
+        result[name] = total / count if count else None
+    return result
+
+
+# -- 2. acoustic consistency -----------------------------------------------------------------
+
+
+@torch.inference_mode()
+def embed(lm, audio: torch.Tensor, how: str = "codec") -> torch.Tensor:
+    """Audio [1, N] at the pipeline's rate -> one vector [D]: mean codec-encoder features
+    ("codec") or mean features of the semantic tokenizer's source ("semantic")."""
+    if how == "codec":
+        feats = lm.codec.model.encoder(audio[None].to(lm.codec.device))  # [1, D, T]
+        return feats.mean(-1)[0].float().cpu()
+    if how == "semantic":
+        feats = lm.semantic_tokenizer.features(audio.to(lm.device), lm.sample_rate)  # [1, T, D]
+        return feats.mean(1)[0].float().cpu()
+    raise AudiolmError(f"unknown embedding {how!r}; choose codec or semantic")
+
+
+def retrieval_accuracy(prompts: torch.Tensor, continuations: torch.Tensor) -> float:
+    """prompts, continuations [N, D]: the fraction i whose continuation is closest (cosine) to
+    prompt i among all N prompts. Chance is 1/N."""
+    sim = F.normalize(continuations, dim=-1) @ F.normalize(prompts, dim=-1).T  # [N, N]
+    return float((sim.argmax(dim=-1) == torch.arange(len(prompts))).float().mean())
+
+
+# -- 3. resynthesis ---------------------------------------------------------------------------
+
+
+@torch.inference_mode()
+def resynthesize(lm, audio: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Audio [1, N] -> (resynthesis from its semantic tokens, codec round trip), each [1, N'] with
+    N' = N cut to whole codec frames."""
+    from audiolm.generate.stages import generate_coarse, generate_fine
+
+    hop = lm.codec.hop_length
+    audio = audio[:, : audio.shape[-1] // hop * hop]
+    codes = lm.codec.encode(audio[None].to(lm.codec.device), lm.sample_rate, kbps=lm._kbps())[:, : lm.n_q]  # [1, Q, T]
+    semantic = lm.semantic_tokenizer.encode(audio.to(lm.device), lm.sample_rate)  # [1, Ts]
+    (coarse_model, coarse_cfg), (fine_model, fine_cfg) = lm.stages["coarse"], lm.stages["fine"]
+    coarse = generate_coarse(
+        coarse_model, coarse_cfg, semantic, None, codes.shape[-1], sampling=lm._sampling("coarse", None, None, None),
+        seeds=[seed],
+    )
+    full = generate_fine(fine_model, fine_cfg, coarse, sampling=lm._sampling("fine", None, None, None), seeds=[seed])
+    resynth = lm.codec.decode(full.to(lm.codec.device))[0].cpu()  # [1, N']
+    roundtrip = lm.codec.decode(codes)[0].cpu()
+    return resynth[:, : audio.shape[-1]], roundtrip[:, : audio.shape[-1]]
+
+
+# -- the whole evaluation ---------------------------------------------------------------------
+
+
+def evaluate_continuation(
+    lm,
+    corpus: str | Path,
+    *,
+    split: str = "valid",
+    tokens_dir: str | Path | None = None,
+    n: int = 8,
+    prompt_seconds: float = 3.0,
+    seconds: float = 4.0,
+    seed: int = 0,
+    embedding: str = "codec",
+    ce_windows: int = 256,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """The report `format_table` prints: {"pipeline", "split", "n", ..., "kinds": {kind: {...}}}."""
+    from tqdm.auto import tqdm
+
+    from audiolm.codec.metrics import mel_distance
+
+    if n < 1:
+        raise AudiolmError(f"n must be at least 1, got {n}")
+    if not (prompt_seconds > 0 and seconds > 0):
+        raise AudiolmError("prompt_seconds and seconds must be positive")
+    sr = lm.sample_rate
+    real_min = min(seconds, MIN_REAL_SECONDS)
+    shard_utts = list(shard_utterances(tokens_dir, split, lm)) if tokens_dir is not None else None
+    kinds: dict[str, Any] = {}
+    for kind in KINDS:
+        items, clips = load_clips(corpus, split, kind, n, sr, prompt_seconds, seconds)
+        if not clips:
+            kinds[kind] = None
+            continue
+        bar = tqdm(total=3 * len(clips), desc=f"eval {kind}", unit="step", disable=not progress, dynamic_ncols=True)
+        # 1. cross entropy
+        if shard_utts is not None:
+            utts = [u for u in shard_utts if u.kind == kind]
+        else:
+            utts = [tokenize_clip(lm, c) for c in clips]
+        ce = stage_cross_entropy(lm, utts, max_windows=ce_windows) if utts else dict.fromkeys(lm.stages)
+        bar.update(len(clips))
+        # 2. acoustic consistency
+        cut = int(prompt_seconds * sr)
+        prompt_emb, gen_emb, real_emb = [], [], []
+        for i, clip in enumerate(clips):
+            prompt = clip.audio[:, :cut]
+            new = lm.continue_audio(prompt, sr, seconds=seconds, seed=seed + i, continuation_only=True)  # [1, 1, N]
+            prompt_emb.append(embed(lm, prompt, embedding))
+            gen_emb.append(embed(lm, new[0], embedding))
+            real_emb.append(embed(lm, clip.audio[:, cut:], embedding))
+            bar.update(1)
+        prompts = torch.stack(prompt_emb)
+        # 3. resynthesis
+        resynth, roundtrip = [], []
+        for i, clip in enumerate(clips):
+            audio = clip.audio[:, : int((prompt_seconds + seconds) * sr)]
+            out, codec_out = resynthesize(lm, audio, seed=seed + i)
+            resynth.append(mel_distance(audio[:, : out.shape[-1]], out, sr))
+            roundtrip.append(mel_distance(audio[:, : codec_out.shape[-1]], codec_out, sr))
+            bar.update(1)
+        bar.close()
+        kinds[kind] = {
+            "n": len(clips),
+            "cross_entropy": ce,
+            "cross_entropy_windows_from": "tokens" if shard_utts is not None else "clips",
+            "consistency": {
+                "generated": retrieval_accuracy(prompts, torch.stack(gen_emb)),
+                "real": retrieval_accuracy(prompts, torch.stack(real_emb)),
+                "chance": 1.0 / len(clips),
+            },
+            "resynthesis_mel": float(np.mean(resynth)),
+            "codec_mel": float(np.mean(roundtrip)),
+        }
+    if all(v is None for v in kinds.values()):
+        raise AudiolmError(
+            f"{corpus}: no {split} clip is at least {prompt_seconds + real_min:g} s long "
+            f"after its leading silence (prompt {prompt_seconds:g} s + {real_min:g} s of real continuation)"
+        )
+    return {
+        "pipeline": lm.recipe.name,
+        "split": split,
+        "n": n,
+        "prompt_seconds": prompt_seconds,
+        "seconds": seconds,
+        "seed": seed,
+        "embedding": embedding,
+        "tokens": str(tokens_dir) if tokens_dir is not None else None,
+        "kinds": kinds,
+    }
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """One markdown table: a row per figure, a column per kind."""
+    kinds = report["kinds"]
+    header = "| figure | " + " | ".join(KINDS) + " |"
+    rows = [header, "|---|" + "---:|" * len(KINDS)]
+
+    def row(label: str, get) -> None:
+        cells = []
+        for kind in KINDS:
+            k = kinds.get(kind)
+            cells.append("-" if k is None else get(k))
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+
+    row("clips (N)", lambda k: str(k["n"]))
+    source = "token shards" if report.get("tokens") else "the clips"
+    for stage in ("semantic", "coarse", "fine"):
+        row(f"{stage} stage cross entropy (nats/token, {source})", lambda k, s=stage: _fmt(k["cross_entropy"].get(s)))
+    row(f"consistency: generated continuation finds its prompt ({report['embedding']} embedding)",
+        lambda k: _fmt(k["consistency"]["generated"], 2))
+    row("consistency: real continuation finds its prompt", lambda k: _fmt(k["consistency"]["real"], 2))
+    row("consistency: chance (1/N)", lambda k: _fmt(k["consistency"]["chance"], 2))
+    row("resynthesis from semantic tokens: mel distance (lower is better)", lambda k: _fmt(k["resynthesis_mel"]))
+    row("codec round trip: mel distance", lambda k: _fmt(k["codec_mel"]))
+    title = (
+        f"Continuation of pipeline `{report['pipeline']}` on the {report['split']} split: "
+        f"{report['prompt_seconds']:g} s prompts continued by {report['seconds']:g} s (seed {report['seed']})."
+    )
+    return title + "\n\n" + "\n".join(rows) + "\n"
