@@ -80,6 +80,17 @@ def test_shapes_and_duration(lm):
     assert audio.shape == (1, 1, (37 + frames(0.2)) * HOP)
 
 
+def test_long_and_tiny_continuations(lm):
+    """Past the semantic stage's context (64 tokens = 1.28 s) the decoder slides its window; the
+    coarse and fine stages walk in windows; one frame is the shortest continuation."""
+    result = lm.continue_audio(tone(1.0), SR, seconds=1.5, seed=0, return_tokens=True)
+    total = 75 + frames(1.5)
+    assert result.codes.shape == (1, N_Q, total) and result.semantic.shape == (1, -(-total * 50 // 75))
+    assert set(result.timings) == {"encode", "semantic", "coarse", "fine", "codec"}
+    one = lm.continue_audio(tone(0.5), SR, seconds=0.001, seed=0, continuation_only=True)
+    assert one.shape == (1, 1, HOP)
+
+
 def test_continuation_only(lm):
     full = lm.continue_audio(tone(0.5), SR, seconds=0.3, seed=3)
     new = lm.continue_audio(tone(0.5), SR, seconds=0.3, seed=3, continuation_only=True)
@@ -225,6 +236,13 @@ def test_recipe_errors(tmp_path):
         find_recipe(tmp_path)
 
 
+def test_missing_component_is_named(parts):
+    from audiolm.errors import AudiolmError
+
+    with pytest.raises(AudiolmError, match="no_such_codec"):
+        AudioLM.from_pretrained(write_recipe(parts, name="missing", codec="no_such_codec"))
+
+
 # -- the command line -------------------------------------------------------------------------
 
 
@@ -350,11 +368,15 @@ def _default_ready() -> bool:
 @pytest.mark.skipif(not _default_ready(), reason="pipelines/default.json or its checkpoints are not there yet")
 def test_shipped_default_continues_one_second():
     lm = AudioLM.from_pretrained()
-    prompt = tone(1.0)
-    audio = lm.continue_audio(prompt, SR, seconds=1.0, seed=0)
-    prompt_frames = SR // lm.codec.hop_length
-    assert audio.shape == (1, 1, (prompt_frames + round(lm.codec.frame_rate)) * lm.codec.hop_length)
-    assert torch.isfinite(audio).all() and float(audio[..., prompt_frames * lm.codec.hop_length :].abs().max()) > 0
+    hop = lm.codec.hop_length
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a context shorter than 1 s trims the prompt
+        prompt = lm.encode_prompt(tone(1.0), SR)
+    audio = lm.continue_audio(None, None, seconds=1.0, seed=0, prompt=prompt)
+    prompt_frames = prompt.codes.shape[-1]
+    assert audio.shape == (1, 1, (prompt_frames + round(lm.codec.frame_rate)) * hop)
+    continuation = audio[..., prompt_frames * hop :]
+    assert torch.isfinite(audio).all() and float(continuation.abs().max()) > 0
 
 
 def test_copy_of_a_pipeline_folder_loads(tiny_pipeline, tmp_path):

@@ -24,6 +24,7 @@ class CodecTrainingConfig:
     mel_min_log2: int = 6
     mel_max_log2: int = 11
     mel_bins: int = 64
+    mel_log_floor: float = 1e-3  # magnitudes below this are one level in the log-mel term
     # loss weights; with the balancer these are shares of the gradient reaching the decoder output
     weight_l1: float = 0.1
     weight_mel: float = 1.0
@@ -75,8 +76,9 @@ class CodecConfig:
     bandwidths: tuple[float, ...] = (1.5, 3.0, 6.0, 12.0)  # kbps
     ema_decay: float = 0.99
     kmeans_iters: int = 10  # k-means on the first training batch initialises the codebooks
-    # an entry whose EMA usage is below this fraction of the mean usage is replaced from the batch
-    dead_code_threshold: float = 0.05
+    # an entry used less than this many vectors per step (EMA) is re-seeded from the batch
+    # (see quantizer.py); at most (vectors per step) / threshold entries can be alive
+    dead_code_threshold: float = 1.0
     training: CodecTrainingConfig = field(default_factory=CodecTrainingConfig)
 
     def __post_init__(self) -> None:

@@ -3,16 +3,17 @@
 Each level quantizes what the previous levels left over. Codebooks are not trained by the
 optimizer: they follow an exponential moving average of the vectors assigned to each entry
 (`decay` ~0.99), start from k-means on the first training batch, and entries whose EMA usage
-falls below `dead_code_threshold` times the mean usage are replaced by random vectors of the
-current batch.
+falls below `dead_code_threshold` vectors per step are moved onto random vectors of the
+current batch before it is quantized (EnCodec's scheme).
 
-Why relative: EnCodec's absolute threshold (2 vectors per step) assumes thousands of vectors
-per step. With small CPU batches (8 clips x 1 s = 600 vectors for 1024 entries) the mean usage
-is below 2, so an absolute threshold would recycle most of the codebook every step and cap
-the codes actually in use at a few hundred. A replaced entry restarts at the mean usage,
-which gives it ~300 steps (at decay 0.99) to be picked before it counts as dead again. The
-encoder is pulled towards its codes by the commitment loss, and gradients pass the
-quantization step straight through.
+Why replacement must be prompt (measured on the corpus): a randomly initialised SEANet
+encoder gives outputs that differ little from clip to clip, and in the first steps their
+common offset drifts further per step than that spread. The EMA cannot follow (1% a step),
+so every vector falls onto one stale entry (level-0 perplexity 1 within five steps) unless
+unused entries are re-seeded from the batch in the same step. So an entry stays "dead",
+and is re-seeded every step, until its EMA usage climbs back over the threshold. With N
+vectors a step at most N / threshold entries can be alive: batch 8 x 1 s gives 600 vectors,
+hence the default threshold 1.0 (EnCodec: 2.0 with larger batches).
 
 Buffer names per level (`layers.{i}.`): `embed [K, D]`, `embed_avg [K, D]`, `cluster_size [K]`,
 `inited []` — the same names as transformers' EnCodec codebooks, so official weights copy in.
@@ -65,7 +66,7 @@ class EMACodebook(nn.Module):
     """One codebook [K, D] updated by exponential moving averages of its assigned vectors."""
 
     def __init__(self, codebook_size: int, dim: int, decay: float = 0.99, kmeans_iters: int = 10,
-                 dead_code_threshold: float = 0.05, eps: float = 1e-5):
+                 dead_code_threshold: float = 1.0, eps: float = 1e-5):
         super().__init__()
         self.codebook_size = codebook_size
         self.dim = dim
@@ -102,13 +103,12 @@ class EMACodebook(nn.Module):
         self.inited.fill_(True)
 
     def dead_mask(self) -> torch.Tensor:
-        """[K] True where the EMA usage is below `dead_code_threshold` x the mean usage."""
-        mean_usage = self.cluster_size.mean()
-        return self.cluster_size < self.dead_code_threshold * mean_usage
+        """[K] True where the EMA usage is below `dead_code_threshold` vectors per step."""
+        return self.cluster_size < self.dead_code_threshold
 
     @torch.no_grad()
     def replace_dead_codes(self, x: torch.Tensor) -> int:
-        """Rarely used entries (see `dead_mask`) restart at random vectors of the batch x [N, D]."""
+        """Rarely used entries (see `dead_mask`) move to random vectors of the batch x [N, D]."""
         dead = self.dead_mask()  # [K]
         count = int(dead.sum())
         if count == 0:
@@ -116,12 +116,15 @@ class EMACodebook(nn.Module):
         fresh = _sample_vectors(x, self.codebook_size)
         if _distributed():
             torch.distributed.broadcast(fresh, src=0)
-        # restart the running statistics too (at the mean usage), or the next EMA step would
-        # pull the entry straight back to its old average
-        restart = self.cluster_size.mean().clamp(min=1e-3)
         self.embed.copy_(torch.where(dead[:, None], fresh, self.embed))
-        self.embed_avg.copy_(torch.where(dead[:, None], fresh * restart, self.embed_avg))
-        self.cluster_size.copy_(torch.where(dead, restart, self.cluster_size))
+        # A re-seeded entry starts with a usage well above the threshold: a grace period of
+        # ~log(grace)/(1-decay) steps to win vectors before it can be replaced again. Without it
+        # an entry whose usage is still below the threshold is re-seeded every step, the
+        # codebook churns, and training quantizes each vector onto a copy of itself.
+        grace = torch.full_like(self.cluster_size, max(1.0, 8 * self.dead_code_threshold))
+        self.cluster_size.copy_(torch.where(dead, grace, self.cluster_size))
+        # keep embed == embed_avg / cluster_size, or the EMA step would pull the entry back
+        self.embed_avg.copy_(torch.where(dead[:, None], fresh * self.cluster_size[:, None], self.embed_avg))
         return count
 
     @torch.no_grad()
@@ -151,7 +154,7 @@ class ResidualVQ(nn.Module):
     """`n_q` EMA codebooks applied to successive residuals; any prefix of levels decodes."""
 
     def __init__(self, n_q: int, codebook_size: int, dim: int, decay: float = 0.99,
-                 kmeans_iters: int = 10, dead_code_threshold: float = 0.05):
+                 kmeans_iters: int = 10, dead_code_threshold: float = 1.0):
         super().__init__()
         self.n_q = n_q
         self.codebook_size = codebook_size

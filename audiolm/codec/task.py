@@ -184,7 +184,7 @@ class CodecTask(Task):
         out = model(wav, n_q)
         y = out.audio.float()  # [B, 1, N]
         mel = self.mel.to(y.device)
-        losses = {"l1": waveform_l1_loss(y, wav), "mel": multiscale_mel_loss(mel, y, wav)}
+        losses = {"l1": waveform_l1_loss(y, wav), "mel": multiscale_mel_loss(mel, y, wav, cfg.mel_log_floor)}
         adversarial = step >= cfg.adversarial_start_step
         disc_loss = torch.zeros((), device=y.device)
         if adversarial:
@@ -225,7 +225,7 @@ class CodecTask(Task):
         y = out.audio.float()
         mel = self.mel.to(y.device)
         l1 = float(waveform_l1_loss(y, batch))
-        mel_loss = float(multiscale_mel_loss(mel, y, batch))
+        mel_loss = float(multiscale_mel_loss(mel, y, batch, self.config.training.mel_log_floor))
         weights = _unwrap(parts["discriminator"]).balancer.weights
         return {
             "l1": l1,

@@ -12,8 +12,11 @@ from audiolm.errors import AudiolmError
 
 def log_spectrogram(audio: torch.Tensor, sample_rate: int, n_fft: int = 1024, hop: int = 256) -> np.ndarray:
     """audio [N] -> dB magnitudes [freq, frames]."""
+    audio = audio.float().reshape(-1).cpu()
+    if audio.shape[-1] < n_fft:  # the STFT's reflect padding needs at least one window
+        audio = torch.nn.functional.pad(audio, (0, n_fft - audio.shape[-1]))
     window = torch.hann_window(n_fft)
-    spec = torch.stft(audio.float(), n_fft, hop, window=window, return_complex=True).abs()
+    spec = torch.stft(audio, n_fft, hop, window=window, return_complex=True).abs()
     return (20 * torch.log10(spec.clamp_min(1e-5))).numpy()
 
 

@@ -10,7 +10,9 @@ The bound: a one-token step must read every weight it uses once, so at best it t
 `weight bytes / memory bandwidth` seconds; for a batch of B, B tokens come out of each step.
 Weight bytes count every parameter except the embedding table (a step reads only B of its
 rows). Bandwidth is measured in the same run by copying a 256 MiB tensor (read + write bytes
-over time, best of several). Small models can partly sit in the CPU's last-level cache and
+over time, best of several, before and after the timings). Timings are the best of
+`repeats` rounds, ours and the peer alternating within each round, so load spikes on a
+shared machine hit both alike. Small models can partly sit in the CPU's last-level cache and
 then run above this "bound".
 """
 
@@ -97,15 +99,19 @@ def hf_peer(config: TransformerConfig, device: torch.device):
     return LlamaForCausalLM(hf_config).to(device).eval()
 
 
-def _time(fn, repeats: int, device: torch.device) -> float:
-    fn()  # warm-up (allocations, graph capture, kernels)
-    best = float("inf")
+def _time_interleaved(fns: list, repeats: int, device: torch.device) -> list[float]:
+    """Best wall time of each function over `repeats` rounds; within a round the functions
+    run one after the other, so a load spike on a shared machine hits them alike."""
+    for fn in fns:
+        fn()  # warm-up (allocations, graph capture, kernels)
+    best = [float("inf")] * len(fns)
     for _ in range(repeats):
-        _sync(device)
-        t = time.perf_counter()
-        fn()
-        _sync(device)
-        best = min(best, time.perf_counter() - t)
+        for i, fn in enumerate(fns):
+            _sync(device)
+            t = time.perf_counter()
+            fn()
+            _sync(device)
+            best[i] = min(best[i], time.perf_counter() - t)
     return best
 
 
@@ -118,35 +124,29 @@ def bench_decode(
     repeats: int = 3,
     with_hf: bool = True,
     progress: bool = True,
+    dtype: torch.dtype = torch.float32,
 ) -> tuple[float, list[BenchResult]]:
     """Returns (bandwidth GB/s, results) for every size x batch x implementation."""
-    bandwidth = measure_bandwidth(device)
+    bandwidth = first_bandwidth = measure_bandwidth(device)
     results: list[BenchResult] = []
     jobs = [(s, b) for s in sizes for b in batches]
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(jobs) * (2 if with_hf else 1), desc="bench decode", unit="run", dynamic_ncols=True)
+        bar = tqdm(total=len(jobs), desc="bench decode", unit="case", dynamic_ncols=True)
     for size, batch in jobs:
         config = SIZES[size]
         torch.manual_seed(0)
         prompt = torch.randint(0, config.vocab_size, (batch, PROMPT_TOKENS), device=device)
-        ours = Transformer(config).to(device).eval()
-        params = ours.num_parameters()
-        bound = batch * bandwidth * 1e9 / streamed_weight_bytes(ours, ours.tok_embeddings, batch)
-        seconds = _time(
-            lambda: generate(ours, prompt, new_tokens, sampling=SAMPLING, seeds=list(range(batch))), repeats, device
-        )
-        results.append(BenchResult("audiolm", params, batch, device.type, batch * new_tokens / seconds, bound))
-        del ours
-        if bar is not None:
-            bar.update(1)
+        ours = Transformer(config).to(device=device, dtype=dtype).eval()
+        cases = [("audiolm", ours, ours.tok_embeddings)]
+        fns = [lambda: generate(ours, prompt, new_tokens, sampling=SAMPLING, seeds=list(range(batch)))]
         if with_hf:
-            peer = hf_peer(config, device)
-            hf_params = sum(p.numel() for p in peer.parameters())
+            peer = hf_peer(config, device).to(dtype)
+            cases.append(("hf", peer, peer.model.embed_tokens))
 
-            def run_hf():
+            def run_hf(peer=peer):
                 with torch.inference_mode():
                     peer.generate(
                         prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new_tokens,
@@ -154,12 +154,19 @@ def bench_decode(
                         use_cache=True, pad_token_id=0,
                     )
 
-            seconds = _time(run_hf, repeats, device)
-            hf_bound = batch * bandwidth * 1e9 / streamed_weight_bytes(peer, peer.model.embed_tokens, batch)
-            results.append(BenchResult("hf", hf_params, batch, device.type, batch * new_tokens / seconds, hf_bound))
-            del peer
-            if bar is not None:
-                bar.update(1)
+            fns.append(run_hf)
+        seconds = _time_interleaved(fns, repeats, device)
+        for (impl, model, embedding), secs in zip(cases, seconds):
+            params = sum(p.numel() for p in model.parameters())
+            bound = batch * bandwidth * 1e9 / streamed_weight_bytes(model, embedding, batch)
+            results.append(BenchResult(impl, params, batch, device.type, batch * new_tokens / secs, bound))
+        del ours, cases, fns
+        if bar is not None:
+            bar.update(1)
     if bar is not None:
         bar.close()
+    # the best of two measurements, before and after: like the timings, a best case
+    bandwidth = max(bandwidth, measure_bandwidth(device))
+    for r in results:
+        r.bound_tokens_per_s *= bandwidth / first_bandwidth
     return bandwidth, results

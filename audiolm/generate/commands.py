@@ -21,6 +21,9 @@ def _setup(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batches", default="1,8", help="comma-separated batch sizes (default 1,8)")
     parser.add_argument("--new-tokens", type=int, default=None, help="tokens per run (default 128 on CPU, 512 on CUDA)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per case; the best counts (default 3)")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                        help="weights and cache dtype, for both implementations (default float32)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--no-hf", action="store_true", help="skip the Hugging Face generate() peer")
 
 
@@ -45,10 +48,15 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError("--device cuda: no CUDA GPU is available")
     if args.repeats < 1 or (args.new_tokens is not None and args.new_tokens < 1):
         raise UsageError("--repeats and --new-tokens must be >= 1")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UsageError("--threads must be >= 1")
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     new_tokens = args.new_tokens or (512 if device.type == "cuda" else 128)
     bandwidth, results = bench_decode(
-        sizes, batches, device, new_tokens=new_tokens, repeats=args.repeats, with_hf=not args.no_hf
+        sizes, batches, device, new_tokens=new_tokens, repeats=args.repeats, with_hf=not args.no_hf,
+        dtype=getattr(torch, args.dtype),
     )
     machine = describe_machine(args.device)
     if args.json:
@@ -56,7 +64,7 @@ def _run(args: argparse.Namespace) -> int:
             {"machine": machine, "bandwidth_GBps": bandwidth, "results": [r.to_json() for r in results]}
         )
         return 0
-    print(f"machine: {machine}; copy bandwidth {bandwidth:.1f} GB/s; {new_tokens} new tokens per run")
+    print(f"machine: {machine}; copy bandwidth {bandwidth:.1f} GB/s; {new_tokens} new tokens per run; {args.dtype}")
     print(f"{'impl':8} {'params':>10} {'batch':>5} {'tokens/s':>10} {'bound':>10} {'of bound':>8}")
     for r in results:
         print(

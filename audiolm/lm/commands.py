@@ -39,6 +39,9 @@ def _tokenize_run(args: argparse.Namespace) -> int:
 
     if args.shard_size < 1:
         raise UsageError("--shard-size must be at least 1")
+    from audiolm.data.corpus import read_manifest
+
+    read_manifest(args.corpus)  # a bad corpus fails before the tokenizers load
     codec = Codec.from_pretrained(args.codec)
     semantic = SemanticTokenizer.from_pretrained(args.semantic)
     index = tokenize_corpus(

@@ -34,8 +34,9 @@ Fine stage (vocab Q*C + 2), AudioLM-style autoregressive
 Why autoregressive for the fine stage, not Bark's non-causal per-level model: one model class
 and one decoding engine serve all three stages (cached == full and batched == per-sample are
 tested once), and the AR stage needs no extra per-level heads or masking schedule. It costs
-F*(Q-Qc) sequential steps per window where Bark's needs Q-Qc passes; the comparison on
-measured loss and speed was not run in this iteration (see the stage notes in the report).
+F*(Q-Qc) sequential steps per window where Bark's needs Q-Qc passes. The two have not been
+compared on measured loss and speed yet: that comparison decides whether a non-causal
+variant is worth adding.
 """
 
 from __future__ import annotations

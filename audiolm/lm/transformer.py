@@ -1,8 +1,9 @@
 """The one decoder-only transformer every LM stage uses (a stage is a token layout, not a class).
 
 Pre-norm blocks: x + Attention(RMSNorm(x)), then x + MLP(RMSNorm(x)); rotary position
-embeddings (RoPE on interleaved pairs, as one complex multiply); `F.scaled_dot_product_attention`; SwiGLU or GELU
-MLP; a final RMSNorm and an untied output projection.
+embeddings (RoPE on interleaved pairs, one complex multiply); `F.scaled_dot_product_attention`;
+SwiGLU or GELU MLP; a final RMSNorm and an untied output projection. The architecture matches
+Hugging Face's Llama (the benchmark's peer) up to the RoPE pair convention.
 
 Two ways to call `forward(tokens [B, T], input_pos=None, kv_len=None)`:
 - training / a full pass: `input_pos=None` — plain causal attention over the T tokens, no cache;
@@ -164,6 +165,15 @@ class Transformer(nn.Module):
             # residual projections scaled down with depth (GPT-2) so the stream does not grow
             scale = 1 / math.sqrt(2 * self.config.n_layers) if name.endswith(("wo.weight", "w_out.weight")) else 1
             nn.init.normal_(p, mean=0.0, std=std * scale)
+
+    def _apply(self, fn, recurse=True):
+        # `.to(dtype)` must not turn the complex RoPE table real: let it follow the device only
+        rope = self._buffers.pop("rope")
+        try:
+            module = super()._apply(fn, recurse)
+        finally:
+            self._buffers["rope"] = rope.to(self.output.weight.device)
+        return module
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

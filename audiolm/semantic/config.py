@@ -22,7 +22,7 @@ class SSLConfig:
     """
 
     sample_rate: int = SAMPLE_RATE
-    frame_rate: int = 50  # output frames per second: 50 (hop 320) or 25 (hop 640)
+    frame_rate: int = 25  # output frames per second: 25 (hop 640, as AudioLM) or 50 (hop 320)
     # front-end: "mel" = log-mel frames (25 ms / 10 ms) stacked to the frame rate, as in
     # w2v-BERT; "conv" = the wav2vec 2.0 convolutional waveform encoder (strides 5,2,2,2,2,2,2[,2]).
     frontend: Literal["mel", "conv"] = "mel"
@@ -40,6 +40,7 @@ class SSLConfig:
     codebook_groups: int = 2
     codebook_size: int = 64  # entries per group
     codevector_dim: int = 128
+    codebook_logit_scale: float = 4.0  # std of the quantizer's initial logits (wav2vec 2.0: ~16)
     # masking (spans of masked frames, replaced by a learned vector before the conformer)
     mask_prob: float = 0.5  # span starts per frame * span length (an upper bound on coverage)
     mask_span_seconds: float = 0.2
@@ -50,7 +51,7 @@ class SSLConfig:
     mlm_weight: float = 1.0
     gumbel_max_temperature: float = 2.0
     gumbel_min_temperature: float = 0.5
-    gumbel_decay_steps: int = 4000  # exponential decay from max to min over this many steps
+    gumbel_decay_steps: int = 1500  # exponential decay from max to min over this many steps
     # training crops
     crop_seconds: float = 2.0
 

@@ -196,7 +196,6 @@ def evaluate_semantic(
     for r in rows:
         r["purity_vs_mfcc"] = r["purity"] / baseline["purity"] if baseline["purity"] else float("nan")
         r["pnmi_vs_mfcc"] = r["pnmi"] / baseline["pnmi"] if baseline["pnmi"] > 0 else float("nan")
-    rows.sort(key=lambda r: (r["source"] != "mfcc", r["source"]))
     return {"k": k, "frame_rate": frame_rate, "smoothing": smoothing, "rows": rows}
 
 

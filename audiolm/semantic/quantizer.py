@@ -3,7 +3,8 @@
 Front-end features are mapped to G groups of V logits. Training samples one entry per group
 with a straight-through Gumbel-softmax (hard one-hot forward, soft gradient); evaluation takes
 the argmax. The chosen entries' vectors are concatenated into the quantized target of the
-contrastive loss, and their ids are the classes the MLM module predicts.
+contrastive loss; the argmax ids (not the Gumbel samples, whose noise would make the classes
+unpredictable while the logits are still soft) are the classes the MLM module predicts.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from torch import nn
 @dataclass
 class QuantizerOutput:
     codevectors: torch.Tensor  # [B, T, codevector_dim]
-    ids: torch.Tensor  # [B, T, G] chosen entry per group
-    probs: torch.Tensor  # [B, T, G, V] softmax of the logits (for the diversity loss)
+    ids: torch.Tensor  # [B, T, G] most likely entry per group (the MLM targets)
+    probs: torch.Tensor  # [B, T, G, V] softmax of the logits
+    one_hot: torch.Tensor  # [B, T, G, V] chosen entries (straight-through gradient when training)
 
 
 class GumbelProductQuantizer(nn.Module):
-    def __init__(self, in_dim: int, groups: int, entries: int, codevector_dim: int) -> None:
+    def __init__(self, in_dim: int, groups: int, entries: int, codevector_dim: int, logit_scale: float = 4.0) -> None:
         super().__init__()
         if codevector_dim % groups:
             raise ValueError(f"codevector_dim {codevector_dim} must be divisible by groups {groups}")
@@ -30,10 +32,11 @@ class GumbelProductQuantizer(nn.Module):
         self.entries = entries
         self.logits = nn.Linear(in_dim, groups * entries)
         self.codevectors = nn.Parameter(torch.empty(groups, entries, codevector_dim // groups).uniform_())
-        # small logits at first: every entry gets used (and receives gradient) from the start;
-        # wav2vec 2.0's std=1 on layer-normed inputs starts near one-hot and, on a small corpus,
-        # collapses the codebook within a few dozen steps
-        nn.init.normal_(self.logits.weight, std=in_dim**-0.5)
+        # initial logits have std `logit_scale` on layer-normed inputs. wav2vec 2.0's weight std 1
+        # (logit std ~sqrt(in_dim) = 16 here) starts near one-hot and, on a small corpus,
+        # collapsed the codebook to ~4 of 128 entries within a few dozen steps; std ~1 makes
+        # the Gumbel samples (the targets) mostly noise
+        nn.init.normal_(self.logits.weight, std=logit_scale * in_dim**-0.5)
         nn.init.zeros_(self.logits.bias)
         self.temperature = 2.0  # set by the training task each step (annealed)
 
@@ -42,12 +45,11 @@ class GumbelProductQuantizer(nn.Module):
         b, t, _ = features.shape
         logits = self.logits(features).view(b, t, self.groups, self.entries).float()
         probs = logits.softmax(dim=-1)
+        ids = logits.argmax(dim=-1)  # MLM targets: the most likely entry, free of sampling noise
         if self.training:
             one_hot = nn.functional.gumbel_softmax(logits, tau=self.temperature, hard=True, dim=-1)
-            ids = one_hot.argmax(dim=-1)
         else:
-            ids = logits.argmax(dim=-1)
             one_hot = nn.functional.one_hot(ids, self.entries).to(logits.dtype)
         # [B, T, G, V] x [G, V, d] -> [B, T, G, d] -> [B, T, G * d]
         vectors = torch.einsum("btgv,gvd->btgd", one_hot.to(features.dtype), self.codevectors.to(features.dtype))
-        return QuantizerOutput(codevectors=vectors.reshape(b, t, -1), ids=ids, probs=probs)
+        return QuantizerOutput(codevectors=vectors.reshape(b, t, -1), ids=ids, probs=probs, one_hot=one_hot)

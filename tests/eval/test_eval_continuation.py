@@ -62,7 +62,7 @@ def test_cross_entropy_matches_the_training_loss(tokens, tiny_lm):
 
 
 def test_resynthesis_shapes(tiny_corpus, tiny_lm):
-    item = select_items(tiny_corpus, "valid", "speech", 1, 1.0)[0]
+    item = select_items(tiny_corpus, "valid", "speech", 1.0)[0]
     clip = load_clip(item, tiny_lm.sample_rate, max_seconds=0.5)
     out, roundtrip = resynthesize(tiny_lm, clip.audio, seed=0)
     frames = clip.audio.shape[-1] // 320
@@ -138,3 +138,19 @@ def test_format_table_marks_missing_kinds():
     text = format_table(report)
     assert "| clips (N) | - | 2 |" in text
     assert "| coarse stage cross entropy (nats/token, the clips) | - | - |" in text
+
+
+def test_trim_leading_silence():
+    from audiolm.eval.continuation import trim_leading_silence
+
+    sr = 1000
+    audio = torch.cat([torch.zeros(1, 300), 0.5 * torch.ones(1, 200), torch.zeros(1, 100)], dim=1)
+    assert trim_leading_silence(audio, sr).shape == (1, 300)  # starts at the first loud 10 ms frame
+    assert trim_leading_silence(torch.zeros(1, 500), sr).shape == (1, 0)
+
+
+def test_plot_of_a_very_short_clip(tmp_path):
+    from audiolm.eval.plot import plot_continuation
+
+    path = plot_continuation(tmp_path / "p.png", torch.randn(300) * 0.1, 24000, 100)
+    assert path.read_bytes()[:4] == b"\x89PNG"

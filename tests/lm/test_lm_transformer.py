@@ -56,3 +56,16 @@ def test_gradients_flow_and_param_count():
     # the state dict holds weights only: no rope tables, no caches
     assert not any("rope" in k or "cache" in k for k in model.state_dict())
     assert model.num_parameters() == sum(v.numel() for v in model.state_dict().values())
+
+
+def test_bfloat16_model_keeps_its_rope_table_and_decodes():
+    from audiolm.generate import generate
+
+    model = tiny()
+    tokens = torch.randint(0, 40, (2, 12))
+    with torch.no_grad():
+        reference = model(tokens)
+        half = model.to(torch.bfloat16)
+        assert half.rope.dtype == torch.complex64 and half.output.weight.dtype == torch.bfloat16
+        torch.testing.assert_close(half(tokens).float(), reference, atol=0.05, rtol=0)
+    assert generate(half, tokens[:, :4], 30).shape == (2, 34)
