@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -218,7 +217,9 @@ def save_audio(
     if not subtype.startswith(("FLOAT", "DOUBLE")):
         array = np.clip(array, -1.0, 1.0)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    from audiolm.checkpoint import make_temp_file
+
+    fd, tmp = make_temp_file(path)
     try:
         with os.fdopen(fd, "wb") as f:
             sf.write(f, np.ascontiguousarray(array.T), rate, subtype=subtype, format=major)

@@ -122,3 +122,16 @@ def test_kill_during_write_leaves_old_checkpoint_intact(tmp_path):
     ckpt = load_checkpoint(target, "net", NetConfig)
     w = ckpt.state_dict["w"]
     assert torch.all(w == w.flatten()[0])  # one consistent write, never a mix
+
+
+def test_atomic_writes_get_normal_permissions(tmp_path):
+    from audiolm.checkpoint import atomic_write_text
+
+    mask = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+        save_checkpoint(tmp_path / "c", "net", NetConfig(), _net().state_dict())
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "c").stat().st_mode & 0o777 == 0o755
