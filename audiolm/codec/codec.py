@@ -250,6 +250,7 @@ def config_from_hf(hf_config, where: str) -> CodecConfig:
             codebook_size=hf_config.codebook_size,
             n_q=hf_config.num_quantizers,
             bandwidths=tuple(float(b) for b in hf_config.target_bandwidths),
+            input_gain=1.0,
         )
     except ValueError as e:
         raise CheckpointError(f"{where}: unsupported EnCodec config ({e})") from None

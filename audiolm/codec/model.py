@@ -83,17 +83,18 @@ class CodecModel(nn.Module):
     def forward(self, wav: torch.Tensor, n_q: int | None = None) -> CodecOutput:
         """wav [B, 1, N] -> reconstruction [B, 1, N] through `n_q` levels."""
         length = wav.shape[-1]
-        z = self.encoder(wav)  # [B, D, T], T = ceil(N / hop)
+        gain = self.config.input_gain
+        z = self.encoder(wav * gain)  # [B, D, T], T = ceil(N / hop)
         q = self.quantizer(z, n_q)
-        audio = self.decoder(q.quantized)[..., :length]  # [B, 1, T*hop] -> [B, 1, N]
+        audio = self.decoder(q.quantized)[..., :length] / gain  # [B, 1, T*hop] -> [B, 1, N]
         return CodecOutput(audio, q.codes, q.commitment_loss, q.metrics)
 
     @torch.no_grad()
     def encode(self, wav: torch.Tensor, n_q: int) -> torch.Tensor:
         """wav [B, 1, N] -> codes [B, Q, T] with T = ceil(N / hop)."""
-        return self.quantizer.encode(self.encoder(wav), n_q)
+        return self.quantizer.encode(self.encoder(wav * self.config.input_gain), n_q)
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """codes [B, Q, T] -> wav [B, 1, T * hop]."""
-        return self.decoder(self.quantizer.decode(codes))
+        return self.decoder(self.quantizer.decode(codes)) / self.config.input_gain

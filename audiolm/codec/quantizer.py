@@ -4,16 +4,16 @@ Each level quantizes what the previous levels left over. Codebooks are not train
 optimizer: they follow an exponential moving average of the vectors assigned to each entry
 (`decay` ~0.99), start from k-means on the first training batch, and entries whose EMA usage
 falls below `dead_code_threshold` vectors per step are moved onto random vectors of the
-current batch before it is quantized (EnCodec's scheme).
+batch just quantized (EnCodec's scheme), so unused entries keep tracking the encoder as it
+drifts. With N vectors a step at most N / threshold entries can be alive: batch 8 x 1 s
+gives 600 vectors, hence the default threshold 1.0 (EnCodec: 2.0 with larger batches).
 
-Why replacement must be prompt (measured on the corpus): a randomly initialised SEANet
-encoder gives outputs that differ little from clip to clip, and in the first steps their
-common offset drifts further per step than that spread. The EMA cannot follow (1% a step),
-so every vector falls onto one stale entry (level-0 perplexity 1 within five steps) unless
-unused entries are re-seeded from the batch in the same step. So an entry stays "dead",
-and is re-seeded every step, until its EMA usage climbs back over the threshold. With N
-vectors a step at most N / threshold entries can be alive: batch 8 x 1 s gives 600 vectors,
-hence the default threshold 1.0 (EnCodec: 2.0 with larger batches).
+Re-seeding happens AFTER the batch is quantized: entries copied from the very batch they
+then quantize make training quantization exact (each vector finds a copy of itself, the
+commitment loss reads ~1e-9) while held-out audio collapses onto a few codes (measured on
+the corpus: validation level-0 perplexity 1.5). The other collapse — every frame onto one
+entry because a fresh encoder barely varies its output — is avoided by the codec's input
+gain (`CodecConfig.input_gain`).
 
 Buffer names per level (`layers.{i}.`): `embed [K, D]`, `embed_avg [K, D]`, `cluster_size [K]`,
 `inited []` — the same names as transformers' EnCodec codebooks, so official weights copy in.
@@ -117,12 +117,6 @@ class EMACodebook(nn.Module):
         if _distributed():
             torch.distributed.broadcast(fresh, src=0)
         self.embed.copy_(torch.where(dead[:, None], fresh, self.embed))
-        # A re-seeded entry starts with a usage well above the threshold: a grace period of
-        # ~log(grace)/(1-decay) steps to win vectors before it can be replaced again. Without it
-        # an entry whose usage is still below the threshold is re-seeded every step, the
-        # codebook churns, and training quantizes each vector onto a copy of itself.
-        grace = torch.full_like(self.cluster_size, max(1.0, 8 * self.dead_code_threshold))
-        self.cluster_size.copy_(torch.where(dead, grace, self.cluster_size))
         # keep embed == embed_avg / cluster_size, or the EMA step would pull the entry back
         self.embed_avg.copy_(torch.where(dead[:, None], fresh * self.cluster_size[:, None], self.embed_avg))
         return count
@@ -173,15 +167,18 @@ class ResidualVQ(nn.Module):
             quantized = torch.zeros_like(x)
             codes, commit, perplexities, dead = [], [], [], 0
             for layer in self.layers[:n_q]:
-                if self.training:
-                    target = residual.detach()
-                    if not bool(layer.inited):
-                        layer.init_from(target)
-                    dead += layer.replace_dead_codes(target)
+                if self.training and not bool(layer.inited):
+                    layer.init_from(residual.detach())
                 index = layer.quantize(residual.detach())  # [N]
                 chosen = layer.decode(index)  # [N, D]
                 if self.training:
                     layer.ema_update(residual.detach(), index)
+                    # Re-seed unused entries AFTER this batch is quantized: entries copied from
+                    # the batch it then quantizes would make training quantization exact (each
+                    # vector finds a copy of itself) while held-out audio collapses onto a few
+                    # codes. Re-seeded from the latest latents, unused entries keep tracking the
+                    # encoder as it drifts.
+                    dead += layer.replace_dead_codes(residual.detach())
                 commit.append(F.mse_loss(residual, chosen.detach()))
                 perplexities.append(_perplexity(index, self.codebook_size))
                 quantized = quantized + chosen

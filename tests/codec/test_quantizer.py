@@ -49,13 +49,18 @@ def test_dead_codes_are_replaced_by_batch_vectors():
 
 
 def test_replacement_undoes_a_collapse_onto_one_stale_entry():
-    # all vectors drift away from the codebook: without prompt re-seeding every vector would
-    # fall onto one stale entry (perplexity 1). Small-batch regime: 300 vectors, 1024 entries.
+    # all vectors drift away from the codebook and fall onto one stale entry (perplexity 1);
+    # unused entries are re-seeded from that batch, so the next batch from the drifted
+    # distribution spreads over many entries again. Small-batch regime: 300 vectors, 1024 entries.
     torch.manual_seed(0)
     rvq = ResidualVQ(n_q=1, codebook_size=1024, dim=4, kmeans_iters=3).train()
     z = 0.01 * torch.randn(2, 4, 150) + 1.0
     rvq(z)
-    out = rvq(z + 0.5)  # common offset drifts far beyond the spread
+    drifted = rvq(0.01 * torch.randn(2, 4, 150) + 1.5)  # common offset drifts far beyond the spread
+    assert drifted.metrics["perplexity"] < 5
+    # re-seeded after quantizing: the batch was not quantized onto copies of itself
+    assert drifted.commitment_loss > 1e-3
+    out = rvq(0.01 * torch.randn(2, 4, 150) + 1.5)
     assert out.metrics["perplexity"] > 50
 
 
