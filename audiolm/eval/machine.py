@@ -14,6 +14,18 @@ def describe_machine(device: str | None = None) -> str:
         return f"{torch.cuda.get_device_name(torch.device(device))} (torch {torch.__version__})"
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return (
-        f"{cores}-core CPU ({platform.machine()}, {platform.processor() or 'unknown cpu'}, "
+        f"{cores}-core CPU ({platform.machine()}, {_cpu_model()}, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads)"
     )
+
+
+def _cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what platform knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown cpu"

@@ -346,7 +346,10 @@ class Trainer:
                     norm = acc.clip_grad_norm_(self.params[name], cfg.grad_clip)
                     metric_sums[f"grad_norm/{name}"] = float(norm)
                 self.optimizers[name].step()
-            self.schedulers[name].step()
+            # A part's schedule starts with its first step (a discriminator switched on later
+            # warms up then); after that it advances every step, skipped or not.
+            if name in stepped or self.schedulers[name].last_epoch > 0:
+                self.schedulers[name].step()
         return loss_sums, metric_sums
 
     @torch.no_grad()
