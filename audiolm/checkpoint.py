@@ -318,3 +318,28 @@ def resolve_checkpoint_dir(path: str | Path) -> Path:
     if not path.exists():
         raise CheckpointError(f"{path}: checkpoint directory not found")
     raise CheckpointError(f"{path}: neither a checkpoint (no {CONFIG_FILE}) nor a training run with one")
+
+
+def copy_checkpoint(source: str | Path, target: str | Path, dtype: torch.dtype | None = None) -> Path:
+    """Copy a checkpoint directory (or a run's exported model) to `target`, keeping only what
+    loading needs: config.json, model.safetensors and extra non-training files. With `dtype`
+    (e.g. torch.float16, to ship weights at half the size), floating-point tensors are cast;
+    loaders copy them into the model's own fp32 parameters."""
+    source = resolve_checkpoint_dir(source)
+    header = read_checkpoint_header(source)
+    state = load_tensors(source / MODEL_FILE)
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    training_only = ("optimizer-", "part-", "rng.", "trainer_state.")
+    extra_tensors, extra_json = {}, {}
+    for path in sorted(source.iterdir()):
+        if path.name in (CONFIG_FILE, MODEL_FILE) or path.name.startswith(training_only):
+            continue
+        if path.suffix == ".safetensors":
+            extra_tensors[path.name] = load_tensors(path)
+        elif path.suffix == ".json":
+            extra_json[path.name] = json.loads(path.read_text())
+    meta = {k: v for k, v in header.items() if k not in ("kind", "format_version", "config")}
+    return save_checkpoint(
+        target, header["kind"], header["config"], state, extra_tensors=extra_tensors, extra_json=extra_json, meta=meta
+    )

@@ -135,3 +135,23 @@ def test_atomic_writes_get_normal_permissions(tmp_path):
         os.umask(mask)
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "c").stat().st_mode & 0o777 == 0o755
+
+
+def test_copy_checkpoint_to_half_precision_drops_training_state(tmp_path):
+    from audiolm.checkpoint import copy_checkpoint
+
+    net = _net()
+    save_checkpoint(
+        tmp_path / "run" / "checkpoints" / "step-1", "net", NetConfig(), net.state_dict(),
+        extra_tensors={"optimizer-model.safetensors": {"x": torch.ones(2)}, "kmeans.safetensors": {"c": torch.ones(3)}},
+        extra_json={"trainer_state.json": {"step": 1}},
+    )
+    (tmp_path / "run" / "checkpoints" / "LATEST").write_text("step-1\n")
+    out = copy_checkpoint(tmp_path / "run", tmp_path / "ship", dtype=torch.float16)
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "kmeans.safetensors", "model.safetensors"]
+    ckpt = load_checkpoint(out, "net", NetConfig)
+    assert all(v.dtype == torch.float16 for v in ckpt.state_dict.values())
+    fresh = _net()
+    load_state_dict_checked(fresh, ckpt.state_dict, "ship")  # loads into fp32 parameters
+    assert fresh[0].weight.dtype == torch.float32
+    assert torch.allclose(fresh[0].weight, net[0].weight, atol=1e-3)
