@@ -134,12 +134,9 @@ class CodecTask(Task):
     @classmethod
     def from_corpus(cls, config: CodecConfig, corpus_dir: str | Path, seed: int = 0) -> CodecTask:
         """Train on the corpus' train split (speech and music), validate on its valid split."""
-        from audiolm.data.corpus import read_manifest
+        from audiolm.data.corpus import train_valid_audio
 
-        train = [item.audio_path for item in read_manifest(corpus_dir, split="train")]
-        valid = [item.audio_path for item in read_manifest(corpus_dir, split="valid")]
-        if not train:
-            raise AudiolmError(f"{corpus_dir}: the corpus has no train items")
+        train, valid = train_valid_audio(corpus_dir)
         return cls(config, train, valid, seed=seed)
 
     # -- Task API -----------------------------------------------------------------------------

@@ -154,3 +154,13 @@ def write_phones(path: str | Path, inventory: str, phones: list[tuple[float, flo
 
     rows = [[round(float(s), 4), round(float(e), 4), str(p)] for s, e, p in phones]
     atomic_write_json(path, {"inventory": inventory, "phones": rows})
+
+
+def train_valid_audio(corpus_dir: str | Path) -> tuple[list[Path], list[Path]]:
+    """Absolute audio paths of the corpus' train and valid splits (speech and music), for the
+    audio models (codec, SSL encoder); an empty train split is an error."""
+    train = [item.audio_path for item in read_manifest(corpus_dir, split="train")]
+    valid = [item.audio_path for item in read_manifest(corpus_dir, split="valid")]
+    if not train:
+        raise AudiolmError(f"{corpus_dir}: the corpus has no train items")
+    return train, valid

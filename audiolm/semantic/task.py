@@ -86,12 +86,9 @@ class SSLTask(Task):
 
     @classmethod
     def from_corpus(cls, config: SSLConfig, corpus_dir: str | Path) -> "SSLTask":
-        from audiolm.data.corpus import read_manifest
+        from audiolm.data.corpus import train_valid_audio
 
-        train = [item.audio_path for item in read_manifest(corpus_dir, split="train")]
-        valid = [item.audio_path for item in read_manifest(corpus_dir, split="valid")]
-        if not train:
-            raise AudiolmError(f"{corpus_dir}: the corpus has no train items")
+        train, valid = train_valid_audio(corpus_dir)
         return cls(config, train, valid, data_dir=corpus_dir)
 
     def model_config(self) -> SSLConfig:
