@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -34,7 +33,6 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from audiolm.checkpoint import (
-    CONFIG_FILE,
     atomic_write_json,
     atomic_write_text,
     flatten_state,
@@ -583,5 +581,4 @@ __all__ = [
     "train_from_args",
     "item_keys_for_batch",
     "cosine_with_warmup",
-    "CONFIG_FILE",
 ]
