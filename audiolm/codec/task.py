@@ -38,58 +38,18 @@ from audiolm.codec.losses import (
     waveform_l1_loss,
 )
 from audiolm.codec.model import CodecModel
-from audiolm.errors import AudiolmError
+from audiolm.data.crops import AudioCrops
 from audiolm.train.task import ItemKey, StepOutput, Task
 
 
-class AudioCropDataset(Dataset):
-    """Random fixed-length crops from a list of audio files, decoded once and kept in memory.
-
-    Files are mixed to mono, resampled to `sample_rate` and cached as int16 (the corpus is
-    16-bit PCM, so nothing is lost). An epoch has about as many crops as the audio holds;
-    a crop picks a file with probability proportional to its length. With `random=False`
-    (validation) crop i is a fixed function of i.
-    """
+class AudioCropDataset(AudioCrops):
+    """Codec training items: crops [1, crop_samples] at the codec's sample rate (see AudioCrops)."""
 
     def __init__(self, files: list[Path], sample_rate: int, crop_samples: int, random: bool = True):
-        if not files:
-            raise AudiolmError("no audio files for the codec dataset (is the corpus split empty?)")
-        self.files = [Path(f) for f in files]
-        self.sample_rate = sample_rate
-        self.crop_samples = crop_samples
-        self.random = random
-        self._audio: list[torch.Tensor] | None = None
-
-    def _load(self) -> list[torch.Tensor]:
-        if self._audio is None:
-            from audiolm.audio import load_audio
-
-            audio = []
-            for path in self.files:
-                wav, _ = load_audio(path, sample_rate=self.sample_rate, mono=True)  # [1, N]
-                audio.append((wav[0].clamp(-1, 1) * 32767).round().to(torch.int16))
-            self._audio = audio
-            lengths = np.array([len(a) for a in audio], dtype=np.float64)
-            self._weights = lengths / lengths.sum()
-        return self._audio
-
-    def __len__(self) -> int:
-        audio = self._load()
-        total = sum(len(a) for a in audio)
-        return max(len(audio), total // self.crop_samples)
+        super().__init__(files, sample_rate, crop_samples, random, what="codec")
 
     def __getitem__(self, key: ItemKey | int) -> torch.Tensor:
-        """One crop [1, crop_samples] (zero-padded when the file is shorter)."""
-        audio = self._load()
-        index, seed = (key.index, key.seed) if isinstance(key, ItemKey) else (int(key), int(key))
-        rng = np.random.default_rng(seed if self.random else index)
-        file = int(rng.choice(len(audio), p=self._weights)) if self.random else index % len(audio)
-        wav = audio[file]
-        start = int(rng.integers(0, max(1, len(wav) - self.crop_samples + 1)))
-        crop = wav[start : start + self.crop_samples].float() / 32767
-        if len(crop) < self.crop_samples:
-            crop = torch.nn.functional.pad(crop, (0, self.crop_samples - len(crop)))
-        return crop[None]
+        return self.crop(key)[0][None]
 
 
 class Critic(nn.Module):

@@ -13,56 +13,25 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from audiolm.errors import AudiolmError
+from audiolm.data.crops import AudioCrops
 from audiolm.semantic.config import SAMPLE_RATE, SSLConfig
 from audiolm.semantic.pretraining import KIND, W2vBertModel, draw_masks, gumbel_temperature
 from audiolm.train.task import ItemKey, StepOutput, Task
 
 
-class CropDataset(Dataset):
-    """Fixed-length crops of audio files, decoded once (mono 16 kHz, kept as int16).
-
-    An item is {"wav": [crop] float, "length": samples of real audio (the rest is zeros)}.
-    An epoch has about as many crops as the audio holds; a random crop picks a file with
-    probability proportional to its length. With `random=False` crop i is fixed by i.
-    """
+class CropDataset(AudioCrops):
+    """SSL training items at 16 kHz: {"wav": [crop] float, "length": samples of real audio (the
+    rest is zeros), "seed"} (see AudioCrops)."""
 
     def __init__(self, files: list[Path], crop_samples: int, random: bool = True) -> None:
-        if not files:
-            raise AudiolmError("no audio files for the SSL dataset (is the corpus split empty?)")
-        self.files = [Path(f) for f in files]
-        self.crop_samples = crop_samples
-        self.random = random
-        self._audio: list[torch.Tensor] | None = None
-
-    def _load(self) -> list[torch.Tensor]:
-        if self._audio is None:
-            from audiolm.semantic.features import load_16k
-
-            self._audio = [(load_16k(f)[0].clamp(-1, 1) * 32767).round().to(torch.int16) for f in self.files]
-            lengths = np.array([max(1, len(a)) for a in self._audio], dtype=np.float64)
-            self._weights = lengths / lengths.sum()
-        return self._audio
-
-    def __len__(self) -> int:
-        audio = self._load()
-        return max(len(audio), sum(len(a) for a in audio) // self.crop_samples)
+        super().__init__(files, SAMPLE_RATE, crop_samples, random, what="SSL")
 
     def __getitem__(self, key: ItemKey | int) -> dict[str, Any]:
-        audio = self._load()
-        index, seed = (key.index, key.seed) if isinstance(key, ItemKey) else (int(key), int(key))
-        rng = np.random.default_rng(seed if self.random else index)
-        file = int(rng.choice(len(audio), p=self._weights)) if self.random else index % len(audio)
-        wav = audio[file]
-        start = int(rng.integers(0, max(1, len(wav) - self.crop_samples + 1)))
-        crop = wav[start : start + self.crop_samples].float() / 32767
-        length = len(crop)
-        crop = torch.nn.functional.pad(crop, (0, self.crop_samples - length))
+        crop, length, seed = self.crop(key)
         return {"wav": crop, "length": length, "seed": seed % 2**31}
 
 
