@@ -20,6 +20,9 @@ def _ssl_train_defaults():
 
 def _setup_train_ssl(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="corpus folder (manifest.jsonl); trains on its train split")
+    p.add_argument("--targets", help="tokenizer directory whose ids the MLM module predicts (HuBERT-style, e.g. "
+                   "`audiolm train kmeans --mfcc`); sets target_clusters to its K unless the config sets it. "
+                   "Pass it again with --resume")
     from audiolm.train.trainer import add_training_arguments
 
     add_training_arguments(p, _ssl_train_defaults())
@@ -30,8 +33,16 @@ def _run_train_ssl(args: argparse.Namespace) -> int:
     from audiolm.semantic.task import SSLTask
     from audiolm.train import resolve_model_config, train_from_args
 
-    config = resolve_model_config(args, SSLConfig, SSLConfig())
-    train_from_args(lambda: SSLTask.from_corpus(config, args.data), args, _ssl_train_defaults())
+    defaults = SSLConfig()
+    if args.targets:
+        import dataclasses
+
+        from audiolm.semantic.tokenizer import SemanticTokenizer
+
+        targets = SemanticTokenizer.from_pretrained(args.targets)
+        defaults = dataclasses.replace(defaults, target_clusters=targets.vocab_size, frame_rate=targets.frame_rate)
+    config = resolve_model_config(args, SSLConfig, defaults)
+    train_from_args(lambda: SSLTask.from_corpus(config, args.data, args.targets), args, _ssl_train_defaults())
     return 0
 
 

@@ -24,8 +24,11 @@ class SSLConfig:
     sample_rate: int = SAMPLE_RATE
     frame_rate: int = 25  # output frames per second: 25 (hop 640, as AudioLM) or 50 (hop 320)
     # front-end: "mel" = log-mel frames (25 ms / 10 ms) stacked to the frame rate, as in
-    # w2v-BERT; "conv" = the wav2vec 2.0 convolutional waveform encoder (strides 5,2,2,2,2,2,2[,2]).
-    frontend: Literal["mel", "conv"] = "mel"
+    # w2v-BERT; "mfcc" = 13 MFCCs + Δ + ΔΔ stacked the same way (cepstra drop the pitch
+    # harmonics that 80 log-mel bins resolve: on our few voices, mel-input layers clustered by
+    # speaker, measured below MFCC + k-means); "conv" = the wav2vec 2.0 convolutional waveform
+    # encoder (strides 5,2,2,2,2,2,2[,2]).
+    frontend: Literal["mel", "mfcc", "conv"] = "mel"
     n_mels: int = 80
     feature_dim: int = 256  # front-end output channels; also the quantizer's input
     conv_channels: int = 128  # channels of the inner "conv" front-end layers
@@ -41,14 +44,24 @@ class SSLConfig:
     codebook_size: int = 64  # entries per group
     codevector_dim: int = 128
     codebook_logit_scale: float = 4.0  # std of the quantizer's initial logits (wav2vec 2.0: ~16)
+    gumbel_noise_scale: float = 1.0  # Gumbel noise in the training samples (1 = Gumbel-softmax)
     # masking (spans of masked frames, replaced by a learned vector before the conformer)
     mask_prob: float = 0.5  # span starts per frame * span length (an upper bound on coverage)
     mask_span_seconds: float = 0.2
     # losses
+    # MLM targets: 0 = the Gumbel quantizer's ids (w2v-BERT); K > 0 = ids from an external
+    # K-cluster tokenizer (HuBERT-style: k-means of MFCCs, then of an earlier run's layer).
+    # On our ~1 h CPU runs the quantizer ids gave a collapsed codebook and no phonetic layers;
+    # cluster targets give the MLM module a stable, phone-correlated task from step 0.
+    target_clusters: int = 0
+    contrastive_weight: float = 1.0  # scales contrastive + diversity (0 = HuBERT-style MLM only)
     num_negatives: int = 50
     contrastive_temperature: float = 0.1
     diversity_weight: float = 0.1
     mlm_weight: float = 1.0
+    # MLM loss on unmasked frames too, relative to masked ones (HuBERT's alpha is 0 for masked-only;
+    # a small corpus gains from the direct frame -> target signal)
+    mlm_unmasked_weight: float = 0.0
     gumbel_max_temperature: float = 2.0
     gumbel_min_temperature: float = 0.5
     gumbel_decay_steps: int = 1500  # exponential decay from max to min over this many steps
@@ -66,6 +79,14 @@ class SSLConfig:
             raise ValueError(f"depthwise_kernel must be odd, got {self.depthwise_kernel}")
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size {self.hidden_size} must be divisible by num_heads {self.num_heads}")
+        if self.frontend not in ("mel", "mfcc", "conv"):
+            raise ValueError(f"frontend must be mel, mfcc or conv, got {self.frontend!r}")
+        if self.mlm_unmasked_weight < 0:
+            raise ValueError(f"mlm_unmasked_weight must be >= 0, got {self.mlm_unmasked_weight}")
+        if self.target_clusters < 0:
+            raise ValueError(f"target_clusters must be >= 0, got {self.target_clusters}")
+        if self.contrastive_weight < 0:
+            raise ValueError(f"contrastive_weight must be >= 0, got {self.contrastive_weight}")
         if self.codevector_dim % self.codebook_groups:
             raise ValueError(
                 f"codevector_dim {self.codevector_dim} must be divisible by codebook_groups {self.codebook_groups}"

@@ -25,7 +25,9 @@ from transformers.models.wav2vec2_conformer.modeling_wav2vec2_conformer import (
 )
 
 from audiolm.semantic.config import SSLConfig
-from audiolm.semantic.spectral import ANALYSIS_HOP, log_mel
+from audiolm.semantic.spectral import ANALYSIS_HOP, log_mel, mfcc_frames
+
+MFCC_DIM = 39  # 13 MFCCs + deltas + delta-deltas
 
 
 def conformer_config(config: SSLConfig) -> Wav2Vec2ConformerConfig:
@@ -55,23 +57,28 @@ def conformer_config(config: SSLConfig) -> Wav2Vec2ConformerConfig:
 
 class MelFrontend(nn.Module):
     """Log-mel (80 bins, 25 ms / 10 ms) frames stacked to the frame rate, then an MLP.
+    With `cepstral`, 13 MFCCs + Δ + ΔΔ (40 mel bands) instead of the log-mel bins.
 
     wav [B, N] -> features [B, N // hop, feature_dim]
     """
 
-    def __init__(self, config: SSLConfig) -> None:
+    def __init__(self, config: SSLConfig, cepstral: bool = False) -> None:
         super().__init__()
         self.hop = config.hop_length
         self.n_mels = config.n_mels
+        self.cepstral = cepstral
         self.stack = config.hop_length // ANALYSIS_HOP
-        in_dim = self.stack * config.n_mels
+        in_dim = self.stack * (MFCC_DIM if cepstral else config.n_mels)
         self.norm = nn.LayerNorm(in_dim)
         self.proj = nn.Sequential(nn.Linear(in_dim, config.feature_dim), nn.GELU(), nn.Linear(config.feature_dim, config.feature_dim))
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        mel = log_mel(wav, self.hop, self.n_mels)  # [B, T * stack, n_mels]
-        b, f, m = mel.shape
-        frames = mel.reshape(b, f // self.stack, self.stack * m)  # [B, T, stack * n_mels]
+        if self.cepstral:
+            frames = mfcc_frames(wav, self.hop)  # [B, T * stack, 39]
+        else:
+            frames = log_mel(wav, self.hop, self.n_mels)  # [B, T * stack, n_mels]
+        b, f, m = frames.shape
+        frames = frames.reshape(b, f // self.stack, self.stack * m)  # [B, T, stack * m]
         return self.proj(self.norm(frames))
 
 
@@ -108,7 +115,10 @@ class SSLEncoder(nn.Module):
         super().__init__()
         self.config = config
         hf = conformer_config(config)
-        self.frontend = MelFrontend(config) if config.frontend == "mel" else ConvFrontend(config)
+        if config.frontend == "conv":
+            self.frontend: nn.Module = ConvFrontend(config)
+        else:
+            self.frontend = MelFrontend(config, cepstral=config.frontend == "mfcc")
         self.feature_norm = nn.LayerNorm(config.feature_dim)
         self.projection = nn.Linear(config.feature_dim, config.hidden_size)
         self.dropout = nn.Dropout(config.dropout)

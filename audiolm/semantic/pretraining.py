@@ -4,6 +4,11 @@
                               └► mask spans -> layers 1..N (contrastive module) -> c
                                    c ─► Linear ─► contrastive loss vs q (+ diversity)
                                    c ─► layers N+1..L (MLM module) ─► Linear ─► CE vs ids
+                                                                  (or vs external cluster ids)
+
+With `target_clusters = K > 0` the MLM module predicts ids [B, T] given by an external
+K-cluster tokenizer at the same frame rate (HuBERT's targets) instead of the quantizer's ids;
+the contrastive module and its loss stay (scaled by `contrastive_weight`).
 
 Masks and negatives are drawn with transformers' wav2vec 2.0 helpers (`_compute_mask_indices`,
 `_sample_negative_indices`); they use numpy's global random state, which the trainer saves and
@@ -93,16 +98,27 @@ class W2vBertModel(nn.Module):
         self.encoder = SSLEncoder(config)
         self.quantizer = GumbelProductQuantizer(
             config.feature_dim, config.codebook_groups, config.codebook_size, config.codevector_dim,
-            config.codebook_logit_scale,
+            config.codebook_logit_scale, config.gumbel_noise_scale,
         )
         self.project_context = nn.Linear(config.hidden_size, config.codevector_dim)
         self.project_targets = nn.Linear(config.codevector_dim, config.codevector_dim)
-        self.mlm_head = nn.Linear(config.hidden_size, config.codebook_groups * config.codebook_size)
+        self.mlm_head = nn.Linear(config.hidden_size, self.mlm_groups * self.mlm_classes)
         nn.init.normal_(self.mlm_head.weight, std=1.0 / math.sqrt(config.hidden_size))
 
-    def forward(self, wav: torch.Tensor, masks: Masks) -> PretrainingOutput:
-        """wav: [B, N] 16 kHz crops (zero-padded past each row's length)."""
+    @property
+    def mlm_groups(self) -> int:
+        return 1 if self.config.target_clusters else self.config.codebook_groups
+
+    @property
+    def mlm_classes(self) -> int:
+        return self.config.target_clusters or self.config.codebook_size
+
+    def forward(self, wav: torch.Tensor, masks: Masks, cluster_ids: torch.Tensor | None = None) -> PretrainingOutput:
+        """wav: [B, N] 16 kHz crops (zero-padded past each row's length); cluster_ids: [B, T]
+        external targets in [0, target_clusters) (required iff config.target_clusters > 0)."""
         cfg = self.config
+        if bool(cfg.target_clusters) != (cluster_ids is not None):
+            raise ValueError("cluster_ids must be given exactly when config.target_clusters > 0")
         out = self.encoder(wav, mask=masks.mask, num_layers=cfg.contrastive_layers)
         hidden = out.hidden_states[cfg.contrastive_layers]  # [B, T, H] contrastive module output
         quantized = self.quantizer(out.features)
@@ -118,10 +134,17 @@ class W2vBertModel(nn.Module):
         for layer in self.encoder.layers[cfg.contrastive_layers :]:
             x = layer(x, relative_position_embeddings=rotary)
         b, t, _ = x.shape
-        logits = self.mlm_head(x).view(b, t, cfg.codebook_groups, cfg.codebook_size)
-        mlm, m_acc = mlm_loss(logits, quantized.ids, masks.mask)
+        logits = self.mlm_head(x).view(b, t, self.mlm_groups, self.mlm_classes)
+        targets_ids = quantized.ids if cluster_ids is None else cluster_ids[..., None]  # [B, T, G]
+        mlm, m_acc = mlm_loss(logits, targets_ids, masks.mask)
+        if cfg.mlm_unmasked_weight:
+            unmasked = masks.valid & ~masks.mask
+            if unmasked.any():
+                mlm = mlm + cfg.mlm_unmasked_weight * mlm_loss(logits, targets_ids, unmasked)[0]
 
-        loss = contrastive + cfg.diversity_weight * diversity + cfg.mlm_weight * mlm
+        # the contrastive terms are always computed (so every parameter takes part in the
+        # graph, as DDP wants), and scaled to nothing when contrastive_weight = 0
+        loss = cfg.contrastive_weight * (contrastive + cfg.diversity_weight * diversity) + cfg.mlm_weight * mlm
         with torch.no_grad():
             perplexity = codebook_perplexity(quantized.probs, masks.valid)
         return PretrainingOutput(loss, contrastive, diversity, mlm, c_acc, m_acc, perplexity)

@@ -81,14 +81,20 @@ def _deltas(x: torch.Tensor, width: int = 2) -> torch.Tensor:
     return num / (2 * sum(n * n for n in range(1, width + 1)))
 
 
+def mfcc_frames(wav: torch.Tensor, hop_length: int, n_mfcc: int = 13, n_mels: int = 40) -> torch.Tensor:
+    """13 MFCCs + deltas + delta-deltas at 100 Hz on the grid of `hop_length`.
+    wav: [B, N] at 16 kHz -> [B, F, 3 * n_mfcc] with F = (N // hop_length) * (hop_length // 160)."""
+    logmel = log_mel(wav, hop_length, n_mels)  # [B, F, n_mels]
+    cep = logmel @ _dct_matrix(n_mels, n_mfcc).to(logmel)  # [B, F, 13]
+    d1 = _deltas(cep)
+    return torch.cat([cep, d1, _deltas(d1)], dim=-1)  # [B, F, 39]
+
+
 def mfcc(wav: torch.Tensor, frame_rate: int, n_mfcc: int = 13, n_mels: int = 40, sample_rate: int = 16000) -> torch.Tensor:
     """The baseline features: 13 MFCCs + deltas + delta-deltas at 100 Hz, mean-pooled to the
     frame rate. wav: [B, N] at 16 kHz -> [B, T, 3 * n_mfcc] with T = N // (16000 / frame_rate)."""
     hop = sample_rate // frame_rate
-    logmel = log_mel(wav, hop, n_mels)  # [B, F, n_mels]
-    cep = logmel @ _dct_matrix(n_mels, n_mfcc).to(logmel)  # [B, F, 13]
-    d1 = _deltas(cep)
-    feats = torch.cat([cep, d1, _deltas(d1)], dim=-1)  # [B, F, 39]
+    feats = mfcc_frames(wav, hop, n_mfcc, n_mels)  # [B, F, 39]
     group = hop // ANALYSIS_HOP
     b, f, d = feats.shape
     return feats.reshape(b, f // group, group, d).mean(dim=2)  # [B, T, 39]

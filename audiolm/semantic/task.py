@@ -5,7 +5,8 @@ validation on fixed crops of the valid split (held-out voices and pieces). A ste
 
     masks, negatives <- draw_masks(seed derived from the batch's item seeds)   (resume-exact)
     quantizer temperature <- gumbel_temperature(step)
-    loss = contrastive + diversity_weight * diversity + mlm_weight * MLM    (pretraining.py)
+    cluster ids <- target tokenizer(crop)   (only with --targets: HuBERT-style MLM targets)
+    loss = contrastive_weight * (contrastive + diversity_weight * diversity) + mlm_weight * MLM
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from audiolm.data.crops import AudioCrops
+from audiolm.errors import ConfigError
 from audiolm.semantic.config import SAMPLE_RATE, SSLConfig
 from audiolm.semantic.pretraining import KIND, W2vBertModel, draw_masks, gumbel_temperature
+from audiolm.semantic.tokenizer import SemanticTokenizer
 from audiolm.train.task import ItemKey, StepOutput, Task
 
 
@@ -43,8 +46,12 @@ class SSLTask(Task):
     kind = KIND
 
     def __init__(self, config: SSLConfig, train_files: list[Path], valid_files: list[Path] | None = None,
-                 data_dir: str | Path | None = None) -> None:
+                 data_dir: str | Path | None = None, targets: SemanticTokenizer | None = None,
+                 targets_dir: str | Path | None = None) -> None:
+        check_targets(config, targets)
         self.config = config
+        self.targets = targets
+        self.targets_dir = None if targets_dir is None else str(Path(targets_dir).resolve())
         self.model = W2vBertModel(config)
         self.crop_samples = int(round(config.crop_seconds * SAMPLE_RATE)) // config.hop_length * config.hop_length
         self.train_files = list(train_files)
@@ -54,11 +61,12 @@ class SSLTask(Task):
         self._valid: CropDataset | None = None
 
     @classmethod
-    def from_corpus(cls, config: SSLConfig, corpus_dir: str | Path) -> "SSLTask":
+    def from_corpus(cls, config: SSLConfig, corpus_dir: str | Path, targets_dir: str | Path | None = None) -> "SSLTask":
         from audiolm.data.corpus import train_valid_audio
 
         train, valid = train_valid_audio(corpus_dir)
-        return cls(config, train, valid, data_dir=corpus_dir)
+        targets = None if targets_dir is None else SemanticTokenizer.from_pretrained(targets_dir)
+        return cls(config, train, valid, data_dir=corpus_dir, targets=targets, targets_dir=targets_dir)
 
     def model_config(self) -> SSLConfig:
         return self.config
@@ -95,7 +103,11 @@ class SSLTask(Task):
         masks = draw_masks(cfg, num_frames, total, seed=seed)
         masks = type(masks)(*(t.to(wav.device) for t in (masks.mask, masks.negatives, masks.valid)))
         _unwrap(model).quantizer.temperature = gumbel_temperature(cfg, step)
-        out = model(wav, masks)
+        cluster_ids = None
+        if self.targets is not None:
+            self.targets.to(wav.device)
+            cluster_ids = self.targets.encode(wav, SAMPLE_RATE)  # [B, T], same frame grid
+        out = model(wav, masks, cluster_ids)
         metrics = {
             "contrastive": float(out.contrastive.detach()),
             "diversity": float(out.diversity.detach()),
@@ -109,4 +121,27 @@ class SSLTask(Task):
 
     def export_extras(self) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
         """Record the corpus so `audiolm train kmeans --ssl RUN` can default to it."""
-        return {}, ({"ssl_data.json": {"data": self.data_dir}} if self.data_dir else {})
+        record = {"data": self.data_dir} if self.data_dir else {}
+        if self.targets_dir:
+            record["targets"] = self.targets_dir
+        return {}, ({"ssl_data.json": record} if record else {})
+
+
+def check_targets(config: SSLConfig, targets: SemanticTokenizer | None) -> None:
+    """The MLM head's size and frame grid must match the target tokenizer (one-line errors)."""
+    if config.target_clusters and targets is None:
+        raise ConfigError(
+            f"config has target_clusters={config.target_clusters}: pass the target tokenizer (--targets DIR)"
+        )
+    if targets is None:
+        return
+    if not config.target_clusters:
+        raise ConfigError("--targets given but the config has target_clusters=0 (MLM on quantizer ids)")
+    if targets.vocab_size != config.target_clusters:
+        raise ConfigError(
+            f"target tokenizer has K={targets.vocab_size} but the config says target_clusters={config.target_clusters}"
+        )
+    if targets.frame_rate != config.frame_rate:
+        raise ConfigError(
+            f"target tokenizer runs at {targets.frame_rate} Hz but the encoder at {config.frame_rate} Hz"
+        )

@@ -92,3 +92,19 @@ def test_gumbel_temperature_anneals(make_config):
     assert gumbel_temperature(cfg, 0) == pytest.approx(2.0)
     assert gumbel_temperature(cfg, 50) == pytest.approx(1.0)
     assert gumbel_temperature(cfg, 1000) == pytest.approx(0.5)
+
+
+def test_quantizer_noise_scale():
+    """noise_scale 0 samples the argmax (targets a function of the audio); 1 is Gumbel-softmax,
+    which with soft logits often picks another entry. Both pass a soft gradient."""
+    from audiolm.semantic.quantizer import GumbelProductQuantizer
+
+    torch.manual_seed(0)
+    feats = torch.randn(2, 40, 16)
+    for scale, expect_equal in ((0.0, True), (1.0, False)):
+        q = GumbelProductQuantizer(16, 2, 32, 16, logit_scale=1.0, noise_scale=scale).train()
+        out = q(feats)
+        sampled = out.one_hot.argmax(dim=-1)
+        assert torch.equal(sampled, out.ids) == expect_equal
+        out.codevectors.sum().backward()
+        assert q.logits.weight.grad.abs().sum() > 0
