@@ -171,20 +171,30 @@ def read_token_index(directory: str | Path) -> dict[str, Any]:
 class TokenShards:
     """Read-only, memory-mapped access to one split: `len()`, `[i] -> Utterance`.
 
-    Arrays are mapped lazily (and dropped when pickled), so DataLoader workers each map their own.
+    `kind` ("speech", "music", ...) keeps only the utterances whose manifest kind it is (the
+    kind `audiolm tokenize` copies from the manifest into each utterance's entry), so one token
+    directory serves a mixed model and per-kind models alike. Arrays are mapped lazily (and
+    dropped when pickled), so DataLoader workers each map their own.
     """
 
-    def __init__(self, directory: str | Path, split: str = "train") -> None:
+    def __init__(self, directory: str | Path, split: str = "train", kind: str | None = None) -> None:
         self.directory = Path(directory)
         self.info = read_token_index(self.directory)
         if split not in self.info["splits"]:
             raise AudiolmError(f"{self.directory}: no split {split!r}; it has {', '.join(self.info['splits'])}")
         self.split = split
+        self.kind = kind
         self.shards: list[str] = list(self.info["splits"][split]["shards"])
         self.entries: list[tuple[int, dict[str, Any]]] = []
+        kinds: set[str] = set()
         for shard_index, name in enumerate(self.shards):
             for entry in json.loads((self.directory / f"{name}.json").read_text())["utterances"]:
-                self.entries.append((shard_index, entry))
+                kinds.add(str(entry.get("kind")))
+                if kind is None or entry.get("kind") == kind:
+                    self.entries.append((shard_index, entry))
+        if kind is not None and not self.entries:
+            have = ", ".join(sorted(kinds)) or "none"
+            raise AudiolmError(f"{self.directory}: no {split} utterance of kind {kind!r} (kinds here: {have})")
         self._arrays: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def __getstate__(self) -> dict[str, Any]:

@@ -6,11 +6,14 @@ Three figures, each reported for speech and music separately:
    `--tokens` (the split given), or, without it, on the evaluated clips tokenized on the fly by
    the pipeline's own codec and tokenizer. Windows are laid out exactly as in training
    (`audiolm.lm.layouts`), one window per `window_frames` of each utterance, seeded by position.
-2. Acoustic consistency: N prompts of `prompt_seconds` are continued by `seconds`. Prompt and
-   continuation are each embedded (mean codec-encoder features, or mean features of the
-   semantic tokenizer's source with `embed="semantic"`), and we count how often a continuation
-   is closer (cosine) to its own prompt than to the other N-1: chance is 1/N. The same figure
-   for the real continuation of each clip (the audio that follows the prompt) is the ceiling.
+2. Acoustic consistency (`audiolm.eval.consistency`): N prompts of `prompt_seconds`, one per
+   voice / instrument, are continued by `seconds`. Prompt and continuation are each embedded
+   (utterance statistics of log-mel frames by default, timbre-sensitive), and we count how
+   often a continuation is closer (cosine, each side centred on its set mean) to its own prompt
+   than to the other N-1 (top-1, chance 1/N), and the mean share of other prompts it is farther
+   from than its own (rank score, chance 0.5). The same figures for the real continuation of
+   each clip (the audio that follows the prompt), raw and passed through the codec at the
+   pipeline's levels, are the ceilings: the second is what a perfect LM could reach.
 3. Resynthesis: a clip's ground-truth semantic tokens -> coarse stage -> fine stage -> codec
    (no acoustic prompt), mel distance to the original (`audiolm.codec.metrics.mel_distance`),
    next to the codec's own round trip at the pipeline's levels (the floor).
@@ -29,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from audiolm.errors import AudiolmError
+from audiolm.eval.consistency import DEFAULT_EMBEDDING, embed, rank_score, retrieval_accuracy  # noqa: F401
 
 KINDS = ("speech", "music")
 MIN_REAL_SECONDS = 1.0  # a clip needs at least this much real audio after its prompt (or `seconds`)
@@ -84,16 +88,21 @@ def load_clip(item, sample_rate: int, max_seconds: float | None = None) -> Clip:
 
 
 def load_clips(corpus: str | Path, split: str, kind: str, n: int, sample_rate: int, prompt_seconds: float,
-               seconds: float) -> tuple[list, list[Clip]]:
+               seconds: float, distinct: bool = True) -> tuple[list, list[Clip]]:
     """Up to n (item, clip) pairs whose audio, after trimming leading silence, holds a prompt and
-    at least min(seconds, MIN_REAL_SECONDS) of real continuation."""
+    at least min(seconds, MIN_REAL_SECONDS) of real continuation. With `distinct`, at most one
+    clip per speaker (voice or piece), so that a continuation can only find its own prompt by
+    sounding like it (two clips of one voice would be indistinguishable by timbre)."""
     need = prompt_seconds + min(seconds, MIN_REAL_SECONDS)
-    items, clips = [], []
+    items, clips, speakers = [], [], set()
     for item in select_items(corpus, split, kind, need):
+        if distinct and item.speaker in speakers:
+            continue
         clip = load_clip(item, sample_rate, prompt_seconds + seconds)
         if clip.audio.shape[-1] >= need * sample_rate - 1:
             items.append(item)
             clips.append(clip)
+            speakers.add(item.speaker)
         if len(clips) == n:
             break
     return items, clips
@@ -168,27 +177,17 @@ def stage_cross_entropy(
     return result
 
 
-# -- 2. acoustic consistency -----------------------------------------------------------------
+# -- 2. acoustic consistency (the embedding and the scores: audiolm/eval/consistency.py) --------
 
 
 @torch.inference_mode()
-def embed(lm, audio: torch.Tensor, how: str = "codec") -> torch.Tensor:
-    """Audio [1, N] at the pipeline's rate -> one vector [D]: mean codec-encoder features
-    ("codec") or mean features of the semantic tokenizer's source ("semantic")."""
-    if how == "codec":
-        feats = lm.codec.model.encoder(audio[None].to(lm.codec.device))  # [1, D, T]
-        return feats.mean(-1)[0].float().cpu()
-    if how == "semantic":
-        feats = lm.semantic_tokenizer.features(audio.to(lm.device), lm.sample_rate)  # [1, T, D]
-        return feats.mean(1)[0].float().cpu()
-    raise AudiolmError(f"unknown embedding {how!r}; choose codec or semantic")
-
-
-def retrieval_accuracy(prompts: torch.Tensor, continuations: torch.Tensor) -> float:
-    """prompts, continuations [N, D]: the fraction i whose continuation is closest (cosine) to
-    prompt i among all N prompts. Chance is 1/N."""
-    sim = F.normalize(continuations, dim=-1) @ F.normalize(prompts, dim=-1).T  # [N, N]
-    return float((sim.argmax(dim=-1) == torch.arange(len(prompts))).float().mean())
+def codec_roundtrip(lm, audio: torch.Tensor) -> torch.Tensor:
+    """Audio [1, N] -> the codec's reconstruction at the pipeline's levels [1, N'], N' = N cut
+    to whole codec frames: real audio as a perfect LM would give it back."""
+    hop = lm.codec.hop_length
+    audio = audio[:, : audio.shape[-1] // hop * hop]
+    codes = lm.codec.encode(audio[None].to(lm.codec.device), lm.sample_rate, kbps=lm._kbps())[:, : lm.n_q]
+    return lm.codec.decode(codes)[0].cpu()[:, : audio.shape[-1]]
 
 
 # -- 3. resynthesis ---------------------------------------------------------------------------
@@ -228,7 +227,7 @@ def evaluate_continuation(
     prompt_seconds: float = 3.0,
     seconds: float = 4.0,
     seed: int = 0,
-    embedding: str = "codec",
+    embedding: str = DEFAULT_EMBEDDING,
     ce_windows: int = 256,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -260,15 +259,20 @@ def evaluate_continuation(
         bar.update(len(clips))
         # 2. acoustic consistency
         cut = int(prompt_seconds * sr)
-        prompt_emb, gen_emb, real_emb = [], [], []
+        emb: dict[str, list[torch.Tensor]] = {"prompt": [], "generated": [], "real": [], "real_codec": []}
         for i, clip in enumerate(clips):
-            prompt = clip.audio[:, :cut]
+            prompt, real = clip.audio[:, :cut], clip.audio[:, cut:]
             new = lm.continue_audio(prompt, sr, seconds=seconds, seed=seed + i, continuation_only=True)  # [1, 1, N]
-            prompt_emb.append(embed(lm, prompt, embedding))
-            gen_emb.append(embed(lm, new[0], embedding))
-            real_emb.append(embed(lm, clip.audio[:, cut:], embedding))
+            emb["prompt"].append(embed(lm, prompt, embedding))
+            emb["generated"].append(embed(lm, new[0], embedding))
+            emb["real"].append(embed(lm, real, embedding))
+            emb["real_codec"].append(embed(lm, codec_roundtrip(lm, real), embedding))
             bar.update(1)
-        prompts = torch.stack(prompt_emb)
+        prompts = torch.stack(emb["prompt"])  # [N, D]
+        consistency: dict[str, Any] = {"chance": 1.0 / len(clips)}
+        for name in ("generated", "real", "real_codec"):
+            consistency[name] = retrieval_accuracy(prompts, torch.stack(emb[name]))
+            consistency[f"{name}_rank"] = rank_score(prompts, torch.stack(emb[name]))
         # 3. resynthesis
         resynth, roundtrip = [], []
         for i, clip in enumerate(clips):
@@ -282,11 +286,8 @@ def evaluate_continuation(
             "n": len(clips),
             "cross_entropy": ce,
             "cross_entropy_windows_from": "tokens" if shard_utts is not None else "clips",
-            "consistency": {
-                "generated": retrieval_accuracy(prompts, torch.stack(gen_emb)),
-                "real": retrieval_accuracy(prompts, torch.stack(real_emb)),
-                "chance": 1.0 / len(clips),
-            },
+            "speakers": [item.speaker for item in items],
+            "consistency": consistency,
             "resynthesis_mel": float(np.mean(resynth)),
             "codec_mel": float(np.mean(roundtrip)),
         }
@@ -329,10 +330,14 @@ def format_table(report: dict[str, Any]) -> str:
     source = "token shards" if report.get("tokens") else "the clips"
     for stage in ("semantic", "coarse", "fine"):
         row(f"{stage} stage cross entropy (nats/token, {source})", lambda k, s=stage: _fmt(k["cross_entropy"].get(s)))
-    row(f"consistency: generated continuation finds its prompt ({report['embedding']} embedding)",
-        lambda k: _fmt(k["consistency"]["generated"], 2))
-    row("consistency: real continuation finds its prompt", lambda k: _fmt(k["consistency"]["real"], 2))
-    row("consistency: chance (1/N)", lambda k: _fmt(k["consistency"]["chance"], 2))
+    who = {"generated": "generated continuation", "real": "real continuation",
+           "real_codec": "real continuation through the codec"}
+    for name, label in who.items():
+        row(f"consistency top-1: {label} finds its prompt ({report['embedding']})",
+            lambda k, n=name: _fmt(k["consistency"][n], 2))
+    row("consistency top-1: chance (1/N)", lambda k: _fmt(k["consistency"]["chance"], 2))
+    for name, label in who.items():
+        row(f"consistency rank score: {label} (chance 0.50)", lambda k, n=name: _fmt(k["consistency"][f"{n}_rank"], 2))
     row("resynthesis from semantic tokens: mel distance (lower is better)", lambda k: _fmt(k["resynthesis_mel"]))
     row("codec round trip: mel distance", lambda k: _fmt(k["codec_mel"]))
     title = (

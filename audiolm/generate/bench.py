@@ -7,13 +7,22 @@ config of the same width, depth, heads, MLP width and vocabulary (the same archi
 pre-norm RMSNorm, RoPE, SwiGLU, untied head), random weights, no download.
 
 The bound: a one-token step must read every weight it uses once, so at best it takes
-`weight bytes / memory bandwidth` seconds; for a batch of B, B tokens come out of each step.
+`weight bytes / read bandwidth` seconds; for a batch of B, B tokens come out of each step.
 Weight bytes count every parameter except the embedding table (a step reads only B of its
-rows). Bandwidth is measured in the same run by copying a 256 MiB tensor (read + write bytes
-over time, best of several, before and after the timings). Timings are the best of
-`repeats` rounds, ours and the peer alternating within each round, so load spikes on a
-shared machine hit both alike. Small models can partly sit in the CPU's last-level cache and
-then run above this "bound".
+rows), at the dtype the step reads them in. The read bandwidth is measured in the same run,
+with the same number of threads as the decoding, by reducing a 1 GiB fp32 buffer (32x this
+VM's last-level cache) — a read-only stream, like a step's weights; the best of two
+reductions (sum, amax) and of several runs, before and after the timings. (Until 2026-11-21
+this was a 256 MiB copy counted as read + write bytes: a copy is not what a step does.)
+
+Timings are the best of `repeats` rounds, ours and the peer alternating within each round.
+`clock="cpu"` (one thread only) times with the process's CPU time instead of the wall clock:
+on a shared machine a process is descheduled for whole time slices, which makes a long
+operation (the 1 GiB read, a 128-token generation) look several times slower than it ran,
+while the slowdown it really suffers from other jobs (shared caches and memory) still counts.
+Small models can partly sit in the CPU's last-level cache and then run above this "bound".
+`decode_weights="bfloat16"` packs our model's matrices in bfloat16 (lossy; the peer keeps
+`dtype`); our bound then counts 2 bytes per matrix weight.
 """
 
 from __future__ import annotations
@@ -57,27 +66,43 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure_bandwidth(device: torch.device, mebibytes: int = 256, repeats: int = 5) -> float:
-    """Memory bandwidth in GB/s from a large tensor copy (bytes read + bytes written)."""
-    n = mebibytes * 2**20 // 4
-    src = torch.ones(n, dtype=torch.float32, device=device)
-    dst = torch.empty_like(src)
-    dst.copy_(src)  # touch the pages
+def _clock(device: torch.device, clock: str):
+    if clock == "cpu":
+        if device.type != "cpu" or torch.get_num_threads() != 1:
+            raise ValueError("clock='cpu' needs device cpu and one torch thread")
+        return time.process_time
+    return time.perf_counter
+
+
+def measure_bandwidth(device: torch.device, gibibytes: float = 1.0, repeats: int = 5, clock: str = "wall") -> float:
+    """Read bandwidth in GB/s: bytes of a `gibibytes` fp32 buffer over the time to reduce it
+    (best of sum and amax over `repeats` runs), with torch's current thread count."""
+    n = int(gibibytes * 2**30) // 4
+    buffer = torch.ones(n, dtype=torch.float32, device=device)  # written once: pages are touched
+    now = _clock(device, clock)
     best = float("inf")
     for _ in range(repeats):
-        _sync(device)
-        t = time.perf_counter()
-        dst.copy_(src)
-        _sync(device)
-        best = min(best, time.perf_counter() - t)
-    return 2 * src.numel() * src.element_size() / best / 1e9
+        for reduce in (torch.sum, torch.amax):
+            _sync(device)
+            t = now()
+            reduce(buffer)
+            _sync(device)
+            best = min(best, now() - t)
+    del buffer
+    return n * 4 / best / 1e9
 
 
 def streamed_weight_bytes(model: torch.nn.Module, embedding: torch.nn.Embedding, batch: int) -> int:
-    """Bytes a one-token step reads: all weights but the embedding table, plus B of its rows."""
-    total = sum(p.numel() * p.element_size() for p in model.parameters())
+    """Bytes a one-token step reads: all weights but the embedding table, plus B of its rows;
+    matrices that decode through packed copies (`Transformer.prepare_decoding`) count at
+    the packed dtype."""
+    sizes = {p: p.numel() * p.element_size() for p in model.parameters()}
+    for layer in getattr(model, "linears", lambda: [])():
+        packed = layer.__dict__.get("packed")
+        if packed is not None and packed.fresh(layer.weight):
+            sizes[layer.weight] = layer.weight.numel() * packed.dtype.itemsize
     table = embedding.weight
-    return total - table.numel() * table.element_size() + batch * table.shape[1] * table.element_size()
+    return sum(sizes.values()) - table.numel() * table.element_size() + batch * table.shape[1] * table.element_size()
 
 
 def hf_peer(config: TransformerConfig, device: torch.device):
@@ -99,19 +124,20 @@ def hf_peer(config: TransformerConfig, device: torch.device):
     return LlamaForCausalLM(hf_config).to(device).eval()
 
 
-def _time_interleaved(fns: list, repeats: int, device: torch.device) -> list[float]:
-    """Best wall time of each function over `repeats` rounds; within a round the functions
-    run one after the other, so a load spike on a shared machine hits them alike."""
+def _time_interleaved(fns: list, repeats: int, device: torch.device, clock: str = "wall") -> list[float]:
+    """Best time of each function over `repeats` rounds; within a round the functions run
+    one after the other, so a load spike on a shared machine hits them alike."""
+    now = _clock(device, clock)
     for fn in fns:
-        fn()  # warm-up (allocations, graph capture, kernels)
+        fn()  # warm-up (allocations, packing, graph capture, kernels)
     best = [float("inf")] * len(fns)
     for _ in range(repeats):
         for i, fn in enumerate(fns):
             _sync(device)
-            t = time.perf_counter()
+            t = now()
             fn()
             _sync(device)
-            best[i] = min(best[i], time.perf_counter() - t)
+            best[i] = min(best[i], now() - t)
     return best
 
 
@@ -125,9 +151,11 @@ def bench_decode(
     with_hf: bool = True,
     progress: bool = True,
     dtype: torch.dtype = torch.float32,
+    clock: str = "wall",
+    decode_weights: str | None = None,
 ) -> tuple[float, list[BenchResult]]:
     """Returns (bandwidth GB/s, results) for every size x batch x implementation."""
-    bandwidth = first_bandwidth = measure_bandwidth(device)
+    bandwidth = first_bandwidth = measure_bandwidth(device, clock=clock)
     results: list[BenchResult] = []
     jobs = [(s, b) for s in sizes for b in batches]
     bar = None
@@ -140,6 +168,7 @@ def bench_decode(
         torch.manual_seed(0)
         prompt = torch.randint(0, config.vocab_size, (batch, PROMPT_TOKENS), device=device)
         ours = Transformer(config).to(device=device, dtype=dtype).eval()
+        ours.set_decode_weights(decode_weights)  # None: packed in the model's dtype (CPU)
         cases = [("audiolm", ours, ours.tok_embeddings)]
         fns = [lambda: generate(ours, prompt, new_tokens, sampling=SAMPLING, seeds=list(range(batch)))]
         if with_hf:
@@ -155,7 +184,7 @@ def bench_decode(
                     )
 
             fns.append(run_hf)
-        seconds = _time_interleaved(fns, repeats, device)
+        seconds = _time_interleaved(fns, repeats, device, clock)
         for (impl, model, embedding), secs in zip(cases, seconds):
             params = sum(p.numel() for p in model.parameters())
             bound = batch * bandwidth * 1e9 / streamed_weight_bytes(model, embedding, batch)
@@ -166,7 +195,7 @@ def bench_decode(
     if bar is not None:
         bar.close()
     # the best of two measurements, before and after: like the timings, a best case
-    bandwidth = max(bandwidth, measure_bandwidth(device))
+    bandwidth = max(bandwidth, measure_bandwidth(device, clock=clock))
     for r in results:
         r.bound_tokens_per_s *= bandwidth / first_bandwidth
     return bandwidth, results

@@ -1,4 +1,4 @@
-"""CLI: `audiolm bench decode` (torch imported lazily)."""
+"""CLI: `audiolm bench decode` and `audiolm bench fine` (torch imported lazily)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,12 @@ def register(cli) -> None:
         "decoding speed (tokens/s) of the LM stages vs Hugging Face generate(), and the bandwidth bound",
         _setup,
         _run,
+    )
+    cli.add(
+        "bench fine",
+        "fine stages side by side: held-out cross entropy per fine level and generation time",
+        _fine_setup,
+        _fine_run,
     )
 
 
@@ -25,6 +31,10 @@ def _setup(parser: argparse.ArgumentParser) -> None:
                         help="weights and cache dtype, for both implementations (default float32)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--no-hf", action="store_true", help="skip the Hugging Face generate() peer")
+    parser.add_argument("--decode-weights", choices=["float32", "bfloat16"], default=None,
+                        help="our packed CPU decoding weights (default: the model's dtype; bfloat16 is lossy)")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="wall clock, or process CPU time (CPU, --threads 1 only: fair on a shared machine)")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -52,23 +62,74 @@ def _run(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise UsageError("--threads must be >= 1")
         torch.set_num_threads(args.threads)
+    if args.clock == "cpu" and (args.device != "cpu" or torch.get_num_threads() != 1):
+        raise UsageError("--clock cpu needs --device cpu and --threads 1")
     device = torch.device(args.device)
     new_tokens = args.new_tokens or (512 if device.type == "cuda" else 128)
     bandwidth, results = bench_decode(
         sizes, batches, device, new_tokens=new_tokens, repeats=args.repeats, with_hf=not args.no_hf,
-        dtype=getattr(torch, args.dtype),
+        dtype=getattr(torch, args.dtype), clock=args.clock, decode_weights=args.decode_weights,
     )
-    machine = describe_machine(args.device)
+    machine = describe_machine(args.device) + ("; timed in process CPU time" if args.clock == "cpu" else "")
+    if args.decode_weights:
+        machine += f"; our decoding weights {args.decode_weights}"
     if args.json:
         print_json(
             {"machine": machine, "bandwidth_GBps": bandwidth, "results": [r.to_json() for r in results]}
         )
         return 0
-    print(f"machine: {machine}; copy bandwidth {bandwidth:.1f} GB/s; {new_tokens} new tokens per run; {args.dtype}")
+    print(f"machine: {machine}; read bandwidth {bandwidth:.1f} GB/s; {new_tokens} new tokens per run; {args.dtype}")
     print(f"{'impl':8} {'params':>10} {'batch':>5} {'tokens/s':>10} {'bound':>10} {'of bound':>8}")
     for r in results:
         print(
             f"{r.impl:8} {r.params:>10,} {r.batch:>5} {r.tokens_per_s:>10.1f} {r.bound_tokens_per_s:>10.1f}"
             f" {r.tokens_per_s / r.bound_tokens_per_s:>8.0%}"
         )
+    return 0
+
+
+def _fine_setup(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("stages", nargs="+", metavar="STAGE", help="fine stage checkpoint or run directories")
+    parser.add_argument("--tokens", required=True, metavar="DIR", help="token directory; its valid split is held out")
+    parser.add_argument("--seconds", type=float, default=4.0, help="audio whose fine levels are generated (default 4)")
+    parser.add_argument("--prompt-seconds", type=float, default=3.0, help="known prompt before it (default 3)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs; the best counts (default 3)")
+    parser.add_argument("--max-windows", type=int, default=None, help="cap on held-out windows (default all)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="wall clock, or process CPU time (--threads 1 only: fair on a shared machine)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def _fine_run(args: argparse.Namespace) -> int:
+    import torch
+
+    from audiolm.cli import UsageError, print_json
+    from audiolm.eval.machine import describe_machine
+    from audiolm.generate.bench_fine import bench_fine
+
+    if args.seconds <= 0 or args.prompt_seconds < 0:
+        raise UsageError("--seconds must be > 0 and --prompt-seconds >= 0")
+    if args.repeats < 1 or (args.max_windows is not None and args.max_windows < 1):
+        raise UsageError("--repeats and --max-windows must be >= 1")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UsageError("--threads must be >= 1")
+        torch.set_num_threads(args.threads)
+    if args.clock == "cpu" and torch.get_num_threads() != 1:
+        raise UsageError("--clock cpu needs --threads 1")
+    results = bench_fine(
+        args.stages, args.tokens, seconds=args.seconds, prompt_seconds=args.prompt_seconds,
+        repeats=args.repeats, max_windows=args.max_windows, clock=args.clock,
+    )
+    machine = describe_machine("cpu") + ("; timed in process CPU time" if args.clock == "cpu" else "")
+    if args.json:
+        print_json({"machine": machine, "results": [r.to_json() for r in results]})
+        return 0
+    levels = list(results[0].ce_nats)
+    print(f"machine: {machine}; {results[0].windows} held-out windows ({results[0].frames} frames per level)")
+    print(f"{'style':6} {'params':>10} " + " ".join(f"{'CE L' + str(q):>8}" for q in levels) + f" {'mean':>8} {'gen s':>8}  stage")
+    for r in results:
+        ce = " ".join(f"{r.ce_nats[q]:>8.3f}" for q in levels)
+        print(f"{r.fine_style:6} {r.params:>10,} {ce} {r.ce_mean:>8.3f} {r.generate_s:>8.3f}  {r.stage}")
     return 0

@@ -111,6 +111,7 @@ def decode(
         with torch.inference_mode():
             if model.cache_shape != (B, S):
                 model.setup_caches(B, S, device=device)
+            model.prepare_decoding()  # packed CPU weights; a no-op when they are current
             step_fn: StepFn = decode_one_token
             if use_graph:
                 from audiolm.generate.cuda_graph import CudaGraphStep

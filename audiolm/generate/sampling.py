@@ -59,6 +59,15 @@ def seeds_tensor(seeds: list[int] | torch.Tensor, device: torch.device | str) ->
     return hash32(mixed)
 
 
+def position_seeds(seeds: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Seed states [B] (`seeds_tensor`) and absolute positions [n] -> one state per (sample,
+    position) [B, n]. For samplers that draw many positions in one call (the Bark-style fine
+    stage): flatten to [B*n] and pass to `sample` with draws of [B*n, V]; each draw then
+    depends only on (seed, position, step), whatever the batch or window."""
+    keys = hash32((positions.to(torch.int64) * 0x2545F491 + 0x1B873593) & _MASK32)  # [n]
+    return hash32(seeds[:, None] ^ keys[None])
+
+
 _VOCAB_KEYS: dict[tuple[int, str], torch.Tensor] = {}
 
 

@@ -12,6 +12,10 @@ frames are given as a prompt (already known or generated in the previous window)
 rest is sampled, each token restricted to its RVQ level's vocabulary range. Draw numbers run
 on across windows (`step_offset`), so per-sample seeds give reproducible, batch-independent
 results here too.
+
+A Bark-style fine stage (`fine_style: "bark"`, `audiolm/lm/fine_bark.py`) walks the same
+windows but fills each fine level of a window in one non-causal pass; its draws are keyed by
+(seed, absolute frame, level), so it too is batch- and window-independent.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from collections.abc import Callable
 import torch
 
 from audiolm.generate.decode import generate
-from audiolm.generate.sampling import SamplingConfig
+from audiolm.generate.sampling import SamplingConfig, position_seeds, sample, seeds_tensor
 from audiolm.lm.config import StageConfig
 from audiolm.lm.layouts import CoarseLayout, FineLayout, semantic_span
 from audiolm.lm.transformer import Transformer
@@ -120,6 +124,8 @@ def generate_fine(
     first frames. context_frames: fine frames carried into each next window (default F // 4).
     """
     _check_stage(config, "fine")
+    if config.fine_style == "bark":
+        return _generate_fine_bark(model, config, coarse, fine_prompt, sampling, seeds, context_frames, progress)
     layout = FineLayout(config)
     F, Qc, Q = config.window_frames, config.coarse_levels, config.n_q
     Qf = Q - Qc
@@ -154,4 +160,70 @@ def generate_fine(
         done = t1
         if progress is not None:
             progress(done, T)
+    return codes
+
+
+def _generate_fine_bark(
+    model: Transformer,
+    config: StageConfig,
+    coarse: torch.Tensor,
+    fine_prompt: torch.Tensor | None,
+    sampling: SamplingConfig | None,
+    seeds: list[int] | None,
+    context_frames: int | None,
+    progress: FrameProgress | None,
+) -> torch.Tensor:
+    """`generate_fine` for a Bark-style stage: per window, one forward pass per fine level.
+
+    Windows are always F frames, as in training: the last one is PAD-filled past the end. Its
+    first `known` frames (at most F // 4, the most training showed) carry fine codes from the
+    previous window or the prompt as level-q inputs; the rest of level q is sampled at once."""
+    from audiolm.lm.fine_bark import EMPTY, FineBarkLayout
+
+    layout = FineBarkLayout(config)
+    sampling = sampling or SamplingConfig()
+    F, Qc, Q = config.window_frames, config.coarse_levels, config.n_q
+    Qf = Q - Qc
+    B, _, T = coarse.shape
+    device = coarse.device
+    context = layout.max_prompt_frames() if context_frames is None else context_frames
+    if not 0 <= context <= layout.max_prompt_frames():
+        raise ValueError(f"context_frames must be in [0, {layout.max_prompt_frames()}] for a Bark-style fine stage, got {context}")
+    codes = torch.zeros(B, Q, T, dtype=torch.long, device=device)
+    codes[:, :Qc] = coarse[:, :Qc]
+    done = 0
+    if fine_prompt is not None:
+        fine_prompt = fine_prompt[:, -Qf:] if fine_prompt.shape[1] == Q else fine_prompt
+        done = min(fine_prompt.shape[-1], T)
+        codes[:, Qc:, :done] = fine_prompt[:, :, :done]
+    seed_states = seeds_tensor(list(range(B)) if seeds is None else seeds, device)
+    if seed_states.shape != (B,):
+        raise ValueError(f"expected {B} seeds, got {tuple(seed_states.shape)}")
+    masks = [layout.level_mask(q, device) for q in range(Q)]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            while done < T:
+                t0 = max(0, done - context)
+                t1 = min(t0 + F, T)
+                known, real = done - t0, t1 - t0  # prompt frames, frames before the padding
+                window = torch.zeros(B, Q, F, dtype=torch.long, device=device)
+                window[:, :, :real] = codes[:, :, t0:t1]
+                frame_states = position_seeds(seed_states, torch.arange(done, t1, device=device)).reshape(-1)
+                for q in range(Qc, Q):
+                    inputs = layout.level_input_tokens(window, q, known)  # [B, F, Q]
+                    inputs[:, real:] = EMPTY
+                    inputs[:, real:, 0] = layout.pad
+                    logits = model(inputs)[:, known:real]  # [B, n, V]
+                    n = real - known
+                    step = torch.full((1,), q, dtype=torch.long, device=device)
+                    drawn = sample(logits.reshape(B * n, -1), sampling, frame_states, step, masks[q])
+                    window[:, q, known:real] = drawn.view(B, n) - layout.level_offsets[q]
+                codes[:, Qc:, done:t1] = window[:, Qc:, known:real]
+                done = t1
+                if progress is not None:
+                    progress(done, T)
+    finally:
+        model.train(was_training)
     return codes

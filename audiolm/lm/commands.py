@@ -63,6 +63,7 @@ def _train_setup(parser: argparse.ArgumentParser) -> None:
     from audiolm.train.trainer import add_training_arguments
 
     parser.add_argument("--tokens", required=True, metavar="DIR", help="token directory (audiolm tokenize)")
+    parser.add_argument("--kind", help="train and validate on utterances of this kind only (speech, music)")
     add_training_arguments(parser, stage_train_defaults())
 
 
@@ -91,14 +92,14 @@ def _train_run(args: argparse.Namespace, stage: str) -> int:
     if args.resume:
         # the run's own (completed) config; a --config given too must complete to the same one
         config = resolve_model_config(argparse.Namespace(resume=True, out=args.out, config=None), StageConfig, None)
-        task = StageTask(config, args.tokens)
+        task = StageTask(config, args.tokens, args.kind)
         if user_config is not None:
             from audiolm.data.shards import read_token_index
 
             if complete_stage_config(user_config, read_token_index(args.tokens)) != config:
                 raise ConfigError(f"{args.config}: differs from the model config of the run in {args.out}")
     else:
-        task = StageTask(user_config or StageConfig(stage=stage), args.tokens)
+        task = StageTask(user_config or StageConfig(stage=stage), args.tokens, args.kind)
     train_from_args(task, args, stage_train_defaults())
     return 0
 

@@ -1,7 +1,8 @@
 """Configs of the stage language models: the transformer's shape and the stage's token layout.
 
 `TransformerConfig` is the network; `StageConfig` says which stage it is and how audio tokens
-become one token sequence (see `semantic_layout.py`, `coarse_layout.py`, `fine_layout.py`).
+become the model's input (see `layouts.py` for the semantic, coarse and AR fine layouts and
+`fine_bark.py` for the Bark-style fine layout).
 A stage checkpoint stores the `StageConfig` as its config.json, so a model rebuilds from its
 directory alone. Fields that describe the token sources (semantic vocabulary, codebook size,
 number of RVQ levels, frame rates) default to 0 and are filled from the token shards' index
@@ -17,6 +18,7 @@ from typing import Any, Literal
 from audiolm.errors import ConfigError
 
 STAGES = ("semantic", "coarse", "fine")
+FINE_STYLES = ("ar", "bark")
 
 
 @dataclass
@@ -33,6 +35,7 @@ class TransformerConfig:
     rope_base: float = 10000.0
     norm_eps: float = 1e-5
     dropout: float = 0.0
+    causal: bool = True  # False: every position attends to every other (the Bark-style fine stage)
 
     def __post_init__(self) -> None:
         if self.dim % self.n_heads:
@@ -75,10 +78,17 @@ class StageConfig:
     coarse_levels: int = 2  # Qc: levels modelled by the coarse stage
     dedup_semantic: bool = False  # semantic stage: drop consecutive repeats (loses timing)
     window_frames: int = 0  # coarse / fine: acoustic frames per training window
+    # fine stage: "ar" = AudioLM-style autoregressive over a flat window (`layouts.FineLayout`);
+    # "bark" = non-causal, one pass per fine level (`fine_bark.py`). See BENCHMARKS.md.
+    fine_style: Literal["ar", "bark"] = "ar"
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
+        if self.fine_style not in FINE_STYLES:
+            raise ValueError(f"fine_style must be one of {FINE_STYLES}, got {self.fine_style!r}")
+        if self.fine_style != "ar" and self.stage != "fine":
+            raise ValueError(f"fine_style {self.fine_style!r} is only for the fine stage, not {self.stage!r}")
         if self.coarse_levels < 1:
             raise ValueError(f"coarse_levels must be at least 1, got {self.coarse_levels}")
 
@@ -112,15 +122,20 @@ def complete_stage_config(config: StageConfig, tokens_info: dict[str, Any]) -> S
             f"stage config: the fine stage needs more levels than coarse_levels ({config.coarse_levels}); "
             f"the shards have n_q={config.n_q}"
         )
+    bark = config.stage == "fine" and config.fine_style == "bark"
+    if not bark and not config.model.causal:
+        raise ConfigError(f"stage config: a {config.stage} stage must be causal (model.causal false is for fine_style \"bark\")")
+    # the Bark-style fine stage is the one non-causal model; it sets the flag itself
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, causal=not bark))
     layout = make_layout(config)
     window = config.window_frames or layout.max_window_frames()
     if window < 1:
         raise ConfigError(f"stage config: model.max_seq_len {config.model.max_seq_len} is too short for one frame")
     config = dataclasses.replace(config, window_frames=window)
     layout = make_layout(config)
-    if layout.sequence_length() - 1 > config.model.max_seq_len:
+    if layout.context_length() > config.model.max_seq_len:
         raise ConfigError(
-            f"stage config: window_frames {window} needs a context of {layout.sequence_length() - 1} tokens, "
+            f"stage config: window_frames {window} needs a context of {layout.context_length()} tokens, "
             f"more than model.max_seq_len {config.model.max_seq_len}"
         )
     vocab = layout.vocab_size

@@ -56,9 +56,10 @@ class StageDataset(Dataset):
 class StageTask(Task):
     """Trains one stage (semantic, coarse or fine) from a token directory."""
 
-    def __init__(self, config: StageConfig, tokens_dir: str | Path) -> None:
+    def __init__(self, config: StageConfig, tokens_dir: str | Path, kind: str | None = None) -> None:
         self.tokens_dir = Path(tokens_dir)
-        self.train_shards = TokenShards(self.tokens_dir, "train")
+        self.data_kind = kind  # None: every utterance; "speech" / "music": only that kind
+        self.train_shards = TokenShards(self.tokens_dir, "train", kind)
         self.config = complete_stage_config(config, self.train_shards.info)
         self.kind = stage_kind(self.config.stage)
         self.layout = make_layout(self.config)
@@ -78,7 +79,7 @@ class StageTask(Task):
     def valid_dataset(self) -> Dataset | None:
         if "valid" not in self.train_shards.info["splits"]:
             return None
-        return StageDataset(TokenShards(self.tokens_dir, "valid"), self.layout)
+        return StageDataset(TokenShards(self.tokens_dir, "valid", self.data_kind), self.layout)
 
     def training_step(self, parts: dict[str, nn.Module], batch, step: int) -> StepOutput:
         inputs, targets = batch["inputs"], batch["targets"]  # [B, L] each

@@ -13,6 +13,16 @@ Two ways to call `forward(tokens [B, T], input_pos=None, kv_len=None)`:
   `input_pos[-1] + 1`) lets an eager caller attend to only the first `kv_len` cache slots,
   which saves reading the unused rest of the cache on CPU; graph-captured steps leave it
   None and keep every shape static.
+
+Decoding calls (input_pos given) on CPU run their matrix products through prepacked oneDNN
+copies of the weights (`prepare_decoding`, `audiolm/generate/packed_linear.py`), float32 by
+default (same results up to summation order) or bfloat16 when asked (`set_decode_weights`);
+training and full passes always use the parameters themselves through `F.linear`.
+
+A model built with `causal=False` (the Bark-style fine stage, `fine_bark.py`) attends in both
+directions and is only called without a cache. Its inputs may carry several tokens per
+position, tokens [B, T, L]: the L embeddings are summed, and a negative id is an empty slot
+(adds nothing). A position then stands for one acoustic frame and its known RVQ levels.
 """
 
 from __future__ import annotations
@@ -42,6 +52,14 @@ def apply_rope(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
     return torch.view_as_real(pairs * rotation).flatten(-2).type_as(x)
 
 
+def linear(x: torch.Tensor, layer: nn.Linear, decoding: bool) -> torch.Tensor:
+    """x @ layer.weight.T; a decoding call uses the layer's packed copy when it has a current one."""
+    packed = layer.__dict__.get("packed") if decoding else None
+    if packed is None or not packed.fresh(layer.weight):
+        return F.linear(x, layer.weight)
+    return packed(x)
+
+
 class RMSNorm(nn.Module):
     """x / rms(x) * weight, with rms = sqrt(mean(x^2) + eps).
 
@@ -66,6 +84,7 @@ class Attention(nn.Module):
         self.n_heads = config.n_heads
         self.head_dim = config.head_dim
         self.dropout = config.dropout
+        self.causal = config.causal
         self.wqkv = nn.Linear(config.dim, 3 * config.dim, bias=False)  # fused: one matmul
         self.wo = nn.Linear(config.dim, config.dim, bias=False)
         self.kv_cache: KVCache | None = None
@@ -81,7 +100,8 @@ class Attention(nn.Module):
         B, T, C = x.shape
         # modules' weights are used through F.linear: at batch 1 on CPU a decoding step is
         # short enough that nn.Module call overhead shows
-        qkv = F.linear(x, self.wqkv.weight).view(B, T, 3, self.n_heads, self.head_dim)
+        decoding = input_pos is not None
+        qkv = linear(x, self.wqkv, decoding).view(B, T, 3, self.n_heads, self.head_dim)
         # RoPE on queries and keys at once: qk [B, T, 2, H, D], rotation [T, 1, 1, D/2]
         qk = apply_rope(qkv[:, :, :2], rotation)
         q, k = qk.unbind(2)
@@ -89,7 +109,7 @@ class Attention(nn.Module):
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, H, T, D]
         if input_pos is None:
             y = F.scaled_dot_product_attention(
-                q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
+                q, k, v, is_causal=self.causal, dropout_p=self.dropout if self.training else 0.0
             )
         else:
             assert self.kv_cache is not None, "call setup_caches() before decoding with input_pos"
@@ -98,7 +118,7 @@ class Attention(nn.Module):
                 k, v = k[:, :, :kv_len], v[:, :, :kv_len]
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         y = y.transpose(1, 2).reshape(B, T, C)  # [B, T, H*D]
-        return F.linear(y, self.wo.weight)
+        return linear(y, self.wo, decoding)
 
 
 class MLP(nn.Module):
@@ -110,14 +130,14 @@ class MLP(nn.Module):
         self.w_in = nn.Linear(config.dim, (2 if self.swiglu else 1) * hidden, bias=False)
         self.w_out = nn.Linear(hidden, config.dim, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.linear(x, self.w_in.weight)
+    def forward(self, x: torch.Tensor, decoding: bool = False) -> torch.Tensor:
+        h = linear(x, self.w_in, decoding)
         if self.swiglu:
             gate, up = h.chunk(2, dim=-1)
             h = F.silu(gate) * up
         else:
             h = F.gelu(h)
-        return F.linear(h, self.w_out.weight)
+        return linear(h, self.w_out, decoding)
 
 
 class Block(nn.Module):
@@ -134,7 +154,7 @@ class Block(nn.Module):
         if self.dropout and self.training:
             h = F.dropout(h, self.dropout, training=True)
         x = x + h
-        h = self.mlp.forward(self.mlp_norm.forward(x))
+        h = self.mlp.forward(self.mlp_norm.forward(x), input_pos is not None)
         if self.dropout and self.training:
             h = F.dropout(h, self.dropout, training=True)
         return x + h
@@ -155,6 +175,7 @@ class Transformer(nn.Module):
             "rope", rope_table(config.max_seq_len, config.head_dim, config.rope_base), persistent=False
         )
         self.causal_mask: torch.Tensor | None = None
+        self.decode_weights: str | None = None  # None: the parameters' own dtype
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -168,6 +189,7 @@ class Transformer(nn.Module):
 
     def _apply(self, fn, recurse=True):
         # `.to(dtype)` must not turn the complex RoPE table real: let it follow the device only
+        self.drop_decoding_weights()  # packed copies follow the parameters' next prepare_decoding
         rope = self._buffers.pop("rope")
         try:
             module = super()._apply(fn, recurse)
@@ -177,6 +199,44 @@ class Transformer(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    # -- packed weights for decoding ----------------------------------------------------------
+
+    def linears(self) -> list[nn.Linear]:
+        """Every matrix a decoding step multiplies by (not the embedding table)."""
+        out = [self.output]
+        for layer in self.layers:
+            out += [layer.attention.wqkv, layer.attention.wo, layer.mlp.w_in, layer.mlp.w_out]
+        return out
+
+    def set_decode_weights(self, precision: str | None) -> None:
+        """Precision of the packed decoding weights: None (the parameters' dtype), "float32"
+        or "bfloat16" (lossy: 2x fewer bytes per step). Takes effect at `prepare_decoding`."""
+        from audiolm.generate.packed_linear import DECODE_WEIGHTS
+
+        if precision is not None and precision not in DECODE_WEIGHTS:
+            raise ValueError(f"decode weights must be one of {DECODE_WEIGHTS} or None, got {precision!r}")
+        self.decode_weights = precision
+
+    def prepare_decoding(self) -> bool:
+        """Pack (or re-pack, when a weight changed since) the decoding weights on CPU; drop
+        them elsewhere or when this torch has no oneDNN linear. True when packed."""
+        from audiolm.generate.packed_linear import PackedLinear, packing_available
+
+        weight = self.output.weight
+        use = weight.device.type == "cpu" and weight.dtype in (torch.float32, torch.bfloat16) and packing_available()
+        dtype = getattr(torch, self.decode_weights) if self.decode_weights else weight.dtype
+        for layer in self.linears():
+            current = layer.__dict__.get("packed")
+            if not use:
+                layer.__dict__.pop("packed", None)
+            elif current is None or not current.matches(layer.weight, dtype):
+                layer.__dict__["packed"] = PackedLinear(layer.weight, dtype)
+        return use
+
+    def drop_decoding_weights(self) -> None:
+        for layer in self.linears():
+            layer.__dict__.pop("packed", None)
 
     # -- caches ---------------------------------------------------------------------------------
 
@@ -221,8 +281,11 @@ class Transformer(nn.Module):
         kv_len: int | None = None,
         last_only: bool = False,
     ) -> torch.Tensor:
-        """tokens [B, T] -> logits [B, T, V] (or [B, 1, V] with last_only)."""
+        """tokens [B, T] (or [B, T, L], summed per position) -> logits [B, T, V] (or [B, 1, V]
+        with last_only)."""
         T = tokens.shape[1]
+        if input_pos is not None and not self.config.causal:
+            raise ValueError("a non-causal model has no KV-cache decoding: call it without input_pos")
         if input_pos is None:
             if T > self.config.max_seq_len:
                 raise ValueError(f"sequence of {T} tokens exceeds max_seq_len {self.config.max_seq_len}")
@@ -238,9 +301,14 @@ class Transformer(nn.Module):
             else:
                 mask = self.causal_mask[input_pos, :kv_len]
         rotation = rotation[:, None, None]  # [T, 1, 1, D/2]
-        x = F.embedding(tokens, self.tok_embeddings.weight)  # [B, T, C]
+        if tokens.dim() == 3:  # several tokens per position: sum their embeddings, skip ids < 0
+            present = tokens >= 0  # [B, T, L]
+            x = F.embedding(tokens.clamp_min(0), self.tok_embeddings.weight)  # [B, T, L, C]
+            x = (x * present.unsqueeze(-1).to(x.dtype)).sum(2)  # [B, T, C]
+        else:
+            x = F.embedding(tokens, self.tok_embeddings.weight)  # [B, T, C]
         for layer in self.layers:
             x = layer.forward(x, rotation, input_pos, mask, kv_len)
         if last_only:
             x = x[:, -1:]
-        return F.linear(self.norm.forward(x), self.output.weight)  # [B, T, V]
+        return linear(self.norm.forward(x), self.output, input_pos is not None)  # [B, T, V]

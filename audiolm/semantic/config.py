@@ -28,7 +28,7 @@ class SSLConfig:
     # harmonics that 80 log-mel bins resolve: on our few voices, mel-input layers clustered by
     # speaker, measured below MFCC + k-means); "conv" = the wav2vec 2.0 convolutional waveform
     # encoder (strides 5,2,2,2,2,2,2[,2]).
-    frontend: Literal["mel", "mfcc", "conv"] = "mel"
+    frontend: Literal["mel", "mfcc", "conv"] = "mfcc"
     n_mels: int = 80
     feature_dim: int = 256  # front-end output channels; also the quantizer's input
     conv_channels: int = 128  # channels of the inner "conv" front-end layers
@@ -44,7 +44,7 @@ class SSLConfig:
     codebook_size: int = 64  # entries per group
     codevector_dim: int = 128
     codebook_logit_scale: float = 4.0  # std of the quantizer's initial logits (wav2vec 2.0: ~16)
-    gumbel_noise_scale: float = 1.0  # Gumbel noise in the training samples (1 = Gumbel-softmax)
+    gumbel_noise_scale: float = 0.0  # Gumbel noise in the training samples (1 = Gumbel-softmax; see quantizer.py)
     # masking (spans of masked frames, replaced by a learned vector before the conformer)
     mask_prob: float = 0.5  # span starts per frame * span length (an upper bound on coverage)
     mask_span_seconds: float = 0.2
@@ -61,7 +61,7 @@ class SSLConfig:
     mlm_weight: float = 1.0
     # MLM loss on unmasked frames too, relative to masked ones (HuBERT's alpha is 0 for masked-only;
     # a small corpus gains from the direct frame -> target signal)
-    mlm_unmasked_weight: float = 0.0
+    mlm_unmasked_weight: float = 0.5
     gumbel_max_temperature: float = 2.0
     gumbel_min_temperature: float = 0.5
     gumbel_decay_steps: int = 1500  # exponential decay from max to min over this many steps

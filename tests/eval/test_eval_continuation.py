@@ -10,7 +10,9 @@ import torch
 
 from audiolm.cli import main
 from audiolm.eval.continuation import (
+    embed,
     format_table,
+    load_clips,
     resynthesize,
     retrieval_accuracy,
     shard_utterances,
@@ -33,11 +35,20 @@ def tokens(tiny_corpus, tiny_lm, tmp_path_factory):
     return out
 
 
-def test_retrieval_accuracy():
-    prompts = torch.eye(4) + 0.1
-    assert retrieval_accuracy(prompts, prompts * 3) == 1.0  # cosine: the scale does not matter
-    assert retrieval_accuracy(prompts, prompts[[1, 0, 3, 2]]) == 0.0
-    assert retrieval_accuracy(prompts, prompts[[0, 1, 3, 2]]) == 0.5
+def test_retrieval_accuracy_is_reexported():
+    """bench compare imports the metric and the embedding from here (tests of the metric:
+    test_continuation_consistency.py)."""
+    from audiolm.eval import consistency
+
+    assert retrieval_accuracy is consistency.retrieval_accuracy and embed is consistency.embed
+
+
+def test_clips_come_from_distinct_voices(tiny_corpus):
+    items, clips = load_clips(tiny_corpus, "train", "speech", 8, 24000, 0.5, 0.3)
+    speakers = [it.speaker for it in items]
+    assert len(speakers) == len(set(speakers)) >= 2
+    all_items, _ = load_clips(tiny_corpus, "train", "speech", 8, 24000, 0.5, 0.3, distinct=False)
+    assert len(all_items) > len(items)  # the tiny corpus has voices with several clips
 
 
 def test_cross_entropy_matches_the_training_loss(tokens, tiny_lm):
@@ -83,15 +94,20 @@ def test_eval_cli_json_and_table(tiny_corpus, tiny_pipeline, tokens, tmp_path, c
     assert "CPU" in report["machine"] or "GPU" in report["machine"] or report["machine"]
     speech, music = report["kinds"]["speech"], report["kinds"]["music"]
     assert speech["n"] == 2 and music["n"] == 1  # the tiny corpus holds 2 speech, 1 music valid clip
+    assert speech["consistency"]["real_rank"] is not None and music["consistency"]["real_rank"] is None
+    assert report["embedding"] == "logmel-stats"
     for kind in (speech, music):
         assert set(kind["cross_entropy"]) == {"semantic", "coarse", "fine"}
         assert all(v > 0 for v in kind["cross_entropy"].values())
         assert kind["cross_entropy_windows_from"] == "tokens"
-        assert set(kind["consistency"]) == {"generated", "real", "chance"}
-        assert 0 <= kind["consistency"]["generated"] <= 1 and kind["consistency"]["chance"] == 1 / kind["n"]
+        c = kind["consistency"]
+        assert set(c) == {"chance", *(f"{w}{r}" for w in ("generated", "real", "real_codec") for r in ("", "_rank"))}
+        assert 0 <= c["generated"] <= 1 and c["chance"] == 1 / kind["n"]
+        assert len(set(kind["speakers"])) == kind["n"]  # one clip per voice / instrument
         assert kind["resynthesis_mel"] > 0 and kind["codec_mel"] > 0
     text = table.read_text()
     assert "| figure | speech | music |" in text and "codec round trip" in text and "Machine:" in text
+    assert "rank score: real continuation through the codec (chance 0.50)" in text
     # the table file is never replaced without --overwrite
     code = main([*args, "--out", str(table)])
     assert code == 2 and "already exists" in capsys.readouterr().err
@@ -99,7 +115,7 @@ def test_eval_cli_json_and_table(tiny_corpus, tiny_pipeline, tokens, tmp_path, c
     code = main([*args, "--out", str(table), "--overwrite", "--embed", "semantic"])
     out, err = capsys.readouterr()
     assert code == 0, err
-    assert "the clips" in out and "semantic embedding" in out
+    assert "the clips" in out and "finds its prompt (semantic)" in out
 
 
 def test_eval_cli_errors(tiny_corpus, tiny_pipeline, tmp_path, capsys):
@@ -132,12 +148,16 @@ def test_format_table_marks_missing_kinds():
         "tokens": None,
         "kinds": {"speech": None, "music": {
             "n": 2, "cross_entropy": {"semantic": 1.0, "coarse": None, "fine": 2.0},
-            "consistency": {"generated": 0.5, "real": 1.0, "chance": 0.5}, "resynthesis_mel": 1.5, "codec_mel": 0.5,
+            "consistency": {"generated": 0.5, "real": 1.0, "real_codec": 1.0, "chance": 0.5, "generated_rank": 0.5,
+                            "real_rank": 1.0, "real_codec_rank": None},
+            "resynthesis_mel": 1.5, "codec_mel": 0.5,
         }},
     }
     text = format_table(report)
     assert "| clips (N) | - | 2 |" in text
     assert "| coarse stage cross entropy (nats/token, the clips) | - | - |" in text
+    assert "| consistency rank score: generated continuation (chance 0.50) | - | 0.50 |" in text
+    assert "| consistency rank score: real continuation through the codec (chance 0.50) | - | - |" in text
 
 
 def test_trim_leading_silence():

@@ -42,3 +42,43 @@ def test_bench_decode_rejects_bad_arguments():
         run_cli(["bench", "decode", "--sizes", "3B"])
     with pytest.raises(UsageError, match="batches"):
         run_cli(["bench", "decode", "--batches", "one"])
+
+
+def test_bandwidth_is_a_read_of_a_large_buffer_and_cpu_clock_needs_one_thread():
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        # a small buffer here to stay fast; the bench default is 1 GiB
+        gbps = bench.measure_bandwidth(torch.device("cpu"), gibibytes=1 / 64, repeats=1, clock="cpu")
+        assert 0.1 < gbps < 10_000
+        torch.set_num_threads(2)
+        with pytest.raises(ValueError, match="one torch thread"):
+            bench.measure_bandwidth(torch.device("cpu"), gibibytes=1 / 64, repeats=1, clock="cpu")
+    finally:
+        torch.set_num_threads(threads)
+    from audiolm.cli import UsageError
+
+    with pytest.raises(UsageError, match="clock cpu"):
+        run_cli(["bench", "decode", "--clock", "cpu", "--threads", "2"])
+
+
+def test_streamed_bytes_count_packed_decoding_weights_at_their_dtype():
+    import torch
+
+    from audiolm.generate.packed_linear import packing_available
+    from audiolm.lm.transformer import Transformer
+
+    model = Transformer(TransformerConfig(vocab_size=64, dim=32, n_layers=2, n_heads=2, max_seq_len=16))
+    fp32 = bench.streamed_weight_bytes(model, model.tok_embeddings, 1)
+    matrices = sum(layer.weight.numel() for layer in model.linears())
+    norms = sum(p.numel() for n, p in model.named_parameters() if n.endswith("norm.weight"))
+    assert fp32 == 4 * (matrices + norms + 32)  # + one embedding row
+    if not packing_available():
+        pytest.skip("this torch build has no oneDNN linear")
+    model.set_decode_weights("bfloat16")
+    model.prepare_decoding()
+    assert bench.streamed_weight_bytes(model, model.tok_embeddings, 1) == fp32 - 2 * matrices
+    torch.nn.init.zeros_(model.output.weight)  # a stale packed copy no longer counts
+    assert bench.streamed_weight_bytes(model, model.tok_embeddings, 1) == fp32 - 2 * (matrices - model.output.weight.numel())

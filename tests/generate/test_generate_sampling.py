@@ -67,3 +67,20 @@ def test_config_validation():
         SamplingConfig(top_p=0)
     with pytest.raises(ValueError):
         SamplingConfig(top_k=-2)
+
+
+def test_position_seeds_are_per_sample_and_position_and_give_exact_draws():
+    from audiolm.generate.sampling import position_seeds
+
+    seeds = seeds_tensor([3, 4], "cpu")
+    states = position_seeds(seeds, torch.arange(10, 2010))  # [2, 2000]
+    assert states.shape == (2, 2000) and states.dtype == torch.int64
+    # a sample's states do not depend on the batch, nor on which positions are asked with it
+    assert torch.equal(position_seeds(seeds[1:], torch.arange(10, 2010))[0], states[1])
+    assert torch.equal(position_seeds(seeds, torch.arange(500, 510)), states[:, 490:500])
+    assert len(set(states.flatten().tolist())) == 4000  # distinct streams
+    # draws from these states (one per position) still follow the softmax
+    logits = torch.tensor([0.0, 1.0, 2.0])
+    got = sample(logits.expand(4000, -1), SamplingConfig(), states.flatten(), torch.tensor([0]))
+    freq = torch.bincount(got, minlength=3).float() / 4000
+    torch.testing.assert_close(freq, torch.softmax(logits, 0), atol=0.03, rtol=0)

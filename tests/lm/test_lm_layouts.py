@@ -95,3 +95,61 @@ def test_semantic_example_with_dedup_and_padding():
     assert inputs.shape == targets.shape == (8,)
     assert inputs[:3].tolist() == [1, 2, 3] and targets[:2].tolist() == [2, 3]
     assert (targets[2:] == IGNORE).all()
+
+
+def test_bark_fine_config_is_non_causal_with_one_token_per_frame():
+    bark = stage("fine", fine_style="bark")
+    assert not bark.model.causal and bark.window_frames == 64  # one position per frame
+    assert bark.model.vocab_size == 4 * 8 + 2 + 1  # codes, a query per fine level, PAD
+    assert stage("fine").model.causal and stage("coarse").model.causal
+    with pytest.raises(ConfigError, match="window_frames"):
+        stage("fine", fine_style="bark", window_frames=65)
+    with pytest.raises(ConfigError, match="causal"):
+        complete_stage_config(StageConfig(stage="coarse", model=TransformerConfig(causal=False)), INFO)
+    with pytest.raises(ValueError, match="fine_style"):
+        StageConfig(stage="coarse", fine_style="bark")
+    with pytest.raises(ValueError, match="fine_style"):
+        StageConfig(stage="fine", fine_style="maskgit")
+
+
+def test_bark_fine_layout_round_trip():
+    import torch
+
+    from audiolm.lm.fine_bark import EMPTY, FineBarkLayout
+
+    cfg = stage("fine", fine_style="bark", window_frames=6)
+    layout = make_layout(cfg)
+    assert isinstance(layout, FineBarkLayout)
+    acoustic = np.random.default_rng(3).integers(0, 8, size=(6, 4))  # [F, Q]
+    offsets = np.array(layout.level_offsets)
+    for level in (2, 3):
+        for prompt in (0, 1):
+            inputs, targets = layout.level_inputs(acoustic, level, prompt)
+            assert inputs.shape == (6, 4) and targets.shape == (6,)
+            # columns below the level decode back to the codes; the level's column is the query
+            assert (inputs[:, :level] - offsets[:level] == acoustic[:, :level]).all()
+            assert (inputs[prompt:, level] == layout.query_ids[level - 2]).all()
+            assert (inputs[:prompt, level] - offsets[level] == acoustic[:prompt, level]).all()
+            assert (inputs[:, level + 1 :] == EMPTY).all()
+            assert (targets[:prompt] == IGNORE).all()
+            assert (targets[prompt:] - offsets[level] == acoustic[prompt:, level]).all()
+            # the batched builder used at generation gives the same inputs
+            codes = torch.from_numpy(acoustic.T[None])  # [1, Q, F]
+            assert np.array_equal(layout.level_input_tokens(codes, level, prompt)[0].numpy(), inputs)
+    with pytest.raises(ValueError, match="fine level"):
+        layout.level_inputs(acoustic, 1)
+    # a short utterance: PAD frames after it, their targets ignored
+    inputs, targets = layout.training_example(np.zeros(1), acoustic[:4], np.random.default_rng(0))
+    assert (inputs[4:, 0] == layout.pad).all() and (inputs[4:, 1:] == EMPTY).all()
+    assert (targets[4:] == IGNORE).all() and (targets[:4] != IGNORE).sum() >= 3
+    # training draws both fine levels and prompts of 0..F/4 frames
+    levels = set()
+    for seed in range(40):
+        inputs, targets = layout.training_example(np.zeros(1), acoustic, np.random.default_rng(seed))
+        level = int((inputs >= 0).sum(1).max()) - 1
+        levels.add(level)
+        prompt = int((targets == IGNORE).sum())
+        assert 0 <= prompt <= 6 // 4
+    assert levels == {2, 3}
+    mask = layout.level_mask(3, "cpu")
+    assert mask.sum() == 8 and mask[24:32].all()
