@@ -6,6 +6,8 @@
                      [--overwrite] [--device cpu|cuda]
     audiolm eval continuation --data CORPUS [--split valid] [--pipeline P] [--tokens TOKDIR] [--n N]
                      [--json] [--out TABLE.md]                       (audiolm/eval/continuation.py)
+    audiolm eval stage CKPT [CKPT ...] --tokens TOKDIR [--kinds speech,music] [--json]
+                                                                     (audiolm/eval/stage_loss.py)
     audiolm bench continue [--pipeline P] [--json] [--device cpu|cuda] [--batches 1,8] [--seconds S]
                                                                      (audiolm/eval/bench_continue.py)
     audiolm bench compare --data CORPUS [--pipeline P] [--wavenet CKPT] [--vocoder CKPT] [--n N] [--json]
@@ -25,6 +27,8 @@ from pathlib import Path
 from audiolm.cli import UsageError
 
 STAGES = ("semantic", "coarse", "fine")
+# audiolm.eval.consistency.EMBEDDINGS, default first (repeated: this module imports no torch)
+EMBEDDINGS = ("logmel-stats", "mfcc-stats", "codec-stats", "codec", "semantic")
 
 
 def _per_stage(text: str | None, cast, flag: str):
@@ -186,11 +190,13 @@ def setup_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="corpus folder (audiolm corpus build)")
     p.add_argument("--split", default="valid", choices=["train", "valid"], help="split to evaluate (default valid)")
     p.add_argument("--tokens", help="token folder (audiolm tokenize) for the cross entropy; default: the clips")
-    p.add_argument("--n", type=int, default=8, help="clips per kind (speech, music); default 8")
+    p.add_argument("--n", type=int, default=24,
+                   help="clips per kind (speech, music), at most one per voice / instrument; default 24")
     p.add_argument("--prompt-seconds", type=float, default=3.0, help="prompt length (default 3)")
     p.add_argument("--seconds", type=float, default=4.0, help="seconds to continue (default 4)")
     p.add_argument("--seed", type=int, default=0, help="clip i is continued with seed + i (default 0)")
-    p.add_argument("--embed", default="codec", choices=["codec", "semantic"], help="embedding for consistency")
+    p.add_argument("--embed", default=EMBEDDINGS[0], choices=EMBEDDINGS,
+                   help=f"embedding for consistency (default {EMBEDDINGS[0]}; see audiolm/eval/consistency.py)")
     p.add_argument("--ce-windows", type=int, default=256, help="windows per stage for the cross entropy")
     p.add_argument("--out", help="also write the table (markdown) to this file")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
@@ -225,6 +231,48 @@ def run_eval(args: argparse.Namespace) -> int:
         print_json({"machine": machine, **report})
     else:
         print(table, end="")
+    return 0
+
+
+# -- audiolm eval stage ----------------------------------------------------------------------------
+
+
+def setup_eval_stage(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoints", nargs="+", metavar="CKPT", help="stage checkpoint or training run folder(s)")
+    p.add_argument("--tokens", required=True, help="token folder (audiolm tokenize)")
+    p.add_argument("--split", default="valid", help="split to score (default valid)")
+    p.add_argument("--kinds", default="speech,music",
+                   help="comma-separated kinds, each scored separately; 'all' = every utterance (default speech,music)")
+    p.add_argument("--repeats", type=int, default=4, help="window draws per utterance (default 4)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def run_eval_stage(args: argparse.Namespace) -> int:
+    from audiolm.cli import print_json
+    from audiolm.eval.stage_loss import stage_loss
+
+    if args.repeats < 1:
+        raise UsageError("--repeats must be at least 1")
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    if not kinds:
+        raise UsageError("--kinds names no kind")
+    if not Path(args.tokens).is_dir():
+        raise UsageError(f"--tokens {args.tokens}: no such folder")
+    results = [
+        stage_loss(ckpt, args.tokens, split=args.split, kind=None if kind == "all" else kind, repeats=args.repeats)
+        for ckpt in args.checkpoints
+        for kind in kinds
+    ]
+    if args.json:
+        print_json({"results": results})
+        return 0
+    print(f"Cross entropy (nats/token) on the {args.split} split of {args.tokens}, "
+          f"{args.repeats} window draws per utterance:\n")
+    print("| checkpoint | " + " | ".join(kinds) + " |")
+    print("|---|" + "---:|" * len(kinds))
+    for i, ckpt in enumerate(args.checkpoints):
+        cells = [f"{r['cross_entropy']:.3f}" for r in results[i * len(kinds) : (i + 1) * len(kinds)]]
+        print(f"| {ckpt} | " + " | ".join(cells) + " |")
     return 0
 
 
@@ -269,7 +317,8 @@ def setup_compare(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="corpus folder (audiolm corpus build)")
     p.add_argument("--split", default="valid", choices=["train", "valid"], help="split (default valid)")
     p.add_argument("--wavenet", help="WaveNet checkpoint or run folder for raw-sample continuation")
-    p.add_argument("--vocoder", help="WaveNet vocoder (codec-token conditioned) checkpoint or run folder")
+    p.add_argument("--vocoder", help="WaveNet vocoder (codec-token conditioned) checkpoint or run folder "
+                   "(default: checkpoints/wavenet_vocoder when shipped; 'none' for no vocoder rows)")
     p.add_argument("--n", type=int, default=4, help="clips per kind (default 4)")
     p.add_argument("--prompt-seconds", type=float, default=3.0, help="prompt length (default 3)")
     p.add_argument("--seconds", type=float, default=2.0, help="seconds to continue / resynthesize (default 2)")
@@ -288,11 +337,12 @@ def run_compare(args: argparse.Namespace) -> int:
     if args.out:
         check_writable([Path(args.out)], args.overwrite)
     from audiolm.checkpoint import atomic_write_text
-    from audiolm.eval.compare import compare, format_table
+    from audiolm.eval.compare import compare, format_table, resolve_vocoder
     from audiolm.eval.machine import describe_machine
     from audiolm.wavenet import WaveNet
 
     lm = _load_pipeline(args)
+    args.vocoder = resolve_vocoder(args.vocoder)
     wavenet = WaveNet.from_pretrained(args.wavenet, device=args.device) if args.wavenet else None
     vocoder = WaveNet.from_pretrained(args.vocoder, device=args.device) if args.vocoder else None
     with warnings.catch_warnings():
@@ -320,6 +370,12 @@ def register(cli) -> None:
         "continuation quality: per-stage cross entropy, acoustic consistency, resynthesis (speech and music)",
         setup_eval,
         run_eval,
+    )
+    cli.add(
+        "eval stage",
+        "an LM stage's cross entropy on token shards, per kind (mixed vs per-kind models)",
+        setup_eval_stage,
+        run_eval_stage,
     )
     cli.add("bench continue", "real-time factor of a pipeline, per stage and end to end", setup_bench, run_bench)
     cli.add(

@@ -1,6 +1,6 @@
 """CLI for the codec:
 
-    audiolm codec IN OUT [--kbps K] [--codec DIR] [--overwrite]      encode + decode round trip
+    audiolm codec IN OUT [--kbps K] [--codec DIR] [--save-codes FILE] [--overwrite]   round trip (+ codes)
     audiolm train codec --data CORPUS --out RUN [--config JSON] [--resume] [trainer flags]
     audiolm eval codec --data CORPUS [--split valid] [--codec DIR] [--json] [--out TABLE.md]
     audiolm bench codec [--codec DIR | --random] [--device cpu|cuda|all] [--json]
@@ -49,6 +49,8 @@ def _setup_roundtrip(parser: argparse.ArgumentParser) -> None:
     _add_codec_arg(parser)
     parser.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    parser.add_argument("--save-codes", metavar="FILE",
+                        help='also save the codes (safetensors, "codes" [1, Q, T]), e.g. for a WaveNet vocoder')
 
 
 def _run_roundtrip(args: argparse.Namespace) -> int:
@@ -59,6 +61,8 @@ def _run_roundtrip(args: argparse.Namespace) -> int:
         raise UsageError(f"{out}: already exists; pass --overwrite to replace it")
     if out.suffix.lower() not in (".wav", ".flac"):
         raise UsageError(f"{out}: output must be a .wav or .flac file")
+    if args.save_codes and Path(args.save_codes).exists() and not args.overwrite:
+        raise UsageError(f"{args.save_codes}: already exists; pass --overwrite to replace it")
     from audiolm.audio import load_audio, resample, save_audio
     from audiolm.codec.codec import Codec
 
@@ -68,6 +72,10 @@ def _run_roundtrip(args: argparse.Namespace) -> int:
     audio = codec.decode(codes)[0].cpu()  # [1, T * hop] at the codec rate
     audio = resample(audio, codec.sample_rate, rate)[:, : wav.shape[-1]]
     save_audio(out, audio, rate)
+    if args.save_codes:
+        from audiolm.checkpoint import save_tensors
+
+        save_tensors(args.save_codes, {"codes": codes.cpu().contiguous()})
     print(f"{args.input} -> {out}: {codes.shape[1]} levels x {codes.shape[2]} frames "
           f"({args.kbps:g} kbps) at {codec.frame_rate} Hz", file=sys.stderr)
     return 0

@@ -4,8 +4,9 @@ For each kind (speech, music) and each of N valid clips:
 
 (a) token pipeline   continue the first `prompt_seconds` by `seconds`            (continuation)
 (b) WaveNet          continue the same raw prompt sample by sample (`--wavenet`) (continuation)
-(c) WaveNet vocoder  the clip's codec tokens -> audio (`--vocoder`), next to the codec's own
-                     decoder on the same tokens                                  (resynthesis)
+(c) WaveNet vocoder  the clip's codec tokens -> audio (`--vocoder`, by default the shipped
+                     checkpoints/wavenet_vocoder), next to the codec's own decoder
+                     on the same tokens                                          (resynthesis)
 
 Figures: real-time factor (wall seconds / seconds of audio made; below 1 is faster than real
 time), acoustic consistency for continuations (how often a continuation is closest to its own
@@ -55,6 +56,17 @@ def _gc_for(model, item) -> int | None:
         return None
     labels = list(cfg.gc_labels)
     return labels.index(item.speaker) if item.speaker in labels else 0
+
+
+def resolve_vocoder(arg: str | None) -> str | None:
+    """`--vocoder` as given; unset: the shipped checkpoints/wavenet_vocoder if there is one;
+    "none": no vocoder rows."""
+    from audiolm.wavenet.model import shipped_dir
+
+    if arg is None:
+        shipped = shipped_dir("wavenet_vocoder")
+        return str(shipped) if (shipped / "config.json").is_file() else None
+    return None if arg.lower() == "none" else arg
 
 
 def check_wavenet(model, where: str) -> None:

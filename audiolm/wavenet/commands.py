@@ -56,7 +56,10 @@ def _setup_generate(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--out", required=True, help="output .wav or .flac (prompt + continuation)")
     p.add_argument("--prompt", metavar="WAV", help="audio to continue")
     p.add_argument("--gc-id", metavar="K", help="speaker / instrument id (a number or a label of the model)")
-    p.add_argument("--codes", metavar="FILE", help='safetensors with "codes" [Q, T] or [1, Q, T] (vocoder models)')
+    p.add_argument("--codes", metavar="FILE",
+                   help='vocoder models: safetensors with "codes" [Q, T] or [1, Q, T], e.g. from '
+                        '`audiolm codec IN OUT --save-codes FILE` or `audiolm continue --save-prompt FILE`; '
+                        "codes with more levels than the vocoder's are cut to its first levels")
     p.add_argument("--save-every", type=int, default=0, metavar="N", help="rewrite the output every N samples")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0 = greedy)")
@@ -123,6 +126,11 @@ def _run_generate(args: argparse.Namespace) -> int:
         prompt = model.encode_audio(wav[0])
     gc = _parse_gc_id(args.gc_id, list(cfg.gc_labels))
     codes = _load_codes(args.codes) if args.codes else None
+    if codes is not None and cfg.has_lc and codes.shape[-2] > cfg.lc_n_q:
+        # residual VQ: the first levels of a higher bit rate are exactly the lower bit rate's codes
+        print(f"{args.codes}: {codes.shape[-2]} codec levels; this vocoder uses the first {cfg.lc_n_q}",
+              file=sys.stderr)
+        codes = codes[..., : cfg.lc_n_q, :]
     n = args.samples
     if n is None:
         if codes is None:

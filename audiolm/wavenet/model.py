@@ -31,6 +31,13 @@ from audiolm.wavenet.mulaw import mulaw_decode, mulaw_encode
 KIND = "wavenet"
 
 
+def shipped_dir(name: str) -> Path:
+    """A shipped WaveNet checkpoint: `<repo>/checkpoints/<name>/` (wavenet_gc, wavenet_vocoder)."""
+    import audiolm
+
+    return Path(audiolm.__file__).resolve().parent.parent / "checkpoints" / name
+
+
 class WaveNet(nn.Module):
     def __init__(self, config: WaveNetConfig | None = None) -> None:
         super().__init__()

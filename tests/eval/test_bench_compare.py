@@ -8,6 +8,8 @@ import json
 import pytest
 import torch
 
+from audiolm.audio import resample
+from audiolm.checkpoint import copy_checkpoint
 from audiolm.cli import main
 from audiolm.wavenet import WaveNet, WaveNetConfig
 
@@ -59,10 +61,62 @@ def test_compare_json(tiny_corpus, tiny_pipeline, wavenets, tmp_path, capsys):
 
 
 def test_compare_pipeline_only_table(tiny_corpus, tiny_pipeline, capsys):
-    code = main(["bench", "compare", "--data", str(tiny_corpus), "--pipeline", str(tiny_pipeline), *ARGS])
+    code = main(["bench", "compare", "--data", str(tiny_corpus), "--pipeline", str(tiny_pipeline), *ARGS,
+                 "--vocoder", "none"])
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "| music | 1 | token pipeline | continuation |" in out and "WaveNet" not in out.split("\n", 2)[2]
+
+
+@pytest.mark.parametrize("shipped", [True, False])
+def test_compare_defaults_to_the_shipped_vocoder(shipped, tiny_corpus, tiny_pipeline, wavenets, tmp_path,
+                                                 monkeypatch, capsys):
+    """No --vocoder: checkpoints/wavenet_vocoder when it is there, else no vocoder rows."""
+    import audiolm.wavenet.model
+
+    root = tmp_path / "checkpoints"
+    if shipped:
+        copy_checkpoint(wavenets["vocoder"], root / "wavenet_vocoder", dtype=torch.float16)  # shipped in fp16
+    monkeypatch.setattr(audiolm.wavenet.model, "shipped_dir", lambda name: root / name)
+    code = main(["bench", "compare", "--data", str(tiny_corpus), "--pipeline", str(tiny_pipeline), *ARGS, "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    report = json.loads(out)
+    vocoder_rows = [r for r in report["rows"] if r["system"] == "WaveNet vocoder"]
+    if shipped:
+        assert report["vocoder"] == str(root / "wavenet_vocoder") and len(vocoder_rows) == 2
+    else:
+        assert report["vocoder"] is None and not vocoder_rows
+
+
+def test_resynthesis_rows_match_a_direct_computation(tiny_corpus, tiny_lm, wavenets):
+    """The (c) rows: mel distance of the codec decoder and of the vocoder (same seed per clip) to
+    the clip's first `seconds`, each at the lower of the two sample rates, averaged over clips."""
+    from audiolm.codec.metrics import mel_distance
+    from audiolm.eval.compare import compare
+    from audiolm.eval.continuation import load_clips
+
+    vocoder = WaveNet.from_pretrained(wavenets["vocoder"])
+    report = compare(tiny_lm, tiny_corpus, vocoder=vocoder, n=2, prompt_seconds=0.3, seconds=0.1, seed=3,
+                     progress=False)
+    sr, codec, rate = tiny_lm.sample_rate, tiny_lm.codec, min(tiny_lm.sample_rate, vocoder.sample_rate)
+    for kind in ("speech", "music"):
+        _, clips = load_clips(tiny_corpus, "valid", kind, 2, sr, 0.3, 0.1)
+        expected = {"codec decoder": [], "WaveNet vocoder": []}
+        for i, clip in enumerate(clips):
+            audio = clip.audio[:, : int(0.1 * sr) // codec.hop_length * codec.hop_length]
+            codes = codec.encode(audio[None], sr, kbps=3.0)  # 4 levels, the vocoder's
+            reference = resample(audio, sr, rate)
+            decoded = resample(codec.decode(codes)[0], sr, rate)
+            ids = vocoder.generate(codes.shape[-1] * vocoder.config.lc_hop, codes=codes, seed=3 + i)
+            vocoded = resample(vocoder.decode_audio(ids), vocoder.sample_rate, rate)
+            expected["codec decoder"].append(mel_distance(reference, decoded, rate))
+            expected["WaveNet vocoder"].append(mel_distance(reference, vocoded, rate))
+        rows = {r["system"]: r for r in report["rows"] if r["kind"] == kind}
+        for system, values in expected.items():
+            assert rows[system]["n"] == len(clips) and rows[system]["task"] == "resynthesis"
+            assert rows[system]["mel_distance"] == pytest.approx(sum(values) / len(values), rel=1e-4)
+            assert rows[system]["rtf"] > 0
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from audiolm.cli import main
 from audiolm.wavenet import WaveNet
@@ -71,7 +71,7 @@ def test_generate_with_prompt_gc_label_and_codes(checkpoints, tmp_path):
         ("gc", [], "pass a gc id"),
         ("gc", ["--gc-id", "tenor"], "neither a number nor one of the model's labels: alto, bass"),
         ("plain", ["--gc-id", "0"], "no global conditioning"),
-        ("lc", ["--codes", "WRONG_LEVELS"], "3 levels but this WaveNet was trained on 2"),
+        ("lc", ["--codes", "TOO_FEW_LEVELS"], "1 levels but this WaveNet was trained on 2"),
         ("lc", ["--codes", "WRONG_RANGE"], "codebooks have 16 entries"),
         ("lc", ["--codes", "NO_CODES_KEY"], "no tensor named 'codes'"),
         ("plain", ["--codes", "WRONG_LEVELS"], "no local conditioning"),
@@ -80,6 +80,7 @@ def test_generate_with_prompt_gc_label_and_codes(checkpoints, tmp_path):
 def test_generate_errors_are_one_line(checkpoints, tmp_path, capsys, which, extra, message):
     files = {
         "WRONG_LEVELS": {"codes": torch.randint(0, 16, (3, 10))},
+        "TOO_FEW_LEVELS": {"codes": torch.randint(0, 16, (1, 10))},
         "WRONG_RANGE": {"codes": torch.randint(0, 1024, (2, 10)) + 16},
         "NO_CODES_KEY": {"tokens": torch.zeros(2, 10, dtype=torch.long)},
     }
@@ -161,11 +162,26 @@ def test_vocoder_end_to_end_with_a_tiny_real_codec(tmp_path, capsys):
     codes = codec.encode(torch.from_numpy(sf.read(root / "a.wav")[0]).float(), 24000, kbps=1.5)  # [1, Q, F]
     save_file({"codes": codes[:, :, :3].contiguous()}, str(tmp_path / "codes.safetensors"))
     out = tmp_path / "voc.wav"
-    assert main(["wavenet", "generate", str(run), "--codes", str(tmp_path / "codes.safetensors"), "-o", str(out)]) == 0
+    assert main(["wavenet", "generate", str(run), "--codes", str(tmp_path / "codes.safetensors"), "-o", str(out),
+                 "--seed", "5"]) == 0
     assert len(sf.read(out)[0]) == 3 * 320
-    # codes of another bit rate (more levels) are refused with a clear message
-    save_file({"codes": codec.encode(torch.zeros(960), 24000, kbps=6.0).contiguous()}, str(tmp_path / "six.safetensors"))
+    save_file({"codes": codes.contiguous()}, str(tmp_path / "codes.safetensors"))  # all frames
+    assert main(["wavenet", "generate", str(run), "--codes", str(tmp_path / "codes.safetensors"), "-o", str(out),
+                 "--seed", "5", "--samples", str(3 * 320), "--overwrite"]) == 0
+    # a codes file written by `audiolm codec --save-codes` at a higher bit rate (more levels): the
+    # vocoder takes its first levels, which residual VQ makes the 1.5 kbps codes -> the same audio
+    codes_6k = tmp_path / "six.safetensors"
+    assert main(["codec", str(root / "a.wav"), str(tmp_path / "rt.wav"), "--codec", str(tmp_path / "codec"),
+                 "--kbps", "6", "--save-codes", str(codes_6k)]) == 0
+    assert load_file(str(codes_6k))["codes"].shape == (1, codec.levels_for_kbps(6.0), codes.shape[-1])
     capsys.readouterr()
-    assert main(["wavenet", "generate", str(run), "--codes", str(tmp_path / "six.safetensors"), "-o",
+    out6 = tmp_path / "voc6.wav"
+    assert main(["wavenet", "generate", str(run), "--codes", str(codes_6k), "-o", str(out6), "--seed", "5",
+                 "--samples", str(3 * 320)]) == 0
+    assert f"uses the first {n_q}" in capsys.readouterr().err
+    assert np.array_equal(sf.read(out6)[0], sf.read(out)[0])
+    # codes with fewer levels than the vocoder's are refused with a clear message
+    save_file({"codes": codes[:, :1].contiguous()}, str(tmp_path / "one.safetensors"))
+    assert main(["wavenet", "generate", str(run), "--codes", str(tmp_path / "one.safetensors"), "-o",
                  str(tmp_path / "x.wav")]) == 2
     assert "different codec or bitrate" in capsys.readouterr().err
