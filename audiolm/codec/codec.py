@@ -89,6 +89,12 @@ class Codec:
                 return self.config.levels_for_kbps_unchecked(b)
         raise CodecInputError(f"{float(kbps):g} kbps is not offered by this codec; choose one of {_kbps_list(self.bandwidths)}")
 
+    def codebooks(self, n_q: int | None = None) -> list[torch.Tensor]:
+        """The first `n_q` (default all) RVQ codebooks, each [codebook_size, latent dim]: code i
+        of level q decodes from codebooks[q][i] (summed over levels)."""
+        layers = self.model.quantizer.layers
+        return [layer.embed.detach().clone() for layer in layers[: len(layers) if n_q is None else n_q]]
+
     def to(self, device: str | torch.device) -> Codec:
         self.model.to(device)
         return self

@@ -98,6 +98,7 @@ class WaveNetTask(Task):
         codec: Any = None,
         kbps: float = 6.0,
         progress: bool = True,
+        lc_init_from_codec: bool = True,
     ) -> None:
         train_sources = find_sources(data, "train")
         if not train_sources:
@@ -117,6 +118,12 @@ class WaveNetTask(Task):
             if clips:
                 self._valid = CropDataset(clips, config, self.label_ids)
         self.model = WaveNet(config)
+        # a fresh run starts its code embeddings from the codec's codebooks (--resume loads its
+        # own weights afterwards); a codec without them keeps the random rows
+        if codec is not None and lc_init_from_codec and hasattr(codec, "codebooks"):
+            from audiolm.wavenet.conditioning import init_lc_from_codebooks
+
+            init_lc_from_codebooks(self.model.conditioning, codec.codebooks(config.lc_n_q))
 
     def model_config(self) -> WaveNetConfig:
         return self.config

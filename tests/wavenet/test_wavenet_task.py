@@ -136,3 +136,47 @@ def test_training_through_the_trainer_lowers_the_loss(tmp_path):
     model = WaveNet.from_pretrained(tmp_path / "run")  # the run directory resolves to RUN/model
     assert model.config.gc_labels == ["alice", "bob"] and exported.name == "model"
     assert model.generate(20, gc=1).shape == (1, 20)
+
+
+class FakeCodecWithCodebooks(FakeCodec):
+    """FakeCodec plus RVQ codebooks [32, 8] per level, as audiolm.codec.Codec.codebooks gives."""
+
+    def codebooks(self, n_q=None):
+        gen = torch.Generator().manual_seed(1)
+        return [torch.randn(32, 8, generator=gen) * 5 for _ in range(n_q or 3)]
+
+
+def test_vocoder_code_embeddings_start_from_the_codec_codebooks(tmp_path):
+    root = _folder(tmp_path)
+    codec = FakeCodecWithCodebooks()
+    task = WaveNetTask(tiny_config(), root, codec=codec, progress=False)
+    cond = task.model.conditioning
+    cfg = task.model_config()
+    rows = cond.lc_embedding.weight.detach().view(cfg.lc_n_q, cfg.lc_codebook_size, cfg.lc_channels)
+    books = torch.stack(codec.codebooks(cfg.lc_n_q))  # [Q, K, D]
+    # every level's rows are its codebook through one shared linear map: solve it from level 0
+    # and it must reproduce the other levels (a random init would not)
+    solution = torch.linalg.lstsq(books.reshape(-1, 8), rows.reshape(-1, cfg.lc_channels)).solution
+    assert torch.allclose(books @ solution, rows, atol=1e-4)
+    # unit variance per channel for a frame's summed embedding
+    assert abs(float(rows.var(dim=1).sum(dim=0).mean()) - 1.0) < 1e-3
+    # equal codes -> equal embeddings; the model still trains
+    data = task.train_dataset()
+    batch = task.collate([data[ItemKey(i, i)] for i in range(2)])
+    assert torch.isfinite(task.training_step(task.parts(), batch, 0).losses["model"])
+    # opting out keeps the random rows
+    plain = WaveNetTask(tiny_config(), root, codec=codec, progress=False, lc_init_from_codec=False)
+    rows_plain = plain.model.conditioning.lc_embedding.weight.detach().view_as(rows)
+    fit = torch.linalg.lstsq(books.reshape(-1, 8), rows_plain.reshape(-1, cfg.lc_channels)).solution
+    assert not torch.allclose(books @ fit, rows_plain, atol=1e-2)
+
+
+def test_real_codec_exposes_its_codebooks(tmp_path):
+    from audiolm.codec import Codec
+
+    codec = Codec.from_pretrained()
+    books = codec.codebooks(4)
+    assert len(books) == 4 and all(b.shape[0] == codec.codebook_size for b in books)
+    codes = torch.tensor([[[3]], [[5]], [[7]], [[9]]]).view(1, 4, 1)
+    latent = sum(books[q][codes[0, q, 0]] for q in range(4))
+    assert torch.allclose(codec.model.quantizer.decode(codes)[0, :, 0], latent, atol=1e-4)
