@@ -134,13 +134,7 @@ def generate_fine(
     context = F // 4 if context_frames is None else context_frames
     if not 0 <= context < F:
         raise ValueError(f"context_frames must be in [0, {F - 1}], got {context}")
-    codes = torch.zeros(B, Q, T, dtype=torch.long, device=device)
-    codes[:, :Qc] = coarse[:, :Qc]
-    done = 0
-    if fine_prompt is not None:
-        fine_prompt = fine_prompt[:, -Qf:] if fine_prompt.shape[1] == Q else fine_prompt
-        done = min(fine_prompt.shape[-1], T)
-        codes[:, Qc:, :done] = fine_prompt[:, :, :done]
+    codes, done = _start_fine_codes(coarse, fine_prompt, Qc, Q)
     masks = layout.fine_level_masks(device)
     start = layout.fine_start
     drawn = 0
@@ -183,19 +177,12 @@ def _generate_fine_bark(
     layout = FineBarkLayout(config)
     sampling = sampling or SamplingConfig()
     F, Qc, Q = config.window_frames, config.coarse_levels, config.n_q
-    Qf = Q - Qc
     B, _, T = coarse.shape
     device = coarse.device
     context = layout.max_prompt_frames() if context_frames is None else context_frames
     if not 0 <= context <= layout.max_prompt_frames():
         raise ValueError(f"context_frames must be in [0, {layout.max_prompt_frames()}] for a Bark-style fine stage, got {context}")
-    codes = torch.zeros(B, Q, T, dtype=torch.long, device=device)
-    codes[:, :Qc] = coarse[:, :Qc]
-    done = 0
-    if fine_prompt is not None:
-        fine_prompt = fine_prompt[:, -Qf:] if fine_prompt.shape[1] == Q else fine_prompt
-        done = min(fine_prompt.shape[-1], T)
-        codes[:, Qc:, :done] = fine_prompt[:, :, :done]
+    codes, done = _start_fine_codes(coarse, fine_prompt, Qc, Q)
     seed_states = seeds_tensor(list(range(B)) if seeds is None else seeds, device)
     if seed_states.shape != (B,):
         raise ValueError(f"expected {B} seeds, got {tuple(seed_states.shape)}")
@@ -227,3 +214,17 @@ def _generate_fine_bark(
     finally:
         model.train(was_training)
     return codes
+
+
+def _start_fine_codes(coarse: torch.Tensor, fine_prompt: torch.Tensor | None, Qc: int, Q: int) -> tuple[torch.Tensor, int]:
+    """All Q levels [B, Q, T] with the coarse levels and the known fine prompt filled in, and how
+    many leading frames are already complete. fine_prompt: [B, Q - Qc, P] or [B, Q, P]."""
+    B, _, T = coarse.shape
+    codes = torch.zeros(B, Q, T, dtype=torch.long, device=coarse.device)
+    codes[:, :Qc] = coarse[:, :Qc]
+    done = 0
+    if fine_prompt is not None:
+        fine_prompt = fine_prompt[:, -(Q - Qc):] if fine_prompt.shape[1] == Q else fine_prompt
+        done = min(fine_prompt.shape[-1], T)
+        codes[:, Qc:, :done] = fine_prompt[:, :, :done]
+    return codes, done
