@@ -17,7 +17,6 @@ from audiolm.cli import main
 from audiolm.pipeline import PIPELINES_DIR, AudioLM, PipelineError, PromptTokens, find_recipe, load_recipe
 from pipeline_helpers import (  # tests/ is on sys.path (pytest rootdir-relative import)
     N_Q,
-    save_codec,
     save_stage,
     save_tokenizer,
     stage_config,
