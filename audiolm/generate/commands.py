@@ -58,11 +58,8 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError("--device cuda: no CUDA GPU is available")
     if args.repeats < 1 or (args.new_tokens is not None and args.new_tokens < 1):
         raise UsageError("--repeats and --new-tokens must be >= 1")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise UsageError("--threads must be >= 1")
-        torch.set_num_threads(args.threads)
-    if args.clock == "cpu" and (args.device != "cpu" or torch.get_num_threads() != 1):
+    _set_threads(args)
+    if args.clock == "cpu" and args.device != "cpu":
         raise UsageError("--clock cpu needs --device cpu and --threads 1")
     device = torch.device(args.device)
     new_tokens = args.new_tokens or (512 if device.type == "cuda" else 128)
@@ -102,8 +99,6 @@ def _fine_setup(parser: argparse.ArgumentParser) -> None:
 
 
 def _fine_run(args: argparse.Namespace) -> int:
-    import torch
-
     from audiolm.cli import UsageError, print_json
     from audiolm.eval.machine import describe_machine
     from audiolm.generate.bench_fine import bench_fine
@@ -112,12 +107,7 @@ def _fine_run(args: argparse.Namespace) -> int:
         raise UsageError("--seconds must be > 0 and --prompt-seconds >= 0")
     if args.repeats < 1 or (args.max_windows is not None and args.max_windows < 1):
         raise UsageError("--repeats and --max-windows must be >= 1")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise UsageError("--threads must be >= 1")
-        torch.set_num_threads(args.threads)
-    if args.clock == "cpu" and torch.get_num_threads() != 1:
-        raise UsageError("--clock cpu needs --threads 1")
+    _set_threads(args)
     results = bench_fine(
         args.stages, args.tokens, seconds=args.seconds, prompt_seconds=args.prompt_seconds,
         repeats=args.repeats, max_windows=args.max_windows, clock=args.clock,
@@ -133,3 +123,17 @@ def _fine_run(args: argparse.Namespace) -> int:
         ce = " ".join(f"{r.ce_nats[q]:>8.3f}" for q in levels)
         print(f"{r.fine_style:6} {r.params:>10,} {ce} {r.ce_mean:>8.3f} {r.generate_s:>8.3f}  {r.stage}")
     return 0
+
+
+def _set_threads(args: argparse.Namespace) -> None:
+    """Apply --threads; --clock cpu (process CPU time) is only fair with one thread."""
+    import torch
+
+    from audiolm.cli import UsageError
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UsageError("--threads must be >= 1")
+        torch.set_num_threads(args.threads)
+    if args.clock == "cpu" and torch.get_num_threads() != 1:
+        raise UsageError("--clock cpu needs --threads 1")

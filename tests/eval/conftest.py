@@ -1,5 +1,5 @@
-"""Fixtures for the continuation eval / bench tests: a tiny random pipeline (built once) and
-one CPU thread (tiny models run faster on one, and the machine's cores are shared)."""
+"""Fixtures for the continuation eval / bench tests: a tiny random pipeline (built once). The
+one-CPU-thread setting for every test lives in tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -7,19 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: pipeline_helpers
 
 from pipeline_helpers import build_tiny_pipeline  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="session")

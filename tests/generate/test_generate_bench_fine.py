@@ -18,13 +18,6 @@ from audiolm.train.trainer import TrainConfig, Trainer
 C, Q = 8, 4
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def tokens(tmp_path_factory):

@@ -27,13 +27,6 @@ def stage_model(stage, max_seq_len=24, seed=0):
 STAGES = ["semantic", "coarse", "fine"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: one thread is faster, and fair to other tests
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_cached_logits_equal_full_forward_across_window_slides(stage):

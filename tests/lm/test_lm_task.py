@@ -34,14 +34,6 @@ def acoustic_pattern(semantic):
     return np.stack([a0, a1, (a0 + a1) % C, (a0 * 3 + 1) % C], axis=1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models train several times faster on one thread, and do not fight over cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def tokens(tmp_path_factory):

@@ -7,13 +7,6 @@ from audiolm.lm.config import TransformerConfig
 from audiolm.lm.transformer import Transformer
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: one thread is faster, and fair to other tests
-    yield
-    torch.set_num_threads(threads)
-
 
 def tiny(mlp="swiglu", max_seq_len=24, vocab=40):
     torch.manual_seed(0)
