@@ -5,17 +5,9 @@ import json
 
 import pytest
 
-from audiolm.cli import CommandLine
-from audiolm.generate import bench, commands
+from audiolm.generate import bench
 from audiolm.lm.config import TransformerConfig
-
-
-def run_cli(argv):
-    cli = CommandLine()
-    cli.group("bench", "bench")
-    commands.register(cli)
-    args = cli.parser.parse_args(argv)
-    return args._command.run(args)
+from generate_helpers import run_cli  # tests/generate/ is on sys.path under pytest
 
 
 def test_bench_decode_json_format(monkeypatch, capsys):

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from audiolm.cli import CommandLine
 from audiolm.data.shards import ShardWriter, TokenShards, Utterance
-from audiolm.generate import bench_fine, commands
+from audiolm.generate import bench_fine
 from audiolm.lm.config import StageConfig, TransformerConfig
 from audiolm.lm.task import StageTask
 from audiolm.train.trainer import TrainConfig, Trainer
+from generate_helpers import run_cli  # tests/generate/ is on sys.path under pytest
 
 C, Q = 8, 4
 
@@ -71,14 +71,6 @@ def test_cross_entropy_matches_brute_force_and_uniform(tokens, tmp_path):
         torch.nn.init.zeros_(model.output.weight)
         uniform = bench_fine.fine_level_cross_entropy(model, config, windows)
         assert uniform[2] == pytest.approx(math.log(C), abs=1e-5) and uniform[3] == pytest.approx(math.log(C), abs=1e-5)
-
-
-def run_cli(argv):
-    cli = CommandLine()
-    cli.group("bench", "bench")
-    commands.register(cli)
-    args = cli.parser.parse_args(argv)
-    return args._command.run(args)
 
 
 def test_bench_fine_json_and_errors(tokens, tmp_path, capsys):
