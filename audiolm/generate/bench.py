@@ -22,7 +22,9 @@ operation (the 1 GiB read, a 128-token generation) look several times slower tha
 while the slowdown it really suffers from other jobs (shared caches and memory) still counts.
 Small models can partly sit in the CPU's last-level cache and then run above this "bound".
 `decode_weights="bfloat16"` packs our model's matrices in bfloat16 (lossy; the peer keeps
-`dtype`); our bound then counts 2 bytes per matrix weight.
+`dtype`); our bound then counts 2 bytes per matrix weight. `compile=True` (CPU) adds our
+decoder with its `torch.compile`d step (`compiled_step.py`), impl "audiolm-compiled", on the
+same model in the same rounds; its compile happens in the untimed warm-up.
 """
 
 from __future__ import annotations
@@ -153,6 +155,7 @@ def bench_decode(
     dtype: torch.dtype = torch.float32,
     clock: str = "wall",
     decode_weights: str | None = None,
+    compile: bool = False,
 ) -> tuple[float, list[BenchResult]]:
     """Returns (bandwidth GB/s, results) for every size x batch x implementation."""
     bandwidth = first_bandwidth = measure_bandwidth(device, clock=clock)
@@ -171,6 +174,11 @@ def bench_decode(
         ours.set_decode_weights(decode_weights)  # None: packed in the model's dtype (CPU)
         cases = [("audiolm", ours, ours.tok_embeddings)]
         fns = [lambda: generate(ours, prompt, new_tokens, sampling=SAMPLING, seeds=list(range(batch)))]
+        if compile:
+            cases.append(("audiolm-compiled", ours, ours.tok_embeddings))
+            fns.append(lambda: generate(
+                ours, prompt, new_tokens, sampling=SAMPLING, seeds=list(range(batch)), compile_step=True
+            ))
         if with_hf:
             peer = hf_peer(config, device).to(dtype)
             cases.append(("hf", peer, peer.model.embed_tokens))

@@ -35,6 +35,8 @@ def _setup(parser: argparse.ArgumentParser) -> None:
                         help="our packed CPU decoding weights (default: the model's dtype; bfloat16 is lossy)")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="wall clock, or process CPU time (CPU, --threads 1 only: fair on a shared machine)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time our decoder with its torch.compile'd step (CPU; impl audiolm-compiled)")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -61,11 +63,19 @@ def _run(args: argparse.Namespace) -> int:
     _set_threads(args)
     if args.clock == "cpu" and args.device != "cpu":
         raise UsageError("--clock cpu needs --device cpu and --threads 1")
+    if args.compile:
+        from audiolm.generate.compiled_step import compile_unavailable
+
+        if args.device != "cpu":
+            raise UsageError("--compile is for --device cpu (CUDA decoding uses a graph-captured step)")
+        if compile_unavailable():
+            raise UsageError(f"--compile: {compile_unavailable()}")
     device = torch.device(args.device)
     new_tokens = args.new_tokens or (512 if device.type == "cuda" else 128)
     bandwidth, results = bench_decode(
         sizes, batches, device, new_tokens=new_tokens, repeats=args.repeats, with_hf=not args.no_hf,
         dtype=getattr(torch, args.dtype), clock=args.clock, decode_weights=args.decode_weights,
+        compile=args.compile,
     )
     machine = describe_machine(args.device) + ("; timed in process CPU time" if args.clock == "cpu" else "")
     if args.decode_weights:
@@ -76,10 +86,10 @@ def _run(args: argparse.Namespace) -> int:
         )
         return 0
     print(f"machine: {machine}; read bandwidth {bandwidth:.1f} GB/s; {new_tokens} new tokens per run; {args.dtype}")
-    print(f"{'impl':8} {'params':>10} {'batch':>5} {'tokens/s':>10} {'bound':>10} {'of bound':>8}")
+    print(f"{'impl':16} {'params':>10} {'batch':>5} {'tokens/s':>10} {'bound':>10} {'of bound':>8}")
     for r in results:
         print(
-            f"{r.impl:8} {r.params:>10,} {r.batch:>5} {r.tokens_per_s:>10.1f} {r.bound_tokens_per_s:>10.1f}"
+            f"{r.impl:16} {r.params:>10,} {r.batch:>5} {r.tokens_per_s:>10.1f} {r.bound_tokens_per_s:>10.1f}"
             f" {r.tokens_per_s / r.bound_tokens_per_s:>8.0%}"
         )
     return 0

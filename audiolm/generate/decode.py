@@ -12,7 +12,8 @@ trained on. A re-prefill costs one batched pass over `keep` tokens every `S - ke
 
 No host synchronisation happens per token: positions are Python ints the loop tracks itself,
 sampling stays on the device, and tokens are written into a preallocated output tensor. On
-CUDA the one-token step can be replaced by a graph-captured copy (`cuda_graph.py`).
+CUDA the one-token step can be replaced by a graph-captured copy (`cuda_graph.py`), on CPU by
+a `torch.compile`d one (`compiled_step.py`, opt-in).
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ def decode(
     progress: Progress | None = None,
     return_logits: bool = False,
     cuda_graph: bool | None = None,
+    compile_step: bool = False,
 ) -> Generation:
     """Continue prompt [B, T] by `max_new_tokens` tokens.
 
@@ -90,6 +92,8 @@ def decode(
     step_offset: first draw number; callers that generate in chunks pass the tokens drawn so far.
     progress(done, total) is called after each token.
     cuda_graph: use a graph-captured step (default: when the model is on CUDA).
+    compile_step: on CPU, use a `torch.compile`d step (compiled on first use, then kept on the
+        model per batch size, sampling config and mask use; needs a C++ compiler).
     """
     sampling = sampling or SamplingConfig()
     B, T = prompt.shape
@@ -104,6 +108,8 @@ def decode(
     if seeds_t.shape != (B,):
         raise ValueError(f"expected {B} seeds, got {tuple(seeds_t.shape)}")
     use_graph = device.type == "cuda" if cuda_graph is None else cuda_graph
+    if compile_step and device.type != "cpu":
+        raise ValueError("compile_step is for CPU decoding (CUDA uses a graph-captured step)")
 
     was_training = model.training
     model.eval()
@@ -117,6 +123,10 @@ def decode(
                 from audiolm.generate.cuda_graph import CudaGraphStep
 
                 step_fn = CudaGraphStep(model, B, sampling, masked=logits_mask is not None)
+            elif compile_step:
+                from audiolm.generate.compiled_step import compiled_step
+
+                step_fn = compiled_step(model, B, sampling, masked=logits_mask is not None)
             return _decode_loop(
                 model, prompt, max_new_tokens, sampling, seeds_t, logits_mask, keep, step_offset,
                 progress, return_logits, step_fn, eager=not use_graph,

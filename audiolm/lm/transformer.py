@@ -17,7 +17,10 @@ Two ways to call `forward(tokens [B, T], input_pos=None, kv_len=None)`:
 Decoding calls (input_pos given) on CPU run their matrix products through prepacked oneDNN
 copies of the weights (`prepare_decoding`, `audiolm/generate/packed_linear.py`), float32 by
 default (same results up to summation order) or bfloat16 when asked (`set_decode_weights`);
-training and full passes always use the parameters themselves through `F.linear`.
+training and full passes always use the parameters themselves through `F.linear`. Under
+`torch.compile` (the opt-in compiled CPU step, `audiolm/generate/compiled_step.py`) a decoding
+call traces plain ops instead: `F.linear` (inductor freezes and packs the weights itself), RoPE
+on real (cos, sin) pairs and one-query attention as products and sums, which inductor fuses.
 
 A model built with `causal=False` (the Bark-style fine stage, `fine_bark.py`) attends in both
 directions and is only called without a cache. Its inputs may carry several tokens per
@@ -47,14 +50,35 @@ def rope_table(max_seq_len: int, head_dim: int, base: float) -> torch.Tensor:
 
 def apply_rope(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
     """x [..., D] read as D/2 complex pairs (x[2i], x[2i+1]), each rotated by its angle:
-    one complex multiply, a single kernel. rotation broadcastable to [..., D/2]."""
+    one complex multiply, a single kernel. rotation broadcastable to [..., D/2] (complex), or
+    its `view_as_real` [..., D/2, 2]: the same product written on (re, im) pairs, for the
+    compiled step (inductor generates no code for complex ops and would call ATen 3x a layer)."""
+    if not rotation.is_complex():
+        re, im = x.float().unflatten(-1, (-1, 2)).unbind(-1)  # [..., D/2] each
+        cos, sin = rotation.unbind(-1)
+        return torch.stack((re * cos - im * sin, re * sin + im * cos), dim=-1).flatten(-2).type_as(x)
     pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
     return torch.view_as_real(pairs * rotation).flatten(-2).type_as(x)
 
 
+def one_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """softmax(q k^T / sqrt(D)) v for one query, q [B, H, 1, D], k, v [B, H, L, D] -> [B, H, 1, D],
+    written as products and sums: the compiled step's form, which inductor fuses into its
+    own loops (SDPA's CPU kernel costs ~30 us a call at this size, mostly fixed overhead)."""
+    scores = (q.float() * k.float()).sum(-1, keepdim=True) * (q.shape[-1] ** -0.5)  # [B, H, L, 1]
+    probs = torch.softmax(scores, dim=-2)
+    return (probs * v.float()).sum(-2, keepdim=True).type_as(q)
+
+
 def linear(x: torch.Tensor, layer: nn.Linear, decoding: bool) -> torch.Tensor:
-    """x @ layer.weight.T; a decoding call uses the layer's packed copy when it has a current one."""
+    """x @ layer.weight.T; a decoding call uses the layer's packed copy when it has a current one.
+    Under `torch.compile` (the compiled CPU step, `audiolm/generate/compiled_step.py`) the plain
+    op is traced instead, in the packed copy's dtype: inductor freezes and packs the weights."""
     packed = layer.__dict__.get("packed") if decoding else None
+    if torch.compiler.is_compiling():
+        if packed is not None and packed.dtype != x.dtype:  # e.g. bfloat16 decode weights
+            return F.linear(x.to(packed.dtype), layer.weight.to(packed.dtype)).to(x.dtype)
+        return F.linear(x, layer.weight)
     if packed is None or not packed.fresh(layer.weight):
         return F.linear(x, layer.weight)
     return packed(x)
@@ -116,7 +140,10 @@ class Attention(nn.Module):
             k, v = self.kv_cache.update(input_pos, k, v)  # [B, H, S, D]
             if kv_len is not None:
                 k, v = k[:, :, :kv_len], v[:, :, :kv_len]
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            if T == 1 and mask is None and torch.compiler.is_compiling():
+                y = one_query_attention(q, k, v)
+            else:
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         y = y.transpose(1, 2).reshape(B, T, C)  # [B, T, H*D]
         return linear(y, self.wo, decoding)
 
@@ -237,6 +264,7 @@ class Transformer(nn.Module):
     def drop_decoding_weights(self) -> None:
         for layer in self.linears():
             layer.__dict__.pop("packed", None)
+        self.__dict__.pop("compiled_steps", None)  # compiled CPU steps hold frozen copies too
 
     # -- caches ---------------------------------------------------------------------------------
 
@@ -292,7 +320,9 @@ class Transformer(nn.Module):
             rotation = self.rope[:T]
             mask = None
         else:
-            rotation = self.rope[input_pos]
+            # the compiled step: real (cos, sin) pairs [T, D/2, 2] (see apply_rope)
+            rope = torch.view_as_real(self.rope) if torch.compiler.is_compiling() else self.rope
+            rotation = rope[input_pos]
             assert self.causal_mask is not None, "call setup_caches() before decoding with input_pos"
             if kv_len is None:
                 mask = self.causal_mask[input_pos]  # [T, S]: static shape for graph capture
@@ -300,7 +330,7 @@ class Transformer(nn.Module):
                 mask = None  # one query at position kv_len - 1 sees every slot before kv_len
             else:
                 mask = self.causal_mask[input_pos, :kv_len]
-        rotation = rotation[:, None, None]  # [T, 1, 1, D/2]
+        rotation = rotation[:, None, None]  # [T, 1, 1, D/2] (or [T, 1, 1, D/2, 2])
         if tokens.dim() == 3:  # several tokens per position: sum their embeddings, skip ids < 0
             present = tokens >= 0  # [B, T, L]
             x = F.embedding(tokens.clamp_min(0), self.tok_embeddings.weight)  # [B, T, L, C]

@@ -36,6 +36,15 @@ def test_bench_decode_rejects_bad_arguments():
         run_cli(["bench", "decode", "--batches", "one"])
 
 
+def test_bench_decode_compile_needs_a_cpp_compiler(monkeypatch):
+    from audiolm.cli import UsageError
+    from audiolm.generate import compiled_step
+
+    monkeypatch.setattr(compiled_step, "compile_unavailable", lambda: "no C++ compiler for torch.compile")
+    with pytest.raises(UsageError, match="--compile: no C\\+\\+ compiler"):
+        run_cli(["bench", "decode", "--compile", "--sizes", "10M"])
+
+
 def test_bandwidth_is_a_read_of_a_large_buffer_and_cpu_clock_needs_one_thread():
     import torch
 

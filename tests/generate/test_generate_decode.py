@@ -94,3 +94,18 @@ def test_progress_and_argument_checks():
     with pytest.raises(ValueError, match="seeds"):
         generate(model, torch.zeros(2, 3, dtype=torch.long), 4, seeds=[1])
     assert generate(model, torch.zeros(1, 3, dtype=torch.long), 0).shape == (1, 3)
+
+
+def test_compiled_step_forms_of_rope_and_attention_equal_the_eager_ones():
+    """The compiled step traces RoPE on (cos, sin) pairs and one-query attention as sums
+    (`apply_rope` with a real rotation, `one_query_attention`): same values as the eager forms."""
+    import torch.nn.functional as F
+
+    from audiolm.lm.transformer import apply_rope, one_query_attention, rope_table
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 4, 16)  # [..., D]
+    rotation = rope_table(10, 16, 10000.0)[[1, 5, 9]][:, None]  # [3, 1, D/2]
+    torch.testing.assert_close(apply_rope(x, torch.view_as_real(rotation)), apply_rope(x, rotation))
+    q, k, v = torch.randn(2, 3, 1, 16), torch.randn(2, 3, 7, 16), torch.randn(2, 3, 7, 16)
+    torch.testing.assert_close(one_query_attention(q, k, v), F.scaled_dot_product_attention(q, k, v))
