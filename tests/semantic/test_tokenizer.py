@@ -130,3 +130,20 @@ def test_cli_train_kmeans(tiny_corpus, tmp_path, make_config):
     tok = SemanticTokenizer.from_pretrained(out)
     assert tok.vocab_size == 6 and tok.layer == 1
     assert main(["train", "kmeans", "--ssl", str(run_model), "--layer", "1", "--k", "6", "--out", str(out)]) == 2
+
+
+@pytest.mark.skipif(not (tokenizer_module.default_checkpoint_dir() / "config.json").exists(), reason="no shipped tokenizer")
+def test_shipped_tokenizer_is_our_encoder_and_deterministic():
+    """checkpoints/semantic: our SSL encoder's layer 3 + k-means (K=256, 25 Hz), the tokens the
+    shipped stages were trained on; the same audio gives the same tokens, at any input rate."""
+    import soundfile as sf
+
+    tok = SemanticTokenizer.from_pretrained()
+    assert (tok.config.source, tok.config.layer, tok.vocab_size, tok.frame_rate) == ("ssl", 3, 256, 25)
+    prompt = tokenizer_module.default_checkpoint_dir().parent / "prompts" / "speech_prompt.wav"
+    data, sr = sf.read(prompt, dtype="float32")
+    wav = torch.from_numpy(data).reshape(1, -1)
+    a, b = tok.encode(wav, sr), tok.encode(wav, sr)
+    assert torch.equal(a, b) and a.dtype == torch.long
+    assert abs(a.shape[1] - wav.shape[1] / sr * 25) <= 2 and 0 <= int(a.min()) and int(a.max()) < 256
+    assert len(torch.unique(a)) > 10  # speech, not one cluster
