@@ -195,6 +195,9 @@ def setup_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt-seconds", type=float, default=3.0, help="prompt length (default 3)")
     p.add_argument("--seconds", type=float, default=4.0, help="seconds to continue (default 4)")
     p.add_argument("--seed", type=int, default=0, help="clip i is continued with seed + i (default 0)")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="continue every prompt this many times (draw s uses seed + 1000 * s + i) and report the "
+                        "generated continuations' mean consistency (default 1)")
     p.add_argument("--embed", default=EMBEDDINGS[0], choices=EMBEDDINGS,
                    help=f"embedding for consistency (default {EMBEDDINGS[0]}; see audiolm/eval/consistency.py)")
     p.add_argument("--ce-windows", type=int, default=256, help="windows per stage for the cross entropy")
@@ -210,6 +213,8 @@ def run_eval(args: argparse.Namespace) -> int:
     _check_counts(args)
     if args.tokens is not None and not Path(args.tokens).is_dir():
         raise UsageError(f"--tokens {args.tokens}: no such folder")
+    if args.seeds < 1:
+        raise UsageError(f"--seeds must be at least 1, got {args.seeds}")
     if args.out:
         check_writable([Path(args.out)], args.overwrite)
     from audiolm.checkpoint import atomic_write_text
@@ -221,7 +226,7 @@ def run_eval(args: argparse.Namespace) -> int:
         warnings.filterwarnings("ignore", message="prompt is .* longer than the model context")
         report = evaluate_continuation(
             lm, args.data, split=args.split, tokens_dir=args.tokens, n=args.n, prompt_seconds=args.prompt_seconds,
-            seconds=args.seconds, seed=args.seed, embedding=args.embed, ce_windows=args.ce_windows,
+            seconds=args.seconds, seed=args.seed, embedding=args.embed, ce_windows=args.ce_windows, seeds=args.seeds,
         )
     machine = describe_machine(args.device)
     table = format_table(report) + f"\nMachine: {machine}.\n"

@@ -101,7 +101,9 @@ def test_eval_cli_json_and_table(tiny_corpus, tiny_pipeline, tokens, tmp_path, c
         assert all(v > 0 for v in kind["cross_entropy"].values())
         assert kind["cross_entropy_windows_from"] == "tokens"
         c = kind["consistency"]
-        assert set(c) == {"chance", *(f"{w}{r}" for w in ("generated", "real", "real_codec") for r in ("", "_rank"))}
+        assert set(c) == {"chance", "generated_by_seed",
+                          *(f"{w}{r}" for w in ("generated", "real", "real_codec") for r in ("", "_rank"))}
+        assert [d["seed"] for d in c["generated_by_seed"]] == [0] and c["generated_by_seed"][0]["top1"] == c["generated"]
         assert 0 <= c["generated"] <= 1 and c["chance"] == 1 / kind["n"]
         assert len(set(kind["speakers"])) == kind["n"]  # one clip per voice / instrument
         assert kind["resynthesis_mel"] > 0 and kind["codec_mel"] > 0
@@ -116,6 +118,30 @@ def test_eval_cli_json_and_table(tiny_corpus, tiny_pipeline, tokens, tmp_path, c
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "the clips" in out and "finds its prompt (semantic)" in out
+
+
+def test_eval_several_draws_per_prompt(tiny_corpus, tiny_pipeline, capsys):
+    """--seeds 2: every prompt continued twice (seeds 0 + i and 1000 + i); the generated figures
+    are the draws' mean, each draw listed; the first draw is the --seeds 1 run."""
+    args = ["eval", "continuation", "--data", str(tiny_corpus), "--pipeline", str(tiny_pipeline), *EVAL, "--json"]
+    assert main([*args, "--seeds", "2"]) == 0
+    two = json.loads(capsys.readouterr().out)
+    assert main(args) == 0
+    one = json.loads(capsys.readouterr().out)
+    assert two["seeds"] == 2 and one["seeds"] == 1
+    c2, c1 = two["kinds"]["speech"]["consistency"], one["kinds"]["speech"]["consistency"]
+    draws = c2["generated_by_seed"]
+    assert [d["seed"] for d in draws] == [0, 1000]
+    assert draws[0] == c1["generated_by_seed"][0]  # same seeds, same continuations
+    assert c2["generated"] == pytest.approx(np.mean([d["top1"] for d in draws]))
+    assert c2["generated_rank"] == pytest.approx(np.mean([d["rank"] for d in draws]))
+    assert c2["real_rank"] == c1["real_rank"]  # real audio does not depend on the draws
+    from audiolm.eval.continuation import format_table
+
+    text = format_table(two)
+    assert "2 draws per prompt" in text and "of each draw: generated continuation" in text
+    assert main([*args, "--seeds", "0"]) == 2
+    assert "--seeds must be at least 1" in capsys.readouterr().err
 
 
 def test_eval_cli_errors(tiny_corpus, tiny_pipeline, tmp_path, capsys):
