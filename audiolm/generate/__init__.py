@@ -1,5 +1,6 @@
 """Fast decoding for the LM stages: static KV cache, prefill + one-token step, on-device sampling
-with per-sample seeds, a sliding window, a CUDA-graph step, and stage-level helpers.
+with per-sample seeds, a sliding window, a CUDA-graph step, an opt-in compiled CPU step
+(`generate(..., compile_step=True)`), and stage-level helpers.
 
     from audiolm.generate import SamplingConfig, generate
     from audiolm.generate import generate_semantic, generate_coarse, generate_fine

@@ -35,6 +35,7 @@ import functools
 import os
 import sysconfig
 import types
+import warnings
 import weakref
 
 import torch
@@ -51,7 +52,11 @@ from audiolm.lm.transformer import Transformer
 # config when it traces, to make parameters graph constants). `cpp_wrapper`: the code that
 # calls the kernels is C++ too, not Python (~50 us less per step; compiling takes longer).
 FREEZE = {"freezing": True, "cpp_wrapper": True}
-FREEZE_AUTOTUNE = {**FREEZE, "max_autotune": True, "max_autotune_gemm_backends": "CPP,ATEN"}
+FREEZE_AUTOTUNE = {
+    **FREEZE, "max_autotune": True, "max_autotune_gemm_backends": "CPP,ATEN",
+    # inductor writes every autotuning table to stderr by default: a library stays quiet
+    "autotune_num_choices_displayed": 0, "max_autotune_report_choices_stats": False,
+}
 
 
 @functools.cache
@@ -151,7 +156,9 @@ class CompiledStep:
         self.token.copy_(token)
         args = (self.token, input_pos, slots, seeds, step, allowed)
         if self.calls == 0:  # the call that compiles
-            with torch._inductor.config.patch(self.options):
+            with torch._inductor.config.patch(self.options), warnings.catch_warnings():
+                # torch's own autotuner calls a deprecated storage API: not the user's concern
+                warnings.filterwarnings("ignore", message="TypedStorage is deprecated")
                 out = self.compiled(*args)
         elif self.check_guards:
             out = self.compiled(*args)
