@@ -1,6 +1,7 @@
 """audiolm: token-based audio language modelling in the AudioLM style.
 
-The public names are imported lazily so `import audiolm` (and `audiolm --help`) stays fast:
+The public names are imported lazily (start-up time: `import audiolm` and `audiolm --help` must
+not load torch); each comes from its layer (core, models, inference):
 
     from audiolm import AudioLM, Codec, SemanticTokenizer, WaveNet, load_audio, save_audio
 """
@@ -13,14 +14,14 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load_audio": "audiolm.audio",
-    "save_audio": "audiolm.audio",
-    "AudioError": "audiolm.errors",
-    "AudiolmError": "audiolm.errors",
-    "Codec": "audiolm.codec",
-    "SemanticTokenizer": "audiolm.semantic",
-    "WaveNet": "audiolm.wavenet",
-    "AudioLM": "audiolm.pipeline",
+    "load_audio": "audiolm.core.audio",
+    "save_audio": "audiolm.core.audio",
+    "AudioError": "audiolm.core.errors",
+    "AudiolmError": "audiolm.core.errors",
+    "Codec": "audiolm.models.codec.codec",
+    "SemanticTokenizer": "audiolm.models.semantic.tokenizer",
+    "WaveNet": "audiolm.models.wavenet.model",
+    "AudioLM": "audiolm.inference.pipeline",
 }
 
 __all__ = sorted(_LAZY)

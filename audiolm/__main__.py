@@ -1,5 +1,5 @@
 import sys
 
-from audiolm.cli import main
+from audiolm.cli.app import main
 
 sys.exit(main())

@@ -7,12 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from audiolm.models.semantic.config import SSLConfig
+
 
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A corpus folder: 8 speech items (6 voices, 2 phone inventories) and 6 music items, 24 kHz,
     1-2 s each; valid holds voices synth4/synth5 and piece5, which train does not."""
-    from audiolm.data.synthetic_corpus import make_synthetic_corpus
+    from audiolm.training.data.synthetic_corpus import make_synthetic_corpus
 
     return make_synthetic_corpus(tmp_path_factory.mktemp("tiny_corpus"), n_speech=8, n_music=6, seed=0)
 
@@ -32,3 +34,20 @@ def _one_thread_session():
 def _one_thread():
     """Back to one thread before each test (a test of `--threads` may have changed it)."""
     torch.set_num_threads(1)
+
+
+# -- tiny configs shared by the semantic tests (models, training, evaluation) --
+def tiny_ssl_config(**overrides) -> SSLConfig:
+    base = dict(
+        hidden_size=32, num_layers=2, contrastive_layers=1, num_heads=2, intermediate_size=64,
+        feature_dim=32, conv_channels=16, codebook_groups=2, codebook_size=16, codevector_dim=32,
+        num_negatives=10, crop_seconds=1.0, dropout=0.0, depthwise_kernel=5, frame_rate=50,
+    )
+    base.update(overrides)
+    return SSLConfig(**base)
+
+
+@pytest.fixture
+def make_config():
+    """`make_config(**overrides)` -> a tiny SSLConfig (2 layers, 32 wide)."""
+    return tiny_ssl_config

@@ -37,7 +37,8 @@ def tokens_info(semantic_vocab: int = K, semantic_rate: float = SEMANTIC_RATE, n
 
 
 def stage_config(stage: str, info: dict | None = None, max_seq_len: int | None = None):
-    from audiolm.lm.config import StageConfig, TransformerConfig, complete_stage_config
+    from audiolm.models.lm.config import StageConfig, TransformerConfig
+    from audiolm.models.lm.stage import complete_stage_config
 
     seq = max_seq_len or {"semantic": SEMANTIC_CONTEXT, "coarse": 64, "fine": 64}[stage]
     config = StageConfig(
@@ -49,9 +50,9 @@ def stage_config(stage: str, info: dict | None = None, max_seq_len: int | None =
 
 
 def save_stage(directory: Path, config, seed: int = 0) -> Path:
-    from audiolm.checkpoint import save_checkpoint
-    from audiolm.lm.task import stage_kind
-    from audiolm.lm.transformer import Transformer
+    from audiolm.core.checkpoint import save_checkpoint
+    from audiolm.models.lm.stage import stage_kind
+    from audiolm.models.lm.transformer import Transformer
 
     torch.manual_seed(seed)
     model = Transformer(config.model)
@@ -59,7 +60,9 @@ def save_stage(directory: Path, config, seed: int = 0) -> Path:
 
 
 def save_codec(directory: Path, seed: int = 0) -> Path:
-    from audiolm.codec import Codec, CodecConfig, CodecModel
+    from audiolm.models.codec.codec import Codec
+    from audiolm.models.codec.config import CodecConfig
+    from audiolm.models.codec.model import CodecModel
 
     torch.manual_seed(seed)
     model = CodecModel(CodecConfig.tiny())
@@ -71,7 +74,7 @@ def save_codec(directory: Path, seed: int = 0) -> Path:
 
 
 def save_tokenizer(directory: Path, vocab: int = K, frame_rate: int = SEMANTIC_RATE, seed: int = 0) -> Path:
-    from audiolm.semantic import SemanticTokenizer
+    from audiolm.models.semantic.tokenizer import SemanticTokenizer
 
     gen = torch.Generator().manual_seed(seed)
     return SemanticTokenizer.mfcc(frame_rate, kmeans=torch.randn(vocab, 39, generator=gen)).save(directory)

@@ -1,0 +1,148 @@
+"""The `audiolm` command line.
+
+Each feature area registers its own subcommands from a small `commands.py` module listed in
+`COMMAND_MODULES`; those modules import only argparse at top level and import torch and
+friends inside their run functions, so `audiolm --help` stays fast.
+
+Conventions every command follows:
+- user errors (`AudiolmError`, bad arguments, missing files) print one line on stderr and exit
+  with code 2; `--verbose` shows the traceback instead;
+- `audiolm bench ...` and `audiolm eval ...` accept `--json` and then print exactly one JSON
+  object (all figures plus the machine) on stdout — see `print_json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from audiolm.core.errors import AudiolmError
+
+# Modules that define `register(cli: CommandLine)`. Add a line when a feature area lands.
+COMMAND_MODULES: list[str] = [
+    "audiolm.cli.corpus",
+    "audiolm.cli.semantic",
+    "audiolm.cli.wavenet",
+    "audiolm.cli.lm",
+    "audiolm.cli.generate",
+    "audiolm.cli.pipeline",
+    "audiolm.cli.codec",
+]
+
+
+class UsageError(Exception):
+    """Raised by a command for bad arguments; printed as one line, exit code 2."""
+
+
+@dataclass
+class _Command:
+    run: Callable[[argparse.Namespace], int | None]
+
+
+class CommandLine:
+    """Builds the nested argparse tree: `cli.add("train codec", help, setup, run)`."""
+
+    def __init__(self) -> None:
+        self.parser = argparse.ArgumentParser(
+            prog="audiolm",
+            description="Token-based audio language modelling: continue speech and music, "
+            "train every stage on your own audio.",
+        )
+        self.parser.add_argument("--verbose", action="store_true", help="show tracebacks for errors")
+        self._groups: dict[str, argparse._SubParsersAction] = {
+            "": self.parser.add_subparsers(dest="command", metavar="COMMAND")
+        }
+        self._group_parsers: dict[str, argparse.ArgumentParser] = {"": self.parser}
+
+    def group(self, path: str, help: str) -> None:
+        """Declare a command group such as `train` (its subcommands are added with `add`)."""
+        parent, _, name = path.rpartition(" ")
+        sub = self._subparsers(parent)
+        parser = sub.add_parser(name, help=help, description=help)
+        self._group_parsers[path] = parser
+        self._groups[path] = parser.add_subparsers(dest=f"{path.replace(' ', '_')}_command", metavar="COMMAND")
+
+    def _subparsers(self, path: str) -> argparse._SubParsersAction:
+        if path not in self._groups:
+            raise KeyError(f"command group '{path}' is not declared")
+        return self._groups[path]
+
+    def add(
+        self,
+        path: str,
+        help: str,
+        setup: Callable[[argparse.ArgumentParser], None],
+        run: Callable[[argparse.Namespace], int | None],
+    ) -> argparse.ArgumentParser:
+        parent, _, name = path.rpartition(" ")
+        if parent and parent not in self._groups:
+            self.group(parent, f"{parent} commands")
+        parser = self._subparsers(parent).add_parser(name, help=help, description=help)
+        setup(parser)
+        parser.set_defaults(_command=_Command(run))
+        return parser
+
+
+def build_cli() -> CommandLine:
+    cli = CommandLine()
+    # Groups are declared up front so their help text is stable whichever module adds to them.
+    cli.group("train", "train a model: codec, ssl, kmeans, semantic, coarse, fine, wavenet")
+    cli.group("eval", "evaluate a model and print a table (--json for one JSON object)")
+    cli.group("bench", "measure speed (--json for one JSON object)")
+    cli.group("corpus", "build the offline training corpus")
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(cli)
+    return cli
+
+
+def print_json(obj: dict[str, Any]) -> None:
+    """The `--json` convention: one JSON object on stdout, nothing else."""
+    sys.stdout.write(json.dumps(obj, default=_json_default) + "\n")
+    sys.stdout.flush()
+
+
+def _json_default(value: Any) -> Any:
+    try:
+        import numpy as np  # lazy: keeps `audiolm --help` free of numpy
+
+        if isinstance(value, np.generic):
+            return value.item()
+    except ImportError:  # pragma: no cover
+        pass
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from audiolm.core.errors import AudiolmError  # lazy: keeps `audiolm --help` fast
+
+    cli = build_cli()
+    args = cli.parser.parse_args(argv)  # argparse itself exits 2 with one usage line
+    command = getattr(args, "_command", None)
+    if command is None:
+        # a group without a subcommand: show that group's help
+        path = " ".join(
+            v for k, v in sorted(vars(args).items()) if k.endswith("command") and isinstance(v, str)
+        )
+        cli._group_parsers.get(path, cli.parser).print_help(sys.stderr)
+        return 2
+    try:
+        code = command.run(args)
+    except (AudiolmError, UsageError) as e:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"audiolm: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("audiolm: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":  # python -m audiolm.cli.app
+    sys.exit(main())

@@ -1,0 +1,234 @@
+"""Audio in and out: load any format soundfile reads, resample with soxr, normalise, save.
+
+Audio inside audiolm is a float32 torch tensor shaped `[channels, samples]` plus an integer
+sample rate. Everything a user can get wrong about a file — a missing path, a directory, an
+empty or header-only file, corrupt bytes, a format libsndfile does not know, NaN/inf samples,
+an absurd sample rate — raises `AudioError` with a one-line message that names the file. No
+other exception type escapes `load_audio` for bad input.
+
+Formats: whatever the bundled libsndfile reads (wav, flac, ogg/vorbis, ogg/opus, mp3, aiff,
+...). Writing: wav and flac, chosen by the file extension, written atomically (temp file in
+the same folder, fsync, rename) so a kill never leaves half a file under the final name.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import soxr
+import torch
+
+from audiolm.core.checkpoint import make_temp_file
+from audiolm.core.errors import AudioError
+
+MIN_SAMPLE_RATE = 1_000
+MAX_SAMPLE_RATE = 384_000
+
+# extension -> (libsndfile major format, default subtype)
+_WRITE_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16")}
+_READ_BLOCK = 1 << 16  # frames per read: never trust a header's frame count for allocation
+
+
+def _one_line(text: Any) -> str:
+    return " ".join(str(text).split()) or "unknown error"
+
+
+def check_sample_rate(sample_rate: Any, where: str) -> int:
+    """Return `sample_rate` as an int, or raise AudioError naming `where` if it is absurd."""
+    try:
+        rate = int(sample_rate)
+    except (TypeError, ValueError, OverflowError):
+        raise AudioError(f"{where}: sample rate {sample_rate!r} is not a number") from None
+    if rate != sample_rate or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise AudioError(
+            f"{where}: sample rate {sample_rate!r} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz"
+        )
+    return rate
+
+
+def _check_path(path: Path) -> None:
+    if not path.exists():
+        raise AudioError(f"{path}: no such file")
+    if path.is_dir():
+        raise AudioError(f"{path}: is a directory, not an audio file")
+    if not path.is_file():
+        raise AudioError(f"{path}: not a regular file")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path}: empty file (0 bytes)")
+
+
+def _read_all(path: Path) -> tuple[np.ndarray, int]:
+    """Read every frame of `path` as float32 [samples, channels]; libsndfile errors -> AudioError."""
+    try:
+        with sf.SoundFile(str(path)) as f:
+            rate, channels = f.samplerate, f.channels
+            check_sample_rate(rate, str(path))
+            if channels < 1 or channels > 64:
+                raise AudioError(f"{path}: {channels} channels is not plausible audio")
+            blocks = []
+            while True:
+                block = f.read(_READ_BLOCK, dtype="float32", always_2d=True)
+                if block.shape[0] == 0:
+                    break
+                blocks.append(block)
+    except AudioError:
+        raise
+    except sf.LibsndfileError as e:
+        message = _one_line(e.error_string if hasattr(e, "error_string") else e)
+        if "not recognised" in message.lower() or "unknown format" in message.lower():
+            message = f"unsupported or unrecognised audio format ({message})"
+        raise AudioError(f"{path}: cannot read audio: {message}") from None
+    except (RuntimeError, ValueError, TypeError, OSError, MemoryError, OverflowError) as e:
+        # libsndfile / numpy surface corrupt headers in several ways; all are bad input here
+        raise AudioError(f"{path}: cannot read audio: {_one_line(e)}") from None
+    if not blocks:
+        raise AudioError(f"{path}: no audio samples (header only, or the data is missing)")
+    data = np.concatenate(blocks, axis=0) if len(blocks) > 1 else blocks[0]
+    return data, rate
+
+
+def load_audio(
+    path: str | os.PathLike, sample_rate: int | None = None, mono: bool = False
+) -> tuple[torch.Tensor, int]:
+    """Load an audio file as float32 `[channels, samples]` and its sample rate.
+
+    With `sample_rate`, the audio is resampled (soxr, very high quality) and that rate is
+    returned. With `mono=True`, channels are averaged into one (`[1, samples]`).
+    """
+    path = Path(path)
+    _check_path(path)
+    if sample_rate is not None:
+        sample_rate = check_sample_rate(sample_rate, f"{path} (requested rate)")
+    data, rate = _read_all(path)
+    if not np.isfinite(data).all():
+        raise AudioError(f"{path}: contains NaN or infinite samples")
+    wav = torch.from_numpy(np.ascontiguousarray(data.T))  # [channels, samples]
+    if mono and wav.shape[0] > 1:
+        wav = wav.mean(dim=0, keepdim=True)
+    if sample_rate is not None and sample_rate != rate:
+        wav = resample(wav, rate, sample_rate)
+        rate = sample_rate
+    return wav, rate
+
+
+def audio_duration(path: str | os.PathLike) -> float:
+    """Duration in seconds from the header (cheap); AudioError for unreadable files."""
+    path = Path(path)
+    _check_path(path)
+    try:
+        info = sf.info(str(path))
+    except Exception as e:  # noqa: BLE001 - any libsndfile failure is bad input here
+        raise AudioError(f"{path}: cannot read audio: {_one_line(e)}") from None
+    check_sample_rate(info.samplerate, str(path))
+    return info.frames / info.samplerate
+
+
+def resample(wav: torch.Tensor | np.ndarray, from_sr: int, to_sr: int) -> torch.Tensor | np.ndarray:
+    """Resample `wav` [..., N] from `from_sr` to `to_sr` with soxr (VHQ); same type and dtype out.
+
+    The output has `round(N * to_sr / from_sr)` samples (soxr's length rule).
+    """
+    from_sr = check_sample_rate(from_sr, "resample (source rate)")
+    to_sr = check_sample_rate(to_sr, "resample (target rate)")
+    if from_sr == to_sr:
+        return wav
+    is_tensor = isinstance(wav, torch.Tensor)
+    array = wav.detach().cpu().numpy() if is_tensor else np.asarray(wav)
+    dtype = array.dtype if array.dtype in (np.float32, np.float64) else np.dtype(np.float32)
+    lead, n = array.shape[:-1], array.shape[-1]
+    flat = array.reshape(int(np.prod(lead)), n).astype(dtype, copy=False)  # [channels, N]
+    out_len = int(round(n * to_sr / from_sr))
+    if n == 0 or flat.shape[0] == 0:
+        out = np.zeros((flat.shape[0], out_len), dtype=dtype)
+    else:
+        # soxr wants [frames, channels]
+        out = soxr.resample(np.ascontiguousarray(flat.T), from_sr, to_sr, quality="VHQ").T
+        out = np.ascontiguousarray(out, dtype=dtype)
+    out = out.reshape(*lead, out.shape[-1])
+    if is_tensor:
+        return torch.from_numpy(out).to(device=wav.device)
+    return out
+
+
+def normalize_peak(wav: torch.Tensor, peak: float = 0.95) -> torch.Tensor:
+    """Scale `wav` so its largest absolute sample is `peak` (silence stays silence)."""
+    top = wav.abs().max() if wav.numel() else wav.new_tensor(0.0)
+    if top <= 0:
+        return wav.clone()
+    return wav * (peak / top)
+
+
+def rms_db(wav: torch.Tensor) -> float:
+    """Root-mean-square level in dB relative to full scale (-inf for silence)."""
+    if wav.numel() == 0:
+        return -math.inf
+    rms = wav.double().pow(2).mean().sqrt().item()
+    return 20.0 * math.log10(rms) if rms > 0 else -math.inf
+
+
+def normalize_loudness(wav: torch.Tensor, target_db: float = -23.0, max_peak: float = 0.99) -> torch.Tensor:
+    """Scale `wav` to an RMS level of `target_db` dBFS, then lower it if a peak would exceed `max_peak`.
+
+    RMS over the whole clip is a simple stand-in for LUFS that is good enough to put speech
+    and music from different synthesizers on one level.
+    """
+    level = rms_db(wav)
+    if not math.isfinite(level):
+        return wav.clone()
+    out = wav * (10.0 ** ((target_db - level) / 20.0))
+    top = out.abs().max()
+    if top > max_peak:
+        out = out * (max_peak / top)
+    return out
+
+
+def save_audio(
+    path: str | os.PathLike,
+    wav: torch.Tensor | np.ndarray,
+    sample_rate: int,
+    subtype: str | None = None,
+) -> Path:
+    """Write `wav` ([channels, samples] or [samples]) to a .wav or .flac file, atomically.
+
+    `subtype` is a libsndfile subtype ("PCM_16" by default, "PCM_24", "FLOAT" for wav).
+    Integer subtypes clip samples to [-1, 1].
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in _WRITE_FORMATS:
+        raise AudioError(f"{path}: cannot write '{suffix or '(no extension)'}' audio; use .wav or .flac")
+    rate = check_sample_rate(sample_rate, str(path))
+    major, default_subtype = _WRITE_FORMATS[suffix]
+    subtype = (subtype or default_subtype).upper()
+    if not sf.check_format(major, subtype):
+        raise AudioError(f"{path}: {major} cannot store subtype {subtype}")
+    array = wav.detach().cpu().float().numpy() if isinstance(wav, torch.Tensor) else np.asarray(wav, np.float32)
+    if array.ndim == 1:
+        array = array[None]
+    if array.ndim != 2:
+        raise AudioError(f"{path}: audio to save must be [channels, samples] or [samples], got {list(array.shape)}")
+    if not np.isfinite(array).all():
+        raise AudioError(f"{path}: refusing to save NaN or infinite samples")
+    if not subtype.startswith(("FLOAT", "DOUBLE")):
+        array = np.clip(array, -1.0, 1.0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    fd, tmp = make_temp_file(path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            sf.write(f, np.ascontiguousarray(array.T), rate, subtype=subtype, format=major)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        if isinstance(e, (sf.LibsndfileError, RuntimeError)):
+            raise AudioError(f"{path}: cannot write audio: {_one_line(e)}") from None
+        raise
+    return path

@@ -1,0 +1,345 @@
+"""Checkpoint directories: `config.json` + `model.safetensors` (+ trainer state), written atomically.
+
+Layout of a checkpoint directory:
+
+    config.json          {"kind": "codec", "format_version": 1, "config": {...}, ...}
+    model.safetensors    the model's state dict
+    *.safetensors/.json  optional extras (optimizer state, k-means centroids, trainer state)
+
+Nothing is ever pickled: tensors go through safetensors, everything else through JSON, and
+nested states (an optimizer's) are split into the two by `flatten_state`. A directory is
+written under a temporary name and renamed into place, each file fsync'd first, so a kill at
+any moment leaves either the old checkpoint or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
+
+from audiolm.core.config import config_from_dict, config_to_dict
+from audiolm.core.errors import CheckpointError
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+MODEL_FILE = "model.safetensors"
+
+
+# ---------------------------------------------------------------------------------------------
+# atomic file writes
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def make_temp_file(path: Path) -> tuple[int, str]:
+    """A temp file beside `path` with the permissions a plain `open()` would give it
+    (mkstemp's are 0600, which would leave every atomically written file private)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_umask())
+    return fd, tmp
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` via a temp file in the same folder, fsync, rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = make_temp_file(path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# tensors
+
+
+def tensors_to_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
+    """Serialize a flat dict of tensors with safetensors (shared storage is copied apart)."""
+    seen: set[tuple[int, int]] = set()
+    clean = {}
+    for name, t in tensors.items():
+        t = t.detach().cpu().contiguous()
+        key = (t.untyped_storage().data_ptr(), t.storage_offset()) if t.numel() else (id(t), 0)
+        if key in seen:
+            t = t.clone()
+        seen.add(key)
+        clean[name] = t
+    return save(clean)
+
+
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor]) -> None:
+    atomic_write_bytes(path, tensors_to_bytes(tensors))
+
+
+def load_tensors(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: file not found")
+    try:
+        return load_file(str(path), device=str(device))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
+
+
+def flatten_state(state: Any, prefix: str = "") -> tuple[Any, dict[str, torch.Tensor]]:
+    """Split a nested state (dicts / lists / tensors / scalars) into JSON + named tensors.
+
+    Each tensor is replaced by {"__tensor__": name}; `unflatten_state` reverses it. This is how
+    optimizer, scheduler and RNG states are saved without pickle.
+    """
+    tensors: dict[str, torch.Tensor] = {}
+
+    def walk(obj: Any, path: str) -> Any:
+        if isinstance(obj, torch.Tensor):
+            tensors[path] = obj
+            return {"__tensor__": path}
+        if isinstance(obj, dict):
+            # JSON keys are strings; remember int keys (optimizer state is keyed by param index)
+            out = {"__dict__": [[k, walk(v, f"{path}.{k}")] for k, v in obj.items()]}
+            return out
+        if isinstance(obj, (list, tuple)):
+            items = [walk(v, f"{path}.{i}") for i, v in enumerate(obj)]
+            return {"__tuple__": items} if isinstance(obj, tuple) else items
+        if obj is None or isinstance(obj, (bool, int, float, str)):
+            return obj
+        raise TypeError(f"cannot serialize {type(obj).__name__} at {path or '<root>'}")
+
+    return walk(state, prefix or "s"), tensors
+
+
+def unflatten_state(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    def walk(obj: Any) -> Any:
+        if isinstance(obj, dict):
+            if "__tensor__" in obj:
+                return tensors[obj["__tensor__"]]
+            if "__dict__" in obj:
+                return {k: walk(v) for k, v in obj["__dict__"]}
+            if "__tuple__" in obj:
+                return tuple(walk(v) for v in obj["__tuple__"])
+            return {k: walk(v) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [walk(v) for v in obj]
+        return obj
+
+    return walk(skeleton)
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoint directories
+
+
+@dataclass
+class Checkpoint:
+    """What `load_checkpoint` returns: the parsed config and the model tensors."""
+
+    path: Path
+    kind: str
+    config: Any  # the dataclass when `config_cls` was given, else the raw dict
+    state_dict: dict[str, torch.Tensor]
+    meta: dict[str, Any]  # every other key of config.json
+
+
+def save_checkpoint(
+    directory: str | Path,
+    kind: str,
+    config: Any,
+    state_dict: dict[str, torch.Tensor],
+    *,
+    extra_tensors: dict[str, dict[str, torch.Tensor]] | None = None,
+    extra_json: dict[str, Any] | None = None,
+    meta: dict[str, Any] | None = None,
+) -> Path:
+    """Write a checkpoint directory atomically (replacing an older one at the same path).
+
+    extra_tensors: {"optimizer.safetensors": {...}} — more safetensors files.
+    extra_json:    {"trainer_state.json": {...}}   — more JSON files.
+    meta:          extra top-level keys for config.json (e.g. training step).
+    """
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    config_dict = config_to_dict(config) if dataclasses.is_dataclass(config) else dict(config)
+    header = {"kind": kind, "format_version": FORMAT_VERSION, "config": config_dict}
+    header.update(meta or {})
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
+    os.chmod(tmp, 0o777 & ~_umask())
+    try:
+        atomic_write_json(tmp / CONFIG_FILE, header)
+        save_tensors(tmp / MODEL_FILE, state_dict)
+        for name, tensors in (extra_tensors or {}).items():
+            save_tensors(tmp / name, tensors)
+        for name, obj in (extra_json or {}).items():
+            atomic_write_json(tmp / name, obj)
+        if directory.exists():
+            old = directory.with_name(f".{directory.name}.old")
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(directory, old)
+            os.replace(tmp, directory)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, directory)
+        _fsync_dir(directory.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def read_checkpoint_header(directory: str | Path) -> dict[str, Any]:
+    """Parse config.json of a checkpoint directory, with clear errors for what is wrong."""
+    directory = Path(directory)
+    if not directory.exists():
+        raise CheckpointError(f"{directory}: checkpoint directory not found")
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory}: expected a checkpoint directory, found a file")
+    cfg = directory / CONFIG_FILE
+    if not cfg.is_file():
+        raise CheckpointError(f"{directory}: not a checkpoint (no {CONFIG_FILE})")
+    try:
+        header = json.loads(cfg.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{cfg}: not valid JSON ({e})") from None
+    if not isinstance(header, dict) or "kind" not in header or "config" not in header:
+        raise CheckpointError(f"{cfg}: missing 'kind' or 'config'; not an audiolm checkpoint")
+    return header
+
+
+def load_checkpoint(
+    directory: str | Path,
+    kind: str | tuple[str, ...],
+    config_cls: type | None = None,
+    *,
+    device: str | torch.device = "cpu",
+) -> Checkpoint:
+    """Read and check a checkpoint directory: kind, format version, then the tensors."""
+    directory = Path(directory)
+    header = read_checkpoint_header(directory)
+    kinds = (kind,) if isinstance(kind, str) else tuple(kind)
+    if header["kind"] not in kinds:
+        raise CheckpointError(
+            f"{directory}: checkpoint kind is '{header['kind']}', expected {' or '.join(repr(k) for k in kinds)}"
+        )
+    version = header.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{directory}: checkpoint format version {version}, this audiolm reads version {FORMAT_VERSION}"
+        )
+    config = header["config"]
+    if config_cls is not None:
+        config = config_from_dict(config_cls, config, where=f"{directory / CONFIG_FILE}: config")
+    state = load_tensors(directory / MODEL_FILE, device=device)
+    meta = {k: v for k, v in header.items() if k not in ("kind", "format_version", "config")}
+    return Checkpoint(path=directory, kind=header["kind"], config=config, state_dict=state, meta=meta)
+
+
+def load_state_dict_checked(module: torch.nn.Module, state_dict: dict[str, torch.Tensor], where: str) -> None:
+    """`module.load_state_dict` that names every missing, unexpected or mis-shaped tensor."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    mis_shaped = [
+        f"{k} {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state_dict and tuple(own[k].shape) != tuple(state_dict[k].shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing {_short(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {_short(unexpected)}")
+    if mis_shaped:
+        problems.append(f"shape mismatch {_short(mis_shaped)}")
+    if problems:
+        raise CheckpointError(f"{where}: weights do not fit the model: {'; '.join(problems)}")
+    module.load_state_dict(state_dict, strict=True)
+
+
+def _short(names: list[str], limit: int = 5) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
+
+
+def resolve_checkpoint_dir(path: str | Path) -> Path:
+    """Accept a checkpoint directory or a training run directory (its exported `model/`,
+    else its latest step checkpoint) and return the checkpoint directory itself."""
+    path = Path(path)
+    if (path / CONFIG_FILE).is_file():
+        return path
+    if (path / "model" / CONFIG_FILE).is_file():
+        return path / "model"
+    latest = path / "checkpoints" / "LATEST"
+    if latest.is_file():
+        step_dir = path / "checkpoints" / latest.read_text().strip()
+        if (step_dir / CONFIG_FILE).is_file():
+            return step_dir
+    if not path.exists():
+        raise CheckpointError(f"{path}: checkpoint directory not found")
+    raise CheckpointError(f"{path}: neither a checkpoint (no {CONFIG_FILE}) nor a training run with one")
+
+
+def copy_checkpoint(source: str | Path, target: str | Path, dtype: torch.dtype | None = None) -> Path:
+    """Copy a checkpoint directory (or a run's exported model) to `target`, keeping only what
+    loading needs: config.json, model.safetensors and extra non-training files. With `dtype`
+    (e.g. torch.float16, to ship weights at half the size), floating-point tensors are cast;
+    loaders copy them into the model's own fp32 parameters."""
+    source = resolve_checkpoint_dir(source)
+    header = read_checkpoint_header(source)
+    state = load_tensors(source / MODEL_FILE)
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    training_only = ("optimizer-", "part-", "rng.", "trainer_state.")
+    extra_tensors, extra_json = {}, {}
+    for path in sorted(source.iterdir()):
+        if path.name in (CONFIG_FILE, MODEL_FILE) or path.name.startswith(training_only):
+            continue
+        if path.suffix == ".safetensors":
+            extra_tensors[path.name] = load_tensors(path)
+        elif path.suffix == ".json":
+            extra_json[path.name] = json.loads(path.read_text())
+    meta = {k: v for k, v in header.items() if k not in ("kind", "format_version", "config")}
+    return save_checkpoint(
+        target, header["kind"], header["config"], state, extra_tensors=extra_tensors, extra_json=extra_json, meta=meta
+    )

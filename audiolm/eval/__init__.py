@@ -1,1 +1,0 @@
-"""Metrics, evaluation tables and benchmarks."""

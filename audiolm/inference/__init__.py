@@ -1,0 +1,11 @@
+"""Layer 3, inference: decoding for the LM stages (static KV cache, prefill + one-token step,
+on-device sampling with per-sample seeds, a sliding window, a CUDA-graph step, an opt-in
+compiled CPU step), the stage-level helpers and the AudioLM pipeline.
+
+    from audiolm.inference.sampling import SamplingConfig
+    from audiolm.inference.decode import generate, decode   # decode: tokens + logits + window starts
+    from audiolm.inference.stages import generate_semantic, generate_coarse, generate_fine
+    from audiolm.inference.pipeline import AudioLM
+
+Imports only audiolm.core and audiolm.models.
+"""

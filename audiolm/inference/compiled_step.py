@@ -1,0 +1,194 @@
+"""A compiled one-token step for CPU decoding (`decode(..., compile_step=True)`).
+
+At batch 1 an eager step is ~700 small ATen calls (norms, RoPE, attention, cache writes,
+sampling) around a chain of matrix-vector products, each paying oneDNN call overhead.
+`torch.compile` with inductor's C++ backend fuses the small ops into a few loops, and with
+`freezing` + `max_autotune` (the CPP GEMM template) it packs every weight once and emits its
+own GEMV kernels, which on this project's CPU read fp32 weights faster than oneDNN or MKL.
+On the bench models this doubles (13M) or 1.6x (52M) the batch-1 speed, to 82-86% of the
+bandwidth bound (`BENCHMARKS.md`, "LM decoding"). Under compile the model traces RoPE and
+one-query attention in forms inductor can fuse (`audiolm/models/lm/transformer.py`).
+
+The step traced is `decode_one_token`'s: forward at one cache slot + sampling, both pure.
+One thing stays dynamic: `kv_len` (how many cache slots attention reads), passed in as the
+length of a view `slots[:kv_len]` marked dynamic, so attention reads only the filled part of
+the cache (reading all of it costs ~20% more time on a 13M model) without a recompile per
+position. A length of 1 (the first step after a one-token prompt) or of the whole cache (the
+last step before the window slides) would each get a specialised graph of their own: those
+steps run eagerly instead.
+
+Freezing bakes the weights into the compiled graph, so a step belongs to one model, batch
+size, sampling config, mask use and matrix dtype, and is only valid while the model's
+parameters are the ones it was compiled from; its guards also hold on to the KV-cache tensors
+(`setup_caches` replaces them when the batch size changes). `compiled_step()` keeps one step
+per key on the model and rebuilds one that is no longer `fresh`. Each step gets a private copy
+of the traced function's code object: Dynamo keeps compiled graphs per code object, so steps of
+different models neither share a recompile limit nor keep each other alive, and a step's code
+object holds exactly one graph (which is what makes skipping its guards safe, see __call__).
+Compiling takes ~20-40 s on this 2-core machine (less once inductor's on-disk cache has the
+kernels), so it pays off only for long generations: it is opt-in.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sysconfig
+import types
+import warnings
+import weakref
+
+import torch
+
+from audiolm.inference.sampling import SamplingConfig, sample
+from audiolm.inference.step import decode_one_token
+from audiolm.models.lm.transformer import Transformer
+
+# inductor settings while compiling: weights as constants, packed by inductor. fp32 matrices:
+# GEMMs from the C++ template where its autotuning beats ATen's (here it reads fp32 weights
+# faster than oneDNN or MKL). bfloat16 matrices: oneDNN's packed GEMM (the template's bf16
+# kernel widens to fp32 and is slower than oneDNN). Patched into the global config around the
+# compiling call (not `torch.compile(options=...)`: Dynamo reads `freezing` from the global
+# config when it traces, to make parameters graph constants). `cpp_wrapper`: the code that
+# calls the kernels is C++ too, not Python (~50 us less per step; compiling takes longer).
+FREEZE = {"freezing": True, "cpp_wrapper": True}
+FREEZE_AUTOTUNE = {
+    **FREEZE, "max_autotune": True, "max_autotune_gemm_backends": "CPP,ATEN",
+    # inductor writes every autotuning table to stderr by default: a library stays quiet
+    "autotune_num_choices_displayed": 0, "max_autotune_report_choices_stats": False,
+}
+
+
+@functools.cache
+def compile_unavailable() -> str | None:
+    """Why inductor's CPU backend cannot build kernels here (a one-line reason), or None."""
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler  # lazy: inductor loads only when compiling
+
+        get_cpp_compiler()
+    except Exception as e:  # noqa: BLE001 - any failure to find a compiler means "unavailable"
+        return f"no C++ compiler for torch.compile (inductor needs g++): {e}".splitlines()[0]
+    include = sysconfig.get_paths().get("include") or ""
+    if not os.path.exists(os.path.join(include, "Python.h")):
+        return f"no Python headers ({include}/Python.h) for torch.compile: install python3-dev"
+    return None
+
+
+def _traced_step(model: Transformer, sampling: SamplingConfig) -> types.FunctionType:
+    """The function compiled: decode_one_token's step with kv_len = the (dynamic) length of
+    slots, on a private code object (see the module docstring)."""
+
+    def one_token(token, input_pos, slots, seeds, step, allowed):
+        logits = model(token, input_pos, kv_len=slots.shape[0])[:, -1]
+        return sample(logits, sampling, seeds, step, allowed), logits
+
+    fn = one_token
+    code = fn.__code__.replace()  # a new code object, same bytecode
+    return types.FunctionType(code, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+
+
+class CompiledStep:
+    """Drop-in replacement for `decode_one_token` (same call signature; kv_len = the filled
+    cache slots, like the eager step), compiled on its first call."""
+
+    check_guards = False  # True: evaluate Dynamo's guards on every call (tests)
+
+    def __init__(self, model: Transformer, batch_size: int, sampling: SamplingConfig, masked: bool = False) -> None:
+        reason = compile_unavailable()
+        if reason:
+            raise RuntimeError(reason)
+        if model.output.weight.device.type != "cpu":
+            raise ValueError("CompiledStep is for CPU models (CUDA decoding uses CudaGraphStep)")
+        self.model = model
+        self.batch_size = batch_size
+        self.sampling = sampling
+        self.masked = masked
+        self.params = [(p, p._version, p.data_ptr()) for p in model.parameters()]
+        self.caches = [weakref.ref(t) for t in _cache_tensors(model)]
+        self.options = FREEZE_AUTOTUNE if _matrix_dtype(model) == torch.float32 else FREEZE
+        self.slots = torch.arange(model.config.max_seq_len)
+        # the caller's token is a column of its output buffer, whose stride changes per call
+        self.token = torch.zeros(batch_size, 1, dtype=torch.long)
+        self.compiled = torch.compile(_traced_step(model, sampling), fullgraph=True)
+        self.calls = 0
+
+    def fresh(self) -> bool:
+        """Whether the model's parameters are still the ones frozen into the step, and its
+        KV caches the ones the step was built for."""
+        caches = _cache_tensors(self.model)
+        return (
+            all(p._version == v and p.data_ptr() == ptr for p, v, ptr in self.params)
+            and len(caches) == len(self.caches)
+            and all(ref() is t for ref, t in zip(self.caches, caches))
+        )
+
+    def __call__(
+        self,
+        model: Transformer,
+        token: torch.Tensor,
+        input_pos: torch.Tensor,
+        seeds: torch.Tensor,
+        step: torch.Tensor,
+        sampling: SamplingConfig,
+        allowed: torch.Tensor | None = None,
+        kv_len: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if model is not self.model or sampling != self.sampling or token.shape[0] != self.batch_size:
+            raise ValueError("CompiledStep was built for another model, batch size or sampling config")
+        if (allowed is not None) != self.masked:
+            raise ValueError("CompiledStep: pass `allowed` on every call iff it was built with masked=True")
+        if kv_len is None:
+            raise ValueError("CompiledStep needs kv_len (the filled cache slots)")
+        if not 2 <= kv_len < len(self.slots):  # would be specialised into another graph
+            return decode_one_token(model, token, input_pos, seeds, step, sampling, allowed, kv_len=kv_len)
+        B = self.batch_size
+        if (
+            input_pos.shape != (1,) or seeds.shape != (B,) or step.shape != (1,) or token.shape != (B, 1)
+            or not input_pos.dtype == seeds.dtype == step.dtype == torch.int64
+            or (allowed is not None and allowed.dtype != torch.bool)
+        ):
+            raise ValueError("CompiledStep: expected int64 token [B, 1], input_pos [1], seeds [B], step [1]"
+                             " and a bool mask")
+        if allowed is not None:  # one layout, [B, V] contiguous, so guards never see another
+            allowed = allowed.expand(B, -1).contiguous()
+        slots = self.slots[:kv_len]
+        torch._dynamo.mark_dynamic(slots, 0, min=2, max=len(self.slots) - 1)
+        self.token.copy_(token)
+        args = (self.token, input_pos, slots, seeds, step, allowed)
+        if self.calls == 0:  # the call that compiles
+            with torch._inductor.config.patch(self.options), warnings.catch_warnings():
+                # torch's own autotuner calls a deprecated storage API: not the user's concern
+                warnings.filterwarnings("ignore", message="TypedStorage is deprecated")
+                out = self.compiled(*args)
+        elif self.check_guards:
+            out = self.compiled(*args)
+        else:
+            # Dynamo's guards re-check ~100 facts per layer on every call (~50 us a step at
+            # 13M). They are skipped: this code object has exactly one compiled graph, the
+            # model and its caches are pinned (`fresh`, checked per decode), and the inputs'
+            # shapes, dtypes and kv_len range are checked above.
+            with torch.compiler.set_stance("default", skip_guard_eval_unsafe=True):
+                out = self.compiled(*args)
+        self.calls += 1
+        return out
+
+
+def _cache_tensors(model: Transformer) -> list[torch.Tensor]:
+    caches = [layer.attention.kv_cache for layer in model.layers]
+    return [t for c in caches if c is not None for t in (c.k_cache, c.v_cache)]
+
+
+def _matrix_dtype(model: Transformer) -> torch.dtype:
+    """The dtype a decoding step multiplies in: its packed copies' (prepare_decoding), else the weights'."""
+    packed = model.output.__dict__.get("packed")
+    return packed.dtype if packed is not None else model.output.weight.dtype
+
+
+def compiled_step(model: Transformer, batch_size: int, sampling: SamplingConfig, masked: bool) -> CompiledStep:
+    """The model's compiled step for this key, built (or rebuilt, when its weights changed) on demand."""
+    steps: dict = model.__dict__.setdefault("compiled_steps", {})
+    key = (batch_size, sampling.temperature, sampling.top_k, sampling.top_p, masked, _matrix_dtype(model))
+    current = steps.get(key)
+    if current is None or not current.fresh():
+        current = steps[key] = CompiledStep(model, batch_size, sampling, masked)
+    return current

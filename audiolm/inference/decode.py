@@ -1,0 +1,162 @@
+"""The decoding loop: prefill, a pure one-token step, and a sliding window past the context.
+
+    prompt [B, T] --prefill--> logits --sample--> token T
+    token t --decode_one_token (forward at cache slot p + sample)--> token t+1   ... repeated
+
+The KV cache is static: `model.config.max_seq_len` slots (the trained context), allocated once.
+When the next token would not fit, the window slides: the most recent `window_keep` tokens
+are prefilled again at positions 0..keep-1 and decoding goes on from there. Every logit is
+therefore exactly the logit a full forward pass over the current window would give (the test
+suite checks this), memory stays bounded, and positions never exceed what the model was
+trained on. A re-prefill costs one batched pass over `keep` tokens every `S - keep` tokens.
+
+No host synchronisation happens per token: positions are Python ints the loop tracks itself,
+sampling stays on the device, and tokens are written into a preallocated output tensor. On
+CUDA the one-token step can be replaced by a graph-captured copy (`cuda_graph.py`), on CPU by
+a `torch.compile`d one (`compiled_step.py`, opt-in).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from audiolm.inference.compiled_step import compiled_step
+from audiolm.inference.cuda_graph import CudaGraphStep
+from audiolm.inference.sampling import SamplingConfig, sample, seeds_tensor
+from audiolm.inference.step import StepFn, decode_one_token
+from audiolm.models.lm.transformer import Transformer
+
+LogitsMask = Callable[[int], "torch.Tensor | None"]
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class Generation:
+    """What `decode` returns. tokens [B, T + N]; logits [B, N, V] (float32) when asked for:
+    logits[:, i] is what token T+i was sampled from, computed over tokens[:, window_starts[i]:T+i]."""
+
+    tokens: torch.Tensor
+    logits: torch.Tensor | None = None
+    window_starts: list[int] = field(default_factory=list)
+
+
+def prefill(model: Transformer, tokens: torch.Tensor) -> torch.Tensor:
+    """Run tokens [B, T] at cache positions 0..T-1; return the last position's logits [B, V]."""
+    T = tokens.shape[1]
+    input_pos = torch.arange(T, device=tokens.device)
+    return model(tokens, input_pos, kv_len=T, last_only=True)[:, -1]
+
+
+def decode(
+    model: Transformer,
+    prompt: torch.Tensor,
+    max_new_tokens: int,
+    *,
+    sampling: SamplingConfig | None = None,
+    seeds: list[int] | torch.Tensor | None = None,
+    logits_mask: LogitsMask | None = None,
+    window_keep: int | None = None,
+    step_offset: int = 0,
+    progress: Progress | None = None,
+    return_logits: bool = False,
+    cuda_graph: bool | None = None,
+    compile_step: bool = False,
+) -> Generation:
+    """Continue prompt [B, T] by `max_new_tokens` tokens.
+
+    seeds: one per sample (default 0, 1, ..., B-1); sample b's draws depend only on seeds[b]
+        and the draw number (step_offset + i), so batched == per-sample runs.
+    logits_mask(pos) -> bool [V] (or [B, V]) of tokens allowed at sequence index pos, or None.
+        Return prebuilt device tensors (a table lookup) to keep the loop free of host syncs.
+    window_keep: tokens kept when the window slides (default 3/4 of the context).
+    step_offset: first draw number; callers that generate in chunks pass the tokens drawn so far.
+    progress(done, total) is called after each token.
+    cuda_graph: use a graph-captured step (default: when the model is on CUDA).
+    compile_step: on CPU, use a `torch.compile`d step (compiled on first use, then kept on the
+        model per batch size, sampling config and mask use; needs a C++ compiler).
+    """
+    sampling = sampling or SamplingConfig()
+    B, T = prompt.shape
+    if T < 1:
+        raise ValueError("the prompt must hold at least one token")
+    S = model.config.max_seq_len
+    keep = window_keep or max(1, (3 * S) // 4)
+    if not 1 <= keep < S:
+        raise ValueError(f"window_keep must be in [1, {S - 1}], got {keep}")
+    device = prompt.device
+    seeds_t = seeds_tensor(list(range(B)) if seeds is None else seeds, device)
+    if seeds_t.shape != (B,):
+        raise ValueError(f"expected {B} seeds, got {tuple(seeds_t.shape)}")
+    use_graph = device.type == "cuda" if cuda_graph is None else cuda_graph
+    if compile_step and device.type != "cpu":
+        raise ValueError("compile_step is for CPU decoding (CUDA uses a graph-captured step)")
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            if model.cache_shape != (B, S):
+                model.setup_caches(B, S, device=device)
+            model.prepare_decoding()  # packed CPU weights; a no-op when they are current
+            step_fn: StepFn = decode_one_token
+            if use_graph:
+                step_fn = CudaGraphStep(model, B, sampling, masked=logits_mask is not None)
+            elif compile_step:
+                step_fn = compiled_step(model, B, sampling, masked=logits_mask is not None)
+            return _decode_loop(
+                model, prompt, max_new_tokens, sampling, seeds_t, logits_mask, keep, step_offset,
+                progress, return_logits, step_fn, eager=not use_graph,
+            )
+    finally:
+        model.train(was_training)
+
+
+def _decode_loop(
+    model, prompt, max_new_tokens, sampling, seeds, logits_mask, keep, step_offset, progress,
+    return_logits, step_fn, eager,
+) -> Generation:
+    B, T = prompt.shape
+    S = model.config.max_seq_len
+    device = prompt.device
+    out = torch.empty(B, T + max_new_tokens, dtype=torch.long, device=device)
+    out[:, :T] = prompt
+    positions = torch.arange(S, device=device)
+    step = torch.full((1,), step_offset, dtype=torch.long, device=device)
+    all_logits: list[torch.Tensor] = []
+    starts: list[int] = []
+    if max_new_tokens <= 0:
+        return Generation(out, None, starts)
+
+    start = 0 if T <= S else T - keep  # index in `out` of the first token in the cache
+    logits = prefill(model, out[:, start:T])
+    token = sample(logits, sampling, seeds, step, logits_mask(T) if logits_mask else None)
+    for i in range(max_new_tokens):
+        cur = T + i  # index of the token just sampled
+        if i:
+            p = cur - 1 - start  # cache slot of the token fed in
+            allowed = logits_mask(cur) if logits_mask else None
+            if p >= S:  # window full: keep the most recent tokens, prefill them again
+                start = cur - keep
+                logits = prefill(model, out[:, start:cur])
+                token = sample(logits, sampling, seeds, step, allowed)
+            else:
+                token, logits = step_fn(
+                    model, out[:, cur - 1 : cur], positions[p : p + 1], seeds, step, sampling, allowed,
+                    kv_len=p + 1 if eager else None,
+                )
+        out[:, cur] = token
+        step += 1
+        if return_logits:
+            all_logits.append(logits.float().clone())
+            starts.append(start)
+        if progress is not None:
+            progress(i + 1, max_new_tokens)
+    return Generation(out, torch.stack(all_logits, dim=1) if return_logits else None, starts)
+
+
+def generate(model: Transformer, prompt: torch.Tensor, max_new_tokens: int, **kwargs) -> torch.Tensor:
+    """`decode(...).tokens`: prompt [B, T] -> tokens [B, T + max_new_tokens] (prompt included)."""
+    return decode(model, prompt, max_new_tokens, **kwargs).tokens

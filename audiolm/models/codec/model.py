@@ -1,0 +1,100 @@
+"""The codec network: transformers' SEANet encoder/decoder around our residual VQ.
+
+    wav [B, 1, N] at 24 kHz --encoder--> z [B, D, T] at 75 Hz --RVQ(n_q)--> codes [B, Q, T]
+    codes --RVQ.decode--> z_q [B, D, T] --decoder--> wav_hat [B, 1, N]
+
+The encoder and decoder are `EncodecEncoder` / `EncodecDecoder` from transformers, built from
+an `EncodecConfig` made out of our `CodecConfig`; their parameter names are transformers'
+(`encoder.layers.0.conv.parametrizations.weight.original0` ...) so official weights load as is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from audiolm.models.codec.config import CodecConfig
+from audiolm.models.codec.quantizer import ResidualVQ
+
+
+def to_hf_config(config: CodecConfig):
+    """The transformers `EncodecConfig` describing the same encoder/decoder."""
+    from transformers import EncodecConfig  # lazy: transformers takes seconds to import
+
+    return EncodecConfig(
+        target_bandwidths=list(config.bandwidths),
+        sampling_rate=config.sample_rate,
+        audio_channels=1,
+        normalize=False,
+        hidden_size=config.hidden_size,
+        num_filters=config.num_filters,
+        num_residual_layers=config.num_residual_layers,
+        upsampling_ratios=list(config.upsampling_ratios),
+        norm_type=config.norm_type,
+        kernel_size=config.kernel_size,
+        last_kernel_size=config.last_kernel_size,
+        residual_kernel_size=config.residual_kernel_size,
+        dilation_growth_rate=config.dilation_growth_rate,
+        use_causal_conv=config.use_causal_conv,
+        pad_mode=config.pad_mode,
+        compress=config.compress,
+        num_lstm_layers=config.num_lstm_layers,
+        trim_right_ratio=config.trim_right_ratio,
+        codebook_size=config.codebook_size,
+        codebook_dim=config.hidden_size,
+        use_conv_shortcut=config.use_conv_shortcut,
+    )
+
+
+@dataclass
+class CodecOutput:
+    audio: torch.Tensor  # [B, 1, N] reconstruction, same length as the input
+    codes: torch.Tensor  # [B, Q, T]
+    commitment_loss: torch.Tensor  # scalar
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class CodecModel(nn.Module):
+    """Encoder + residual VQ + decoder. `forward` is the training pass (codebooks update)."""
+
+    def __init__(self, config: CodecConfig):
+        super().__init__()
+        from transformers.models.encodec.modeling_encodec import EncodecDecoder, EncodecEncoder  # lazy: transformers takes seconds to import
+
+        self.config = config
+        hf_config = to_hf_config(config)
+        self.encoder = EncodecEncoder(hf_config)
+        self.decoder = EncodecDecoder(hf_config)
+        self.quantizer = ResidualVQ(
+            n_q=config.n_q,
+            codebook_size=config.codebook_size,
+            dim=config.hidden_size,
+            decay=config.ema_decay,
+            kmeans_iters=config.kmeans_iters,
+            dead_code_threshold=config.dead_code_threshold,
+        )
+
+    @property
+    def hop_length(self) -> int:
+        return self.config.hop_length
+
+    def forward(self, wav: torch.Tensor, n_q: int | None = None) -> CodecOutput:
+        """wav [B, 1, N] -> reconstruction [B, 1, N] through `n_q` levels."""
+        length = wav.shape[-1]
+        gain = self.config.input_gain
+        z = self.encoder(wav * gain)  # [B, D, T], T = ceil(N / hop)
+        q = self.quantizer(z, n_q)
+        audio = self.decoder(q.quantized)[..., :length] / gain  # [B, 1, T*hop] -> [B, 1, N]
+        return CodecOutput(audio, q.codes, q.commitment_loss, q.metrics)
+
+    @torch.no_grad()
+    def encode(self, wav: torch.Tensor, n_q: int) -> torch.Tensor:
+        """wav [B, 1, N] -> codes [B, Q, T] with T = ceil(N / hop)."""
+        return self.quantizer.encode(self.encoder(wav * self.config.input_gain), n_q)
+
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes [B, Q, T] -> wav [B, 1, T * hop]."""
+        return self.decoder(self.quantizer.decode(codes)) / self.config.input_gain

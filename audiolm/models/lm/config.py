@@ -1,0 +1,93 @@
+"""Configs of the stage language models: the transformer's shape and the stage's token layout.
+
+`TransformerConfig` is the network; `StageConfig` says which stage it is and how audio tokens
+become the model's input (see `layouts.py` for the semantic, coarse and AR fine layouts and
+`fine_bark.py` for the Bark-style fine layout).
+A stage checkpoint stores the `StageConfig` as its config.json, so a model rebuilds from its
+directory alone. Fields that describe the token sources (semantic vocabulary, codebook size,
+number of RVQ levels, frame rates) default to 0 and are filled from the token shards' index
+when training starts (`complete_stage_config`), so a user's config file only needs sizes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from audiolm.core.errors import ConfigError
+
+STAGES = ("semantic", "coarse", "fine")
+FINE_STYLES = ("ar", "bark")
+
+
+@dataclass
+class TransformerConfig:
+    """A decoder-only transformer: pre-norm RMSNorm, RoPE, SDPA attention, SwiGLU/GELU MLP."""
+
+    vocab_size: int = 0  # 0: filled in from the stage layout
+    dim: int = 256
+    n_layers: int = 4
+    n_heads: int = 4
+    mlp: Literal["swiglu", "gelu"] = "swiglu"
+    hidden_dim: int = 0  # MLP width; 0: 8/3 * dim for SwiGLU (rounded up to 64), 4 * dim for GELU
+    max_seq_len: int = 512  # the trained context; generation slides a window of this length
+    rope_base: float = 10000.0
+    norm_eps: float = 1e-5
+    dropout: float = 0.0
+    causal: bool = True  # False: every position attends to every other (the Bark-style fine stage)
+
+    def __post_init__(self) -> None:
+        if self.dim % self.n_heads:
+            raise ValueError(f"dim {self.dim} is not divisible by n_heads {self.n_heads}")
+        if (self.dim // self.n_heads) % 2:
+            raise ValueError(f"head dim {self.dim // self.n_heads} must be even for RoPE")
+        if self.max_seq_len < 2:
+            raise ValueError(f"max_seq_len must be at least 2, got {self.max_seq_len}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.n_heads
+
+    @property
+    def mlp_hidden_dim(self) -> int:
+        if self.hidden_dim:
+            return self.hidden_dim
+        if self.mlp == "gelu":
+            return 4 * self.dim
+        return 64 * -(-(8 * self.dim // 3) // 64)
+
+
+@dataclass
+class StageConfig:
+    """One LM stage: its token layout and its transformer.
+
+    The stage's sequence length is `model.max_seq_len`. Coarse and fine stages work on windows
+    of `window_frames` acoustic frames (0: as many as fit in `max_seq_len`).
+    """
+
+    stage: Literal["semantic", "coarse", "fine"] = "semantic"
+    model: TransformerConfig = field(default_factory=TransformerConfig)
+    # token sources; 0 = read from the token shards' index
+    semantic_vocab: int = 0
+    semantic_frame_rate: float = 0.0
+    codebook_size: int = 0
+    acoustic_frame_rate: float = 0.0
+    n_q: int = 0  # acoustic levels in the shards; the fine stage predicts coarse_levels..n_q-1
+    # layout
+    coarse_levels: int = 2  # Qc: levels modelled by the coarse stage
+    dedup_semantic: bool = False  # semantic stage: drop consecutive repeats (loses timing)
+    window_frames: int = 0  # coarse / fine: acoustic frames per training window
+    # fine stage: "ar" = AudioLM-style autoregressive over a flat window (`layouts.FineLayout`);
+    # "bark" = non-causal, one pass per fine level (`fine_bark.py`). See BENCHMARKS.md.
+    fine_style: Literal["ar", "bark"] = "ar"
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
+        if self.fine_style not in FINE_STYLES:
+            raise ValueError(f"fine_style must be one of {FINE_STYLES}, got {self.fine_style!r}")
+        if self.fine_style != "ar" and self.stage != "fine":
+            raise ValueError(f"fine_style {self.fine_style!r} is only for the fine stage, not {self.stage!r}")
+        if self.coarse_levels < 1:
+            raise ValueError(f"coarse_levels must be at least 1, got {self.coarse_levels}")

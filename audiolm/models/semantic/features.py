@@ -1,0 +1,90 @@
+"""Frame features that k-means turns into tokens: one layer of our encoder, or MFCCs.
+
+A feature source is a module with `frame_rate`, `dim` and `forward(wav [B, N] @ 16 kHz) ->
+[B, N // hop, D]` (frame t centred on (t + ½)·hop, see spectral.py). `layers()` returns several
+layers from one pass, which evaluation uses to score every candidate layer cheaply.
+The pretrained-encoder sources live in hf_adapters.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from audiolm.core.audio import load_audio
+from audiolm.models.semantic.config import SAMPLE_RATE
+from audiolm.models.semantic.encoder import SSLEncoder
+from audiolm.models.semantic.spectral import mfcc
+
+
+class SSLFeatures(nn.Module):
+    """Layer `layer` of our SSL encoder (0 = projected front-end, i = conformer layer i)."""
+
+    def __init__(self, encoder: SSLEncoder, layer: int) -> None:
+        super().__init__()
+        if not 0 <= layer <= encoder.num_layers:
+            raise ValueError(f"layer {layer} out of range 0..{encoder.num_layers}")
+        self.encoder = encoder.eval()
+        self.layer = layer
+        self.frame_rate = encoder.config.frame_rate
+        self.dim = encoder.config.hidden_size
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        return self.encoder(wav, num_layers=self.layer).hidden_states[self.layer]  # [B, T, H]
+
+    def layers(self, wav: torch.Tensor, layers: Iterable[int]) -> dict[int, torch.Tensor]:
+        layers = sorted(set(layers))
+        hidden = self.encoder(wav, num_layers=layers[-1]).hidden_states
+        return {i: hidden[i] for i in layers}
+
+
+class MFCCFeatures(nn.Module):
+    """13 MFCCs + Δ + ΔΔ, mean-pooled from 100 Hz to the frame rate (the baseline)."""
+
+    def __init__(self, frame_rate: int) -> None:
+        super().__init__()
+        self.frame_rate = frame_rate
+        self.dim = 39
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        return mfcc(wav, self.frame_rate)  # [B, T, 39]
+
+
+def load_16k(path) -> torch.Tensor:
+    """A corpus file as mono 16 kHz: [1, N]."""
+    wav, _ = load_audio(path, sample_rate=SAMPLE_RATE, mono=True)
+    return wav
+
+
+@torch.no_grad()
+def extract_corpus(
+    extract: Callable[[torch.Tensor], dict[str, torch.Tensor]],
+    items: list,
+    *,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    desc: str = "features",
+    max_seconds: float = 60.0,
+) -> dict[str, list[torch.Tensor]]:
+    """Run `extract(wav [1, N]) -> {name: [1, T, D]}` over corpus items, one file at a time.
+
+    Returns {name: [features [T, D] float16 on CPU, one per item]}. Files longer than
+    `max_seconds` are encoded in consecutive chunks (a whole number of frames each).
+    """
+    out: dict[str, list[torch.Tensor]] = {}
+    for item in tqdm(items, desc=desc, disable=not progress, leave=False):
+        wav = load_16k(item.audio_path).to(device)
+        chunk = int(max_seconds * SAMPLE_RATE) // 640 * 640
+        parts: dict[str, list[torch.Tensor]] = {}
+        for start in range(0, max(1, wav.shape[-1]), chunk):
+            piece = wav[:, start : start + chunk]
+            if piece.shape[-1] < 640 and start > 0:
+                break
+            for name, feats in extract(piece).items():
+                parts.setdefault(name, []).append(feats[0].to("cpu", torch.float16))
+        for name, chunks in parts.items():
+            out.setdefault(name, []).append(torch.cat(chunks))
+    return out

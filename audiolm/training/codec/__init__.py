@@ -1,0 +1,1 @@
+"""Training the codec model: its task (batch -> loss) and what only training needs."""

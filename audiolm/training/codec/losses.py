@@ -1,0 +1,49 @@
+"""Codec training losses: waveform L1, multi-scale mel, hinge adversarial, feature matching.
+
+The multi-scale mel loss lives in `audiolm.models.codec.mel` (it doubles as an evaluation metric);
+this module re-exports it so the training code finds every loss in one place.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from audiolm.models.codec.mel import MultiScaleMel, multiscale_mel_loss
+
+__all__ = [
+    "MultiScaleMel",
+    "discriminator_hinge_loss",
+    "feature_matching_loss",
+    "generator_hinge_loss",
+    "multiscale_mel_loss",
+    "waveform_l1_loss",
+]
+
+
+def waveform_l1_loss(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return F.l1_loss(estimate, target)
+
+
+def discriminator_hinge_loss(real_logits: list[torch.Tensor], fake_logits: list[torch.Tensor]) -> torch.Tensor:
+    """mean over scales of E[max(0, 1 - D(x))] + E[max(0, 1 + D(G(x)))]."""
+    total = sum(F.relu(1 - r).mean() + F.relu(1 + f).mean() for r, f in zip(real_logits, fake_logits))
+    return total / len(real_logits)
+
+
+def generator_hinge_loss(fake_logits: list[torch.Tensor]) -> torch.Tensor:
+    """mean over scales of E[max(0, 1 - D(G(x)))] (EnCodec's generator hinge)."""
+    return sum(F.relu(1 - f).mean() for f in fake_logits) / len(fake_logits)
+
+
+def feature_matching_loss(real_features: list[list[torch.Tensor]],
+                          fake_features: list[list[torch.Tensor]]) -> torch.Tensor:
+    """Relative L1 between the discriminator's feature maps of real and generated audio:
+    mean over scales and layers of |f_real - f_fake| / mean|f_real| (EnCodec eq. 2)."""
+    total, count = 0.0, 0
+    for reals, fakes in zip(real_features, fake_features):
+        for real, fake in zip(reals, fakes):
+            real = real.detach()
+            total = total + (real - fake).abs().mean() / (real.abs().mean() + 1e-8)
+            count += 1
+    return total / max(count, 1)

@@ -1,0 +1,192 @@
+"""Training the codec from scratch: data, parts and losses for the shared Trainer.
+
+One step (EnCodec recipe, Défossez et al. 2022):
+
+    n_q  ~ uniform over the bandwidths' level counts (quantizer dropout: one codec, all rates)
+    y    = codec(x, n_q)                  x: [B, 1, N] random crops at 24 kHz
+    generator: L1(x, y) + multi-scale mel(x, y)            from step 0
+               + hinge adversarial + feature matching      from `adversarial_start_step`
+               -> combined by the gradient balancer (shares of the gradient at y)
+               + commitment loss (straight to the encoder, not balanced)
+    discriminator: hinge on D(x) and D(y), from `adversarial_start_step` (one discriminator pass;
+                   the trainer sends each part's loss into that part's parameters only)
+
+Parts: "model" = `CodecModel` (exported), "discriminator" = `Critic` (the multi-scale STFT
+discriminator plus the balancer's running gradient norms, saved in trainer checkpoints so a
+resumed run continues bit-identically).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from audiolm.models.codec.config import CodecConfig
+from audiolm.training.codec.balancer import Balancer
+from audiolm.training.codec.discriminator import MultiScaleSTFTDiscriminator
+from audiolm.training.codec.losses import (
+    MultiScaleMel,
+    discriminator_hinge_loss,
+    feature_matching_loss,
+    generator_hinge_loss,
+    multiscale_mel_loss,
+    waveform_l1_loss,
+)
+from audiolm.core.corpus import train_valid_audio
+from audiolm.models.codec.metrics import si_sdr
+from audiolm.models.codec.model import CodecModel
+from audiolm.training.data.crops import AudioCrops
+from audiolm.training.task import ItemKey, StepOutput, Task
+
+
+class AudioCropDataset(AudioCrops):
+    """Codec training items: crops [1, crop_samples] at the codec's sample rate (see AudioCrops)."""
+
+    def __init__(self, files: list[Path], sample_rate: int, crop_samples: int, random: bool = True):
+        super().__init__(files, sample_rate, crop_samples, random, what="codec")
+
+    def __getitem__(self, key: ItemKey | int) -> torch.Tensor:
+        return self.crop(key)[0][None]
+
+
+class Critic(nn.Module):
+    """The "discriminator" part: the multi-scale STFT discriminator and the balancer state."""
+
+    def __init__(self, config: CodecConfig):
+        super().__init__()
+        cfg = config.training
+        self.discriminator = MultiScaleSTFTDiscriminator(cfg.discriminator_n_ffts, cfg.discriminator_filters)
+        self.balancer = Balancer(
+            {"l1": cfg.weight_l1, "mel": cfg.weight_mel, "adversarial": cfg.weight_adversarial,
+             "feature_matching": cfg.weight_feature_matching},
+            ema_decay=cfg.balancer_ema_decay,
+        )
+
+    def forward(self, wav: torch.Tensor):
+        return self.discriminator(wav)
+
+
+def _unwrap(module: nn.Module) -> nn.Module:
+    return getattr(module, "module", module)  # DDP / accelerate wrappers keep the model in .module
+
+
+class CodecTask(Task):
+    kind = "codec"
+
+    def __init__(self, config: CodecConfig, train_files: list[Path], valid_files: list[Path] | None = None,
+                 seed: int = 0):
+        self.config = config
+        self.train_files = list(train_files)
+        self.valid_files = list(valid_files or [])
+        self.seed = seed
+        self.model = CodecModel(config)
+        self.critic = Critic(config)
+        self.mel = MultiScaleMel(config.sample_rate, config.training.mel_min_log2,
+                                 config.training.mel_max_log2, config.training.mel_bins, power=1)
+        self.levels = sorted({config.levels_for_kbps_unchecked(b) for b in config.bandwidths})
+        self.crop_samples = int(round(config.training.crop_seconds * config.sample_rate))
+        self._train_set: AudioCropDataset | None = None
+        self._valid_set: AudioCropDataset | None = None
+
+    @classmethod
+    def from_corpus(cls, config: CodecConfig, corpus_dir: str | Path, seed: int = 0) -> CodecTask:
+        """Train on the corpus' train split (speech and music), validate on its valid split."""
+        train, valid = train_valid_audio(corpus_dir)
+        return cls(config, train, valid, seed=seed)
+
+    # -- Task API -----------------------------------------------------------------------------
+    def model_config(self) -> CodecConfig:
+        return self.config
+
+    def parts(self) -> dict[str, nn.Module]:
+        return {"model": self.model, "discriminator": self.critic}
+
+    def train_dataset(self) -> Dataset:
+        if self._train_set is None:
+            self._train_set = AudioCropDataset(self.train_files, self.config.sample_rate, self.crop_samples)
+        return self._train_set
+
+    def valid_dataset(self) -> Dataset | None:
+        if not self.valid_files:
+            return None
+        if self._valid_set is None:
+            self._valid_set = AudioCropDataset(self.valid_files, self.config.sample_rate, self.crop_samples,
+                                               random=False)
+        return self._valid_set
+
+    def collate(self, items: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(items)  # [B, 1, N]
+
+    def optimizer_settings(self, part: str) -> dict[str, Any]:
+        settings: dict[str, Any] = {"betas": (0.5, 0.9)}  # EnCodec's Adam betas for both parts
+        if part == "discriminator" and self.config.training.discriminator_lr is not None:
+            settings["lr"] = self.config.training.discriminator_lr
+        return settings
+
+    def levels_for_step(self, step: int) -> int:
+        """Quantizer dropout: the step's number of levels, the same on every rank and on resume."""
+        rng = np.random.default_rng([self.seed, max(step, 0)])
+        return int(self.levels[int(rng.integers(len(self.levels)))])
+
+    def training_step(self, parts: dict[str, nn.Module], batch: torch.Tensor, step: int) -> StepOutput:
+        cfg = self.config.training
+        model, critic = parts["model"], parts["discriminator"]
+        wav = batch  # [B, 1, N]
+        n_q = self.levels_for_step(step)
+        out = model(wav, n_q)
+        y = out.audio.float()  # [B, 1, N]
+        mel = self.mel.to(y.device)
+        losses = {"l1": waveform_l1_loss(y, wav), "mel": multiscale_mel_loss(mel, y, wav, cfg.mel_log_floor)}
+        adversarial = step >= cfg.adversarial_start_step
+        disc_loss = torch.zeros((), device=y.device)
+        if adversarial:
+            batch_size = wav.shape[0]
+            # one discriminator pass over real and fake serves both parts' losses: the trainer
+            # back-propagates each part's loss into that part's parameters only (`inputs=`)
+            logits, features = critic(torch.cat([wav, y], dim=0))
+            real_logits = [l[:batch_size] for l in logits]
+            fake_logits = [l[batch_size:] for l in logits]
+            losses["adversarial"] = generator_hinge_loss(fake_logits)
+            losses["feature_matching"] = feature_matching_loss(
+                [[f[:batch_size] for f in fs] for fs in features], [[f[batch_size:] for f in fs] for fs in features]
+            )
+            disc_loss = discriminator_hinge_loss(real_logits, fake_logits)
+        metrics = {name: float(loss.detach()) for name, loss in losses.items()}
+        if cfg.balancer:
+            generator_loss, norms = _unwrap(critic).balancer.balance(losses, y)
+            metrics.update(norms)
+        else:
+            weights = _unwrap(critic).balancer.weights
+            generator_loss = sum(weights[name] * loss for name, loss in losses.items())
+        model_loss = generator_loss + cfg.weight_commitment * out.commitment_loss
+        metrics.update(out.metrics)
+        metrics["commitment"] = float(out.commitment_loss.detach())
+        metrics["n_q"] = float(n_q)
+        if adversarial:
+            metrics["discriminator"] = float(disc_loss.detach())
+        return StepOutput(losses={"model": model_loss, "discriminator": disc_loss}, metrics=metrics)
+
+    @torch.no_grad()
+    def validation_step(self, parts: dict[str, nn.Module], batch: torch.Tensor) -> dict[str, float]:
+        """Reconstruction at the default 6 kbps (or the nearest bandwidth): L1, mel, SI-SDR, usage."""
+        kbps = 6.0 if 6.0 in self.config.bandwidths else max(self.config.bandwidths)
+        n_q = self.config.levels_for_kbps_unchecked(kbps)
+        out = parts["model"](batch, n_q)
+        y = out.audio.float()
+        mel = self.mel.to(y.device)
+        l1 = float(waveform_l1_loss(y, batch))
+        mel_loss = float(multiscale_mel_loss(mel, y, batch, self.config.training.mel_log_floor))
+        weights = _unwrap(parts["discriminator"]).balancer.weights
+        return {
+            "l1": l1,
+            "mel": mel_loss,
+            "model_loss": weights["l1"] * l1 + weights["mel"] * mel_loss,
+            "commitment": float(out.commitment_loss),
+            "si_sdr": float(np.mean([si_sdr(r[0], e[0]) for r, e in zip(batch.cpu(), y.cpu())])),
+            "perplexity": out.metrics["perplexity"],
+        }

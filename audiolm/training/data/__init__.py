@@ -1,0 +1,1 @@
+"""Training data: corpus building, crops, token shards and tokenization."""

@@ -1,0 +1,1 @@
+"""Training the lm model: its task (batch -> loss) and what only training needs."""

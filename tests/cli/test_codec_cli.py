@@ -1,0 +1,97 @@
+"""The codec CLI: round trip, eval (with Opus), bench, train — in process, on tiny models."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from audiolm.core.audio import load_audio, save_audio
+from audiolm.cli.app import main
+from audiolm.models.codec.codec import Codec
+from audiolm.models.codec.config import CodecConfig
+from audiolm.models.codec.model import CodecModel
+
+
+@pytest.fixture(scope="module")
+def tiny_codec_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    model = CodecModel(CodecConfig.tiny())
+    for layer in model.quantizer.layers:
+        layer.embed.normal_()
+    return Codec(model).save(tmp_path_factory.mktemp("codec") / "tiny")
+
+
+def test_codec_round_trip_command(tiny_codec_dir, tmp_path, capsys):
+    src = tmp_path / "in.wav"
+    save_audio(src, 0.1 * torch.randn(2, 16000), 16000)  # stereo, 16 kHz
+    out = tmp_path / "out.wav"
+    assert main(["codec", str(src), str(out), "--kbps", "3", "--codec", str(tiny_codec_dir)]) == 0
+    wav, rate = load_audio(out)
+    assert wav.shape == (1, 16000) and rate == 16000
+    assert "4 levels" in capsys.readouterr().err
+    # never overwrite without --overwrite; bad bit rates are one-line errors
+    assert main(["codec", str(src), str(out), "--codec", str(tiny_codec_dir)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["codec", str(src), str(out), "--codec", str(tiny_codec_dir), "--overwrite", "--kbps", "5"]) == 2
+    assert "5 kbps is not offered" in capsys.readouterr().err
+    assert main(["codec", str(tmp_path / "missing.wav"), str(tmp_path / "x.wav"), "--codec", str(tiny_codec_dir)]) == 2
+
+
+@pytest.mark.skipif(shutil.which("opusenc") is None, reason="opus-tools not installed")
+def test_eval_codec_command_with_opus(tiny_corpus, tiny_codec_dir, tmp_path, capsys):
+    table = tmp_path / "table.md"
+    code = main(["eval", "codec", "--data", str(tiny_corpus), "--codec", str(tiny_codec_dir), "--kbps", "6",
+                 "--max-items", "1", "--json", "--out", str(table), "--no-progress"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert "machine" in report and report["clips"] == {"speech": 1, "music": 1}
+    rows = {(r["system"], r["kind"]): r for r in report["results"]}
+    assert set(rows) == {("audiolm", "speech"), ("opus", "speech"), ("audiolm", "music"), ("opus", "music")}
+    speech, music = rows[("opus", "speech")], rows[("opus", "music")]
+    for key in ("mel_distance", "si_sdr", "stoi", "pesq_wb", "visqol"):
+        assert key in speech
+    assert "stoi" not in music and music["visqol"] is not None
+    assert 1.0 <= speech["visqol"] <= 5.0
+    text = table.read_text()
+    assert "## speech" in text and "## music" in text and "| 6 | opus |" in text
+    # the table is not overwritten without --overwrite
+    assert main(["eval", "codec", "--data", str(tiny_corpus), "--codec", str(tiny_codec_dir),
+                 "--out", str(table), "--no-progress"]) == 2
+
+
+def test_eval_codec_skip_visqol_all_rates(tiny_corpus, tiny_codec_dir, capsys):
+    code = main(["eval", "codec", "--data", str(tiny_corpus), "--codec", str(tiny_codec_dir), "--no-opus",
+                 "--skip-visqol", "--max-items", "1", "--no-progress"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "| 1.5 | audiolm |" in out and "| 12 | audiolm |" in out and "visqol" not in out
+
+
+def test_bench_codec_json(tiny_codec_dir, capsys):
+    code = main(["bench", "codec", "--codec", str(tiny_codec_dir), "--seconds", "0.5", "--repeats", "1",
+                 "--device", "cpu", "--json"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert "machine" in report
+    rows = report["runs"][0]["results"]
+    assert [r["levels"] for r in rows] == [2, 4, 8, 16]
+    assert all(r["roundtrip_x_realtime"] > 0 for r in rows)
+
+
+def test_train_codec_command_and_resume(tiny_corpus, tmp_path, capsys):
+    from audiolm.core.config import config_to_dict
+
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(config_to_dict(CodecConfig.tiny())))
+    run = tmp_path / "run"
+    args = ["train", "codec", "--data", str(tiny_corpus), "--out", str(run), "--config", str(config),
+            "--steps", "3", "--batch-size", "2", "--save-every", "2", "--valid-every", "3"]
+    assert main(args) == 0
+    assert (run / "model" / "config.json").is_file()
+    assert main(args) == 2  # the run exists: needs --resume
+    assert "--resume" in capsys.readouterr().err
+    assert main(["train", "codec", "--data", str(tiny_corpus), "--out", str(run), "--resume", "--steps", "4"]) == 0
+    assert json.loads((run / "model" / "config.json").read_text())["step"] == 4

@@ -1,0 +1,157 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import pytest
+import torch
+from torch import nn
+
+from audiolm.core.checkpoint import (
+    flatten_state,
+    load_checkpoint,
+    load_state_dict_checked,
+    resolve_checkpoint_dir,
+    save_checkpoint,
+    unflatten_state,
+)
+from audiolm.core.errors import CheckpointError
+
+
+@dataclass
+class NetConfig:
+    dim: int = 4
+
+
+def _net(dim=4):
+    return nn.Sequential(nn.Linear(dim, dim), nn.LayerNorm(dim))
+
+
+def test_round_trip_is_bit_exact(tmp_path):
+    net = _net()
+    save_checkpoint(tmp_path / "c", "net", NetConfig(), net.state_dict(), extra_json={"x.json": {"a": 1}})
+    ckpt = load_checkpoint(tmp_path / "c", "net", NetConfig)
+    assert ckpt.config == NetConfig()
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, ckpt.state_dict[k])
+    assert json.loads((tmp_path / "c" / "x.json").read_text()) == {"a": 1}
+    header = json.loads((tmp_path / "c" / "config.json").read_text())
+    assert header["kind"] == "net" and header["format_version"] == 1
+
+
+def test_wrong_kind_and_version_are_named(tmp_path):
+    save_checkpoint(tmp_path / "c", "net", NetConfig(), _net().state_dict())
+    with pytest.raises(CheckpointError, match="kind is 'net', expected 'codec'"):
+        load_checkpoint(tmp_path / "c", "codec")
+    header = json.loads((tmp_path / "c" / "config.json").read_text())
+    header["format_version"] = 99
+    (tmp_path / "c" / "config.json").write_text(json.dumps(header))
+    with pytest.raises(CheckpointError, match="format version 99"):
+        load_checkpoint(tmp_path / "c", "net")
+
+
+def test_missing_directory_file_and_corrupt_weights(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "nothing", "net")
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(CheckpointError, match="found a file"):
+        load_checkpoint(tmp_path / "afile", "net")
+    save_checkpoint(tmp_path / "c", "net", NetConfig(), _net().state_dict())
+    (tmp_path / "c" / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="safetensors"):
+        load_checkpoint(tmp_path / "c", "net")
+
+
+def test_shape_mismatch_names_the_tensor(tmp_path):
+    save_checkpoint(tmp_path / "c", "net", NetConfig(8), _net(8).state_dict())
+    ckpt = load_checkpoint(tmp_path / "c", "net", NetConfig)
+    with pytest.raises(CheckpointError, match=r"0\.weight \(8, 8\) vs model \(4, 4\)"):
+        load_state_dict_checked(_net(4), ckpt.state_dict, "c")
+    with pytest.raises(CheckpointError, match="missing"):
+        load_state_dict_checked(nn.Sequential(_net(8), nn.Linear(8, 1)), ckpt.state_dict, "c")
+
+
+def test_overwrite_replaces_whole_directory(tmp_path):
+    save_checkpoint(tmp_path / "c", "net", NetConfig(), _net().state_dict(), extra_json={"old.json": {}})
+    save_checkpoint(tmp_path / "c", "net", NetConfig(), _net().state_dict())
+    assert not (tmp_path / "c" / "old.json").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["c"]
+
+
+def test_nested_state_round_trip_without_pickle():
+    model = nn.Linear(3, 2)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.8, 0.9))
+    model(torch.randn(4, 3)).sum().backward()
+    opt.step()
+    skeleton, tensors = flatten_state(opt.state_dict())
+    json.dumps(skeleton)  # the non-tensor part is plain JSON
+    restored = unflatten_state(json.loads(json.dumps(skeleton)), tensors)
+    opt2 = torch.optim.AdamW(model.parameters())
+    opt2.load_state_dict(restored)
+    assert opt2.param_groups[0]["betas"] == (0.8, 0.9)
+    assert torch.equal(opt2.state[model.weight]["exp_avg"], opt.state[model.weight]["exp_avg"])
+
+
+def test_resolve_run_directory(tmp_path):
+    save_checkpoint(tmp_path / "run" / "model", "net", NetConfig(), _net().state_dict())
+    assert resolve_checkpoint_dir(tmp_path / "run") == tmp_path / "run" / "model"
+    with pytest.raises(CheckpointError):
+        resolve_checkpoint_dir(tmp_path / "missing")
+
+
+def test_kill_during_write_leaves_old_checkpoint_intact(tmp_path):
+    """SIGKILL a process that rewrites a checkpoint in a loop: what is on disk always loads."""
+    target = tmp_path / "c"
+    save_checkpoint(target, "net", NetConfig(), {"w": torch.zeros(256, 1024)})
+    code = (
+        "import torch; from audiolm.core.checkpoint import save_checkpoint\n"
+        "from dataclasses import dataclass\n"
+        "@dataclass\nclass C:\n    dim: int = 4\n"
+        "i = 0\n"
+        "while True:\n"
+        "    i += 1\n"
+        f"    save_checkpoint({str(target)!r}, 'net', C(), {{'w': torch.full((256, 1024), float(i))}})\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    ckpt = load_checkpoint(target, "net", NetConfig)
+    w = ckpt.state_dict["w"]
+    assert torch.all(w == w.flatten()[0])  # one consistent write, never a mix
+
+
+def test_atomic_writes_get_normal_permissions(tmp_path):
+    from audiolm.core.checkpoint import atomic_write_text
+
+    mask = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+        save_checkpoint(tmp_path / "c", "net", NetConfig(), _net().state_dict())
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "c").stat().st_mode & 0o777 == 0o755
+
+
+def test_copy_checkpoint_to_half_precision_drops_training_state(tmp_path):
+    from audiolm.core.checkpoint import copy_checkpoint
+
+    net = _net()
+    save_checkpoint(
+        tmp_path / "run" / "checkpoints" / "step-1", "net", NetConfig(), net.state_dict(),
+        extra_tensors={"optimizer-model.safetensors": {"x": torch.ones(2)}, "kmeans.safetensors": {"c": torch.ones(3)}},
+        extra_json={"trainer_state.json": {"step": 1}},
+    )
+    (tmp_path / "run" / "checkpoints" / "LATEST").write_text("step-1\n")
+    out = copy_checkpoint(tmp_path / "run", tmp_path / "ship", dtype=torch.float16)
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "kmeans.safetensors", "model.safetensors"]
+    ckpt = load_checkpoint(out, "net", NetConfig)
+    assert all(v.dtype == torch.float16 for v in ckpt.state_dict.values())
+    fresh = _net()
+    load_state_dict_checked(fresh, ckpt.state_dict, "ship")  # loads into fp32 parameters
+    assert fresh[0].weight.dtype == torch.float32
+    assert torch.allclose(fresh[0].weight, net[0].weight, atol=1e-3)

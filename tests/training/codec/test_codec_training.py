@@ -1,0 +1,93 @@
+"""Training the codec through the shared Trainer on the tiny corpus."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from audiolm.models.codec.codec import Codec
+
+from audiolm.models.codec.config import CodecConfig
+from audiolm.training.codec.task import AudioCropDataset, CodecTask
+from audiolm.training.task import ItemKey
+from audiolm.training.trainer import TrainConfig, Trainer
+
+
+def _train_config(steps: int) -> TrainConfig:
+    return TrainConfig(steps=steps, batch_size=4, lr=3e-3, warmup_steps=0, weight_decay=0.0,
+                       valid_every=10, valid_batches=1, save_every=100, log_every=1, seed=0)
+
+
+def _task(corpus) -> CodecTask:
+    torch.manual_seed(0)
+    return CodecTask.from_corpus(CodecConfig.tiny(), corpus)
+
+
+def _log(run):
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+def test_crop_dataset_is_deterministic_per_key(tiny_corpus):
+    task = _task(tiny_corpus)
+    data = task.train_dataset()
+    a, b = data[ItemKey(3, 17)], data[ItemKey(3, 17)]
+    assert a.shape == (1, task.crop_samples) and torch.equal(a, b)
+    assert not torch.equal(a, data[ItemKey(3, 18)])
+    valid = task.valid_dataset()
+    assert torch.equal(valid[ItemKey(0, 1)], valid[ItemKey(0, 2)])  # validation ignores the seed
+
+
+def test_short_files_are_zero_padded(tmp_path):
+    from audiolm.core.audio import save_audio
+
+    save_audio(tmp_path / "short.wav", 0.1 * torch.ones(1, 100), 24000)
+    data = AudioCropDataset([tmp_path / "short.wav"], 24000, 480)
+    crop = data[ItemKey(0, 0)]
+    assert crop.shape == (1, 480) and crop[0, 200:].abs().max() == 0
+
+
+def test_training_step_losses_and_metrics(tiny_corpus):
+    task = _task(tiny_corpus)
+    parts = task.parts()
+    batch = task.collate([task.train_dataset()[ItemKey(i, i)] for i in range(2)])
+    early = task.training_step(parts, batch, step=0)
+    assert not early.losses["discriminator"].requires_grad  # no adversarial loss before its start step
+    late = task.training_step(parts, batch, step=task.config.training.adversarial_start_step)
+    assert late.losses["discriminator"].requires_grad
+    for key in ("l1", "mel", "adversarial", "feature_matching", "commitment", "perplexity", "dead_codes", "n_q"):
+        assert key in late.metrics, key
+    weights = parts["discriminator"].balancer.weights
+    expected = sum(weights[k] * late.metrics[k] for k in ("l1", "mel", "adversarial", "feature_matching"))
+    expected += task.config.training.weight_commitment * late.metrics["commitment"]
+    assert float(late.losses["model"].detach()) == pytest.approx(expected, rel=1e-4)  # value = weighted sum
+    assert {task.levels_for_step(s) for s in range(40)} == {2, 4, 8, 16}  # quantizer dropout
+
+
+def test_twenty_steps_lower_the_loss_and_export_a_codec(tiny_corpus, tmp_path):
+    out = Trainer(_task(tiny_corpus), _train_config(20), tmp_path / "run", progress=False).fit()
+    records = [r for r in _log(tmp_path / "run") if "loss/model" in r]
+    mel, l1 = [r["mel"] for r in records], [r["l1"] for r in records]
+    assert len(mel) == 20
+    assert np.mean(mel[-5:]) < 0.92 * np.mean(mel[:5])
+    assert np.mean(l1[-5:]) < 0.8 * np.mean(l1[:5])
+    assert any("discriminator" in r for r in records)  # adversarial training switched on
+    valid = [r["valid"] for r in _log(tmp_path / "run") if "valid" in r]
+    assert len(valid) == 2 and {"mel", "si_sdr", "perplexity"} <= set(valid[0])
+    codec = Codec.from_pretrained(tmp_path / "run")  # a run directory loads (its exported model)
+    assert codec.source == str(out)
+    assert codec.encode(torch.zeros(2400), 24000).shape == (1, 8, 8)
+
+
+def test_resume_after_stop_is_bit_identical(tiny_corpus, tmp_path):
+    # steps 4..7 after the resume include the start of adversarial training (tiny: step 5)
+    Trainer(_task(tiny_corpus), _train_config(7), tmp_path / "straight", progress=False).fit()
+    Trainer(_task(tiny_corpus), _train_config(7), tmp_path / "resumed", progress=False).fit(stop_after=4)
+    resumed = Trainer(_task(tiny_corpus), _train_config(7), tmp_path / "resumed", resume=True, progress=False)
+    assert resumed.step == 4
+    resumed.fit()
+    a = Codec.from_pretrained(tmp_path / "straight").model.state_dict()
+    b = Codec.from_pretrained(tmp_path / "resumed").model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -1,0 +1,109 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from audiolm.core.checkpoint import load_checkpoint
+from audiolm.core.errors import AudiolmError
+from audiolm.training.trainer import TrainConfig, Trainer, cosine_with_warmup, item_keys_for_batch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from toy_training import ToyConfig, ToyTask  # noqa: E402
+
+SCRIPT = Path(__file__).parent / "toy_training.py"
+
+
+def _config(**kw):
+    base = dict(steps=20, batch_size=8, lr=1e-2, warmup_steps=2, save_every=5, valid_every=10, log_every=5, device="cpu")
+    return TrainConfig(**(base | kw))
+
+
+def _final_weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(run / "model", "toy").state_dict
+
+
+def test_loss_falls_and_exports_model(tmp_path):
+    torch.manual_seed(0)
+    out = Trainer(ToyTask(ToyConfig()), _config(steps=30, lr=3e-2, log_every=1), tmp_path / "run", progress=False).fit()
+    assert (out / "config.json").is_file() and (out / "model.safetensors").is_file()
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    losses = [r["loss/model"] for r in log if "loss/model" in r]
+    assert sum(losses[-5:]) < 0.3 * sum(losses[:5])
+    assert any("valid" in r for r in log)
+    # keep_last prunes old step checkpoints
+    steps = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("step-*"))
+    assert steps == ["step-00000020", "step-00000025", "step-00000030"]
+
+
+def test_refuses_to_overwrite_a_run_without_resume(tmp_path):
+    Trainer(ToyTask(ToyConfig()), _config(steps=5), tmp_path / "run", progress=False).fit()
+    with pytest.raises(AudiolmError, match="--resume"):
+        Trainer(ToyTask(ToyConfig()), _config(steps=5), tmp_path / "run", progress=False)
+
+
+def test_resume_without_a_run_is_a_clear_error(tmp_path):
+    with pytest.raises(AudiolmError, match="no training run"):
+        Trainer(ToyTask(ToyConfig()), _config(), tmp_path / "nothing", resume=True, progress=False)
+
+
+def test_in_process_resume_matches_uninterrupted(tmp_path):
+    torch.manual_seed(0)
+    Trainer(ToyTask(ToyConfig(), with_critic=True), _config(steps=20), tmp_path / "full", progress=False).fit()
+    torch.manual_seed(0)
+    Trainer(ToyTask(ToyConfig(), with_critic=True), _config(steps=20), tmp_path / "part", progress=False).fit(stop_after=10)
+    torch.manual_seed(99)  # a different init: resume must overwrite it from the checkpoint
+    Trainer(ToyTask(ToyConfig(), with_critic=True), _config(steps=20), tmp_path / "part", resume=True, progress=False).fit()
+    full, resumed = _final_weights(tmp_path / "full"), _final_weights(tmp_path / "part")
+    for k in full:
+        assert torch.equal(full[k], resumed[k]), k
+
+
+def test_data_order_is_a_function_of_position():
+    a = item_keys_for_batch(10, 4, seed=1, global_batch_index=3)
+    b = item_keys_for_batch(10, 4, seed=1, global_batch_index=3)
+    assert a == b
+    # one epoch visits every item exactly once
+    epoch = [k.index for b in range(5) for k in item_keys_for_batch(10, 2, 1, b)]
+    assert sorted(epoch) == list(range(10))
+    # two processes draw disjoint items for the same batch index
+    r0 = {k.index for k in item_keys_for_batch(100, 4, 1, 0, world_size=2, rank=0)}
+    r1 = {k.index for k in item_keys_for_batch(100, 4, 1, 0, world_size=2, rank=1)}
+    assert not r0 & r1
+
+
+def test_schedule_warms_up_then_decays():
+    lrs = [cosine_with_warmup(s, 100, 10, 0.1) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert lrs[-1] == pytest.approx(0.1, abs=1e-3) and all(x >= y for x, y in zip(lrs[10:], lrs[11:]))
+
+
+def test_kill_and_resume_a_real_training_process(tmp_path):
+    """SIGKILL a training process mid-run, resume it, and get the uninterrupted result."""
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2]))
+    subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "full"), "--steps", "30"], env=env, check=True)
+
+    run = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), str(run), "--steps", "30", "--sleep", "0.05"], env=env)
+    latest = run / "checkpoints" / "LATEST"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (latest.is_file() and latest.read_text().strip() >= "step-00000010"):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert latest.is_file(), "the training process wrote no checkpoint before the deadline"
+    killed_at = latest.read_text().strip()
+    assert killed_at < "step-00000030" and not (run / "model").exists(), "killed too late to test resume"
+
+    subprocess.run([sys.executable, str(SCRIPT), str(run), "--steps", "30", "--resume"], env=env, check=True)
+    full, resumed = _final_weights(tmp_path / "full"), _final_weights(run)
+    for k in full:
+        assert torch.equal(full[k], resumed[k]), k
+    # the log continues rather than restarting
+    steps = [json.loads(l)["step"] for l in (run / "log.jsonl").read_text().splitlines()]
+    assert max(steps) == 30

@@ -1,0 +1,182 @@
+"""Training data, config settlement against the data, and training through the shared Trainer."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from audiolm.core.errors import ConfigError
+from audiolm.training.task import ItemKey
+from audiolm.models.wavenet.model import WaveNet
+from audiolm.training.wavenet.task import WaveNetTask
+from wavenet_helpers import tiny_config
+
+
+class FakeCodec:
+    """Duck-typed stand-in for audiolm.models.codec.Codec: codes from frame energies, counted calls."""
+
+    sample_rate = 8000
+    frame_rate = 100  # hop 80
+    codebook_size = 32
+
+    def __init__(self):
+        self.calls = 0
+
+    def levels_for_kbps(self, kbps):
+        return 3
+
+    def encode(self, wav, sample_rate, kbps=6.0):
+        self.calls += 1
+        frames = -(-wav.shape[-1] // 80)
+        padded = torch.nn.functional.pad(wav, (0, frames * 80 - wav.shape[-1]))
+        energy = padded.view(frames, 80).abs().mean(-1)
+        level = (energy * 200).long().clamp(0, 31)
+        return torch.stack([level, (level * 7) % 32, (level * 13) % 32])[None]  # [1, 3, F]
+
+
+def _folder(tmp_path, speakers=("alice", "bob"), seconds=0.5, rate=8000):
+    root = tmp_path / "audio"
+    for i, spk in enumerate(speakers):
+        (root / spk / "nested").mkdir(parents=True)
+        t = np.arange(int(seconds * rate)) / rate
+        sf.write(root / spk / f"{spk}.wav", 0.5 * np.sin(2 * np.pi * (200 + 100 * i) * t), rate)
+        sf.write(root / spk / "nested" / f"{spk}2.flac", 0.3 * np.sin(2 * np.pi * (300 + 50 * i) * t), rate)
+    return root
+
+
+def test_folder_crops_labels_and_determinism(tmp_path):
+    root = _folder(tmp_path)
+    task = WaveNetTask(tiny_config(), root, gc=True, progress=False)
+    cfg = task.model_config()
+    assert cfg.gc_cardinality == 2 and cfg.gc_labels == ["alice", "bob"]
+    data = task.train_dataset()
+    assert len(data.clips) == 4 and len(data) == 4 * 4000 // 64
+    a, b = data[ItemKey(0, 123)], data[ItemKey(5, 123)]
+    assert torch.equal(a["x"], b["x"]) and a["x"].shape == (64,) and a["x"].dtype == torch.long
+    assert int(a["gc"]) in (0, 1)
+    assert not torch.equal(a["x"], data[ItemKey(0, 124)]["x"])
+    assert task.valid_dataset() is None  # a plain folder has no valid split
+    batch = task.collate([data[ItemKey(i, i)] for i in range(3)])
+    out = task.training_step(task.parts(), batch, 0)
+    assert out.losses["model"].requires_grad and 0 <= out.metrics["accuracy"] <= 1
+
+
+def test_corpus_gc_labels_come_from_the_train_split(tiny_corpus):
+    task = WaveNetTask(tiny_config(sample_rate=8000, crop_samples=256), tiny_corpus, gc=True, progress=False)
+    from audiolm.core.corpus import read_manifest
+
+    train_labels = sorted({i.speaker for i in read_manifest(tiny_corpus, split="train")})
+    assert task.model_config().gc_labels == train_labels
+    valid = task.valid_dataset()  # only valid items whose voice / instrument the model knows
+    assert valid is not None and all(c.label in train_labels for c in valid.clips)
+
+
+def test_mismatched_gc_cardinality_is_a_clear_error(tmp_path):
+    root = _folder(tmp_path, speakers=("a", "b", "c"))
+    with pytest.raises(ConfigError, match="gc_cardinality=2 but .* holds 3 labels"):
+        WaveNetTask(tiny_config(gc_cardinality=2), root, gc=True, progress=False)
+    with pytest.raises(ConfigError, match="--gc"):
+        WaveNetTask(tiny_config(gc_cardinality=3), root, gc=False, progress=False)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    sf.write(flat / "x.wav", np.zeros(4000), 8000)
+    with pytest.raises(ConfigError, match="label per file"):
+        WaveNetTask(tiny_config(), flat, gc=True, progress=False)
+    with pytest.raises(ConfigError, match="at least crop_samples"):
+        WaveNetTask(tiny_config(crop_samples=8000), flat, progress=False)
+
+
+def test_local_conditioning_codes_are_encoded_once_per_file(tmp_path):
+    root = _folder(tmp_path)
+    codec = FakeCodec()
+    task = WaveNetTask(tiny_config(), root, codec=codec, progress=False)
+    cfg = task.model_config()
+    assert (cfg.lc_n_q, cfg.lc_codebook_size, cfg.lc_hop) == (3, 32, 80)
+    assert cfg.crop_samples == 80  # 64 rounded up to whole codec frames
+    assert codec.calls == 4
+    data = task.train_dataset()
+    for i in range(20):
+        item = data[ItemKey(i, i)]
+        assert item["codes"].shape == (3, 1)
+    assert codec.calls == 4  # crops reuse the cached codes
+    batch = task.collate([data[ItemKey(i, i)] for i in range(2)])
+    assert torch.isfinite(task.training_step(task.parts(), batch, 0).losses["model"])
+
+
+def test_codes_from_a_different_codec_are_a_clear_error(tmp_path):
+    root = _folder(tmp_path)
+    other = FakeCodec()
+    other.codebook_size = 1024
+    with pytest.raises(ConfigError, match="different codec"):
+        WaveNetTask(tiny_config(lc_n_q=3, lc_codebook_size=32, lc_hop=80, crop_samples=80), root, codec=other,
+                    progress=False)
+    with pytest.raises(ConfigError, match="--lc-codec"):
+        WaveNetTask(tiny_config(lc_n_q=3, lc_codebook_size=32, lc_hop=80, crop_samples=80), root, progress=False)
+    wrong_rate = FakeCodec()
+    wrong_rate.sample_rate = 24000
+    with pytest.raises(ConfigError, match="24000 Hz"):
+        WaveNetTask(tiny_config(), root, codec=wrong_rate, progress=False)
+
+
+def test_training_through_the_trainer_lowers_the_loss(tmp_path):
+    from audiolm.training.trainer import TrainConfig, Trainer
+
+    root = _folder(tmp_path)
+    torch.manual_seed(0)
+    task = WaveNetTask(tiny_config(crop_samples=128), root, gc=True, progress=False)
+    config = TrainConfig(steps=30, batch_size=4, lr=1e-2, warmup_steps=2, valid_every=100, save_every=15,
+                         log_every=1, device="cpu")
+    exported = Trainer(task, config, tmp_path / "run", progress=False).fit()
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    losses = [r["loss/model"] for r in log if "loss/model" in r]
+    assert len(losses) == 30
+    assert np.mean(losses[-5:]) < 0.85 * np.mean(losses[:5]), losses
+    model = WaveNet.from_pretrained(tmp_path / "run")  # the run directory resolves to RUN/model
+    assert model.config.gc_labels == ["alice", "bob"] and exported.name == "model"
+    assert model.generate(20, gc=1).shape == (1, 20)
+
+
+class FakeCodecWithCodebooks(FakeCodec):
+    """FakeCodec plus RVQ codebooks [32, 8] per level, as audiolm.models.codec.Codec.codebooks gives."""
+
+    def codebooks(self, n_q=None):
+        gen = torch.Generator().manual_seed(1)
+        return [torch.randn(32, 8, generator=gen) * 5 for _ in range(n_q or 3)]
+
+
+def test_vocoder_code_embeddings_start_from_the_codec_codebooks(tmp_path):
+    root = _folder(tmp_path)
+    codec = FakeCodecWithCodebooks()
+    task = WaveNetTask(tiny_config(), root, codec=codec, progress=False)
+    cond = task.model.conditioning
+    cfg = task.model_config()
+    rows = cond.lc_embedding.weight.detach().view(cfg.lc_n_q, cfg.lc_codebook_size, cfg.lc_channels)
+    books = torch.stack(codec.codebooks(cfg.lc_n_q))  # [Q, K, D]
+    # every level's rows are its codebook through one shared linear map: solve it from level 0
+    # and it must reproduce the other levels (a random init would not)
+    solution = torch.linalg.lstsq(books.reshape(-1, 8), rows.reshape(-1, cfg.lc_channels)).solution
+    assert torch.allclose(books @ solution, rows, atol=1e-4)
+    # unit variance per channel for a frame's summed embedding
+    assert abs(float(rows.var(dim=1).sum(dim=0).mean()) - 1.0) < 1e-3
+    # equal codes -> equal embeddings; the model still trains
+    data = task.train_dataset()
+    batch = task.collate([data[ItemKey(i, i)] for i in range(2)])
+    assert torch.isfinite(task.training_step(task.parts(), batch, 0).losses["model"])
+    # opting out keeps the random rows
+    plain = WaveNetTask(tiny_config(), root, codec=codec, progress=False, lc_init_from_codec=False)
+    rows_plain = plain.model.conditioning.lc_embedding.weight.detach().view_as(rows)
+    fit = torch.linalg.lstsq(books.reshape(-1, 8), rows_plain.reshape(-1, cfg.lc_channels)).solution
+    assert not torch.allclose(books @ fit, rows_plain, atol=1e-2)
+
+
+def test_real_codec_exposes_its_codebooks(tmp_path):
+    from audiolm.models.codec.codec import Codec
+
+    codec = Codec.from_pretrained()
+    books = codec.codebooks(4)
+    assert len(books) == 4 and all(b.shape[0] == codec.codebook_size for b in books)
+    codes = torch.tensor([[[3]], [[5]], [[7]], [[9]]]).view(1, 4, 1)
+    latent = sum(books[q][codes[0, q, 0]] for q in range(4))
+    assert torch.allclose(codec.model.quantizer.decode(codes)[0, :, 0], latent, atol=1e-4)
