@@ -1,7 +1,7 @@
 """Shared by the generate tests: run one `audiolm bench ...` command of this package in process."""
 
 from audiolm.cli.app import CommandLine
-from audiolm.cli import generate as commands
+from audiolm.cli import bench as commands
 
 
 def run_cli(argv):

@@ -1,8 +1,9 @@
 """The `audiolm` command line.
 
-Each feature area registers its own subcommands from a small `commands.py` module listed in
-`COMMAND_MODULES`; those modules import only argparse at top level and import torch and
-friends inside their run functions, so `audiolm --help` stays fast.
+One module per verb (continue_, codec, tokenize_, train, wavenet, corpus, eval, bench; listed in
+`COMMAND_MODULES`) registers its subcommands; what they share lives in `args.py`. Those modules
+import only cheap modules at top level and torch and friends inside their run functions, so
+`audiolm --help` stays fast.
 
 Conventions every command follows:
 - user errors (`AudiolmError`, bad arguments, missing files) print one line on stderr and exit
@@ -15,29 +16,25 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
+from audiolm.cli.args import UsageError
 from audiolm.core.errors import AudiolmError
 
-# Modules that define `register(cli: CommandLine)`. Add a line when a feature area lands.
+# Modules that define `register(cli: CommandLine)`, one per verb.
 COMMAND_MODULES: list[str] = [
     "audiolm.cli.corpus",
-    "audiolm.cli.semantic",
+    "audiolm.cli.train",
+    "audiolm.cli.eval",
+    "audiolm.cli.bench",
     "audiolm.cli.wavenet",
-    "audiolm.cli.lm",
-    "audiolm.cli.generate",
-    "audiolm.cli.pipeline",
+    "audiolm.cli.tokenize_",
+    "audiolm.cli.continue_",
     "audiolm.cli.codec",
 ]
-
-
-class UsageError(Exception):
-    """Raised by a command for bad arguments; printed as one line, exit code 2."""
 
 
 @dataclass
@@ -101,26 +98,7 @@ def build_cli() -> CommandLine:
     return cli
 
 
-def print_json(obj: dict[str, Any]) -> None:
-    """The `--json` convention: one JSON object on stdout, nothing else."""
-    sys.stdout.write(json.dumps(obj, default=_json_default) + "\n")
-    sys.stdout.flush()
-
-
-def _json_default(value: Any) -> Any:
-    try:
-        import numpy as np  # lazy: keeps `audiolm --help` free of numpy
-
-        if isinstance(value, np.generic):
-            return value.item()
-    except ImportError:  # pragma: no cover
-        pass
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    from audiolm.core.errors import AudiolmError  # lazy: keeps `audiolm --help` fast
-
     cli = build_cli()
     args = cli.parser.parse_args(argv)  # argparse itself exits 2 with one usage line
     command = getattr(args, "_command", None)

@@ -1,9 +1,13 @@
-"""CLI: `audiolm corpus build OUT` (see audiolm/training/data/corpus_build.py)."""
+"""`audiolm corpus build OUT` (see audiolm/training/data/corpus_build.py).
+
+Only cheap modules are imported at module level; torch and the models load inside the run
+functions (start-up time: `audiolm --help` imports every command module).
+"""
 
 from __future__ import annotations
 
-import sys
 import argparse
+import sys
 from collections import Counter
 
 

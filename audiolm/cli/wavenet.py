@@ -1,59 +1,18 @@
-"""CLI: `audiolm train wavenet`, `audiolm wavenet generate`, `audiolm bench wavenet`.
+"""`audiolm wavenet generate`: audio sample by sample with a trained WaveNet.
 
-Only argparse at import time; torch and the model load inside the run functions.
+Only cheap modules are imported at module level; torch and the models load inside the run
+functions (start-up time: `audiolm --help` imports every command module).
 """
 
 from __future__ import annotations
 
-import sys
-import math
 import argparse
+import math
+import sys
 from pathlib import Path
 
-from audiolm.cli.app import print_json, UsageError
-from audiolm.core.config import load_config_file
+from audiolm.cli.args import UsageError
 from audiolm.core.errors import ConfigError
-
-
-def _train_defaults():
-    from audiolm.training.trainer import TrainConfig  # lazy: keeps `audiolm --help` fast
-
-    return TrainConfig(steps=5000, batch_size=4, lr=1e-3, warmup_steps=200, valid_every=500, valid_batches=4,
-                       save_every=500, log_every=25)
-
-
-# -- audiolm train wavenet --------------------------------------------------------------------
-
-
-def _setup_train(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="a folder of audio files (searched recursively) or a corpus folder")
-    p.add_argument("--gc", action="store_true",
-                   help="global conditioning on the corpus 'speaker' labels (or one subfolder per label)")
-    p.add_argument("--lc-codec", metavar="DIR", help="codec directory: condition on its codes (a vocoder)")
-    p.add_argument("--lc-kbps", type=float, default=6.0, help="codec bit rate for the codes (default 6)")
-    from audiolm.training.trainer import add_training_arguments  # lazy: keeps `audiolm --help` fast
-
-    add_training_arguments(p, _train_defaults())
-
-
-def _run_train(args: argparse.Namespace) -> int:
-    from audiolm.training.trainer import resolve_model_config, train_from_args  # lazy: keeps `audiolm --help` fast
-    from audiolm.models.wavenet.config import WaveNetConfig  # lazy: keeps `audiolm --help` fast
-    from audiolm.training.wavenet.task import WaveNetTask  # lazy: keeps `audiolm --help` fast
-
-    config = resolve_model_config(args, WaveNetConfig, WaveNetConfig())
-    codec = None
-    if args.lc_codec:
-        from audiolm.models.codec.codec import Codec  # lazy: keeps `audiolm --help` fast
-
-        codec = Codec.from_pretrained(args.lc_codec)
-    use_gc = args.gc or (args.resume and config.has_gc)
-    train_from_args(lambda: WaveNetTask(config, args.data, gc=use_gc, codec=codec, kbps=args.lc_kbps), args,
-                    _train_defaults())
-    return 0
-
-
-# -- audiolm wavenet generate -----------------------------------------------------------------
 
 
 def _setup_generate(p: argparse.ArgumentParser) -> None:
@@ -162,45 +121,6 @@ def _run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- audiolm bench wavenet --------------------------------------------------------------------
-
-
-def _setup_bench(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--device", default="cpu", help="cpu | cuda")
-    p.add_argument("--batches", default="1,16", help="comma-separated batch sizes (default 1,16)")
-    p.add_argument("--samples", type=int, default=2000, help="samples per fast run (default 2000)")
-    p.add_argument("--naive-samples", type=int, default=10, help="samples per naive run (default 10)")
-    p.add_argument("--naive-threads", type=int, help="CPU threads for the naive forward (default: torch's setting)")
-    p.add_argument("--config", help="model config JSON (default: 20 layers x 64 residual channels)")
-
-
-def _run_bench(args: argparse.Namespace) -> int:
-    from audiolm.evaluation.wavenet.bench import bench_wavenet, format_table  # lazy: keeps `audiolm --help` fast
-    from audiolm.models.wavenet.config import WaveNetConfig  # lazy: keeps `audiolm --help` fast
-
-    try:
-        batches = tuple(int(b) for b in args.batches.split(",") if b.strip())
-    except ValueError:
-        raise UsageError(f"--batches must be comma-separated integers, got {args.batches!r}") from None
-    if not batches or min(batches) < 1 or args.samples < 1 or args.naive_samples < 1:
-        raise UsageError("--batches, --samples and --naive-samples must be positive")
-    config = load_config_file(WaveNetConfig, args.config) if args.config else None
-    if args.naive_threads is not None and args.naive_threads < 1:
-        raise UsageError("--naive-threads must be >= 1")
-    report = bench_wavenet(args.device, batches, args.samples, args.naive_samples, config, progress=not args.json,
-                           naive_threads=args.naive_threads)
-    if args.json:
-        print_json(report)
-    else:
-        print(format_table(report))
-    return 0
-
-
 def register(cli) -> None:
-    cli.add("train wavenet", "train a WaveNet on raw μ-law samples (optionally GC / LC conditioned)",
-            _setup_train, _run_train)
     cli.add("wavenet generate", "generate audio sample by sample with a trained WaveNet",
             _setup_generate, _run_generate)
-    cli.add("bench wavenet", "WaveNet generation speed: fast (ring buffers) vs naive, batch 1 and 16",
-            _setup_bench, _run_bench)

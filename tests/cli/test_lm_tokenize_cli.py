@@ -6,14 +6,15 @@ import json
 import pytest
 import torch
 
+from audiolm.cli import tokenize_, train
 from audiolm.cli.app import CommandLine
 from audiolm.training.data.shards import TokenShards
-from audiolm.cli import lm as commands
 
 
 def run_cli(argv):
     cli = CommandLine()
-    commands.register(cli)
+    tokenize_.register(cli)
+    train.register(cli)
     args = cli.parser.parse_args(argv)
     return args._command.run(args)
 

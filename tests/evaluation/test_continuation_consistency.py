@@ -104,6 +104,6 @@ def test_embed_bad_input():
 
 
 def test_cli_choices_match_the_module():
-    from audiolm.cli import pipeline as pipeline_commands
+    from audiolm.cli import eval as eval_commands
 
-    assert pipeline_commands.EMBEDDINGS == EMBEDDINGS
+    assert eval_commands.EMBEDDINGS == EMBEDDINGS

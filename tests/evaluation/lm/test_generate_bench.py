@@ -28,7 +28,7 @@ def test_bench_decode_json_format(monkeypatch, capsys):
 
 
 def test_bench_decode_rejects_bad_arguments():
-    from audiolm.cli.app import UsageError
+    from audiolm.cli.args import UsageError
 
     with pytest.raises(UsageError, match="sizes"):
         run_cli(["bench", "decode", "--sizes", "3B"])
@@ -37,7 +37,7 @@ def test_bench_decode_rejects_bad_arguments():
 
 
 def test_bench_decode_compile_needs_a_cpp_compiler(monkeypatch):
-    from audiolm.cli.app import UsageError
+    from audiolm.cli.args import UsageError
     from audiolm.inference import compiled_step
 
     monkeypatch.setattr(compiled_step, "compile_unavailable", lambda: "no C++ compiler for torch.compile")
@@ -59,7 +59,7 @@ def test_bandwidth_is_a_read_of_a_large_buffer_and_cpu_clock_needs_one_thread():
             bench.measure_bandwidth(torch.device("cpu"), gibibytes=1 / 64, repeats=1, clock="cpu")
     finally:
         torch.set_num_threads(threads)
-    from audiolm.cli.app import UsageError
+    from audiolm.cli.args import UsageError
 
     with pytest.raises(UsageError, match="clock cpu"):
         run_cli(["bench", "decode", "--clock", "cpu", "--threads", "2"])

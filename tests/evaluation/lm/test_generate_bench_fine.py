@@ -92,7 +92,7 @@ def test_bench_fine_json_and_errors(tokens, tmp_path, capsys):
         run_cli(["bench", "fine", str(ar), str(other), "--tokens", str(tokens)])
     with pytest.raises(AudiolmError, match="speed test"):
         run_cli(["bench", "fine", str(ar), "--tokens", str(tokens), "--seconds", "10"])
-    from audiolm.cli.app import UsageError
+    from audiolm.cli.args import UsageError
 
     with pytest.raises(UsageError, match="seconds"):
         run_cli(["bench", "fine", str(ar), "--tokens", str(tokens), "--seconds", "0"])

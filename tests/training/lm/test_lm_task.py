@@ -11,7 +11,7 @@ from audiolm.cli.app import CommandLine
 from audiolm.training.data.shards import ShardWriter, Utterance
 from audiolm.inference.sampling import SamplingConfig
 from audiolm.inference.stages import generate_coarse, generate_fine, generate_semantic
-from audiolm.cli import lm as commands
+from audiolm.cli import train as commands
 from audiolm.models.lm.config import StageConfig, TransformerConfig
 from audiolm.training.lm.task import StageTask
 from audiolm.models.lm.stage import load_stage

@@ -1,0 +1,92 @@
+"""What the command modules share: the usage error, the `--json` printer, devices, output checks,
+pipeline and corpus arguments. Imports nothing heavy (start-up time)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import os
+from pathlib import Path
+from typing import Any
+
+
+class UsageError(Exception):
+    """Raised by a command for bad arguments; printed as one line, exit code 2."""
+
+
+def print_json(obj: dict[str, Any]) -> None:
+    """The `--json` convention: one JSON object on stdout, nothing else."""
+    sys.stdout.write(json.dumps(obj, default=_json_default) + "\n")
+    sys.stdout.flush()
+
+
+def _json_default(value: Any) -> Any:
+    try:
+        import numpy as np  # lazy: keeps `audiolm --help` free of numpy
+
+        if isinstance(value, np.generic):
+            return value.item()
+    except ImportError:  # pragma: no cover
+        pass
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def pick_device(name: str) -> str:
+    import torch  # lazy: keeps `audiolm --help` fast
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def add_codec_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--codec", metavar="DIR", default=None,
+                        help="codec checkpoint, training run, or HF EnCodec folder (default: the shipped codec)")
+
+
+def check_output(path: str, overwrite: bool) -> None:
+    if Path(path).exists() and not overwrite:
+        raise UsageError(f"{path} already exists; pass --overwrite to replace it")
+
+
+def check_writable(paths: list[Path], overwrite: bool) -> None:
+    """Fail before any work: an existing file without --overwrite, or a folder we cannot write."""
+    for path in paths:
+        if path.exists() and not overwrite:
+            raise UsageError(f"{path}: already exists; pass --overwrite to replace it")
+        if path.is_dir():
+            raise UsageError(f"{path}: is a directory")
+        parent = path.parent if str(path.parent) else Path(".")
+        if not parent.is_dir():
+            raise UsageError(f"{path}: folder {parent} does not exist")
+        if not os.access(parent, os.W_OK):
+            raise UsageError(f"{path}: folder {parent} is not writable")
+
+
+def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pipeline", default=None, help="speech | music | default | a recipe file or directory")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+
+
+def load_pipeline(args: argparse.Namespace):
+    import torch  # lazy: keeps `audiolm --help` fast
+
+    from audiolm.inference.pipeline import AudioLM  # lazy: keeps `audiolm --help` fast
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA GPU is available")
+    return AudioLM.from_pretrained(args.pipeline, device=args.device)
+
+
+def check_corpus(path: str) -> None:
+    if not (Path(path) / "manifest.jsonl").is_file():
+        raise UsageError(f"{path}: not a corpus (no manifest.jsonl); build one with `audiolm corpus build`")
+
+
+def check_counts(args: argparse.Namespace) -> None:
+    if args.n < 1:
+        raise UsageError(f"--n must be at least 1, got {args.n}")
+    if not (args.prompt_seconds > 0 and args.seconds > 0):
+        raise UsageError("--prompt-seconds and --seconds must be positive")

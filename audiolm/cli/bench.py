@@ -1,0 +1,404 @@
+"""`audiolm bench {codec,semantic,decode,fine,continue,compare,wavenet}`: speed (--json: one JSON object).
+
+    audiolm bench codec [--codec DIR | --random] [--device cpu|cuda|all] [--json]
+    audiolm bench continue [--pipeline P] [--json] [--device cpu|cuda] [--batches 1,8] [--seconds S]
+                                                                     (audiolm/evaluation/bench_continue.py)
+    audiolm bench compare --data CORPUS [--pipeline P] [--wavenet CKPT] [--vocoder CKPT] [--n N] [--json]
+                                                                     (audiolm/evaluation/compare.py)
+
+Only cheap modules are imported at module level; torch and the models load inside the run
+functions (start-up time: `audiolm --help` imports every command module).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from pathlib import Path
+
+from audiolm.cli.args import (
+    add_codec_argument, add_pipeline_arguments, check_corpus, check_counts, check_writable,
+    load_pipeline, print_json, UsageError,
+)
+from audiolm.core.config import load_config_file
+
+
+def _setup_codec(parser: argparse.ArgumentParser) -> None:
+    add_codec_argument(parser)
+    parser.add_argument("--random", action="store_true",
+                        help="time a randomly initialised codec (default config, or --config) instead of a checkpoint")
+    parser.add_argument("--config", metavar="JSON", help="codec config for --random")
+    parser.add_argument("--seconds", type=float, default=10.0, help="clip length (default 10)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per figure, best kept (default 3)")
+    parser.add_argument("--batch-size", type=int, default=1, help="clips per call (default 1)")
+    parser.add_argument("--device", default="all", help="cpu | cuda | all (default all: cpu, and cuda if present)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _run_codec(args: argparse.Namespace) -> int:
+    import torch  # lazy: keeps `audiolm --help` fast
+
+    from audiolm.evaluation.codec.bench import bench_codec, format_bench  # lazy: keeps `audiolm --help` fast
+    from audiolm.models.codec.codec import Codec  # lazy: keeps `audiolm --help` fast
+    from audiolm.evaluation.machine import describe_machine  # lazy: keeps `audiolm --help` fast
+
+    if args.seconds <= 0 or args.repeats < 1 or args.batch_size < 1:
+        raise UsageError("--seconds must be > 0, --repeats and --batch-size >= 1")
+    if args.random:
+        if args.codec:
+            raise UsageError("give --codec or --random, not both")
+        from audiolm.models.codec.config import CodecConfig  # lazy: keeps `audiolm --help` fast
+        from audiolm.models.codec.model import CodecModel  # lazy: keeps `audiolm --help` fast
+        config = load_config_file(CodecConfig, args.config) if args.config else CodecConfig()
+        torch.manual_seed(0)
+        codec = Codec(CodecModel(config), source="random init")
+    else:
+        codec = Codec.from_pretrained(args.codec)
+    if args.device == "all":
+        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    elif args.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA GPU is available")
+    else:
+        devices = [args.device]
+    reports = []
+    for device in devices:
+        report = bench_codec(codec, args.seconds, args.repeats, device, args.batch_size)
+        report["machine"] = describe_machine(device)
+        reports.append(report)
+    if args.json:
+        print_json({"machine": reports[0]["machine"], "codec": codec.source, "runs": reports})
+    else:
+        print(f"codec: {codec.source}")
+        for report in reports:
+            print(format_bench(report) + "\n")
+    return 0
+
+
+def _setup_semantic(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tokenizer", help="tokenizer directory (default: the shipped one; an untrained "
+                   "default-size encoder if none is shipped)")
+    p.add_argument("--layer", type=int, default=4, help="layer of the untrained stand-in (default 4)")
+    p.add_argument("--frame-rate", type=int, default=25, choices=(25, 50), help="frame rate of the stand-in")
+    p.add_argument("--seconds", type=float, default=10.0, help="audio per call (default 10)")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="cpu | cuda")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _run_semantic(args: argparse.Namespace) -> int:
+    import torch  # lazy: keeps `audiolm --help` fast
+
+    from audiolm.evaluation.machine import describe_machine  # lazy: keeps `audiolm --help` fast
+    from audiolm.models.semantic.config import SSLConfig, TokenizerConfig  # lazy: keeps `audiolm --help` fast
+    from audiolm.models.semantic.encoder import SSLEncoder  # lazy: keeps `audiolm --help` fast
+    from audiolm.models.semantic.features import SSLFeatures  # lazy: keeps `audiolm --help` fast
+    from audiolm.models.semantic.tokenizer import SemanticTokenizer, default_checkpoint_dir  # lazy: keeps `audiolm --help` fast
+
+    note = "trained"
+    if args.tokenizer or (default_checkpoint_dir() / "config.json").is_file():
+        tok = SemanticTokenizer.from_pretrained(args.tokenizer)
+    else:  # same cost as a trained one: default size up to --layer, K=256
+        torch.manual_seed(0)
+        ssl = SSLConfig(num_layers=args.layer, frame_rate=args.frame_rate)
+        cfg = TokenizerConfig(source="ssl", layer=args.layer, vocab_size=256, frame_rate=ssl.frame_rate, ssl=ssl)
+        tok = SemanticTokenizer(cfg, SSLFeatures(SSLEncoder(ssl), args.layer), {"centroids": torch.randn(256, ssl.hidden_size)})
+        note = "untrained default-size encoder (no shipped tokenizer)"
+    tok = tok.to(args.device)
+    n = int(args.seconds * 24000)
+    wav = torch.randn(args.batch_size, n, generator=torch.Generator().manual_seed(0)) * 0.1
+    tok.encode(wav, 24000)  # warm-up
+    times = []
+    for _ in range(args.repeats):
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        tokens = tok.encode(wav, 24000)
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    best, median = min(times), sorted(times)[len(times) // 2]
+    audio_seconds = args.seconds * args.batch_size
+    result = {
+        "benchmark": "semantic tokenize (24 kHz input, resampling included)",
+        "tokenizer": note if note != "trained" else str(args.tokenizer or default_checkpoint_dir()),
+        "layer": tok.layer, "vocab_size": tok.vocab_size, "frame_rate": tok.frame_rate,
+        "audio_seconds_per_call": audio_seconds, "batch_size": args.batch_size,
+        "median_seconds": median, "best_seconds": best,
+        "realtime_factor": audio_seconds / median, "realtime_factor_best": audio_seconds / best,
+        "tokens": list(tokens.shape),
+        "threads": torch.get_num_threads(), "machine": describe_machine(args.device),
+    }
+    if args.json:
+        print_json(result)
+    else:
+        print(f"semantic tokenizing: {result['realtime_factor']:.0f}x real time median, "
+              f"{result['realtime_factor_best']:.0f}x best "
+              f"({audio_seconds:g} s of audio in {median * 1000:.1f} ms median, layer {tok.layer}, "
+              f"K={tok.vocab_size}, {tok.frame_rate} Hz) on {result['machine']}")
+    return 0
+
+
+def _setup_wavenet(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--device", default="cpu", help="cpu | cuda")
+    p.add_argument("--batches", default="1,16", help="comma-separated batch sizes (default 1,16)")
+    p.add_argument("--samples", type=int, default=2000, help="samples per fast run (default 2000)")
+    p.add_argument("--naive-samples", type=int, default=10, help="samples per naive run (default 10)")
+    p.add_argument("--naive-threads", type=int, help="CPU threads for the naive forward (default: torch's setting)")
+    p.add_argument("--config", help="model config JSON (default: 20 layers x 64 residual channels)")
+
+
+def _run_wavenet(args: argparse.Namespace) -> int:
+    from audiolm.evaluation.wavenet.bench import bench_wavenet, format_table  # lazy: keeps `audiolm --help` fast
+    from audiolm.models.wavenet.config import WaveNetConfig  # lazy: keeps `audiolm --help` fast
+
+    try:
+        batches = tuple(int(b) for b in args.batches.split(",") if b.strip())
+    except ValueError:
+        raise UsageError(f"--batches must be comma-separated integers, got {args.batches!r}") from None
+    if not batches or min(batches) < 1 or args.samples < 1 or args.naive_samples < 1:
+        raise UsageError("--batches, --samples and --naive-samples must be positive")
+    config = load_config_file(WaveNetConfig, args.config) if args.config else None
+    if args.naive_threads is not None and args.naive_threads < 1:
+        raise UsageError("--naive-threads must be >= 1")
+    report = bench_wavenet(args.device, batches, args.samples, args.naive_samples, config, progress=not args.json,
+                           naive_threads=args.naive_threads)
+    if args.json:
+        print_json(report)
+    else:
+        print(format_table(report))
+    return 0
+
+
+def _setup_decode(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="device (default cpu)")
+    parser.add_argument("--sizes", default="10M,50M", help="comma-separated model sizes: 10M, 50M (default both)")
+    parser.add_argument("--batches", default="1,8", help="comma-separated batch sizes (default 1,8)")
+    parser.add_argument("--new-tokens", type=int, default=None, help="tokens per run (default 128 on CPU, 512 on CUDA)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per case; the best counts (default 3)")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                        help="weights and cache dtype, for both implementations (default float32)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--no-hf", action="store_true", help="skip the Hugging Face generate() peer")
+    parser.add_argument("--decode-weights", choices=["float32", "bfloat16"], default=None,
+                        help="our packed CPU decoding weights (default: the model's dtype; bfloat16 is lossy)")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="wall clock, or process CPU time (CPU, --threads 1 only: fair on a shared machine)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time our decoder with its torch.compile'd step (CPU; impl audiolm-compiled)")
+
+
+def _run_decode(args: argparse.Namespace) -> int:
+    import torch  # lazy: keeps `audiolm --help` fast
+
+    from audiolm.evaluation.machine import describe_machine  # lazy: keeps `audiolm --help` fast
+    from audiolm.evaluation.lm.bench import SIZES, bench_decode  # lazy: keeps `audiolm --help` fast
+
+    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    unknown = [s for s in sizes if s not in SIZES]
+    if unknown or not sizes:
+        raise UsageError(f"--sizes: unknown size(s) {', '.join(unknown) or '(none)'}; known: {', '.join(SIZES)}")
+    try:
+        batches = [int(b) for b in args.batches.split(",") if b.strip()]
+    except ValueError:
+        raise UsageError(f"--batches: expected integers like 1,8, got {args.batches!r}") from None
+    if not batches or min(batches) < 1:
+        raise UsageError("--batches: batch sizes must be >= 1")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA GPU is available")
+    if args.repeats < 1 or (args.new_tokens is not None and args.new_tokens < 1):
+        raise UsageError("--repeats and --new-tokens must be >= 1")
+    _set_threads(args)
+    if args.clock == "cpu" and args.device != "cpu":
+        raise UsageError("--clock cpu needs --device cpu and --threads 1")
+    if args.compile:
+        from audiolm.inference.compiled_step import compile_unavailable  # lazy: keeps `audiolm --help` fast
+
+        if args.device != "cpu":
+            raise UsageError("--compile is for --device cpu (CUDA decoding uses a graph-captured step)")
+        if compile_unavailable():
+            raise UsageError(f"--compile: {compile_unavailable()}")
+    device = torch.device(args.device)
+    new_tokens = args.new_tokens or (512 if device.type == "cuda" else 128)
+    bandwidth, results = bench_decode(
+        sizes, batches, device, new_tokens=new_tokens, repeats=args.repeats, with_hf=not args.no_hf,
+        dtype=getattr(torch, args.dtype), clock=args.clock, decode_weights=args.decode_weights,
+        compile=args.compile,
+    )
+    machine = describe_machine(args.device) + ("; timed in process CPU time" if args.clock == "cpu" else "")
+    if args.decode_weights:
+        machine += f"; our decoding weights {args.decode_weights}"
+    if args.json:
+        print_json(
+            {"machine": machine, "bandwidth_GBps": bandwidth, "results": [r.to_json() for r in results]}
+        )
+        return 0
+    print(f"machine: {machine}; read bandwidth {bandwidth:.1f} GB/s; {new_tokens} new tokens per run; {args.dtype}")
+    print(f"{'impl':16} {'params':>10} {'batch':>5} {'tokens/s':>10} {'bound':>10} {'of bound':>8}")
+    for r in results:
+        print(
+            f"{r.impl:16} {r.params:>10,} {r.batch:>5} {r.tokens_per_s:>10.1f} {r.bound_tokens_per_s:>10.1f}"
+            f" {r.tokens_per_s / r.bound_tokens_per_s:>8.0%}"
+        )
+    return 0
+
+
+def _setup_fine(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("stages", nargs="+", metavar="STAGE", help="fine stage checkpoint or run directories")
+    parser.add_argument("--tokens", required=True, metavar="DIR", help="token directory; its valid split is held out")
+    parser.add_argument("--seconds", type=float, default=4.0, help="audio whose fine levels are generated (default 4)")
+    parser.add_argument("--prompt-seconds", type=float, default=3.0, help="known prompt before it (default 3)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs; the best counts (default 3)")
+    parser.add_argument("--max-windows", type=int, default=None, help="cap on held-out windows (default all)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="wall clock, or process CPU time (--threads 1 only: fair on a shared machine)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def _run_fine(args: argparse.Namespace) -> int:
+    from audiolm.evaluation.machine import describe_machine  # lazy: keeps `audiolm --help` fast
+    from audiolm.evaluation.lm.bench_fine import bench_fine  # lazy: keeps `audiolm --help` fast
+
+    if args.seconds <= 0 or args.prompt_seconds < 0:
+        raise UsageError("--seconds must be > 0 and --prompt-seconds >= 0")
+    if args.repeats < 1 or (args.max_windows is not None and args.max_windows < 1):
+        raise UsageError("--repeats and --max-windows must be >= 1")
+    _set_threads(args)
+    results = bench_fine(
+        args.stages, args.tokens, seconds=args.seconds, prompt_seconds=args.prompt_seconds,
+        repeats=args.repeats, max_windows=args.max_windows, clock=args.clock,
+    )
+    machine = describe_machine("cpu") + ("; timed in process CPU time" if args.clock == "cpu" else "")
+    if args.json:
+        print_json({"machine": machine, "results": [r.to_json() for r in results]})
+        return 0
+    levels = list(results[0].ce_nats)
+    print(f"machine: {machine}; {results[0].windows} held-out windows ({results[0].frames} frames per level)")
+    print(f"{'style':6} {'params':>10} " + " ".join(f"{'CE L' + str(q):>8}" for q in levels) + f" {'mean':>8} {'gen s':>8}  stage")
+    for r in results:
+        ce = " ".join(f"{r.ce_nats[q]:>8.3f}" for q in levels)
+        print(f"{r.fine_style:6} {r.params:>10,} {ce} {r.ce_mean:>8.3f} {r.generate_s:>8.3f}  {r.stage}")
+    return 0
+
+
+def _set_threads(args: argparse.Namespace) -> None:
+    """Apply --threads; --clock cpu (process CPU time) is only fair with one thread."""
+    import torch  # lazy: keeps `audiolm --help` fast
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UsageError("--threads must be >= 1")
+        torch.set_num_threads(args.threads)
+    if args.clock == "cpu" and torch.get_num_threads() != 1:
+        raise UsageError("--clock cpu needs --threads 1")
+
+
+def _setup_continue(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--batches", default="1,8", help="comma-separated batch sizes (default 1,8)")
+    p.add_argument("--seconds", type=float, default=4.0, help="seconds to generate (default 4)")
+    p.add_argument("--prompt-seconds", type=float, default=3.0, help="prompt length (default 3)")
+    p.add_argument("--repeats", type=int, default=1, help="timed runs per case after a warm-up; the fastest counts")
+    add_pipeline_arguments(p)
+
+
+def _run_continue(args: argparse.Namespace) -> int:
+    try:
+        batches = [int(b) for b in args.batches.split(",") if b.strip()]
+    except ValueError:
+        raise UsageError(f"--batches: expected integers like 1,8, got {args.batches!r}") from None
+    if not batches or min(batches) < 1:
+        raise UsageError("--batches: batch sizes must be >= 1")
+    if not (args.seconds > 0 and args.prompt_seconds > 0) or args.repeats < 1:
+        raise UsageError("--seconds, --prompt-seconds and --repeats must be positive")
+    from audiolm.evaluation.bench_continue import bench_continue, format_table  # lazy: keeps `audiolm --help` fast
+    from audiolm.evaluation.machine import describe_machine  # lazy: keeps `audiolm --help` fast
+
+    lm = load_pipeline(args)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="prompt is .* longer than the model context")
+        results = bench_continue(lm, batches, args.seconds, args.prompt_seconds, repeats=args.repeats)
+    machine = describe_machine(args.device)
+    if args.json:
+        print_json({"machine": machine, "results": [r.to_json() for r in results]})
+    else:
+        print(format_table(machine, results))
+    return 0
+
+
+def _setup_compare(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="corpus folder (audiolm corpus build)")
+    p.add_argument("--split", default="valid", choices=["train", "valid"], help="split (default valid)")
+    p.add_argument("--wavenet", help="WaveNet checkpoint or run folder for raw-sample continuation")
+    p.add_argument("--vocoder", help="WaveNet vocoder (codec-token conditioned) checkpoint or run folder "
+                   "(default: checkpoints/wavenet_vocoder when shipped; 'none' for no vocoder rows)")
+    p.add_argument("--n", type=int, default=4, help="clips per kind (default 4)")
+    p.add_argument("--prompt-seconds", type=float, default=3.0, help="prompt length (default 3)")
+    p.add_argument("--seconds", type=float, default=2.0, help="seconds to continue / resynthesize (default 2)")
+    p.add_argument("--seed", type=int, default=0, help="clip i uses seed + i (default 0)")
+    p.add_argument("--embed", default="codec", choices=["codec", "semantic"], help="embedding for consistency")
+    p.add_argument("--out", help="also write the table (markdown) to this file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    add_pipeline_arguments(p)
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    check_corpus(args.data)
+    check_counts(args)
+    if args.out:
+        check_writable([Path(args.out)], args.overwrite)
+    from audiolm.core.checkpoint import atomic_write_text  # lazy: keeps `audiolm --help` fast
+    from audiolm.evaluation.compare import compare, format_table, resolve_vocoder  # lazy: keeps `audiolm --help` fast
+    from audiolm.evaluation.machine import describe_machine  # lazy: keeps `audiolm --help` fast
+    from audiolm.models.wavenet.model import WaveNet  # lazy: keeps `audiolm --help` fast
+
+    lm = load_pipeline(args)
+    args.vocoder = resolve_vocoder(args.vocoder)
+    wavenet = WaveNet.from_pretrained(args.wavenet, device=args.device) if args.wavenet else None
+    vocoder = WaveNet.from_pretrained(args.vocoder, device=args.device) if args.vocoder else None
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="prompt is .* longer than the model context")
+        report = compare(
+            lm, args.data, wavenet=wavenet, vocoder=vocoder, split=args.split, n=args.n,
+            prompt_seconds=args.prompt_seconds, seconds=args.seconds, seed=args.seed, embedding=args.embed,
+        )
+    machine = describe_machine(args.device)
+    report.update(wavenet=args.wavenet, vocoder=args.vocoder)
+    table = format_table(report, machine)
+    if args.out:
+        atomic_write_text(args.out, table)
+    if args.json:
+        print_json({"machine": machine, **report})
+    else:
+        print(table, end="")
+    return 0
+
+
+def register(cli) -> None:
+    cli.add("bench semantic", "semantic tokenizing speed (x real time)", _setup_semantic, _run_semantic)
+    cli.add("bench wavenet", "WaveNet generation speed: fast (ring buffers) vs naive, batch 1 and 16",
+            _setup_wavenet, _run_wavenet)
+    cli.add(
+        "bench decode",
+        "decoding speed (tokens/s) of the LM stages vs Hugging Face generate(), and the bandwidth bound",
+        _setup_decode,
+        _run_decode,
+    )
+    cli.add(
+        "bench fine",
+        "fine stages side by side: held-out cross entropy per fine level and generation time",
+        _setup_fine,
+        _run_fine,
+    )
+    cli.add("bench continue", "real-time factor of a pipeline, per stage and end to end", _setup_continue, _run_continue)
+    cli.add(
+        "bench compare",
+        "token pipeline vs WaveNet continuation and WaveNet vocoder vs codec decoder: speed and quality",
+        _setup_compare,
+        _run_compare,
+    )
+    cli.add("bench codec", "codec encode / decode speed as multiples of real time (CPU, and GPU if present)",
+            _setup_codec, _run_codec)

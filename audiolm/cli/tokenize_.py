@@ -1,0 +1,58 @@
+"""`audiolm tokenize`: a corpus once into memory-mappable semantic + acoustic token shards
+(audiolm/training/data/tokenize_corpus.py).
+
+Only cheap modules are imported at module level; torch and the models load inside the run
+functions (start-up time: `audiolm --help` imports every command module).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from audiolm.cli.args import UsageError
+
+
+def _setup_tokenize(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("corpus", metavar="CORPUS", help="corpus folder (audiolm corpus build)")
+    parser.add_argument("out", metavar="OUT", help="token directory to write (resumed if interrupted)")
+    parser.add_argument("--codec", metavar="DIR", help="codec directory (default: the embedded codec)")
+    parser.add_argument("--semantic", metavar="DIR", help="semantic tokenizer directory (default: embedded)")
+    parser.add_argument("--kbps", type=float, default=6.0, help="codec bandwidth: sets the RVQ levels kept (default 6)")
+    parser.add_argument("--shard-size", type=int, default=64, help="utterances per shard (default 64)")
+    parser.add_argument("--overwrite", action="store_true", help="replace OUT if it holds other tokens")
+
+
+def _run_tokenize(args: argparse.Namespace) -> int:
+    from audiolm.models.codec.codec import Codec  # lazy: keeps `audiolm --help` fast
+    from audiolm.training.data.tokenize_corpus import tokenize_corpus  # lazy: keeps `audiolm --help` fast
+    from audiolm.models.semantic.tokenizer import SemanticTokenizer  # lazy: keeps `audiolm --help` fast
+
+    if args.shard_size < 1:
+        raise UsageError("--shard-size must be at least 1")
+    from audiolm.core.corpus import read_manifest  # lazy: keeps `audiolm --help` fast
+
+    read_manifest(args.corpus)  # a bad corpus fails before the tokenizers load
+    codec = Codec.from_pretrained(args.codec)
+    semantic = SemanticTokenizer.from_pretrained(args.semantic)
+    index = tokenize_corpus(
+        args.corpus,
+        args.out,
+        codec,
+        semantic,
+        kbps=args.kbps,
+        codec_dir=args.codec,
+        semantic_dir=args.semantic,
+        shard_size=args.shard_size,
+        overwrite=args.overwrite,
+    )
+    print(f"tokens written to {index.parent}")
+    return 0
+
+
+def register(cli) -> None:
+    cli.add(
+        "tokenize",
+        "tokenize a corpus once into memory-mappable semantic + acoustic token shards",
+        _setup_tokenize,
+        _run_tokenize,
+    )

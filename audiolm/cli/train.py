@@ -1,0 +1,229 @@
+"""`audiolm train {codec,ssl,kmeans,semantic,coarse,fine,wavenet}`: every model through the one
+Trainer (audiolm/training/trainer.py); each command builds its Task.
+
+    audiolm train codec --data CORPUS --out RUN [--config JSON] [--resume] [trainer flags]
+
+Only cheap modules are imported at module level; torch and the models load inside the run
+functions (start-up time: `audiolm --help` imports every command module).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+from audiolm.cli.args import check_output, UsageError
+from audiolm.core.config import load_config_file
+from audiolm.core.errors import ConfigError
+from audiolm.models.lm.config import StageConfig, STAGES
+
+
+TRAIN_DEFAULTS = dict(
+    steps=3000, batch_size=8, lr=3e-4, weight_decay=0.0, warmup_steps=50,
+    valid_every=250, valid_batches=4, save_every=250, log_every=10,
+)
+
+
+def _codec_train_defaults():
+    from audiolm.training.trainer import TrainConfig  # lazy: keeps `audiolm --help` fast
+
+    return TrainConfig(**TRAIN_DEFAULTS)
+
+
+def _setup_codec(parser: argparse.ArgumentParser) -> None:
+    from audiolm.training.trainer import add_training_arguments  # lazy: keeps `audiolm --help` fast
+
+    parser.add_argument("--data", required=True, metavar="CORPUS", help="corpus folder (manifest.jsonl)")
+    add_training_arguments(parser, _codec_train_defaults())
+
+
+def _run_codec(args: argparse.Namespace) -> int:
+    from audiolm.models.codec.config import CodecConfig  # lazy: keeps `audiolm --help` fast
+    from audiolm.training.codec.task import CodecTask  # lazy: keeps `audiolm --help` fast
+    from audiolm.training.trainer import resolve_model_config, train_from_args  # lazy: keeps `audiolm --help` fast
+
+    config = resolve_model_config(args, CodecConfig, CodecConfig())
+    seed = args.seed if args.seed is not None else 0
+    train_from_args(lambda: CodecTask.from_corpus(config, args.data, seed=seed), args, _codec_train_defaults())
+    return 0
+
+
+def _ssl_train_defaults():
+    from audiolm.training.trainer import TrainConfig  # lazy: keeps `audiolm --help` fast
+
+    # ~30 min on a shared 2-core CPU with the default SSLConfig (25 Hz, 8 x 2 s crops per step:
+    # 0.7-0.9 steps/s measured with 1 thread at load ~7)
+    return TrainConfig(steps=1500, batch_size=8, lr=1e-3, warmup_steps=100, valid_every=250, valid_batches=8,
+                       save_every=250, log_every=25)
+
+
+def _setup_ssl(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="corpus folder (manifest.jsonl); trains on its train split")
+    p.add_argument("--targets", help="tokenizer directory whose ids the MLM module predicts (HuBERT-style, e.g. "
+                   "`audiolm train kmeans --mfcc`); sets target_clusters to its K unless the config sets it. "
+                   "Pass it again with --resume")
+    from audiolm.training.trainer import add_training_arguments  # lazy: keeps `audiolm --help` fast
+
+    add_training_arguments(p, _ssl_train_defaults())
+
+
+def _run_ssl(args: argparse.Namespace) -> int:
+    from audiolm.models.semantic.config import SSLConfig  # lazy: keeps `audiolm --help` fast
+    from audiolm.training.semantic.task import SSLTask  # lazy: keeps `audiolm --help` fast
+    from audiolm.training.trainer import resolve_model_config, train_from_args  # lazy: keeps `audiolm --help` fast
+
+    defaults = SSLConfig()
+    if args.targets:
+        from audiolm.models.semantic.tokenizer import SemanticTokenizer  # lazy: keeps `audiolm --help` fast
+
+        targets = SemanticTokenizer.from_pretrained(args.targets)
+        defaults = dataclasses.replace(defaults, target_clusters=targets.vocab_size, frame_rate=targets.frame_rate)
+    config = resolve_model_config(args, SSLConfig, defaults)
+    train_from_args(lambda: SSLTask.from_corpus(config, args.data, args.targets), args, _ssl_train_defaults())
+    return 0
+
+
+def _setup_kmeans(p: argparse.ArgumentParser) -> None:
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--ssl", help="SSL training run or exported model (audiolm train ssl --out RUN)")
+    src.add_argument("--hf", help="local transformers directory: HuBERT, wav2vec 2.0 or w2v-BERT 2.0")
+    src.add_argument("--mfcc", action="store_true", help="the MFCC baseline tokenizer")
+    p.add_argument("--layer", type=int, default=None, help="feature layer (required with --ssl / --hf)")
+    p.add_argument("--k", type=int, default=256, help="number of centroids = vocabulary size (default 256)")
+    p.add_argument("--out", required=True, help="tokenizer directory to write (SemanticTokenizer.from_pretrained)")
+    p.add_argument("--data", help="corpus folder (default: the corpus the SSL run trained on)")
+    p.add_argument("--frame-rate", type=int, default=50, choices=(25, 50), help="frame rate for --mfcc")
+    p.add_argument("--max-frames", type=int, default=400_000, help="frames sampled for k-means (default 400000)")
+    p.add_argument("--steps", type=int, default=300, help="mini-batch k-means steps (default 300)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+
+
+def _run_kmeans(args: argparse.Namespace) -> int:
+    from audiolm.core.checkpoint import resolve_checkpoint_dir  # lazy: keeps `audiolm --help` fast
+    from audiolm.models.semantic.kmeans import resolve_device  # lazy: keeps `audiolm --help` fast
+    from audiolm.models.semantic.tokenizer import SemanticTokenizer  # lazy: keeps `audiolm --help` fast
+
+    check_output(args.out, args.overwrite)
+    if (args.ssl or args.hf) and args.layer is None:
+        raise UsageError("--layer is required with --ssl / --hf")
+    data = args.data
+    if args.ssl:
+        tok = SemanticTokenizer.from_ssl(args.ssl, args.layer)
+        if data is None:
+            record = resolve_checkpoint_dir(args.ssl) / "ssl_data.json"
+            if record.is_file():
+                data = json.loads(record.read_text()).get("data")
+    elif args.hf:
+        tok = SemanticTokenizer.from_hf(args.hf, args.layer)
+    else:
+        tok = SemanticTokenizer.mfcc(args.frame_rate)
+    if data is None:
+        raise UsageError("--data is required (the SSL run does not record its corpus)")
+    device = resolve_device(args.device)
+    tok.to(device)
+    tok.fit_kmeans(data, args.k, max_frames=args.max_frames, steps=args.steps, seed=args.seed, device=str(device))
+    out = tok.to("cpu").save(args.out)
+    print(f"tokenizer written to {out} (K={tok.vocab_size}, layer {tok.layer}, {tok.frame_rate} Hz)")
+    return 0
+
+
+def _setup_stage(parser: argparse.ArgumentParser) -> None:
+    from audiolm.training.trainer import add_training_arguments  # lazy: keeps `audiolm --help` fast
+
+    parser.add_argument("--tokens", required=True, metavar="DIR", help="token directory (audiolm tokenize)")
+    parser.add_argument("--kind", help="train and validate on utterances of this kind only (speech, music)")
+    add_training_arguments(parser, stage_train_defaults())
+
+
+def stage_train_defaults():
+    """TrainConfig defaults of the LM stages (flags and --train-config override them)."""
+    from audiolm.training.trainer import TrainConfig  # lazy: keeps `audiolm --help` fast
+
+    return TrainConfig(steps=2000, batch_size=16, lr=3e-4, warmup_steps=100, valid_every=200, save_every=200)
+
+
+def _run_stage(args: argparse.Namespace, stage: str) -> int:
+    from audiolm.models.lm.stage import complete_stage_config  # lazy: keeps `audiolm --help` fast
+    from audiolm.training.lm.task import StageTask  # lazy: keeps `audiolm --help` fast
+    from audiolm.training.trainer import resolve_model_config, train_from_args  # lazy: keeps `audiolm --help` fast
+
+    user_config = None
+    if args.config:
+        user_config = load_config_file(StageConfig, args.config)
+        if user_config.stage != stage and "stage" in _json_keys(args.config):
+            raise ConfigError(f"{args.config}: stage is {user_config.stage!r}, but this is `train {stage}`")
+        user_config = dataclasses.replace(user_config, stage=stage)
+    if args.resume:
+        # the run's own (completed) config; a --config given too must complete to the same one
+        config = resolve_model_config(argparse.Namespace(resume=True, out=args.out, config=None), StageConfig, None)
+        task = StageTask(config, args.tokens, args.kind)
+        if user_config is not None:
+            from audiolm.training.data.shards import read_token_index  # lazy: keeps `audiolm --help` fast
+
+            if complete_stage_config(user_config, read_token_index(args.tokens)) != config:
+                raise ConfigError(f"{args.config}: differs from the model config of the run in {args.out}")
+    else:
+        task = StageTask(user_config or StageConfig(stage=stage), args.tokens, args.kind)
+    train_from_args(task, args, stage_train_defaults())
+    return 0
+
+
+def _json_keys(path: str) -> set[str]:
+    return set(json.loads(Path(path).read_text()))
+
+
+def _wavenet_train_defaults():
+    from audiolm.training.trainer import TrainConfig  # lazy: keeps `audiolm --help` fast
+
+    return TrainConfig(steps=5000, batch_size=4, lr=1e-3, warmup_steps=200, valid_every=500, valid_batches=4,
+                       save_every=500, log_every=25)
+
+
+def _setup_wavenet(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="a folder of audio files (searched recursively) or a corpus folder")
+    p.add_argument("--gc", action="store_true",
+                   help="global conditioning on the corpus 'speaker' labels (or one subfolder per label)")
+    p.add_argument("--lc-codec", metavar="DIR", help="codec directory: condition on its codes (a vocoder)")
+    p.add_argument("--lc-kbps", type=float, default=6.0, help="codec bit rate for the codes (default 6)")
+    from audiolm.training.trainer import add_training_arguments  # lazy: keeps `audiolm --help` fast
+
+    add_training_arguments(p, _wavenet_train_defaults())
+
+
+def _run_wavenet(args: argparse.Namespace) -> int:
+    from audiolm.training.trainer import resolve_model_config, train_from_args  # lazy: keeps `audiolm --help` fast
+    from audiolm.models.wavenet.config import WaveNetConfig  # lazy: keeps `audiolm --help` fast
+    from audiolm.training.wavenet.task import WaveNetTask  # lazy: keeps `audiolm --help` fast
+
+    config = resolve_model_config(args, WaveNetConfig, WaveNetConfig())
+    codec = None
+    if args.lc_codec:
+        from audiolm.models.codec.codec import Codec  # lazy: keeps `audiolm --help` fast
+
+        codec = Codec.from_pretrained(args.lc_codec)
+    use_gc = args.gc or (args.resume and config.has_gc)
+    train_from_args(lambda: WaveNetTask(config, args.data, gc=use_gc, codec=codec, kbps=args.lc_kbps), args,
+                    _wavenet_train_defaults())
+    return 0
+
+
+def register(cli) -> None:
+    cli.add("train ssl", "pretrain the SSL encoder (w2v-BERT: contrastive + masked prediction)",
+            _setup_ssl, _run_ssl)
+    cli.add("train kmeans", "fit k-means on one encoder layer and write a SemanticTokenizer directory",
+            _setup_kmeans, _run_kmeans)
+    cli.add("train wavenet", "train a WaveNet on raw μ-law samples (optionally GC / LC conditioned)",
+            _setup_wavenet, _run_wavenet)
+    for stage in STAGES:
+        cli.add(
+            f"train {stage}",
+            f"train the {stage} LM stage from token shards (audiolm tokenize)",
+            _setup_stage,
+            lambda args, stage=stage: _run_stage(args, stage),
+        )
+    cli.add("train codec", "train the codec from scratch on a corpus (RVQ, mel + adversarial losses)",
+            _setup_codec, _run_codec)
