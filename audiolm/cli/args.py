@@ -45,16 +45,16 @@ def add_codec_argument(parser: argparse.ArgumentParser) -> None:
                         help="codec checkpoint, training run, or HF EnCodec folder (default: the shipped codec)")
 
 
-def check_output(path: str, overwrite: bool) -> None:
-    if Path(path).exists() and not overwrite:
-        raise UsageError(f"{path} already exists; pass --overwrite to replace it")
+def check_output(path: str | Path | None, overwrite: bool) -> None:
+    """Before any work: an output file that exists is an error unless --overwrite (None: no output)."""
+    if path and Path(path).exists() and not overwrite:
+        raise UsageError(f"{path}: already exists; pass --overwrite to replace it")
 
 
 def check_writable(paths: list[Path], overwrite: bool) -> None:
     """Fail before any work: an existing file without --overwrite, or a folder we cannot write."""
     for path in paths:
-        if path.exists() and not overwrite:
-            raise UsageError(f"{path}: already exists; pass --overwrite to replace it")
+        check_output(path, overwrite)
         if path.is_dir():
             raise UsageError(f"{path}: is a directory")
         parent = path.parent if str(path.parent) else Path(".")

@@ -13,7 +13,6 @@ functions (start-up time: `audiolm --help` imports every command module).
 from __future__ import annotations
 
 import argparse
-import time
 import warnings
 from pathlib import Path
 
@@ -90,6 +89,7 @@ def _setup_semantic(p: argparse.ArgumentParser) -> None:
 def _run_semantic(args: argparse.Namespace) -> int:
     import torch  # lazy: keeps `audiolm --help` fast
 
+    from audiolm.core.timing import Timer  # lazy: keeps `audiolm --help` fast
     from audiolm.evaluation.machine import describe_machine  # lazy: keeps `audiolm --help` fast
     from audiolm.models.semantic.config import SSLConfig, TokenizerConfig  # lazy: keeps `audiolm --help` fast
     from audiolm.models.semantic.encoder import SSLEncoder  # lazy: keeps `audiolm --help` fast
@@ -111,13 +111,9 @@ def _run_semantic(args: argparse.Namespace) -> int:
     tok.encode(wav, 24000)  # warm-up
     times = []
     for _ in range(args.repeats):
-        if args.device.startswith("cuda"):
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        tokens = tok.encode(wav, 24000)
-        if args.device.startswith("cuda"):
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
+        with Timer(args.device) as timer:
+            tokens = tok.encode(wav, 24000)
+        times.append(timer.seconds)
     best, median = min(times), sorted(times)[len(times) // 2]
     audio_seconds = args.seconds * args.batch_size
     result = {

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from audiolm.cli.args import add_codec_argument, pick_device, UsageError
+from audiolm.cli.args import add_codec_argument, check_output, pick_device, UsageError
 
 
 def _setup_codec(parser: argparse.ArgumentParser) -> None:
@@ -28,12 +28,10 @@ def _setup_codec(parser: argparse.ArgumentParser) -> None:
 
 def _run_codec(args: argparse.Namespace) -> int:
     out = Path(args.output)
-    if out.exists() and not args.overwrite:
-        raise UsageError(f"{out}: already exists; pass --overwrite to replace it")
+    check_output(out, args.overwrite)
     if out.suffix.lower() not in (".wav", ".flac"):
         raise UsageError(f"{out}: output must be a .wav or .flac file")
-    if args.save_codes and Path(args.save_codes).exists() and not args.overwrite:
-        raise UsageError(f"{args.save_codes}: already exists; pass --overwrite to replace it")
+    check_output(args.save_codes, args.overwrite)
     from audiolm.core.audio import load_audio, resample, save_audio  # lazy: keeps `audiolm --help` fast
     from audiolm.models.codec.codec import Codec  # lazy: keeps `audiolm --help` fast
 

@@ -40,8 +40,7 @@ def _setup_codec(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_codec(args: argparse.Namespace) -> int:
-    if args.out and Path(args.out).exists() and not args.overwrite:
-        raise UsageError(f"{args.out}: already exists; pass --overwrite to replace it")
+    check_output(args.out, args.overwrite)
     from audiolm.core.checkpoint import atomic_write_text  # lazy: keeps `audiolm --help` fast
     from audiolm.models.codec.codec import Codec  # lazy: keeps `audiolm --help` fast
     from audiolm.evaluation.codec.evaluate import evaluate_codec, format_table  # lazy: keeps `audiolm --help` fast

@@ -11,7 +11,7 @@ import math
 import sys
 from pathlib import Path
 
-from audiolm.cli.args import UsageError
+from audiolm.cli.args import check_output, UsageError
 from audiolm.core.errors import ConfigError
 
 
@@ -70,8 +70,7 @@ def _run_generate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".wav", ".flac"):
         raise UsageError(f"{out}: the output must be a .wav or .flac file")
-    if out.exists() and not args.overwrite:
-        raise UsageError(f"{out} already exists; pass --overwrite to replace it")
+    check_output(out, args.overwrite)
     if args.save_every < 0:
         raise UsageError("--save-every must be >= 0")
     if args.device.startswith("cuda") and not torch.cuda.is_available():

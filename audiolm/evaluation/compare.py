@@ -18,7 +18,6 @@ same band.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import torch
@@ -26,25 +25,10 @@ import torch
 from audiolm.core.audio import resample
 from audiolm.core.errors import ConfigError
 from audiolm.core.paths import shipped_checkpoint
+from audiolm.core.timing import Timer
 from audiolm.evaluation.continuation import KINDS, MIN_REAL_SECONDS, embed, load_clips, retrieval_accuracy
 from audiolm.models.codec.metrics import mel_distance
 from tqdm.auto import tqdm
-
-
-class _Timer:
-    def __init__(self, device: torch.device) -> None:
-        self.cuda = torch.device(device).type == "cuda"
-
-    def __enter__(self) -> _Timer:
-        if self.cuda:
-            torch.cuda.synchronize()
-        self.start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.cuda:
-            torch.cuda.synchronize()
-        self.seconds = time.perf_counter() - self.start
 
 
 def _resample(wav: torch.Tensor, from_sr: int, to_sr: int) -> torch.Tensor:
@@ -130,7 +114,7 @@ def compare(
             emb["prompt"].append(embed(lm, prompt, embedding))
             emb["real"].append(embed(lm, clip.audio[:, cut:], embedding))
             # (a) the token pipeline
-            with _Timer(lm.device) as t:
+            with Timer(lm.device) as t:
                 new = lm.continue_audio(prompt, sr, seconds=seconds, seed=seed + i, continuation_only=True)[0]  # [1, N]
             wall["pipeline"] += t.seconds
             made["pipeline"] += new.shape[-1] / sr
@@ -141,7 +125,7 @@ def compare(
                 wsr = wavenet.sample_rate
                 ids = wavenet.encode_audio(_resample(prompt, sr, wsr)[0])  # [P']
                 n_new = int(seconds * wsr)
-                with _Timer(wavenet.device) as t:
+                with Timer(wavenet.device) as t:
                     out = wavenet.generate(n_new, prompt=ids, gc=_gc_for(wavenet, item), seed=seed + i)  # [1, P' + n]
                 wall["wavenet"] += t.seconds
                 made["wavenet"] += n_new / wsr
@@ -155,11 +139,11 @@ def compare(
                 audio = clip.audio[:, : int(seconds * sr) // hop * hop]  # [1, N] whole frames
                 with torch.inference_mode():
                     codes = lm.codec.encode(audio[None].to(lm.codec.device), sr, kbps=kbps)  # [1, Q, T]
-                    with _Timer(lm.codec.device) as t:
+                    with Timer(lm.codec.device) as t:
                         decoded = lm.codec.decode(codes)[0].cpu()  # [1, N]
                 wall["codec"] += t.seconds
                 made["codec"] += audio.shape[-1] / sr
-                with _Timer(vocoder.device) as t:
+                with Timer(vocoder.device) as t:
                     ids = vocoder.generate(
                         codes.shape[-1] * vocoder.config.lc_hop, codes=codes.to(vocoder.device),
                         gc=_gc_for(vocoder, item), seed=seed + i,

@@ -19,7 +19,6 @@ levels, frame rates, semantic vocabulary) fail at load with a message naming the
 
 from __future__ import annotations
 
-import time
 import json
 import math
 import os
@@ -36,6 +35,7 @@ from audiolm.core.checkpoint import load_tensors, save_tensors
 from audiolm.core.config import config_from_dict
 from audiolm.core.errors import AudiolmError, CheckpointError, ConfigError
 from audiolm.core.paths import PIPELINES_DIR
+from audiolm.core.timing import synced_clock
 from audiolm.inference.sampling import SamplingConfig
 from audiolm.inference.stages import generate_coarse, generate_fine, generate_semantic
 from audiolm.models.codec.codec import Codec
@@ -58,14 +58,9 @@ class _Stopwatch:
     """Wall time between laps, synchronising CUDA so each lap holds its own work."""
 
     def __init__(self, device: torch.device, into: dict[str, float]) -> None:
-        self.cuda = torch.device(device).type == "cuda"
+        self._now = synced_clock(device)
         self.into = into
         self.last = self._now()
-
-    def _now(self) -> float:
-        if self.cuda:
-            torch.cuda.synchronize()
-        return time.perf_counter()
 
     def lap(self, name: str) -> None:
         now = self._now()

@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 
+from audiolm.core.timing import synchronize
+
 
 def _timed(fn, repeats: int, sync) -> tuple[float, float]:
     """Best wall-clock seconds and best process CPU seconds (all threads) over `repeats` runs."""
@@ -44,7 +46,7 @@ def bench_codec(codec, seconds: float = 10.0, repeats: int = 3, device: str = "c
     generator = torch.Generator().manual_seed(0)
     n = int(seconds * codec.sample_rate)
     wav = (0.1 * torch.randn(batch_size, 1, n, generator=generator)).to(device)
-    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
+    sync = lambda: synchronize(device)  # noqa: E731
     audio_seconds = seconds * batch_size
     results = []
     for kbps in codec.bandwidths:

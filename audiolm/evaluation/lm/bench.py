@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from audiolm.core.timing import synchronize
 from audiolm.inference.decode import generate
 from audiolm.inference.sampling import SamplingConfig
 from audiolm.models.lm.config import TransformerConfig
@@ -64,11 +65,6 @@ class BenchResult:
         return dict(self.__dict__)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _clock(device: torch.device, clock: str):
     if clock == "cpu":
         if device.type != "cpu" or torch.get_num_threads() != 1:
@@ -86,10 +82,10 @@ def measure_bandwidth(device: torch.device, gibibytes: float = 1.0, repeats: int
     best = float("inf")
     for _ in range(repeats):
         for reduce in (torch.sum, torch.amax):
-            _sync(device)
+            synchronize(device)
             t = now()
             reduce(buffer)
-            _sync(device)
+            synchronize(device)
             best = min(best, now() - t)
     del buffer
     return n * 4 / best / 1e9
@@ -136,10 +132,10 @@ def _time_interleaved(fns: list, repeats: int, device: torch.device, clock: str 
     best = [float("inf")] * len(fns)
     for _ in range(repeats):
         for i, fn in enumerate(fns):
-            _sync(device)
+            synchronize(device)
             t = now()
             fn()
-            _sync(device)
+            synchronize(device)
             best[i] = min(best[i], now() - t)
     return best
 

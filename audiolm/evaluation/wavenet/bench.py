@@ -10,12 +10,12 @@ fast path's prefill are not counted.
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 
 import torch
 
 from audiolm.core.errors import AudiolmError
+from audiolm.core.timing import synced_clock
 from audiolm.evaluation.machine import describe_machine
 from audiolm.models.wavenet.config import WaveNetConfig
 from audiolm.models.wavenet.model import WaveNet
@@ -28,11 +28,11 @@ def _timed_generate(model: WaveNet, warm: int, samples: int, batch: int, prompt:
     marks: dict[int, float] = {}
     first, last = prompt.shape[0] + warm, prompt.shape[0] + warm + samples
 
+    now = synced_clock(device)
+
     def clock(ids: torch.Tensor, valid: int) -> None:
         if valid in (first, last):
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            marks[valid] = time.perf_counter()
+            marks[valid] = now()
 
     model.generate(warm + samples, batch_size=batch, prompt=prompt, seed=0, naive=naive, callback=clock,
                    callback_every=1)

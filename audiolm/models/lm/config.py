@@ -11,11 +11,8 @@ when training starts (`complete_stage_config`), so a user's config file only nee
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
-
-from audiolm.core.errors import ConfigError
+from typing import Literal
 
 STAGES = ("semantic", "coarse", "fine")
 FINE_STYLES = ("ar", "bark")
