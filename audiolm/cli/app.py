@@ -92,7 +92,7 @@ def build_cli() -> CommandLine:
     cli.group("train", "train a model: codec, ssl, kmeans, semantic, coarse, fine, wavenet")
     cli.group("eval", "evaluate a model and print a table (--json for one JSON object)")
     cli.group("bench", "measure speed (--json for one JSON object)")
-    cli.group("corpus", "build the offline training corpus")
+    cli.group("corpus", "build the offline training corpus, or import your own audio")
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(cli)
     return cli

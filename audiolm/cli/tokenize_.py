@@ -20,6 +20,10 @@ def _setup_tokenize(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kbps", type=float, default=6.0, help="codec bandwidth: sets the RVQ levels kept (default 6)")
     parser.add_argument("--shard-size", type=int, default=64, help="utterances per shard (default 64)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it holds other tokens")
+    parser.add_argument("--chunk-seconds", type=float, default=30.0,
+                        help="encode longer files in chunks of this length, in bounded memory (default 30)")
+    parser.add_argument("--context-seconds", type=float, default=5.0,
+                        help="audio either side of a chunk that its encoders also see (default 5)")
 
 
 def _run_tokenize(args: argparse.Namespace) -> int:
@@ -29,6 +33,8 @@ def _run_tokenize(args: argparse.Namespace) -> int:
 
     if args.shard_size < 1:
         raise UsageError("--shard-size must be at least 1")
+    if not (args.chunk_seconds > 0 and args.context_seconds >= 0):
+        raise UsageError("--chunk-seconds must be > 0 and --context-seconds >= 0")
     from audiolm.core.corpus import read_manifest  # lazy: keeps `audiolm --help` fast
 
     read_manifest(args.corpus)  # a bad corpus fails before the tokenizers load
@@ -44,6 +50,8 @@ def _run_tokenize(args: argparse.Namespace) -> int:
         semantic_dir=args.semantic,
         shard_size=args.shard_size,
         overwrite=args.overwrite,
+        chunk_seconds=args.chunk_seconds,
+        context_seconds=args.context_seconds,
     )
     print(f"tokens written to {index.parent}")
     return 0

@@ -8,13 +8,14 @@ The pretrained-encoder sources live in hf_adapters.py.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from audiolm.core.audio import load_audio
+from audiolm.core.audio_stream import file_lengths, read_segment
 from audiolm.models.semantic.config import SAMPLE_RATE
 from audiolm.models.semantic.encoder import SSLEncoder
 from audiolm.models.semantic.spectral import mfcc
@@ -60,6 +61,33 @@ def load_16k(path) -> torch.Tensor:
 
 
 @torch.no_grad()
+def iter_corpus_features(
+    extract: Callable[[torch.Tensor], dict[str, torch.Tensor]],
+    items: list,
+    *,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    desc: str = "features",
+    max_seconds: float = 60.0,
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Yield `extract(wav [1, N]) -> {name: [1, T, D]}` of each corpus item in turn, as
+    {name: features [T, D] float16 on CPU}. Files longer than `max_seconds` are read and encoded
+    in consecutive chunks (a whole number of frames each), so one file never sits whole in memory."""
+    chunk = int(max_seconds * SAMPLE_RATE) // 640 * 640
+    for item in tqdm(items, desc=desc, disable=not progress, leave=False):
+        path = str(item.audio_path)
+        (length,), (rate,) = file_lengths([path], SAMPLE_RATE)
+        parts: dict[str, list[torch.Tensor]] = {}
+        for start in range(0, max(1, int(length)), chunk):
+            piece = torch.from_numpy(read_segment(path, int(rate), SAMPLE_RATE, start, chunk).copy())[None].to(device)
+            if piece.shape[-1] < 640 and start > 0:
+                break
+            for name, feats in extract(piece).items():
+                parts.setdefault(name, []).append(feats[0].to("cpu", torch.float16))
+        yield {name: torch.cat(chunks) for name, chunks in parts.items()}
+
+
+@torch.no_grad()
 def extract_corpus(
     extract: Callable[[torch.Tensor], dict[str, torch.Tensor]],
     items: list,
@@ -71,20 +99,13 @@ def extract_corpus(
 ) -> dict[str, list[torch.Tensor]]:
     """Run `extract(wav [1, N]) -> {name: [1, T, D]}` over corpus items, one file at a time.
 
-    Returns {name: [features [T, D] float16 on CPU, one per item]}. Files longer than
-    `max_seconds` are encoded in consecutive chunks (a whole number of frames each).
+    Returns {name: [features [T, D] float16 on CPU, one per item]} — all of them, in memory
+    (evaluation on a valid split); training streams with `iter_corpus_features`. Files longer
+    than `max_seconds` are encoded in consecutive chunks (a whole number of frames each).
     """
     out: dict[str, list[torch.Tensor]] = {}
-    for item in tqdm(items, desc=desc, disable=not progress, leave=False):
-        wav = load_16k(item.audio_path).to(device)
-        chunk = int(max_seconds * SAMPLE_RATE) // 640 * 640
-        parts: dict[str, list[torch.Tensor]] = {}
-        for start in range(0, max(1, wav.shape[-1]), chunk):
-            piece = wav[:, start : start + chunk]
-            if piece.shape[-1] < 640 and start > 0:
-                break
-            for name, feats in extract(piece).items():
-                parts.setdefault(name, []).append(feats[0].to("cpu", torch.float16))
-        for name, chunks in parts.items():
-            out.setdefault(name, []).append(torch.cat(chunks))
+    for feats in iter_corpus_features(extract, items, device=device, progress=progress, desc=desc,
+                                      max_seconds=max_seconds):
+        for name, value in feats.items():
+            out.setdefault(name, []).append(value)
     return out

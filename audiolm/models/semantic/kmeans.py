@@ -1,7 +1,9 @@
 """Mini-batch k-means (Sculley 2010) with k-means++ initialisation, in torch (GPU when present).
 
-Semantic tokens are the index of the nearest centroid of one layer's features. The features of
-an hour of audio (~200k frames × a few hundred dims) fit in memory; each step draws a random
+Semantic tokens are the index of the nearest centroid of one layer's features. A corpus'
+features stream through a `FrameReservoir`, a uniform sample of at most `capacity` frames
+(Vitter's algorithm R) plus running sums for the mean and standard deviation of every frame, so
+fitting takes a fixed amount of memory whatever the corpus size. Each step draws a random
 batch, assigns it, and moves every centroid towards its batch mean with a per-centroid learning
 rate 1 / (points seen so far). Centroids that stay empty are re-seeded from far-away points.
 """
@@ -10,8 +12,63 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from tqdm import tqdm
+
+
+class FrameReservoir:
+    """A uniform random sample of at most `capacity` frames of a stream of [T, D] feature
+    blocks, in `capacity * D` float16 values, plus the exact mean / std of all frames seen.
+
+    Algorithm R, vectorised per block: frame number i (0-based, over the whole stream) takes a
+    slot when i < capacity, else replaces slot j ~ U[0, i] when j < capacity.
+    """
+
+    def __init__(self, capacity: int, seed: int = 0) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be >= 1")
+        self.capacity = capacity
+        self.seen = 0
+        self._rng = np.random.default_rng([seed, 5])
+        self._frames: torch.Tensor | None = None  # [capacity, D] float16
+        self._sum: torch.Tensor | None = None  # [D] float64
+        self._sumsq: torch.Tensor | None = None
+
+    def add(self, feats: torch.Tensor) -> None:
+        """Offer a block of frames [T, D]."""
+        feats = feats.detach().to("cpu", torch.float32)
+        t, d = feats.shape
+        if self._frames is None:
+            self._frames = torch.zeros(self.capacity, d, dtype=torch.float16)
+            self._sum, self._sumsq = torch.zeros(d, dtype=torch.float64), torch.zeros(d, dtype=torch.float64)
+        self._sum += feats.sum(0, dtype=torch.float64)
+        self._sumsq += feats.double().pow(2).sum(0)
+        positions = np.arange(self.seen, self.seen + t)
+        slots = np.where(positions < self.capacity, positions,
+                         np.floor(self._rng.random(t) * (positions + 1)).astype(np.int64))
+        keep = slots < self.capacity
+        # numpy-style assignment with repeated slots: the later frame wins, as in the serial algorithm
+        index = torch.from_numpy(slots[keep])
+        rows = feats[torch.from_numpy(np.nonzero(keep)[0])].to(torch.float16)
+        order = np.unique(slots[keep][::-1], return_index=True)[1]  # last occurrence of each slot
+        last = len(index) - 1 - torch.from_numpy(order)
+        self._frames[index[last]] = rows[last]
+        self.seen += t
+
+    def frames(self) -> torch.Tensor:
+        """The sample [min(seen, capacity), D] (float16)."""
+        if self._frames is None:
+            return torch.zeros(0, 0, dtype=torch.float16)
+        return self._frames[: min(self.seen, self.capacity)]
+
+    def mean_std(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and (unbiased) standard deviation of every frame seen, float32 [D]."""
+        if not self.seen:
+            raise ValueError("no frames seen")
+        mean = self._sum / self.seen
+        var = (self._sumsq - self.seen * mean.pow(2)) / max(1, self.seen - 1)
+        return mean.float(), var.clamp_min(0).sqrt().float()
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:

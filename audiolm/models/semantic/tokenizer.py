@@ -31,9 +31,9 @@ from audiolm.core.errors import AudioError, CheckpointError, ConfigError
 from audiolm.core.paths import shipped_checkpoint
 from audiolm.models.semantic.config import SAMPLE_RATE, SSL_KIND, SSLConfig, TokenizerConfig
 from audiolm.models.semantic.encoder import SSLEncoder
-from audiolm.models.semantic.features import MFCCFeatures, SSLFeatures, extract_corpus
+from audiolm.models.semantic.features import MFCCFeatures, SSLFeatures, iter_corpus_features
 from audiolm.models.semantic.hf_adapters import HFLayerFeatures
-from audiolm.models.semantic.kmeans import assign, fit_kmeans
+from audiolm.models.semantic.kmeans import FrameReservoir, assign, fit_kmeans
 
 KIND = "semantic_tokenizer"
 KMEANS_FILE = "kmeans.safetensors"
@@ -238,20 +238,34 @@ class SemanticTokenizer(nn.Module):
         device: str = "auto",
         progress: bool = True,
     ) -> "SemanticTokenizer":
-        """Fit K centroids on this source's features of the corpus `split` (speech and music)."""
+        """Fit K centroids on this source's features of the corpus `split` (speech and music).
+
+        Features stream through a reservoir of `max_frames` frames (a uniform sample of every
+        frame; mean and std over all of them), so memory does not grow with the corpus."""
         items = read_manifest(corpus, split=split)
         if not items:
             raise ConfigError(f"{corpus}: no {split} items to fit k-means on")
-        feats = extract_corpus(lambda w: {"x": self.source(w)}, items, device=self.centroids.device, progress=progress, desc="k-means features")
-        return self.fit_kmeans_on(torch.cat(feats["x"]), k, max_frames=max_frames, steps=steps, seed=seed, device=device, progress=progress)
+        reservoir = FrameReservoir(max_frames, seed=seed)
+        for feats in iter_corpus_features(lambda w: {"x": self.source(w)}, items, device=self.centroids.device,
+                                          progress=progress, desc="k-means features"):
+            reservoir.add(feats["x"])
+        if reservoir.seen < k:
+            raise ConfigError(f"{corpus}: {reservoir.seen} feature frames in the {split} split, fewer than k={k}")
+        return self.fit_kmeans_on(reservoir.frames(), k, max_frames=max_frames, steps=steps, seed=seed, device=device,
+                                  progress=progress, stats=reservoir.mean_std())
 
-    def fit_kmeans_on(self, feats: torch.Tensor, k: int, *, max_frames: int = 400_000, steps: int = 300, seed: int = 0, device: str = "auto", progress: bool = True) -> "SemanticTokenizer":
-        """Fit K centroids on raw source features [N, D] (standardized first when configured)."""
+    def fit_kmeans_on(self, feats: torch.Tensor, k: int, *, max_frames: int = 400_000, steps: int = 300, seed: int = 0,
+                      device: str = "auto", progress: bool = True,
+                      stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> "SemanticTokenizer":
+        """Fit K centroids on raw source features [N, D] (standardized first when configured).
+        `stats`: (mean, std) of the population `feats` was sampled from (default: of `feats`)."""
         feats = feats.float()
-        if self.config.standardize:
-            mean, std = feats.mean(0), feats.std(0).clamp_min(1e-5)
-        else:
+        if not self.config.standardize:
             mean, std = torch.zeros(feats.shape[1]), torch.ones(feats.shape[1])
+        elif stats is not None:
+            mean, std = stats[0].float(), stats[1].float().clamp_min(1e-5)
+        else:
+            mean, std = feats.mean(0), feats.std(0).clamp_min(1e-5)
         if feats.shape[0] > max_frames:
             gen = torch.Generator().manual_seed(seed)
             feats = feats[torch.randperm(feats.shape[0], generator=gen)[:max_frames]]

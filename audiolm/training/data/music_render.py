@@ -25,21 +25,38 @@ import numpy as np
 
 from audiolm.core.checkpoint import atomic_write_bytes
 from audiolm.core.errors import AudiolmError
+from audiolm.training.data.reserved import is_reserved_soundfont, refuse_reserved_soundfont
 from audiolm.training.data.speech_synth import require_program
 
+# training soundfonts: (name, path, Debian package), in order of preference
 SOUNDFONTS = (
-    ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "fluid-soundfont-gm"),
-    ("/usr/share/sounds/sf2/TimGM6mb.sf2", "timgm6mb-soundfont"),
-    ("/usr/share/sounds/sf2/default-GM.sf2", "fluid-soundfont-gm"),
+    ("FluidR3_GM", "/usr/share/sounds/sf2/FluidR3_GM.sf2", "fluid-soundfont-gm"),
+    ("TimGM6mb", "/usr/share/sounds/sf2/TimGM6mb.sf2", "timgm6mb-soundfont"),
+    ("OPL3_FM", "/usr/share/sounds/sf2/OPL-3_FM_128M.sf2", "opl3-soundfont"),
+    ("GMbank", "/usr/share/sounds/sf2/sf_GMbank.sf2", "csound-soundfont"),
+)
+# the held-out soundfont (audiolm/training/data/reserved.py): never in a training corpus
+HELDOUT_SOUNDFONTS = (
+    ("MuseScore_General", "/usr/share/sounds/sf3/MuseScore_General.sf3", "musescore-general-soundfont"),
+    ("MuseScore_General", "/usr/share/sounds/sf3/MuseScore_General_HQ.sf3", "musescore-general-soundfont"),
+    ("MuseScore_General", "/usr/share/sounds/sf2/MuseScore_General.sf2", "musescore-general-soundfont-lossless"),
+    ("MuseScore_General", "/usr/share/sounds/sf3/MuseScore_General_Lite.sf3", "musescore-general-soundfont-small"),
 )
 
 # General MIDI programs (0-based) that carry polyphonic scores well: name -> program
 INSTRUMENTS = {
-    "piano": 0, "electric-piano": 4, "harpsichord": 6, "celesta": 8, "vibraphone": 11, "marimba": 12,
-    "drawbar-organ": 16, "church-organ": 19, "accordion": 21, "nylon-guitar": 24, "steel-guitar": 25,
-    "violin": 40, "cello": 42, "harp": 46, "strings": 48, "choir": 52, "trumpet": 56, "trombone": 57,
-    "french-horn": 60, "brass": 61, "alto-sax": 65, "oboe": 68, "bassoon": 70, "clarinet": 71,
-    "flute": 73, "recorder": 74, "square-lead": 80, "new-age-pad": 88,
+    "piano": 0, "bright-piano": 1, "honky-tonk": 3, "electric-piano": 4, "harpsichord": 6, "clavinet": 7,
+    "celesta": 8, "glockenspiel": 9, "music-box": 10, "vibraphone": 11, "marimba": 12, "xylophone": 13,
+    "tubular-bells": 14, "drawbar-organ": 16, "rock-organ": 18, "church-organ": 19, "reed-organ": 20,
+    "accordion": 21, "harmonica": 22, "nylon-guitar": 24, "steel-guitar": 25, "jazz-guitar": 26,
+    "clean-guitar": 27, "overdriven-guitar": 29, "acoustic-bass": 32, "fingered-bass": 33, "violin": 40,
+    "viola": 41, "cello": 42, "contrabass": 43, "tremolo-strings": 44, "pizzicato": 45, "harp": 46,
+    "strings": 48, "slow-strings": 49, "synth-strings": 50, "choir": 52, "voice-oohs": 53, "trumpet": 56,
+    "trombone": 57, "tuba": 58, "muted-trumpet": 59, "french-horn": 60, "brass": 61, "synth-brass": 62,
+    "soprano-sax": 64, "alto-sax": 65, "tenor-sax": 66, "baritone-sax": 67, "oboe": 68, "english-horn": 69,
+    "bassoon": 70, "clarinet": 71, "piccolo": 72, "flute": 73, "recorder": 74, "pan-flute": 75, "ocarina": 79,
+    "square-lead": 80, "sawtooth-lead": 81, "calliope": 82, "new-age-pad": 88, "warm-pad": 89, "polysynth": 90,
+    "sitar": 104, "banjo": 105, "kalimba": 108, "bagpipe": 109, "fiddle": 110, "steel-drums": 114,
 }
 
 # (corpus folder, weight) — Bach chorales dominate; scores in .abc/.rntxt are skipped (opus
@@ -55,15 +72,36 @@ _SCORE_EXTENSIONS = (".mxl", ".xml", ".musicxml", ".krn")
 _TAIL_S = 1.0  # silence after the last note-off: lets release and reverb ring out
 
 
-def find_soundfont() -> Path:
-    """The General MIDI soundfont to render with, or an AudiolmError naming the apt package."""
-    for path, _ in SOUNDFONTS:
+def available_soundfonts() -> dict[str, Path]:
+    """The training soundfonts installed here, name -> path (never a reserved one)."""
+    return {name: Path(path) for name, path, _ in SOUNDFONTS if Path(path).is_file() and not is_reserved_soundfont(path)}
+
+
+def find_soundfont(name: str | None = None) -> Path:
+    """The training soundfont `name` (default: the first installed), or an AudiolmError naming
+    the apt package. A held-out soundfont is refused."""
+    for sf_name, path, package in SOUNDFONTS:
+        if name is not None and sf_name != name:
+            continue
         if Path(path).is_file():
+            refuse_reserved_soundfont(path)
             return Path(path)
+        if name is not None:
+            raise AudiolmError(f"soundfont {name} ({path}) is not installed: `apt-get install {package}`")
+    if name is not None:
+        raise AudiolmError(f"unknown soundfont {name!r} (known: {', '.join(n for n, _, _ in SOUNDFONTS)})")
     raise AudiolmError(
         "no General MIDI soundfont found (looked for FluidR3_GM.sf2, TimGM6mb.sf2 in /usr/share/sounds/sf2): "
         "install one with `apt-get install fluid-soundfont-gm` (or timgm6mb-soundfont)"
     )
+
+
+def find_heldout_soundfont() -> Path | None:
+    """The held-out MuseScore_General soundfont if installed (any of its builds), else None."""
+    for _, path, _ in HELDOUT_SOUNDFONTS:
+        if Path(path).is_file():
+            return Path(path)
+    return None
 
 
 def _corpus_root() -> Path:

@@ -1,24 +1,39 @@
 """`audiolm tokenize`: run both tokenizers over a corpus once and write token shards.
 
-Each manifest item is loaded once, resampled to the codec's rate (24 kHz, mono) and to the
-semantic tokenizer's rate (16 kHz), and encoded into semantic tokens s [Ts] and acoustic codes
-a [Q, Ta] that cover the same audio (the stages align them by time: see `audiolm.models.lm.alignment`).
-Utterances go into shards of `shard_size` in manifest order per split, so a rerun after a kill
-finds the same shards, skips the complete ones and redoes only the rest.
+Each manifest item is read at the codec's rate (24 kHz, mono) and at the semantic tokenizer's
+rate (16 kHz) and encoded into semantic tokens s [Ts] and acoustic codes a [Q, Ta] that cover the
+same audio (the stages align them by time: see `audiolm.models.lm.alignment`). Utterances go into
+shards of `shard_size` in manifest order per split, so a rerun after a kill finds the same
+shards, skips the complete ones and redoes only the rest.
+
+Long files are encoded in chunks (`encode_chunked`), so memory follows the chunk, not the file:
+chunk k keeps the frames of [k C, (k + 1) C) seconds but is encoded from a window with
+`context_seconds` more audio on either side, every window starting on a frame boundary, so a
+kept frame sees at least that much context on both sides (or the file's own edge). A file no
+longer than one chunk is encoded whole, exactly as before. Tokens then equal whole-file tokens
+wherever the encoder's receptive field fits inside the context: always for convolutional and
+frame-local encoders (MFCC), and for encoders with global context (attention, LSTM) at the
+fraction of frames measured in tests/data/test_tokenize_long.py and BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
-from audiolm.core.audio import load_audio, resample
+
+from tqdm.auto import tqdm
+
+from audiolm.core.audio_stream import file_lengths, read_segment
 from audiolm.core.corpus import read_manifest
 from audiolm.training.data.shards import ShardWriter, Utterance
-from tqdm.auto import tqdm
+
+CHUNK_SECONDS = 30.0
+CONTEXT_SECONDS = 5.0
 
 
 class AcousticTokenizer(Protocol):
@@ -65,18 +80,60 @@ def tokenizer_settings(
     }
 
 
-def tokenize_item(item: Any, codec: AcousticTokenizer, semantic: SemanticTokenizerLike, kbps: float) -> Utterance:
-    """One corpus item -> Utterance(semantic [Ts], acoustic [Ta, Q])."""
-    wav, sr = load_audio(item.audio_path, mono=True)  # [1, N]
-    with torch.inference_mode():
-        acoustic_wav = resample(wav, sr, codec.sample_rate) if sr != codec.sample_rate else wav
-        codes = codec.encode(acoustic_wav[None], codec.sample_rate, kbps=kbps)  # [1, Q, Ta]
-        semantic_wav = resample(wav, sr, semantic.sample_rate) if sr != semantic.sample_rate else wav
-        tokens = semantic.encode(semantic_wav, semantic.sample_rate)  # [1, Ts]
-    codes = torch.as_tensor(codes).cpu().numpy()
-    tokens = torch.as_tensor(tokens).cpu().numpy()
+def encode_chunked(
+    encode: Callable[[np.ndarray], np.ndarray],
+    read: Callable[[int, int], np.ndarray],
+    n_samples: int,
+    hop: int,
+    chunk_frames: int,
+    context_frames: int,
+) -> np.ndarray:
+    """Encode `n_samples` of audio in chunks: `encode(wav [N]) -> [..., T]` frames of `hop`
+    samples from the window's start, `read(start, count) -> wav` any part of the audio.
+
+    Chunk [s0, s1) (s0, s1 multiples of the hop, `chunk_frames` frames) is encoded from the
+    window [s0 - context, s1 + context] (clipped to the audio) and keeps the window's frames that
+    start inside [s0, s1); the last chunk keeps every frame to the end, so the frame count is
+    the encoder's own for the whole file. Returns [..., T] (chunks joined on the last axis)."""
+    chunk, context = chunk_frames * hop, context_frames * hop
+    parts = []
+    s0 = 0
+    while True:
+        s1 = min(n_samples, s0 + chunk)
+        w0, w1 = max(0, s0 - context), min(n_samples, s1 + context)
+        frames = np.asarray(encode(read(w0, w1 - w0)))
+        first = (s0 - w0) // hop
+        parts.append(frames[..., first : (s1 - w0) // hop] if s1 < n_samples else frames[..., first:])
+        if s1 >= n_samples:
+            return np.concatenate(parts, axis=-1)
+        s0 = s1
+
+
+def tokenize_item(
+    item: Any, codec: AcousticTokenizer, semantic: SemanticTokenizerLike, kbps: float,
+    chunk_seconds: float = CHUNK_SECONDS, context_seconds: float = CONTEXT_SECONDS,
+) -> Utterance:
+    """One corpus item -> Utterance(semantic [Ts], acoustic [Ta, Q]), long files in chunks."""
+    path = str(item.audio_path)
+
+    def stream(tokenizer: Any, run: Callable[[torch.Tensor], Any]) -> np.ndarray:
+        rate = int(tokenizer.sample_rate)
+        hop = int(round(rate / float(tokenizer.frame_rate)))
+        (n,), (file_rate,) = file_lengths([path], rate)
+        frames = max(1, int(chunk_seconds * tokenizer.frame_rate))
+        context = int(np.ceil(context_seconds * tokenizer.frame_rate))
+
+        def encode(wav: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                return torch.as_tensor(run(torch.from_numpy(np.ascontiguousarray(wav))[None])).cpu().numpy()[0]
+
+        return encode_chunked(encode, lambda s, c: read_segment(path, int(file_rate), rate, s, c), int(n), hop,
+                              frames, context)
+
+    codes = stream(codec, lambda wav: codec.encode(wav[None], codec.sample_rate, kbps=kbps))  # [Q, Ta]
+    tokens = stream(semantic, lambda wav: semantic.encode(wav, semantic.sample_rate))  # [Ts]
     meta = {"kind": item.kind, "speaker": item.speaker, "duration": float(item.duration)}
-    return Utterance(item.id, tokens.reshape(-1), codes[0].T, meta)
+    return Utterance(item.id, tokens.reshape(-1), codes.T, meta)
 
 
 def tokenize_items(
@@ -140,6 +197,8 @@ def tokenize_corpus(
     shard_size: int = 64,
     overwrite: bool = False,
     progress: bool = True,
+    chunk_seconds: float = CHUNK_SECONDS,
+    context_seconds: float = CONTEXT_SECONDS,
 ) -> Path:
     """Tokenize every item of a corpus (audiolm.core.corpus format) into OUT; returns index.json."""
     items = read_manifest(corpus_dir)
@@ -151,11 +210,11 @@ def tokenize_corpus(
         by_split,
         out_dir,
         settings,
-        lambda item: tokenize_item(item, codec, semantic, kbps),
+        lambda item: tokenize_item(item, codec, semantic, kbps, chunk_seconds, context_seconds),
         shard_size=shard_size,
         overwrite=overwrite,
         progress=progress,
     )
 
 
-__all__ = ["tokenize_corpus", "tokenize_items", "tokenize_item", "tokenizer_settings"]
+__all__ = ["encode_chunked", "tokenize_corpus", "tokenize_items", "tokenize_item", "tokenizer_settings"]

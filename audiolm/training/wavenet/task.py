@@ -115,7 +115,7 @@ class WaveNetTask(Task):
         self._valid = None
         if valid_sources:
             clips = load_clips(valid_sources, config, codec, kbps, progress)
-            clips = [c for c in clips if c.ids.shape[0] >= config.crop_samples]
+            clips = [c for c in clips if c.length >= config.crop_samples]
             if clips:
                 self._valid = CropDataset(clips, config, self.label_ids)
         self.model = WaveNet(config)

@@ -29,7 +29,7 @@ def _check_corpus(root: Path, items: list[CorpusItem]) -> None:
         if item.kind == "speech":
             assert item.text and item.phones is not None
             inventory, phones = read_phones(item.phones_path)
-            assert inventory in ("flite", "espeak") and len(phones) >= 3
+            assert inventory in ("flite", "espeak", "festival") and len(phones) >= 3
             previous_end = 0.0
             for start, end, phone in phones:
                 assert 0.0 <= start < end <= item.duration + 1e-3 and phone
@@ -189,7 +189,7 @@ def test_missing_tools_name_the_apt_package(monkeypatch: pytest.MonkeyPatch) -> 
         check_tools(speech=True, music=False)
     with pytest.raises(AudiolmError, match=r"apt-get install fluidsynth"):
         check_tools(speech=False, music=True)
-    monkeypatch.setattr(music_render, "SOUNDFONTS", (("/nonexistent/FluidR3_GM.sf2", "fluid-soundfont-gm"),))
+    monkeypatch.setattr(music_render, "SOUNDFONTS", (("FluidR3_GM", "/nonexistent/FluidR3_GM.sf2", "fluid-soundfont-gm"),))
     with pytest.raises(AudiolmError, match=r"apt-get install fluid-soundfont-gm"):
         music_render.find_soundfont()
 
@@ -235,13 +235,19 @@ def test_build_writes_a_valid_corpus(built_corpus: Path) -> None:
     speech = [i for i in items if i.kind == "speech"]
     music = [i for i in items if i.kind == "music"]
     assert sum(i.duration for i in speech) >= 18.0 and sum(i.duration for i in music) >= 18.0
-    assert {i.labels["engine"] for i in speech} == {"espeak", "flite"} or len(speech) < 6
+    assert {"espeak", "flite"} <= {i.labels["engine"] for i in speech} or len(speech) < 6
     assert len({i.text for i in speech}) == len(speech)
     assert all(4.9 <= i.duration <= 7.5 for i in music)  # 5-6 s excerpts (after the tempo change) + release
-    for item in speech:  # the held-out voices never reach train
+    from audiolm.training.data.corpus_build import ESPEAK_VALID_VARIANTS, FESTIVAL_VALID_VOICES, FLITE_VALID_VOICES
+    from audiolm.training.data.reserved import is_reserved_voice
+
+    for item in speech:  # the valid voices never reach train; the reserved ones reach neither
         variant = item.labels.get("variant")
-        held_out = variant in ("m4", "f2") or item.labels["voice"] == "rms"
-        assert held_out == (item.split == "valid")
+        valid_voice = variant in ESPEAK_VALID_VARIANTS or item.labels["voice"] in FLITE_VALID_VOICES + FESTIVAL_VALID_VOICES
+        assert valid_voice == (item.split == "valid")
+        assert not is_reserved_voice(item.labels["engine"], item.labels["voice"])
+        assert 0.9 <= item.labels["warp"] <= 1.1
+    assert all("MuseScore" not in i.labels["soundfont"] for i in music)
 
 
 @needs_tools
