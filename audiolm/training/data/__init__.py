@@ -1,1 +1,2 @@
-"""Training data: corpus building, crops, token shards and tokenization."""
+"""Training data: corpus building (synthesizers, soundfonts, the reserved held-out voices), corpus
+import of your own audio, streamed crops, token shards and tokenization."""
