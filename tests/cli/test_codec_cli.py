@@ -108,7 +108,7 @@ def test_train_codec_command_and_resume(tiny_corpus, tmp_path, capsys):
 
 
 def test_train_codec_stops_at_the_cpu_budget(tiny_corpus, tmp_path, capsys):
-    from audiolm.config import config_to_dict
+    from audiolm.core.config import config_to_dict
 
     config = tmp_path / "tiny.json"
     config.write_text(json.dumps(config_to_dict(CodecConfig.tiny())))
