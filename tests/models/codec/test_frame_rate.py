@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from audiolm.core.config import load_config_file
 from audiolm.models.codec.codec import Codec, default_codec_dir
 from audiolm.models.codec.config import CodecConfig
 from audiolm.models.codec.frame_rate import ISTFTDecoder, ISTFTHead, STFTEncoder
@@ -134,3 +135,12 @@ def test_shipped_seanet_codec_loads_and_decodes_as_transformers_does():
     with torch.no_grad():
         expected = reference(codec.model.quantizer.decode(codes)) / codec.config.input_gain
     assert torch.allclose(codec.decode(codes), expected, atol=1e-6)
+
+
+def test_istft_recipe_config_builds_the_frame_rate_codec():
+    path = default_codec_dir().parents[1] / "tokenizers" / "codec_istft_config.json"
+    config = load_config_file(CodecConfig, path)
+    assert (config.encoder, config.decoder) == ("stft", "istft")
+    assert config.training.discriminator_periods and config.training.discriminator_n_ffts
+    model = CodecModel(config)
+    assert model.decoder.lookahead_samples == 480  # causal ConvNeXt + the iSTFT's half window
