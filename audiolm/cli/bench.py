@@ -1,6 +1,6 @@
 """`audiolm bench {codec,semantic,decode,fine,continue,compare,wavenet}`: speed (--json: one JSON object).
 
-    audiolm bench codec [--codec DIR | --random] [--device cpu|cuda|all] [--json]
+    audiolm bench codec [--codec DIR | --random] [--device cpu|cuda|all] [--threads N] [--json]
     audiolm bench continue [--pipeline P] [--json] [--device cpu|cuda] [--batches 1,8] [--seconds S]
                                                                      (audiolm/evaluation/bench_continue.py)
     audiolm bench compare --data CORPUS [--pipeline P] [--wavenet CKPT] [--vocoder CKPT] [--n N] [--json]
@@ -32,6 +32,8 @@ def _setup_codec(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per figure, best kept (default 3)")
     parser.add_argument("--batch-size", type=int, default=1, help="clips per call (default 1)")
     parser.add_argument("--device", default="all", help="cpu | cuda | all (default all: cpu, and cuda if present)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch (default: torch's own choice); 1 = the one-thread figure")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -44,6 +46,10 @@ def _run_codec(args: argparse.Namespace) -> int:
 
     if args.seconds <= 0 or args.repeats < 1 or args.batch_size < 1:
         raise UsageError("--seconds must be > 0, --repeats and --batch-size >= 1")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UsageError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     if args.random:
         if args.codec:
             raise UsageError("give --codec or --random, not both")

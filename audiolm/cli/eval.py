@@ -1,6 +1,6 @@
 """`audiolm eval {codec,semantic,continuation,stage}`: evaluation tables (--json: one JSON object).
 
-    audiolm eval codec --data CORPUS [--split valid] [--codec DIR] [--json] [--out TABLE.md]
+    audiolm eval codec --data CORPUS [--split valid] [--codec DIR] [--skip-judges] [--json] [--out TABLE.md]
     audiolm eval continuation --data CORPUS [--split valid] [--pipeline P] [--tokens TOKDIR] [--n N]
                      [--json] [--out TABLE.md]                       (audiolm/evaluation/continuation.py)
     audiolm eval stage CKPT [CKPT ...] --tokens TOKDIR [--kinds speech,music] [--json]
@@ -32,6 +32,8 @@ def _setup_codec(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-items", type=int, default=None, help="at most N clips per kind (default all)")
     parser.add_argument("--no-opus", action="store_true", help="skip the Opus comparison")
     parser.add_argument("--skip-visqol", action="store_true", help="skip ViSQOL (slow; for quick checks only)")
+    parser.add_argument("--skip-judges", action="store_true",
+                        help="skip the listener judges (GE2E speaker similarity, DNSMOS, F0 errors)")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
     parser.add_argument("--out", metavar="TABLE.md", help="also save the table (Markdown) here")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
@@ -58,8 +60,8 @@ def _run_codec(args: argparse.Namespace) -> int:
         items += chosen[: args.max_items] if args.max_items is not None else chosen
     if not items:
         raise UsageError(f"{args.data}: no {args.split} items to evaluate")
-    results = evaluate_codec(codec, items, bandwidths, opus=not args.no_opus,
-                             use_visqol=not args.skip_visqol, progress=not args.no_progress)
+    results = evaluate_codec(codec, items, bandwidths, opus=not args.no_opus, use_visqol=not args.skip_visqol,
+                             use_judges=not args.skip_judges, progress=not args.no_progress)
     title = f"codec vs Opus on {args.data} ({args.split} split), codec {codec.source}"
     table = format_table(results, title)
     if args.out:
@@ -71,6 +73,7 @@ def _run_codec(args: argparse.Namespace) -> int:
         "split": args.split,
         "clips": {kind: sum(1 for it in items if it.kind == kind) for kind in ("speech", "music")},
         "visqol": not args.skip_visqol,
+        "judges": not args.skip_judges,
         "results": results,
     }
     if args.json:
@@ -230,5 +233,6 @@ def register(cli) -> None:
         _setup_stage,
         _run_stage,
     )
-    cli.add("eval codec", "codec vs Opus at the same bit rates: mel distance, SI-SDR, STOI, PESQ, ViSQOL",
+    cli.add("eval codec", "codec vs Opus at the same bit rates: mel, SI-SDR, STOI, PESQ, ViSQOL, speaker "
+            "similarity, DNSMOS, F0 errors",
             _setup_codec, _run_codec)

@@ -1,7 +1,7 @@
 """`audiolm train {codec,ssl,kmeans,semantic,coarse,fine,wavenet}`: every model through the one
 Trainer (audiolm/training/trainer.py); each command builds its Task.
 
-    audiolm train codec --data CORPUS --out RUN [--config JSON] [--resume] [trainer flags]
+    audiolm train codec --data CORPUS --out RUN [--config JSON] [--resume] [--cpu-seconds S] [trainer flags]
 
 Only cheap modules are imported at module level; torch and the models load inside the run
 functions (start-up time: `audiolm --help` imports every command module).
@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
+import time
 from pathlib import Path
 
 from audiolm.cli.args import check_output, UsageError
@@ -36,6 +38,9 @@ def _setup_codec(parser: argparse.ArgumentParser) -> None:
     from audiolm.training.trainer import add_training_arguments  # lazy: keeps `audiolm --help` fast
 
     parser.add_argument("--data", required=True, metavar="CORPUS", help="corpus folder (manifest.jsonl)")
+    parser.add_argument("--cpu-seconds", type=float, default=None, metavar="S",
+                        help="stop (checkpointed) at the first multiple of --save-every steps at which this process "
+                             "has used S CPU seconds, all threads counted: equal-budget comparisons on a shared machine")
     add_training_arguments(parser, _codec_train_defaults())
 
 
@@ -44,10 +49,40 @@ def _run_codec(args: argparse.Namespace) -> int:
     from audiolm.training.codec.task import CodecTask  # lazy: keeps `audiolm --help` fast
     from audiolm.training.trainer import resolve_model_config, train_from_args  # lazy: keeps `audiolm --help` fast
 
+    if args.cpu_seconds is not None and not args.cpu_seconds > 0:
+        raise UsageError(f"--cpu-seconds must be > 0, got {args.cpu_seconds:g}")
     config = resolve_model_config(args, CodecConfig, CodecConfig())
     seed = args.seed if args.seed is not None else 0
-    train_from_args(lambda: CodecTask.from_corpus(config, args.data, seed=seed), args, _codec_train_defaults())
+    if args.cpu_seconds is None:
+        train_from_args(lambda: CodecTask.from_corpus(config, args.data, seed=seed), args, _codec_train_defaults())
+    else:
+        _train_codec_cpu_budget(CodecTask.from_corpus(config, args.data, seed=seed), args)
     return 0
+
+
+def _train_codec_cpu_budget(task, args: argparse.Namespace) -> None:
+    """Train in legs of --save-every steps until --steps or --cpu-seconds of process CPU time.
+
+    The shared Trainer stops only at a step count, so the budget is checked between legs
+    (`fit(stop_after=...)` checkpoints and exports at each leg's end)."""
+    import torch  # lazy: keeps `audiolm --help` fast
+
+    from audiolm.training.trainer import Trainer, train_config_from_args  # lazy: keeps `audiolm --help` fast
+
+    start = time.process_time()
+    config = train_config_from_args(args, _codec_train_defaults())
+    torch.manual_seed(config.seed)
+    trainer = Trainer(task, config, args.out, resume=args.resume)
+    out = None
+    while trainer.step < config.steps:
+        out = trainer.fit(stop_after=min(trainer.step + config.save_every, config.steps))
+        used = time.process_time() - start
+        if used >= args.cpu_seconds:
+            print(f"CPU budget reached: {used:.0f} CPU s at step {trainer.step}", file=sys.stderr)
+            break
+    if out is None:
+        out = trainer.export()
+    print(f"model written to {out}")
 
 
 def _ssl_train_defaults():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 
@@ -43,16 +44,24 @@ def test_codec_round_trip_command(tiny_codec_dir, tmp_path, capsys):
 @pytest.mark.skipif(shutil.which("opusenc") is None, reason="opus-tools not installed")
 def test_eval_codec_command_with_opus(tiny_corpus, tiny_codec_dir, tmp_path, capsys):
     table = tmp_path / "table.md"
+    judges = all(importlib.util.find_spec(m) for m in ("resemblyzer", "speechmos", "onnxruntime", "pyworld"))
     code = main(["eval", "codec", "--data", str(tiny_corpus), "--codec", str(tiny_codec_dir), "--kbps", "6",
-                 "--max-items", "1", "--json", "--out", str(table), "--no-progress"])
+                 "--max-items", "1", "--json", "--out", str(table), "--no-progress"]
+                + ([] if judges else ["--skip-judges"]))
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     assert "machine" in report and report["clips"] == {"speech": 1, "music": 1}
     rows = {(r["system"], r["kind"]): r for r in report["results"]}
-    assert set(rows) == {("audiolm", "speech"), ("opus", "speech"), ("audiolm", "music"), ("opus", "music")}
+    expected = {("audiolm", "speech"), ("opus", "speech"), ("audiolm", "music"), ("opus", "music")}
+    assert set(rows) == expected | ({("original", "speech")} if judges else set())
     speech, music = rows[("opus", "speech")], rows[("opus", "music")]
     for key in ("mel_distance", "si_sdr", "stoi", "pesq_wb", "visqol"):
         assert key in speech
+    if judges:  # the listener judges score speech only; "original" is DNSMOS' ceiling
+        for key in ("speaker_sim", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "f0_gpe", "f0_vde"):
+            assert key in speech and key not in music
+        assert 0.0 <= speech["f0_vde"] <= 1.0 and -1.0 <= speech["speaker_sim"] <= 1.0
+        assert rows[("original", "speech")]["dnsmos_ovrl"] >= 1.0
     assert "stoi" not in music and music["visqol"] is not None
     assert 1.0 <= speech["visqol"] <= 5.0
     text = table.read_text()
@@ -64,18 +73,19 @@ def test_eval_codec_command_with_opus(tiny_corpus, tiny_codec_dir, tmp_path, cap
 
 def test_eval_codec_skip_visqol_all_rates(tiny_corpus, tiny_codec_dir, capsys):
     code = main(["eval", "codec", "--data", str(tiny_corpus), "--codec", str(tiny_codec_dir), "--no-opus",
-                 "--skip-visqol", "--max-items", "1", "--no-progress"])
+                 "--skip-visqol", "--skip-judges", "--max-items", "1", "--no-progress"])
     assert code == 0
     out = capsys.readouterr().out
     assert "| 1.5 | audiolm |" in out and "| 12 | audiolm |" in out and "visqol" not in out
+    assert "speaker_sim" not in out and "original" not in out
 
 
 def test_bench_codec_json(tiny_codec_dir, capsys):
     code = main(["bench", "codec", "--codec", str(tiny_codec_dir), "--seconds", "0.5", "--repeats", "1",
-                 "--device", "cpu", "--json"])
+                 "--device", "cpu", "--threads", "1", "--json"])
     assert code == 0
     report = json.loads(capsys.readouterr().out)
-    assert "machine" in report
+    assert "machine" in report and report["runs"][0]["threads"] == 1
     rows = report["runs"][0]["results"]
     assert [r["levels"] for r in rows] == [2, 4, 8, 16]
     assert all(r["roundtrip_x_realtime"] > 0 for r in rows)
@@ -95,3 +105,17 @@ def test_train_codec_command_and_resume(tiny_corpus, tmp_path, capsys):
     assert "--resume" in capsys.readouterr().err
     assert main(["train", "codec", "--data", str(tiny_corpus), "--out", str(run), "--resume", "--steps", "4"]) == 0
     assert json.loads((run / "model" / "config.json").read_text())["step"] == 4
+
+
+def test_train_codec_stops_at_the_cpu_budget(tiny_corpus, tmp_path, capsys):
+    from audiolm.core.config import config_to_dict
+
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(config_to_dict(CodecConfig.tiny())))
+    run = tmp_path / "run"
+    args = ["train", "codec", "--data", str(tiny_corpus), "--out", str(run), "--config", str(config),
+            "--steps", "20", "--batch-size", "2", "--save-every", "2", "--valid-every", "100"]
+    assert main(args + ["--cpu-seconds", "0.001"]) == 0  # any leg spends more: stops after the first
+    assert "CPU budget reached" in capsys.readouterr().err
+    assert json.loads((run / "model" / "config.json").read_text())["step"] == 2
+    assert main(args + ["--cpu-seconds", "0", "--resume"]) == 2

@@ -4,12 +4,15 @@ For every clip of the chosen corpus split and every bit rate, the clip (mono, 24
 through our codec and through Opus (hard CBR), and both reconstructions are scored against
 the original:
 
-    speech: mel distance, SI-SDR, STOI, wideband PESQ (16 kHz), ViSQOL speech mode (16 kHz)
+    speech: mel distance, SI-SDR, STOI, wideband PESQ (16 kHz), ViSQOL speech mode (16 kHz),
+            and the listener judges (audiolm.evaluation.judges): GE2E speaker similarity to the
+            original, DNSMOS OVRL / SIG / BAK, F0 gross pitch error and voicing decision error
     music:  mel distance, SI-SDR, ViSQOL audio mode (48 kHz)
 
-(STOI and PESQ are models of speech intelligibility and quality; they are not reported for
-music.) Scores are averaged per (system, bit rate, kind); NaN scores (PESQ on a clip without
-detectable speech) are left out of the mean and counted.
+(STOI, PESQ and the judges model speech; they are not reported for music.) With the judges on,
+a row "original" gives DNSMOS of the uncoded clips, the ceiling for both codecs. Scores are
+averaged per (system, bit rate, kind); NaN scores (PESQ on a clip without detectable speech,
+GPE on a clip with no frame voiced in both) are left out of the mean.
 """
 
 from __future__ import annotations
@@ -22,13 +25,17 @@ import numpy as np
 import torch
 
 from audiolm.core.audio import load_audio
+from audiolm.evaluation import judges as J
 from audiolm.evaluation.codec.opus import opus_round_trip
 from audiolm.models.codec import metrics as M
 from tqdm.auto import tqdm
 
-SPEECH_METRICS = ("mel_distance", "si_sdr", "stoi", "pesq_wb", "visqol")
+SPEECH_METRICS = ("mel_distance", "si_sdr", "stoi", "pesq_wb", "visqol", "speaker_sim", "dnsmos_ovrl", "dnsmos_sig",
+                  "dnsmos_bak", "f0_gpe", "f0_vde")
 MUSIC_METRICS = ("mel_distance", "si_sdr", "visqol")
-HIGHER_IS_BETTER = {"mel_distance": False, "si_sdr": True, "stoi": True, "pesq_wb": True, "visqol": True}
+HIGHER_IS_BETTER = {"mel_distance": False, "si_sdr": True, "stoi": True, "pesq_wb": True, "visqol": True,
+                    "speaker_sim": True, "dnsmos_ovrl": True, "dnsmos_sig": True, "dnsmos_bak": True,
+                    "f0_gpe": False, "f0_vde": False}
 
 
 @dataclass
@@ -47,8 +54,18 @@ class Row:
         return out
 
 
+def judge_scores(reference: torch.Tensor | None, estimate: torch.Tensor, sample_rate: int) -> dict[str, float]:
+    """The listener judges for one speech clip (reference None: DNSMOS of `estimate` alone)."""
+    scores = {f"dnsmos_{k}": v for k, v in J.dnsmos(estimate, sample_rate).items() if k != "p808"}
+    if reference is not None:
+        scores["speaker_sim"] = J.speaker_similarity(reference, estimate, sample_rate)
+        f0 = J.f0_errors(reference, estimate, sample_rate)
+        scores["f0_gpe"], scores["f0_vde"] = f0["gpe"], f0["vde"]
+    return scores
+
+
 def score_pair(reference: torch.Tensor, estimate: torch.Tensor, sample_rate: int, kind: str,
-               use_visqol: bool = True) -> dict[str, float]:
+               use_visqol: bool = True, use_judges: bool = False) -> dict[str, float]:
     """All metrics for one clip; reference/estimate are mono [N] at `sample_rate`."""
     scores = {
         "mel_distance": M.mel_distance(reference, estimate, sample_rate),
@@ -59,11 +76,13 @@ def score_pair(reference: torch.Tensor, estimate: torch.Tensor, sample_rate: int
         scores["pesq_wb"] = M.pesq_wb(reference, estimate, sample_rate)
     if use_visqol:
         scores["visqol"] = M.visqol(reference, estimate, sample_rate, "speech" if kind == "speech" else "audio")
+    if use_judges and kind == "speech":
+        scores.update(judge_scores(reference, estimate, sample_rate))
     return scores
 
 
 def evaluate_codec(codec, items, bandwidths: list[float], *, opus: bool = True, use_visqol: bool = True,
-                   progress: bool = True) -> list[dict[str, Any]]:
+                   use_judges: bool = True, progress: bool = True) -> list[dict[str, Any]]:
     """Score `codec` (and Opus) on corpus `items` (CorpusItem list) at each bit rate."""
     rows: dict[tuple[str, float, str], Row] = {}
     systems = ["audiolm"] + (["opus"] if opus else [])
@@ -72,6 +91,10 @@ def evaluate_codec(codec, items, bandwidths: list[float], *, opus: bool = True, 
     for item in items:
         wav, sr = load_audio(item.audio_path, sample_rate=codec.sample_rate, mono=True)
         reference = wav[0]  # [N]
+        if use_judges and item.kind == "speech":
+            row = rows.setdefault(("original", 0.0, item.kind), Row("original", 0.0, item.kind))
+            for name, value in judge_scores(None, reference, sr).items():
+                row.scores.setdefault(name, []).append(value)
         for kbps in bandwidths:
             codes = codec.encode(reference, sr, kbps=kbps)  # [1, Q, T]
             outputs = {"audiolm": codec.decode(codes)[0, 0, : reference.numel()].cpu()}
@@ -79,11 +102,13 @@ def evaluate_codec(codec, items, bandwidths: list[float], *, opus: bool = True, 
                 outputs["opus"] = opus_round_trip(reference, sr, kbps)
             for system in systems:
                 row = rows.setdefault((system, kbps, item.kind), Row(system, kbps, item.kind))
-                for name, value in score_pair(reference, outputs[system], sr, item.kind, use_visqol).items():
+                scores = score_pair(reference, outputs[system], sr, item.kind, use_visqol, use_judges)
+                for name, value in scores.items():
                     row.scores.setdefault(name, []).append(value)
             bar.update(1)
     bar.close()
     order = {"speech": 0, "music": 1}
+    systems = ["original"] + systems
     ordered = sorted(rows.values(), key=lambda r: (order.get(r.kind, 2), r.kbps, systems.index(r.system)))
     return [row.summary() for row in ordered]
 
@@ -103,6 +128,7 @@ def format_table(results: list[dict[str, Any]], title: str = "") -> str:
         lines.append("|---:|---|" + "---:|" * len(present))
         for r in rows:
             cells = ["—" if r.get(m) is None else f"{r[m]:.3f}" for m in present]
-            lines.append(f"| {r['kbps']:g} | {r['system']} | " + " | ".join(cells) + " |")
+            kbps = "—" if r["system"] == "original" else f"{r['kbps']:g}"
+            lines.append(f"| {kbps} | {r['system']} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)

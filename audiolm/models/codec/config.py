@@ -42,6 +42,17 @@ class CodecTrainingConfig:
     discriminator_filters: int = 8
     discriminator_n_ffts: tuple[int, ...] = (1024, 2048, 512)
     discriminator_lr: float | None = None  # None = the trainer's lr
+    # HiFi-GAN multi-period discriminator beside the STFT one; () = none. Its widths are
+    # period_discriminator_filters x (1, 4, 16, 32, 32) (HiFi-GAN: 32; 8 keeps it CPU-sized)
+    discriminator_periods: tuple[int, ...] = (2, 3, 5, 7, 11)
+    period_discriminator_filters: int = 8
+    adversarial_loss: str = "hinge"  # "hinge" (EnCodec) or "lsgan" (HiFi-GAN)
+
+    def __post_init__(self) -> None:
+        if self.adversarial_loss not in ("hinge", "lsgan"):
+            raise ValueError(f"adversarial_loss must be 'hinge' or 'lsgan', got {self.adversarial_loss!r}")
+        if not self.discriminator_n_ffts and not self.discriminator_periods:
+            raise ValueError("at least one discriminator is needed: discriminator_n_ffts or discriminator_periods")
 
 
 @dataclass
@@ -70,6 +81,18 @@ class CodecConfig:
     norm_type: str = "weight_norm"
     trim_right_ratio: float = 1.0
     use_conv_shortcut: bool = True
+    # Architecture: "seanet" = transformers' SEANet encoder/decoder (what EnCodec weights load
+    # into); "stft" encoder / "istft" decoder = ConvNeXt blocks at the frame rate with an STFT
+    # front / inverse-STFT head (frame_rate.py). The frame_* fields size those two.
+    encoder: str = "seanet"
+    decoder: str = "seanet"
+    frame_dim: int = 256  # ConvNeXt channels
+    frame_intermediate: int = 768  # ConvNeXt MLP width
+    encoder_layers: int = 4
+    decoder_layers: int = 8
+    frame_kernel_size: int = 7
+    frame_causal: bool = True  # left-padded convolutions (streaming); False = centred
+    n_fft: int = 1280  # STFT / iSTFT window (4 x hop); the iSTFT adds (n_fft - hop) / 2 samples of lookahead
     # The encoder sees wav * input_gain and the decoder's output is divided by it. Our corpus
     # sits at -23 dB RMS (~0.07); at that scale a randomly initialised SEANet encoder gives
     # nearly the same latent for every frame and clip, and the quantizer collapses onto one
@@ -93,6 +116,12 @@ class CodecConfig:
             raise ValueError(f"codebook_size must be a power of two >= 2, got {self.codebook_size}")
         if self.norm_type not in ("weight_norm", "time_group_norm"):
             raise ValueError(f"norm_type must be 'weight_norm' or 'time_group_norm', got {self.norm_type!r}")
+        if self.encoder not in ("seanet", "stft"):
+            raise ValueError(f"encoder must be 'seanet' or 'stft', got {self.encoder!r}")
+        if self.decoder not in ("seanet", "istft"):
+            raise ValueError(f"decoder must be 'seanet' or 'istft', got {self.decoder!r}")
+        if self.n_fft < self.hop_length or (self.n_fft - self.hop_length) % 2:
+            raise ValueError(f"n_fft must be >= the hop ({self.hop_length}) and differ from it by an even number, got {self.n_fft}")
         if not self.input_gain > 0:
             raise ValueError(f"input_gain must be positive, got {self.input_gain}")
         if not self.bandwidths:
@@ -139,6 +168,8 @@ class CodecConfig:
                 adversarial_start_step=5,
                 discriminator_filters=4,
                 discriminator_n_ffts=(256, 128),
+                discriminator_periods=(2, 3),
+                period_discriminator_filters=2,
             ),
         )
 

@@ -3,9 +3,14 @@
     wav [B, 1, N] at 24 kHz --encoder--> z [B, D, T] at 75 Hz --RVQ(n_q)--> codes [B, Q, T]
     codes --RVQ.decode--> z_q [B, D, T] --decoder--> wav_hat [B, 1, N]
 
-The encoder and decoder are `EncodecEncoder` / `EncodecDecoder` from transformers, built from
-an `EncodecConfig` made out of our `CodecConfig`; their parameter names are transformers'
-(`encoder.layers.0.conv.parametrizations.weight.original0` ...) so official weights load as is.
+`config.encoder` / `config.decoder` name the architecture of each side:
+
+    "seanet": `EncodecEncoder` / `EncodecDecoder` from transformers, built from an
+              `EncodecConfig` made out of our `CodecConfig`; their parameter names are
+              transformers' (`encoder.layers.0.conv.parametrizations.weight.original0` ...) so
+              official weights load as is. The default for both sides.
+    "stft" / "istft": ConvNeXt networks at the frame rate with an STFT front / iSTFT head
+              (frame_rate.py), many times cheaper on a CPU.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import torch
 from torch import nn
 
 from audiolm.models.codec.config import CodecConfig
+from audiolm.models.codec.frame_rate import ISTFTDecoder, STFTEncoder
 from audiolm.models.codec.quantizer import ResidualVQ
 
 
@@ -64,9 +70,18 @@ class CodecModel(nn.Module):
         from transformers.models.encodec.modeling_encodec import EncodecDecoder, EncodecEncoder  # lazy: transformers takes seconds to import
 
         self.config = config
+        frame_args = dict(dim=config.frame_dim, intermediate=config.frame_intermediate,
+                          kernel_size=config.frame_kernel_size, causal=config.frame_causal,
+                          n_fft=config.n_fft, hop_length=config.hop_length)
         hf_config = to_hf_config(config)
-        self.encoder = EncodecEncoder(hf_config)
-        self.decoder = EncodecDecoder(hf_config)
+        if config.encoder == "seanet":
+            self.encoder = EncodecEncoder(hf_config)
+        else:
+            self.encoder = STFTEncoder(config.hidden_size, layers=config.encoder_layers, **frame_args)
+        if config.decoder == "seanet":
+            self.decoder = EncodecDecoder(hf_config)
+        else:
+            self.decoder = ISTFTDecoder(config.hidden_size, layers=config.decoder_layers, **frame_args)
         self.quantizer = ResidualVQ(
             n_q=config.n_q,
             codebook_size=config.codebook_size,

@@ -1,14 +1,22 @@
-"""Multi-scale STFT discriminator (EnCodec, Défossez et al. 2022, section 3.4).
+"""The codec's discriminators: EnCodec's multi-scale STFT and HiFi-GAN's multi-period one.
 
-Each scale takes the complex STFT of the waveform (real and imaginary parts as two channels,
-laid out [B, 2, frames, freq]) through weight-normalised 2-D convolutions that dilate in time
+Multi-scale STFT (EnCodec, Défossez et al. 2022, section 3.4): each scale takes the complex
+STFT of the waveform (real and imaginary parts as two channels, laid out [B, 2, frames, freq]) through weight-normalised 2-D convolutions that dilate in time
 and stride in frequency, and returns per-patch logits plus every intermediate feature map
 (for the feature-matching loss).
+
+Multi-period (HiFi-GAN, Kong et al. 2020): for each period p the waveform is folded into a
+[B, 1, N / p, p] image, so every column holds the samples p apart, and 2-D convolutions with
+(k, 1) kernels judge those columns: it sees the periodic fine structure (pitch harmonics,
+phase) that a magnitude loss cannot.
+
+Every discriminator returns (logits per sub-discriminator, feature maps per sub-discriminator).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
@@ -61,6 +69,53 @@ class MultiScaleSTFTDiscriminator(nn.Module):
 
     def forward(self, wav: torch.Tensor) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
         """wav [B, 1, N] -> (logits per scale, feature maps per scale)."""
+        logits, features = [], []
+        for disc in self.discriminators:
+            logit, feature = disc(wav)
+            logits.append(logit)
+            features.append(feature)
+        return logits, features
+
+
+class PeriodDiscriminator(nn.Module):
+    """One period p: wav [B, 1, N] -> [B, 1, ceil(N / p), p] -> (k, 1) convs -> logits [B, 1, n', p]."""
+
+    def __init__(self, period: int, channels: tuple[int, ...] = (32, 128, 512, 1024, 1024),
+                 kernel_size: int = 5, stride: int = 3):
+        super().__init__()
+        self.period = period
+        convs, previous = [], 1
+        for i, out in enumerate(channels):
+            last = i == len(channels) - 1  # HiFi-GAN: the last conv has stride 1
+            convs.append(weight_norm(nn.Conv2d(previous, out, (kernel_size, 1), (1 if last else stride, 1),
+                                               padding=((kernel_size - 1) // 2, 0))))
+            previous = out
+        self.convs = nn.ModuleList(convs)
+        self.conv_post = weight_norm(nn.Conv2d(previous, 1, (3, 1), padding=(1, 0)))
+        self.activation = nn.LeakyReLU(0.1)
+
+    def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        batch, _, length = wav.shape
+        if length % self.period:
+            wav = F.pad(wav, (0, self.period - length % self.period), mode="reflect")
+        x = wav.float().reshape(batch, 1, -1, self.period)
+        features = []
+        for conv in self.convs:
+            x = self.activation(conv(x))
+            features.append(x)
+        return self.conv_post(x), features
+
+
+class MultiPeriodDiscriminator(nn.Module):
+    """`PeriodDiscriminator`s at periods 2, 3, 5, 7, 11 (HiFi-GAN), channels scaled by `filters`
+    (HiFi-GAN's widths 32-128-512-1024-1024 are filters = 32)."""
+
+    def __init__(self, periods: tuple[int, ...] = (2, 3, 5, 7, 11), filters: int = 32):
+        super().__init__()
+        widths = tuple(min(filters * m, 32 * filters) for m in (1, 4, 16, 32, 32))
+        self.discriminators = nn.ModuleList(PeriodDiscriminator(p, widths) for p in periods)
+
+    def forward(self, wav: torch.Tensor) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
         logits, features = [], []
         for disc in self.discriminators:
             logit, feature = disc(wav)

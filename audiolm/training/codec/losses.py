@@ -1,4 +1,4 @@
-"""Codec training losses: waveform L1, multi-scale mel, hinge adversarial, feature matching.
+"""Codec training losses: waveform L1, multi-scale mel, hinge or LSGAN adversarial, feature matching.
 
 The multi-scale mel loss lives in `audiolm.models.codec.mel` (it doubles as an evaluation metric);
 this module re-exports it so the training code finds every loss in one place.
@@ -13,8 +13,10 @@ from audiolm.models.codec.mel import MultiScaleMel, multiscale_mel_loss
 
 __all__ = [
     "MultiScaleMel",
+    "discriminator_adversarial_loss",
     "discriminator_hinge_loss",
     "feature_matching_loss",
+    "generator_adversarial_loss",
     "generator_hinge_loss",
     "multiscale_mel_loss",
     "waveform_l1_loss",
@@ -34,6 +36,27 @@ def discriminator_hinge_loss(real_logits: list[torch.Tensor], fake_logits: list[
 def generator_hinge_loss(fake_logits: list[torch.Tensor]) -> torch.Tensor:
     """mean over scales of E[max(0, 1 - D(G(x)))] (EnCodec's generator hinge)."""
     return sum(F.relu(1 - f).mean() for f in fake_logits) / len(fake_logits)
+
+
+def discriminator_lsgan_loss(real_logits: list[torch.Tensor], fake_logits: list[torch.Tensor]) -> torch.Tensor:
+    """mean over sub-discriminators of E[(1 - D(x))^2] + E[D(G(x))^2] (HiFi-GAN)."""
+    total = sum((1 - r).square().mean() + f.square().mean() for r, f in zip(real_logits, fake_logits))
+    return total / len(real_logits)
+
+
+def generator_lsgan_loss(fake_logits: list[torch.Tensor]) -> torch.Tensor:
+    """mean over sub-discriminators of E[(1 - D(G(x)))^2] (HiFi-GAN)."""
+    return sum((1 - f).square().mean() for f in fake_logits) / len(fake_logits)
+
+
+def discriminator_adversarial_loss(kind: str, real_logits, fake_logits) -> torch.Tensor:
+    """The discriminator's loss for `kind` "hinge" or "lsgan"."""
+    return (discriminator_hinge_loss if kind == "hinge" else discriminator_lsgan_loss)(real_logits, fake_logits)
+
+
+def generator_adversarial_loss(kind: str, fake_logits) -> torch.Tensor:
+    """The generator's adversarial loss for `kind` "hinge" or "lsgan"."""
+    return (generator_hinge_loss if kind == "hinge" else generator_lsgan_loss)(fake_logits)
 
 
 def feature_matching_loss(real_features: list[list[torch.Tensor]],

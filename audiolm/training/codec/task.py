@@ -5,14 +5,14 @@ One step (EnCodec recipe, Défossez et al. 2022):
     n_q  ~ uniform over the bandwidths' level counts (quantizer dropout: one codec, all rates)
     y    = codec(x, n_q)                  x: [B, 1, N] random crops at 24 kHz
     generator: L1(x, y) + multi-scale mel(x, y)            from step 0
-               + hinge adversarial + feature matching      from `adversarial_start_step`
+               + adversarial (hinge or LSGAN) + feature matching, from `adversarial_start_step`,
+                 against the multi-scale STFT and multi-period discriminators
                -> combined by the gradient balancer (shares of the gradient at y)
                + commitment loss (straight to the encoder, not balanced)
-    discriminator: hinge on D(x) and D(y), from `adversarial_start_step` (one discriminator pass;
+    discriminator: hinge / LSGAN on D(x) and D(y), from `adversarial_start_step` (one discriminator pass;
                    the trainer sends each part's loss into that part's parameters only)
 
-Parts: "model" = `CodecModel` (exported), "discriminator" = `Critic` (the multi-scale STFT
-discriminator plus the balancer's running gradient norms, saved in trainer checkpoints so a
+Parts: "model" = `CodecModel` (exported), "discriminator" = `Critic` (the discriminators plus the balancer's running gradient norms, saved in trainer checkpoints so a
 resumed run continues bit-identically).
 """
 
@@ -28,12 +28,12 @@ from torch.utils.data import Dataset
 
 from audiolm.models.codec.config import CodecConfig
 from audiolm.training.codec.balancer import Balancer
-from audiolm.training.codec.discriminator import MultiScaleSTFTDiscriminator
+from audiolm.training.codec.discriminator import MultiPeriodDiscriminator, MultiScaleSTFTDiscriminator
 from audiolm.training.codec.losses import (
     MultiScaleMel,
-    discriminator_hinge_loss,
+    discriminator_adversarial_loss,
     feature_matching_loss,
-    generator_hinge_loss,
+    generator_adversarial_loss,
     multiscale_mel_loss,
     waveform_l1_loss,
 )
@@ -55,20 +55,33 @@ class AudioCropDataset(AudioCrops):
 
 
 class Critic(nn.Module):
-    """The "discriminator" part: the multi-scale STFT discriminator and the balancer state."""
+    """The "discriminator" part: the multi-scale STFT and multi-period discriminators (either
+    may be switched off) and the balancer state."""
 
     def __init__(self, config: CodecConfig):
         super().__init__()
         cfg = config.training
-        self.discriminator = MultiScaleSTFTDiscriminator(cfg.discriminator_n_ffts, cfg.discriminator_filters)
+        self.discriminator = (MultiScaleSTFTDiscriminator(cfg.discriminator_n_ffts, cfg.discriminator_filters)
+                              if cfg.discriminator_n_ffts else None)
+        self.period_discriminator = (
+            MultiPeriodDiscriminator(cfg.discriminator_periods, cfg.period_discriminator_filters)
+            if cfg.discriminator_periods else None
+        )
         self.balancer = Balancer(
             {"l1": cfg.weight_l1, "mel": cfg.weight_mel, "adversarial": cfg.weight_adversarial,
              "feature_matching": cfg.weight_feature_matching},
             ema_decay=cfg.balancer_ema_decay,
         )
 
-    def forward(self, wav: torch.Tensor):
-        return self.discriminator(wav)
+    def forward(self, wav: torch.Tensor) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
+        """wav [B, 1, N] -> (logits, feature maps), one entry per sub-discriminator of each."""
+        logits, features = [], []
+        for disc in (self.discriminator, self.period_discriminator):
+            if disc is not None:
+                more_logits, more_features = disc(wav)
+                logits += more_logits
+                features += more_features
+        return logits, features
 
 
 def _unwrap(module: nn.Module) -> nn.Module:
@@ -151,11 +164,11 @@ class CodecTask(Task):
             logits, features = critic(torch.cat([wav, y], dim=0))
             real_logits = [l[:batch_size] for l in logits]
             fake_logits = [l[batch_size:] for l in logits]
-            losses["adversarial"] = generator_hinge_loss(fake_logits)
+            losses["adversarial"] = generator_adversarial_loss(cfg.adversarial_loss, fake_logits)
             losses["feature_matching"] = feature_matching_loss(
                 [[f[:batch_size] for f in fs] for fs in features], [[f[batch_size:] for f in fs] for fs in features]
             )
-            disc_loss = discriminator_hinge_loss(real_logits, fake_logits)
+            disc_loss = discriminator_adversarial_loss(cfg.adversarial_loss, real_logits, fake_logits)
         metrics = {name: float(loss.detach()) for name, loss in losses.items()}
         if cfg.balancer:
             generator_loss, norms = _unwrap(critic).balancer.balance(losses, y)

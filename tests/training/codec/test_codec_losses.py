@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from audiolm.training.codec.balancer import Balancer
-from audiolm.training.codec.discriminator import MultiScaleSTFTDiscriminator
+from audiolm.training.codec.discriminator import MultiPeriodDiscriminator, MultiScaleSTFTDiscriminator
 from audiolm.training.codec.losses import (
+    discriminator_lsgan_loss,
+    generator_lsgan_loss,
     MultiScaleMel,
     discriminator_hinge_loss,
     feature_matching_loss,
@@ -57,6 +59,27 @@ def test_discriminator_outputs_logits_and_features_per_scale():
     assert len(logits) == len(features) == 2
     assert all(l.shape[:2] == (2, 1) for l in logits)
     assert all(len(f) == 5 for f in features)  # first conv, 3 dilated convs, last conv
+
+
+def test_multi_period_discriminator_folds_by_period():
+    disc = MultiPeriodDiscriminator(periods=(2, 3, 5), filters=2)
+    wav = torch.randn(2, 1, 4801)  # not a multiple of any period: padded
+    logits, features = disc(wav)
+    assert len(logits) == len(features) == 3
+    for period, logit, feature in zip((2, 3, 5), logits, features):
+        assert logit.shape[:2] == (2, 1) and logit.shape[-1] == period  # one column per phase
+        assert len(feature) == 5 and feature[0].shape[1] == 2 and feature[-1].shape[1] == 64
+    # one changed sample moves the logits
+    wav2 = wav.clone()
+    wav2[..., 100] += 1
+    assert not torch.equal(disc(wav2)[0][0], logits[0])
+
+
+def test_lsgan_losses():
+    real, fake = [torch.ones(2, 1, 3)], [torch.zeros(2, 1, 3)]
+    assert float(discriminator_lsgan_loss(real, fake)) == 0.0  # perfect discriminator
+    assert float(generator_lsgan_loss(fake)) == 1.0
+    assert float(generator_lsgan_loss(real)) == 0.0
 
 
 def test_balancer_gives_each_loss_its_share_of_the_gradient():

@@ -91,3 +91,28 @@ def test_resume_after_stop_is_bit_identical(tiny_corpus, tmp_path):
     a = Codec.from_pretrained(tmp_path / "straight").model.state_dict()
     b = Codec.from_pretrained(tmp_path / "resumed").model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("loss", ["hinge", "lsgan"])
+def test_a_few_adversarial_steps_lower_the_discriminator_loss(tiny_corpus, loss):
+    """Both discriminators (multi-scale STFT + multi-period) learn to tell the corpus from a
+    fixed untrained codec's output within a few steps."""
+    torch.manual_seed(0)
+    config = CodecConfig.tiny().with_training(adversarial_start_step=0, adversarial_loss=loss)
+    task = CodecTask.from_corpus(config, tiny_corpus)
+    parts = task.parts()
+    dataset = task.train_dataset()
+    batch = task.collate([dataset[ItemKey(i, i)] for i in range(4)])
+    logits, _ = parts["discriminator"](batch)
+    assert len(logits) == len(config.training.discriminator_n_ffts) + len(config.training.discriminator_periods)
+    params = list(parts["discriminator"].parameters())
+    optimizer = torch.optim.Adam(params, lr=2e-3, betas=(0.5, 0.9))
+    losses = []
+    for step in range(12):
+        out = task.training_step(parts, batch, step)
+        optimizer.zero_grad()
+        out.losses["discriminator"].backward(inputs=params)
+        optimizer.step()
+        losses.append(float(out.losses["discriminator"].detach()))
+        assert {"adversarial", "feature_matching", "discriminator"} <= set(out.metrics)
+    assert np.mean(losses[-3:]) < losses[0] - 0.1

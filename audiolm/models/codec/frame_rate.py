@@ -1,0 +1,158 @@
+"""Frame-rate encoder and decoder: ConvNeXt blocks at 75 Hz with an STFT front and an iSTFT head.
+
+The SEANet encoder/decoder (model.py) convolves at every sample rate between 24 kHz and 75 Hz;
+these networks do all their work at the frame rate, which is why they are cheap on a CPU
+(Vocos, Siuzdak 2023; WavTokenizer, Ji et al. 2024):
+
+    STFTEncoder:  wav [B, 1, N] --STFT(n_fft, hop), causal frames--> log|X| [B, F, T]
+                  --ConvNeXt backbone--> z [B, D, T]                       (T = ceil(N / hop))
+    ISTFTDecoder: z_q [B, D, T] --ConvNeXt backbone--> [B, C, T]
+                  --linear--> log-magnitude, angle [B, F, T] each
+                  --mag * (cos + i sin), inverse STFT, "same" padding--> wav [B, 1, T * hop]
+
+Causality and latency (`ISTFTDecoder.lookahead_samples`): with `causal=True` every convolution
+pads on the left only, so the backbone's frame t sees latent frames <= t. The iSTFT then
+overlap-adds frame t's window (n_fft samples) over output samples
+[t*hop - pad, t*hop - pad + n_fft) with pad = (n_fft - hop) / 2, so an output sample needs
+frames up to pad / hop frames ahead: output up to sample t*hop - pad is final once latent
+frame t has arrived. n_fft = 4 * hop (the default) gives a lookahead of 480 samples (20 ms at
+24 kHz, 1.5 frames); n_fft = 2 * hop gives 160 samples. With `causal=False` the depthwise
+convolutions are centred and each block adds (kernel_size - 1) / 2 frames more.
+The encoder's frame t covers samples [t*hop - (n_fft - hop), (t + 1)*hop): it is causal.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ConvNeXtBlock(nn.Module):
+    """Depthwise conv (time) -> LayerNorm -> pointwise MLP -> layer scale, residual (Vocos)."""
+
+    def __init__(self, dim: int, intermediate: int, kernel_size: int, causal: bool, layer_scale: float):
+        super().__init__()
+        self.left = kernel_size - 1 if causal else (kernel_size - 1) // 2
+        self.right = kernel_size - 1 - self.left
+        self.dwconv = nn.Conv1d(dim, dim, kernel_size, groups=dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.pwconv1 = nn.Linear(dim, intermediate)
+        self.pwconv2 = nn.Linear(intermediate, dim)
+        self.gamma = nn.Parameter(torch.full((dim,), layer_scale))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, C, T] -> [B, C, T]."""
+        y = self.dwconv(F.pad(x, (self.left, self.right)))
+        y = self.norm(y.transpose(1, 2))  # [B, T, C]
+        y = self.pwconv2(F.gelu(self.pwconv1(y)))
+        return x + (self.gamma * y).transpose(1, 2)
+
+
+class ConvNeXtBackbone(nn.Module):
+    """in_channels -> embedding conv -> LayerNorm -> `layers` ConvNeXt blocks -> LayerNorm."""
+
+    def __init__(self, in_channels: int, dim: int, intermediate: int, layers: int, kernel_size: int,
+                 causal: bool):
+        super().__init__()
+        self.left = kernel_size - 1 if causal else (kernel_size - 1) // 2
+        self.right = kernel_size - 1 - self.left
+        self.embed = nn.Conv1d(in_channels, dim, kernel_size)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.blocks = nn.ModuleList(
+            ConvNeXtBlock(dim, intermediate, kernel_size, causal, 1.0 / max(layers, 1)) for _ in range(layers)
+        )
+        self.final_norm = nn.LayerNorm(dim, eps=1e-6)
+
+    @property
+    def lookahead_frames(self) -> int:
+        return self.right * (1 + len(self.blocks))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, in_channels, T] -> [B, dim, T]."""
+        x = self.embed(F.pad(x, (self.left, self.right)))
+        x = self.norm(x.transpose(1, 2)).transpose(1, 2)
+        for block in self.blocks:
+            x = block(x)
+        return self.final_norm(x.transpose(1, 2)).transpose(1, 2)
+
+
+class ISTFTHead(nn.Module):
+    """[B, C, T] -> waveform [B, 1, T * hop]: log-magnitude and angle per bin, inverse STFT.
+
+    "same" padding: frames overlap-add into (T - 1) * hop + n_fft samples, divided by the
+    summed squared window, and (n_fft - hop) / 2 samples are cut from each end, so T frames
+    give exactly T * hop samples and frame t is centred on samples [t*hop, (t+1)*hop).
+    (torch.istft's center=False mode refuses windows whose sum vanishes at the edges, which
+    this cut makes harmless, so the overlap-add is written out with `F.fold`.)
+    """
+
+    def __init__(self, dim: int, n_fft: int, hop_length: int, max_log_magnitude: float = 4.6):
+        super().__init__()
+        if (n_fft - hop_length) % 2 or n_fft < hop_length:
+            raise ValueError(f"n_fft - hop_length must be even and >= 0, got n_fft {n_fft}, hop {hop_length}")
+        self.n_fft, self.hop_length = n_fft, hop_length
+        self.pad = (n_fft - hop_length) // 2
+        self.max_log_magnitude = max_log_magnitude  # exp(4.6) ~ 100, Vocos' clip
+        self.out = nn.Linear(dim, n_fft + 2)  # (n_fft / 2 + 1) log-magnitudes + as many angles
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+
+    def spectrum(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, C, T] -> complex STFT [B, n_fft / 2 + 1, T]."""
+        log_magnitude, angle = self.out(x.transpose(1, 2)).transpose(1, 2).float().chunk(2, dim=1)
+        magnitude = torch.exp(log_magnitude.clamp(max=self.max_log_magnitude))
+        return torch.complex(magnitude * torch.cos(angle), magnitude * torch.sin(angle))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        spec = self.spectrum(x)
+        frames = spec.shape[-1]
+        window = self.window.to(spec.real.dtype)
+        segments = torch.fft.irfft(spec, n=self.n_fft, dim=1, norm="backward") * window[None, :, None]
+        length = (frames - 1) * self.hop_length + self.n_fft
+        audio = F.fold(segments, (1, length), (1, self.n_fft), stride=(1, self.hop_length))[:, 0, 0]
+        envelope = F.fold(window.square()[None, :, None].expand(1, -1, frames), (1, length),
+                          (1, self.n_fft), stride=(1, self.hop_length))[0, 0, 0]
+        audio = audio[:, self.pad: length - self.pad] / envelope[self.pad: length - self.pad].clamp(min=1e-11)
+        return audio[:, None]  # [B, 1, T * hop]
+
+
+class ISTFTDecoder(nn.Module):
+    """Quantized latent z_q [B, D, T] at the frame rate -> waveform [B, 1, T * hop]."""
+
+    def __init__(self, latent_dim: int, dim: int, intermediate: int, layers: int, kernel_size: int,
+                 causal: bool, n_fft: int, hop_length: int):
+        super().__init__()
+        self.backbone = ConvNeXtBackbone(latent_dim, dim, intermediate, layers, kernel_size, causal)
+        self.head = ISTFTHead(dim, n_fft, hop_length)
+
+    @property
+    def lookahead_samples(self) -> int:
+        """Samples of future output needed beyond the latest frame's hop (see module docstring):
+        output sample s is final once latent frame floor((s + pad) / hop) + the backbone's
+        lookahead frames have arrived."""
+        return self.head.pad + self.backbone.lookahead_frames * self.head.hop_length
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(z))
+
+
+class STFTEncoder(nn.Module):
+    """Waveform [B, 1, N] -> latent [B, D, ceil(N / hop)] from causal STFT log-magnitudes."""
+
+    def __init__(self, latent_dim: int, dim: int, intermediate: int, layers: int, kernel_size: int,
+                 causal: bool, n_fft: int, hop_length: int):
+        super().__init__()
+        self.n_fft, self.hop_length = n_fft, hop_length
+        self.backbone = ConvNeXtBackbone(n_fft // 2 + 1, dim, intermediate, layers, kernel_size, causal)
+        self.project = nn.Conv1d(dim, latent_dim, 1)
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        length = wav.shape[-1]
+        frames = -(-length // self.hop_length)
+        # left context n_fft - hop, right-pad to whole frames: frame t ends at sample (t+1)*hop
+        x = F.pad(wav[:, 0].float(), (self.n_fft - self.hop_length, frames * self.hop_length - length))
+        spec = torch.stft(x, self.n_fft, self.hop_length, window=self.window, center=False,
+                          return_complex=True)  # [B, F, frames]
+        features = torch.log(spec.abs().clamp(min=1e-5))
+        return self.project(self.backbone(features))

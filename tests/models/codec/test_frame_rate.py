@@ -1,0 +1,146 @@
+"""The frame-rate STFT encoder / iSTFT decoder: shapes, inverse STFT, causality and latency;
+the SEANet default still loads the shipped checkpoint."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from audiolm.core.config import load_config_file
+from audiolm.models.codec.codec import Codec, default_codec_dir
+from audiolm.models.codec.config import CodecConfig
+from audiolm.models.codec.frame_rate import ISTFTDecoder, ISTFTHead, STFTEncoder
+from audiolm.models.codec.model import CodecModel, to_hf_config
+
+HOP = 320
+
+
+def _frame_config(**changes) -> CodecConfig:
+    base = dict(encoder="stft", decoder="istft", frame_dim=16, frame_intermediate=32, encoder_layers=2,
+                decoder_layers=2, num_filters=4, hidden_size=16, num_lstm_layers=1, kmeans_iters=2, input_gain=1.0)
+    return CodecConfig(**(base | changes))
+
+
+def test_istft_head_inverts_a_known_spectrum():
+    """Log-magnitude/angle of a signal's own STFT come back as the signal (away from the ends)."""
+    n_fft, frames = 1280, 40
+    head = ISTFTHead(dim=4, n_fft=n_fft, hop_length=HOP)
+    signal = torch.randn(1, frames * HOP)
+    pad = (n_fft - HOP) // 2
+    spec = torch.stft(torch.nn.functional.pad(signal, (pad, pad)), n_fft, HOP, window=head.window, center=False,
+                      return_complex=True)  # frame t centred on [t*hop, (t+1)*hop)
+    assert spec.shape[-1] == frames
+
+    def fake_spectrum(x):
+        return spec
+
+    head.spectrum = fake_spectrum  # bypass the linear layer: test the overlap-add alone
+    out = head(torch.zeros(1, 4, frames))
+    assert out.shape == (1, 1, frames * HOP)
+    assert torch.allclose(out[0, 0], signal[0], atol=1e-4)
+
+
+@pytest.mark.parametrize("n_fft", [640, 1280])
+def test_decoder_shapes_and_causal_latency(n_fft):
+    torch.manual_seed(0)
+    decoder = ISTFTDecoder(latent_dim=8, dim=16, intermediate=32, layers=3, kernel_size=7, causal=True,
+                           n_fft=n_fft, hop_length=HOP).eval()
+    assert decoder.lookahead_samples == (n_fft - HOP) // 2  # causal convs: only the iSTFT looks ahead
+    frames, changed = 30, 12
+    z = torch.randn(1, 8, frames)
+    with torch.no_grad():
+        base = decoder(z)
+        z2 = z.clone()
+        z2[..., changed] += 1.0
+        moved = decoder(z2)
+    assert base.shape == (1, 1, frames * HOP)
+    diff = (moved - base).abs()[0, 0]
+    # frame t first touches output sample t*hop - pad: everything before is final without it
+    boundary = changed * HOP - decoder.lookahead_samples
+    assert diff[:boundary].max() == 0 and diff[boundary: boundary + HOP].max() > 1e-6
+
+
+def test_noncausal_decoder_looks_further_ahead():
+    torch.manual_seed(0)
+    decoder = ISTFTDecoder(8, 16, 32, layers=2, kernel_size=7, causal=False, n_fft=1280, hop_length=HOP).eval()
+    assert decoder.lookahead_samples == 480 + 3 * 3 * HOP  # embed conv + 2 blocks, 3 frames each
+    z = torch.randn(1, 8, 40)
+    z2 = z.clone()
+    z2[..., 20] += 1.0
+    with torch.no_grad():
+        diff = (decoder(z2) - decoder(z)).abs()[0, 0]
+    boundary = 20 * HOP - decoder.lookahead_samples
+    assert diff[:boundary].max() == 0 and diff[boundary: boundary + HOP].max() > 1e-6
+
+
+def test_stft_encoder_is_causal():
+    torch.manual_seed(0)
+    encoder = STFTEncoder(8, 16, 32, layers=2, kernel_size=7, causal=True, n_fft=1280, hop_length=HOP).eval()
+    wav = torch.randn(1, 1, 20 * HOP - 100)  # not a whole number of frames
+    with torch.no_grad():
+        z = encoder(wav)
+        wav2 = wav.clone()
+        wav2[..., 10 * HOP + 5] += 1.0  # a sample inside frame 10's hop
+        z2 = encoder(wav2)
+    assert z.shape == (1, 8, 20)
+    changed = ((z2 - z).abs().amax(dim=1) > 1e-6)[0]
+    assert not changed[:10].any() and changed[10]
+
+
+def test_frame_rate_codec_round_trip_save_and_load(tmp_path):
+    torch.manual_seed(0)
+    model = CodecModel(_frame_config())
+    for layer in model.quantizer.layers:
+        layer.inited.fill_(True)  # skip k-means: random codebooks are fine here
+    codec = Codec(model)
+    wav = 0.1 * torch.randn(2, 1, 24000 + 17)
+    codes = codec.encode(wav, 24000, kbps=6)
+    assert codes.shape == (2, 8, 76)
+    audio = codec.decode(codes)
+    assert audio.shape == (2, 1, 76 * HOP) and torch.isfinite(audio).all()
+    codec.save(tmp_path / "c")
+    again = Codec.from_pretrained(tmp_path / "c")
+    assert again.config.decoder == "istft" and again.config.encoder == "stft"
+    assert torch.equal(again.decode(codes), audio)
+    # a training pass reaches every parameter of both frame-rate networks
+    out = model(wav, 4)
+    (out.audio.square().mean() + out.commitment_loss).backward()
+    assert all(p.grad is not None for p in model.encoder.parameters())
+    assert all(p.grad is not None for p in model.decoder.parameters())
+
+
+def test_bad_architecture_names_are_refused():
+    with pytest.raises(ValueError, match="decoder"):
+        CodecConfig(decoder="vocos")
+    with pytest.raises(ValueError, match="encoder"):
+        CodecConfig(encoder="mel")
+    with pytest.raises(ValueError, match="n_fft"):
+        CodecConfig(n_fft=321)
+
+
+def test_shipped_seanet_codec_loads_and_decodes_as_transformers_does():
+    """The default architecture is still transformers' SEANet: the shipped checkpoint loads into
+    it strictly and decodes exactly as `EncodecDecoder` with the same weights."""
+    from transformers.models.encodec.modeling_encodec import EncodecDecoder, EncodecEncoder  # start-up time
+
+    if not (default_codec_dir() / "config.json").is_file():
+        pytest.skip("no shipped codec in this checkout")
+    codec = Codec.from_pretrained()
+    assert codec.config.encoder == codec.config.decoder == "seanet"
+    assert isinstance(codec.model.encoder, EncodecEncoder) and isinstance(codec.model.decoder, EncodecDecoder)
+    reference = EncodecDecoder(to_hf_config(codec.config)).eval()
+    reference.load_state_dict(codec.model.decoder.state_dict())
+    torch.manual_seed(0)
+    codes = codec.encode(0.1 * torch.randn(1, 1, 4800), 24000, kbps=6)
+    with torch.no_grad():
+        expected = reference(codec.model.quantizer.decode(codes)) / codec.config.input_gain
+    assert torch.allclose(codec.decode(codes), expected, atol=1e-6)
+
+
+def test_istft_recipe_config_builds_the_frame_rate_codec():
+    path = default_codec_dir().parents[1] / "tokenizers" / "codec_istft_config.json"
+    config = load_config_file(CodecConfig, path)
+    assert (config.encoder, config.decoder) == ("stft", "istft")
+    assert config.training.discriminator_periods and config.training.discriminator_n_ffts
+    model = CodecModel(config)
+    assert model.decoder.lookahead_samples == 480  # causal ConvNeXt + the iSTFT's half window
