@@ -45,8 +45,8 @@ def _run_codec(args: argparse.Namespace) -> int:
     from audiolm.training.trainer import resolve_model_config, train_from_args  # lazy: keeps `audiolm --help` fast
 
     config = resolve_model_config(args, CodecConfig, CodecConfig())
-    seed = args.seed if args.seed is not None else 0
-    train_from_args(lambda: CodecTask.from_corpus(config, args.data, seed=seed), args, _codec_train_defaults())
+    # train_from_args leaves the run's seed (--seed, or run.json's on --resume) in args.seed
+    train_from_args(lambda: CodecTask.from_corpus(config, args.data, seed=args.seed), args, _codec_train_defaults())
     return 0
 
 
@@ -160,15 +160,15 @@ def _run_stage(args: argparse.Namespace, stage: str) -> int:
     if args.resume:
         # the run's own (completed) config; a --config given too must complete to the same one
         config = resolve_model_config(argparse.Namespace(resume=True, out=args.out, config=None), StageConfig, None)
-        task = StageTask(config, args.tokens, args.kind)
         if user_config is not None:
             from audiolm.training.data.shards import read_token_index  # lazy: keeps `audiolm --help` fast
 
             if complete_stage_config(user_config, read_token_index(args.tokens)) != config:
                 raise ConfigError(f"{args.config}: differs from the model config of the run in {args.out}")
     else:
-        task = StageTask(user_config or StageConfig(stage=stage), args.tokens, args.kind)
-    train_from_args(task, args, stage_train_defaults())
+        config = user_config or StageConfig(stage=stage)
+    # a factory: the trainer seeds torch (--seed) before the task builds its Transformer
+    train_from_args(lambda: StageTask(config, args.tokens, args.kind), args, stage_train_defaults())
     return 0
 
 
