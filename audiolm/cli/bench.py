@@ -383,6 +383,7 @@ def _setup_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="items per process per step (default 8)")
     parser.add_argument("--steps", type=int, default=24, help="steps per run (default 24)")
     parser.add_argument("--threads", type=int, default=1, help="threads per process (default 1)")
+    parser.add_argument("--repeats", type=int, default=1, help="rounds over the cases, interleaved; the fastest counts")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
@@ -393,9 +394,10 @@ def _run_train(args: argparse.Namespace) -> int:
         processes = tuple(int(p) for p in args.processes.split(","))
     except ValueError:
         raise UsageError(f"--processes: comma-separated integers, got {args.processes!r}") from None
-    if not processes or min(processes) < 1 or min(args.batch_size, args.steps, args.threads) < 1:
-        raise UsageError("--processes, --batch-size, --steps and --threads must be >= 1")
-    report = bench_train(args.stage, args.tokens, args.config, processes, args.batch_size, args.steps, args.threads)
+    if not processes or min(processes) < 1 or min(args.batch_size, args.steps, args.threads, args.repeats) < 1:
+        raise UsageError("--processes, --batch-size, --steps, --threads and --repeats must be >= 1")
+    report = bench_train(args.stage, args.tokens, args.config, processes, args.batch_size, args.steps, args.threads,
+                         repeats=args.repeats)
     if args.json:
         print_json(report)
     else:
