@@ -1,10 +1,12 @@
-"""`audiolm bench {codec,semantic,decode,fine,continue,compare,wavenet}`: speed (--json: one JSON object).
+"""`audiolm bench {codec,semantic,decode,fine,continue,compare,wavenet,train,gpu}`: speed (--json: one JSON object).
 
     audiolm bench codec [--codec DIR | --random] [--device cpu|cuda|all] [--threads N] [--json]
     audiolm bench continue [--pipeline P] [--json] [--device cpu|cuda] [--batches 1,8] [--seconds S]
                                                                      (audiolm/evaluation/bench_continue.py)
     audiolm bench compare --data CORPUS [--pipeline P] [--wavenet CKPT] [--vocoder CKPT] [--n N] [--json]
                                                                      (audiolm/evaluation/compare.py)
+    audiolm bench train [--stage coarse] [--processes 1,2] [--json] (audiolm/evaluation/bench_train.py)
+    audiolm bench gpu [--json]                                       (audiolm/evaluation/gpu_check.py)
 
 Only cheap modules are imported at module level; torch and the models load inside the run
 functions (start-up time: `audiolm --help` imports every command module).
@@ -379,6 +381,52 @@ def _run_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _setup_train(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stage", choices=["semantic", "coarse", "fine"], default="coarse")
+    parser.add_argument("--tokens", metavar="DIR", help="token directory (default: random tokens, shipped sizes)")
+    parser.add_argument("--config", help="stage config JSON (default: the stage's defaults)")
+    parser.add_argument("--processes", default="1,2", help="comma-separated process counts, first = baseline (default 1,2)")
+    parser.add_argument("--batch-size", type=int, default=8, help="items per process per step (default 8)")
+    parser.add_argument("--steps", type=int, default=24, help="steps per run (default 24)")
+    parser.add_argument("--threads", type=int, default=1, help="threads per process (default 1)")
+    parser.add_argument("--repeats", type=int, default=1, help="rounds over the cases, interleaved; the fastest counts")
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from audiolm.evaluation.bench_train import bench_train, format_table  # lazy: keeps `audiolm --help` fast
+
+    try:
+        processes = tuple(int(p) for p in args.processes.split(","))
+    except ValueError:
+        raise UsageError(f"--processes: comma-separated integers, got {args.processes!r}") from None
+    if not processes or min(processes) < 1 or min(args.batch_size, args.steps, args.threads, args.repeats) < 1:
+        raise UsageError("--processes, --batch-size, --steps, --threads and --repeats must be >= 1")
+    report = bench_train(args.stage, args.tokens, args.config, processes, args.batch_size, args.steps, args.threads,
+                         repeats=args.repeats)
+    if args.json:
+        print_json(report)
+    else:
+        print(format_table(report))
+    return 0
+
+
+def _setup_gpu(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser.add_argument("--budget", type=float, default=None, help="seconds for the whole check (default 480)")
+
+
+def _run_gpu(args: argparse.Namespace) -> int:
+    from audiolm.evaluation.gpu_check import BUDGET_S, format_report, run_gpu_check  # lazy: keeps `audiolm --help` fast
+
+    report = run_gpu_check(args.budget or BUDGET_S)
+    if args.json:
+        print_json(report)
+    else:
+        print(format_report(report))
+    return 0 if report["ok"] else 1
+
+
 def register(cli) -> None:
     cli.add("bench semantic", "semantic tokenizing speed (x real time)", _setup_semantic, _run_semantic)
     cli.add("bench wavenet", "WaveNet generation speed: fast (ring buffers) vs naive, batch 1 and 16",
@@ -404,3 +452,7 @@ def register(cli) -> None:
     )
     cli.add("bench codec", "codec encode / decode speed as multiples of real time (CPU, and GPU if present)",
             _setup_codec, _run_codec)
+    cli.add("bench train", "LM-stage training samples/s on 1 process and on N DDP CPU processes, side by side",
+            _setup_train, _run_train)
+    cli.add("bench gpu", "every CUDA-only test and the GPU benches (decode, continue, wavenet) in one run, "
+            "under 8 minutes", _setup_gpu, _run_gpu)

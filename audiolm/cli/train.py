@@ -52,15 +52,15 @@ def _run_codec(args: argparse.Namespace) -> int:
     if args.cpu_seconds is not None and not args.cpu_seconds > 0:
         raise UsageError(f"--cpu-seconds must be > 0, got {args.cpu_seconds:g}")
     config = resolve_model_config(args, CodecConfig, CodecConfig())
-    seed = args.seed if args.seed is not None else 0
     if args.cpu_seconds is None:
-        train_from_args(lambda: CodecTask.from_corpus(config, args.data, seed=seed), args, _codec_train_defaults())
+        # train_from_args leaves the run's seed (--seed, or run.json's on --resume) in args.seed
+        train_from_args(lambda: CodecTask.from_corpus(config, args.data, seed=args.seed), args, _codec_train_defaults())
     else:
-        _train_codec_cpu_budget(CodecTask.from_corpus(config, args.data, seed=seed), args)
+        _train_codec_cpu_budget(lambda seed: CodecTask.from_corpus(config, args.data, seed=seed), args)
     return 0
 
 
-def _train_codec_cpu_budget(task, args: argparse.Namespace) -> None:
+def _train_codec_cpu_budget(make_task, args: argparse.Namespace) -> None:
     """Train in legs of --save-every steps until --steps or --cpu-seconds of process CPU time.
 
     The shared Trainer stops only at a step count, so the budget is checked between legs
@@ -71,8 +71,8 @@ def _train_codec_cpu_budget(task, args: argparse.Namespace) -> None:
 
     start = time.process_time()
     config = train_config_from_args(args, _codec_train_defaults())
-    torch.manual_seed(config.seed)
-    trainer = Trainer(task, config, args.out, resume=args.resume)
+    torch.manual_seed(config.seed)  # before the task builds its model: --seed sets the initial weights
+    trainer = Trainer(make_task(config.seed), config, args.out, resume=args.resume)
     out = None
     while trainer.step < config.steps:
         out = trainer.fit(stop_after=min(trainer.step + config.save_every, config.steps))
@@ -195,15 +195,15 @@ def _run_stage(args: argparse.Namespace, stage: str) -> int:
     if args.resume:
         # the run's own (completed) config; a --config given too must complete to the same one
         config = resolve_model_config(argparse.Namespace(resume=True, out=args.out, config=None), StageConfig, None)
-        task = StageTask(config, args.tokens, args.kind)
         if user_config is not None:
             from audiolm.training.data.shards import read_token_index  # lazy: keeps `audiolm --help` fast
 
             if complete_stage_config(user_config, read_token_index(args.tokens)) != config:
                 raise ConfigError(f"{args.config}: differs from the model config of the run in {args.out}")
     else:
-        task = StageTask(user_config or StageConfig(stage=stage), args.tokens, args.kind)
-    train_from_args(task, args, stage_train_defaults())
+        config = user_config or StageConfig(stage=stage)
+    # a factory: the trainer seeds torch (--seed) before the task builds its Transformer
+    train_from_args(lambda: StageTask(config, args.tokens, args.kind), args, stage_train_defaults())
     return 0
 
 

@@ -1,11 +1,17 @@
 """The one Trainer every model uses: codec, SSL encoder, LM stages, WaveNet.
 
 A `Task` (task.py) supplies data, the trainable parts and batch -> loss; this file owns the
-rest, on accelerate: mixed precision (bf16/fp16 on GPU), gradient accumulation, DDP/FSDP and
-multi-node through `accelerate launch`, AdamW with warmup + cosine decay per part, gradient
-clipping, validation every N steps, checkpoints every N steps (keep the last K), a progress bar
-and a JSON-lines log — and resume after a kill with the same weights, optimizer state, RNG and
-data order, so a resumed run ends bit-identical to an uninterrupted one.
+rest, on accelerate: mixed precision (precision.py: bf16 autocast, fp16 with one GradScaler
+step per optimizer), gradient accumulation, DDP/FSDP and multi-node through `accelerate launch`
+or `torchrun`, AdamW with warmup + cosine decay per part, gradient clipping, validation every N
+steps, checkpoints every N steps (keep the last K), a progress bar, a JSON-lines log (plus
+TensorBoard / W&B through accelerate's trackers) — and resume after a kill with the same
+weights, optimizer state, RNG and data order, so a resumed run ends bit-identical to an
+uninterrupted one.
+
+Under DDP every process draws its own disjoint share of each global batch (`item_keys_for_batch`),
+gradients are averaged across processes, and only process 0 validates and writes (checkpoints,
+logs, the exported model). Each process keeps its own RNG stream (dropout), all saved by process 0.
 
 Run directory:
 
@@ -14,6 +20,7 @@ Run directory:
     RUN/checkpoints/step-00000200/     a checkpoint dir + optimizer / scheduler / RNG state
     RUN/checkpoints/LATEST             name of the newest complete step checkpoint
     RUN/model/                         the exported model (config.json + model.safetensors)
+    RUN/trackers/KIND/                 TensorBoard event files (--log-with tensorboard)
 """
 
 from __future__ import annotations
@@ -21,7 +28,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -44,7 +53,9 @@ from audiolm.core.checkpoint import (
 )
 from audiolm.core.config import config_from_dict, config_to_dict, load_config_file
 from audiolm.core.errors import AudiolmError, ConfigError
+from audiolm.training.precision import resolve_precision
 from audiolm.training.task import ItemKey, Task
+from audiolm.training.trackers import TRACKERS, check_tracker_installed, scalars_for_trackers
 from tqdm.auto import tqdm
 
 
@@ -59,7 +70,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio at the last step
     grad_clip: float = 1.0  # 0 disables clipping
     grad_accum: int = 1
-    mixed_precision: str = "auto"  # "auto" = bf16 on a GPU that has it, else fp32
+    mixed_precision: str = "auto"  # "auto" = bf16 on a GPU that has it, else fp32 (precision.py)
     valid_every: int = 200
     valid_batches: int = 10
     save_every: int = 200
@@ -68,6 +79,7 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 0
     device: str = "auto"  # "auto" | "cpu" | "cuda"
+    log_with: str = "none"  # a tracker beside log.jsonl: "none" | "tensorboard" | "wandb"
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "grad_accum", "valid_every", "save_every", "keep_last", "log_every"):
@@ -77,6 +89,8 @@ class TrainConfig:
             raise ValueError(f"mixed_precision must be auto, no, bf16 or fp16, got {self.mixed_precision!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.log_with not in TRACKERS:
+            raise ValueError(f"log_with must be one of {', '.join(TRACKERS)}, got {self.log_with!r}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,19 +168,31 @@ class Trainer:
         progress: bool = True,
     ) -> None:
         from accelerate import Accelerator  # lazy: accelerate takes seconds to import
+        from accelerate.state import AcceleratorState  # lazy: accelerate takes seconds to import
+        from accelerate.utils import ProjectConfiguration  # lazy: accelerate takes seconds to import
 
+        refuse_single_process_cpu_launch()
         self.task, self.config, self.out_dir = task, config, Path(out_dir)
         self.progress = progress
-        self._check_out_dir(resume)
         use_cpu = config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available())
         if config.device == "cuda" and not torch.cuda.is_available():
             raise AudiolmError("--device cuda was asked for, but no CUDA GPU is available")
-        precision = config.mixed_precision
-        if precision == "auto":
-            precision = "bf16" if not use_cpu and torch.cuda.is_bf16_supported() else "no"
-        if use_cpu and precision != "no":
-            precision = "no"  # autocast on CPU is slower than fp32 for these models
-        self.accelerator = Accelerator(cpu=use_cpu, mixed_precision=precision)
+        self.precision = resolve_precision(config.mixed_precision, "cpu" if use_cpu else "cuda")
+        check_tracker_installed(config.log_with)
+        # accelerate keeps its settings in process-wide singletons; one process may build
+        # several Trainers (tests, notebooks) on other devices. The process group stays.
+        AcceleratorState._reset_state(reset_partial_state=not torch.distributed.is_initialized())
+        self.accelerator = Accelerator(
+            cpu=use_cpu,
+            mixed_precision="no",  # autocast and loss scaling are ours (precision.py)
+            log_with=None if config.log_with == "none" else [config.log_with],
+            project_config=ProjectConfiguration(project_dir=str(self.out_dir), logging_dir=str(self.out_dir / "trackers")),
+        )
+        self.scaler = self.precision.scaler()
+        self._check_out_dir(resume)  # on every process, before any process writes
+        self.accelerator.wait_for_everyone()
+        if self.precision.note and self.accelerator.is_main_process:
+            print(self.precision.note, file=sys.stderr)
 
         self.part_names = list(task.parts().keys())
         if "model" not in self.part_names:
@@ -185,10 +211,15 @@ class Trainer:
                 lambda s: cosine_with_warmup(s, config.steps, config.warmup_steps, config.min_lr_ratio),
             )
         self.params = {name: [p for p in m.parameters() if p.requires_grad] for name, m in self.parts.items()}
+        acc = self.accelerator
+        if acc.num_processes > 1 and acc.process_index > 0:
+            # DDP has copied process 0's initial weights everywhere; from here on each process
+            # draws its own random numbers (dropout masks), process 0 the single-process stream
+            torch.manual_seed(config.seed * 1_000_003 + acc.process_index)
         self.step = 0
         if resume:
             self._load_latest()
-        elif self.accelerator.is_main_process:
+        elif acc.is_main_process:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_json(
                 self.out_dir / "run.json",
@@ -198,6 +229,9 @@ class Trainer:
                     "train_config": config_to_dict(config),
                 },
             )
+        acc.wait_for_everyone()
+        if config.log_with != "none":
+            acc.init_trackers(task.kind, config=scalars_for_trackers(config_to_dict(config)))
 
     # -- set-up -------------------------------------------------------------------------------
 
@@ -307,54 +341,85 @@ class Trainer:
                 break
         if bar is not None:
             bar.close()
+        for tracker in acc.trackers:  # not acc.end_training(): that also ends the process group
+            tracker.finish()
         return self.export()
 
     def _train_step(self, batches: Iterator[Any]) -> tuple[dict[str, float], dict[str, float]]:
         cfg, acc = self.config, self.accelerator
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)
-        loss_sums: dict[str, float] = {}
-        metric_sums: dict[str, float] = {}
+        local_losses: dict[str, float] = {}  # this process's, averaged over micro-batches
+        metric_sums: dict[str, float] = {}  # this process's
         stepped = set()
         for micro in range(cfg.grad_accum):
             batch = _to_device(next(batches), acc.device)
             last = micro == cfg.grad_accum - 1
-            with _no_sync(acc, self.parts.values(), enabled=not last), acc.autocast():
+            with _no_sync(acc, self.parts.values(), enabled=not last), self.precision.autocast():
                 out = self.task.training_step(self.parts, batch, self.step)
             names = [n for n in self.part_names if n in out.losses]
             for i, name in enumerate(names):
                 loss = out.losses[name]
-                loss_sums[name] = loss_sums.get(name, 0.0) + float(loss.detach()) / cfg.grad_accum
-                if not loss.requires_grad or not math.isfinite(loss_sums[name]):
+                local_losses[name] = local_losses.get(name, 0.0) + float(loss.detach()) / cfg.grad_accum
+                if not loss.requires_grad:
                     continue
                 # each loss only feeds its own part's gradients (a generator loss computed
                 # through the discriminator leaves the discriminator's gradients alone)
-                acc.backward(
-                    loss / cfg.grad_accum,
-                    inputs=self.params[name],
-                    retain_graph=i < len(names) - 1,
-                )
+                loss = loss / cfg.grad_accum
+                if self.scaler is not None:
+                    loss = self.scaler.scale(loss)
+                loss.backward(inputs=self.params[name], retain_graph=i < len(names) - 1)
                 stepped.add(name)
             for k, v in out.metrics.items():
                 metric_sums[k] = metric_sums.get(k, 0.0) + float(v) / cfg.grad_accum
+        # One all-reduce per step, right after the gradients' (the processes are in step there):
+        # every process then takes the same decision to step a part or to skip a non-finite loss.
+        loss_sums = self._mean_over_processes(local_losses)
+        scaled_steps = 0
         for name in self.part_names:
             if name in stepped and math.isfinite(loss_sums.get(name, float("nan"))):
+                opt = self.optimizers[name]
+                if self.scaler is not None:
+                    self.scaler.unscale_(opt)  # exactly once per optimizer and step
                 if cfg.grad_clip > 0:
-                    norm = acc.clip_grad_norm_(self.params[name], cfg.grad_clip)
-                    metric_sums[f"grad_norm/{name}"] = float(norm)
-                self.optimizers[name].step()
+                    metric_sums[f"grad_norm/{name}"] = float(self._clip_gradients(name))
+                if self.scaler is not None:
+                    self.scaler.step(opt)  # skipped when this part's gradients hold inf/nan
+                    scaled_steps += 1
+                else:
+                    opt.step()
             # A part's schedule starts with its first step (a discriminator switched on later
             # warms up then); after that it advances every step, skipped or not.
             if name in stepped or self.schedulers[name].last_epoch > 0:
                 self.schedulers[name].step()
+        if scaled_steps:
+            metric_sums["loss_scale"] = float(self.scaler.get_scale())
+            self.scaler.update()  # once per step, after every optimizer has stepped
         return loss_sums, metric_sums
+
+    def _mean_over_processes(self, values: dict[str, float]) -> dict[str, float]:
+        if self.accelerator.num_processes == 1 or not values:
+            return values
+        mean = self.accelerator.reduce(torch.tensor(list(values.values()), device=self.accelerator.device), "mean")
+        return dict(zip(values, mean.tolist()))
+
+    def _clip_gradients(self, name: str) -> torch.Tensor:
+        module = self.parts[name]
+        if hasattr(module, "clip_grad_norm_"):  # FSDP shards gradients: it computes the global norm
+            return module.clip_grad_norm_(self.config.grad_clip)
+        # DDP has averaged the gradients already: every process computes the same norm
+        return torch.nn.utils.clip_grad_norm_(self.params[name], self.config.grad_clip)
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
+        """Process 0 only, on the unwrapped parts (a DDP forward would wait for the others)."""
+        if not self.accelerator.is_main_process:
+            return {}
         dataset = self.task.valid_dataset()
         if dataset is None or len(dataset) == 0:
             return {}
-        for module in self.parts.values():
+        parts = {name: self._unwrapped(name) for name in self.part_names}
+        for module in parts.values():
             module.eval()
         sums: dict[str, float] = {}
         count = 0
@@ -365,8 +430,8 @@ class Trainer:
             indices = range(b * bs, min((b + 1) * bs, len(dataset)))
             items = [dataset[ItemKey(i, i)] for i in indices]
             batch = _to_device(self.task.collate(items), self.accelerator.device)
-            with self.accelerator.autocast():
-                metrics = self.task.validation_step(self.parts, batch)
+            with self.precision.autocast():
+                metrics = self.task.validation_step(parts, batch)
             for k, v in metrics.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
             count += 1
@@ -378,6 +443,8 @@ class Trainer:
         if self.accelerator.is_main_process:
             with open(path, "a") as f:
                 f.write(json.dumps(record) + "\n")
+            if self.config.log_with != "none":
+                self.accelerator.log(scalars_for_trackers(record, skip=("step", "time")), step=record["step"])
 
     # -- checkpoints --------------------------------------------------------------------------
 
@@ -388,6 +455,7 @@ class Trainer:
         """Write RUN/checkpoints/step-N (atomically), point LATEST at it, prune old ones."""
         acc = self.accelerator
         acc.wait_for_everyone()
+        rng = self._rng_states()  # every process's, gathered on all
         if not acc.is_main_process:
             return None
         ckpt_root = self.out_dir / "checkpoints"
@@ -402,10 +470,8 @@ class Trainer:
             state["optimizers"][part] = skeleton
             extra_tensors[f"optimizer-{part}.safetensors"] = tensors
             state["schedulers"][part] = self.schedulers[part].state_dict()
-        rng = {"cpu": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            for i, s in enumerate(torch.cuda.get_rng_state_all()):
-                rng[f"cuda{i}"] = s
+        if self.scaler is not None:
+            state["grad_scaler"] = self.scaler.state_dict()
         extra_tensors["rng.safetensors"] = rng
         extra_json["trainer_state.json"] = state
         save_checkpoint(
@@ -443,13 +509,31 @@ class Trainer:
             tensors = load_tensors(path / f"optimizer-{part}.safetensors")
             self.optimizers[part].load_state_dict(unflatten_state(state["optimizers"][part], tensors))
             self.schedulers[part].load_state_dict(state["schedulers"][part])
-        rng = load_tensors(path / "rng.safetensors")
-        torch.set_rng_state(rng["cpu"])
-        if torch.cuda.is_available():
-            cuda_states = [rng[k] for k in sorted(rng) if k.startswith("cuda")]
-            if len(cuda_states) == torch.cuda.device_count():
-                torch.cuda.set_rng_state_all(cuda_states)
+        if self.scaler is not None and "grad_scaler" in state:
+            self.scaler.load_state_dict(state["grad_scaler"])
+        self._set_rng_states(load_tensors(path / "rng.safetensors"))
         self.step = int(state["step"])
+
+    def _rng_states(self) -> dict[str, torch.Tensor]:
+        """{"cpu": [processes, S], "cuda": [processes, S'] on a GPU}: row r is process r's."""
+        acc = self.accelerator
+        states = {"cpu": torch.get_rng_state()}
+        if acc.device.type == "cuda":
+            states["cuda"] = torch.cuda.get_rng_state(acc.device)
+        if acc.num_processes == 1:
+            return {k: v[None] for k, v in states.items()}
+        return {k: acc.gather(v.to(acc.device)[None]).cpu() for k, v in states.items()}
+
+    def _set_rng_states(self, rng: dict[str, torch.Tensor]) -> None:
+        acc = self.accelerator
+        if rng["cpu"].dim() == 1:  # a checkpoint from before per-process states
+            torch.set_rng_state(rng["cpu"])
+            return
+        # a run resumed on another number of processes keeps going, with other random draws
+        row = acc.process_index % rng["cpu"].shape[0]
+        torch.set_rng_state(rng["cpu"][row].clone())  # a copy: set_rng_state misreads a row view (seen: rank 1 got "Invalid mt19937 state")
+        if "cuda" in rng and acc.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"][row].clone(), acc.device)
 
     def export(self) -> Path:
         """Write RUN/model: the model alone, loadable with `load_checkpoint(RUN/model, kind)`."""
@@ -504,6 +588,7 @@ _FLAGS = {
     "--seed": ("seed", int, "seed for initialisation and data order"),
     "--num-workers": ("num_workers", int, "data-loading worker processes"),
     "--device": ("device", str, "auto | cpu | cuda"),
+    "--log-with": ("log_with", str, "a tracker beside log.jsonl: none | tensorboard | wandb"),
 }
 
 
@@ -559,16 +644,49 @@ def train_from_args(
 ) -> Path:
     """Build the TrainConfig from the flags, seed, build the task if given a factory, train.
 
-    Prints the exported model directory; returns it.
+    Pass a factory: `--seed` (the run's own on --resume, also left in `args.seed` for the
+    factory to read) must be set before the task builds its model. Prints the exported model
+    directory (process 0); returns it.
     """
+    from accelerate.utils import set_seed  # lazy: accelerate takes seconds to import
+
+    refuse_single_process_cpu_launch()  # before the task loads its data
     config = train_config_from_args(args, defaults)
-    torch.manual_seed(config.seed)
+    args.seed = config.seed
+    set_seed(config.seed)  # python, numpy and torch (CPU and CUDA): the initial weights
     if not isinstance(task, Task):
         task = task()
     trainer = Trainer(task, config, args.out, resume=args.resume)
     out = trainer.fit()
-    print(f"model written to {out}")
+    if trainer.accelerator.is_main_process:
+        print(f"model written to {out}")
+    end_process_group()
     return out
+
+
+def end_process_group() -> None:
+    """Leave the process group together at the end of a launched run (a process exiting while
+    another still holds gloo connections to it can abort)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
+_ONE_PROCESS_LAUNCH = (
+    "`accelerate launch --cpu` starts one process whatever --num_processes says (more CPU processes need "
+    "mpirun); for N processes run `accelerate launch --multi_gpu --num_processes N -m audiolm train ... "
+    "--device cpu` or `torchrun --nproc_per_node N -m audiolm train ...`"
+)
+
+
+def refuse_single_process_cpu_launch(environ: dict[str, str] | None = None) -> None:
+    """`accelerate launch --cpu --num_processes 2` sets MASTER_ADDR but runs a single process
+    (accelerate's simple launcher): training would silently run on one process. Refuse."""
+    env = os.environ if environ is None else environ
+    asked_cpu = env.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+    launched_alone = not any(k in env for k in ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE"))
+    if asked_cpu and "MASTER_ADDR" in env and launched_alone:
+        raise AudiolmError(_ONE_PROCESS_LAUNCH)
 
 
 __all__ = [

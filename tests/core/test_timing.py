@@ -20,6 +20,7 @@ def test_synced_clock_is_monotonic_on_cpu():
     assert b >= a
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
 def test_timer_waits_for_cuda_work():
     x = torch.randn(2048, 2048, device="cuda")

@@ -17,6 +17,7 @@ def test_cuda_graph_step_needs_cuda():
         CudaGraphStep(model, 1, SamplingConfig())
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("masked", [False, True])
 def test_graph_captured_decoding_equals_eager(masked):

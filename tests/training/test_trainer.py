@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import signal
 import subprocess
@@ -107,3 +108,32 @@ def test_kill_and_resume_a_real_training_process(tmp_path):
     # the log continues rather than restarting
     steps = [json.loads(l)["step"] for l in (run / "log.jsonl").read_text().splitlines()]
     assert max(steps) == 30
+
+
+def test_a_step_with_a_non_finite_loss_is_skipped(tmp_path):
+    """The step's backward runs (under DDP every process must join the all-reduce) but no
+    optimizer step is taken; training goes on."""
+
+    class NaNAtStep2(ToyTask):
+        def training_step(self, parts, batch, step):
+            out = super().training_step(parts, batch, step)
+            if step == 2:
+                out.losses["model"] = out.losses["model"] * float("nan")
+            return out
+
+    torch.manual_seed(0)
+    trainer = Trainer(NaNAtStep2(ToyConfig(dropout=0.0)), _config(steps=4, log_every=1), tmp_path / "run", progress=False)
+    weights = []
+    real_step = trainer._train_step
+
+    def recorded(batches):
+        result = real_step(batches)
+        weights.append({k: v.clone() for k, v in trainer._unwrapped("model").state_dict().items()})
+        return result
+
+    trainer._train_step = recorded
+    trainer.fit()
+    assert all(torch.equal(weights[1][k], weights[2][k]) for k in weights[1])  # step 2 skipped
+    assert not all(torch.equal(weights[2][k], weights[3][k]) for k in weights[2])  # step 3 trains
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [math.isnan(r["loss/model"]) for r in log if "loss/model" in r] == [False, False, True, False]

@@ -17,8 +17,11 @@ accumulates in fp32 inside oneDNN: a lossy choice, opt-in (`Transformer.set_deco
 from __future__ import annotations
 
 import functools
+import sys
 
 import torch
+
+from audiolm.core.cpu_features import bf16_fallback_reason, cpu_bf16_kernels
 
 DECODE_WEIGHTS = ("float32", "bfloat16")
 
@@ -35,6 +38,21 @@ def packing_available() -> bool:
         return bool(torch.allclose(y, torch.full((1, 4), 4.0)))
     except (AttributeError, RuntimeError):
         return False
+
+
+def packing_dtype(wanted: torch.dtype) -> torch.dtype:
+    """The dtype to pack decoding weights in: `wanted`, unless it is bfloat16 on a CPU without
+    bf16 kernels (oneDNN's bf16 reorder raises there): then float32, with one warning line on
+    stderr, once per process (bf16 weights packed as float32 give the same products)."""
+    if wanted != torch.bfloat16 or cpu_bf16_kernels():
+        return wanted
+    _warn_once(f"audiolm: warning: {bf16_fallback_reason()}; decoding weights stay float32")
+    return torch.float32
+
+
+@functools.cache
+def _warn_once(line: str) -> None:
+    print(line, file=sys.stderr)
 
 
 class PackedLinear:

@@ -38,7 +38,7 @@ from torch import nn
 
 from audiolm.models.lm.config import TransformerConfig
 from audiolm.models.lm.kv_cache import KVCache
-from audiolm.models.lm.packed_linear import DECODE_WEIGHTS, PackedLinear, packing_available
+from audiolm.models.lm.packed_linear import DECODE_WEIGHTS, PackedLinear, packing_available, packing_dtype
 
 
 def rope_table(max_seq_len: int, head_dim: int, base: float) -> torch.Tensor:
@@ -250,6 +250,8 @@ class Transformer(nn.Module):
         weight = self.output.weight
         use = weight.device.type == "cpu" and weight.dtype in (torch.float32, torch.bfloat16) and packing_available()
         dtype = getattr(torch, self.decode_weights) if self.decode_weights else weight.dtype
+        if use:
+            dtype = packing_dtype(dtype)  # float32 where the CPU has no bf16 kernels
         for layer in self.linears():
             current = layer.__dict__.get("packed")
             if not use:

@@ -78,6 +78,10 @@ def test_streamed_bytes_count_packed_decoding_weights_at_their_dtype():
     assert fp32 == 4 * (matrices + norms + 32)  # + one embedding row
     if not packing_available():
         pytest.skip("this torch build has no oneDNN linear")
+    from audiolm.core.cpu_features import bf16_fallback_reason, cpu_bf16_kernels
+
+    if not cpu_bf16_kernels():
+        pytest.skip(bf16_fallback_reason())
     model.set_decode_weights("bfloat16")
     model.prepare_decoding()
     assert bench.streamed_weight_bytes(model, model.tok_embeddings, 1) == fp32 - 2 * matrices

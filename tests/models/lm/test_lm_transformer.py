@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from audiolm.core.cpu_features import bf16_fallback_reason, cpu_bf16_kernels
 from audiolm.models.lm.config import TransformerConfig
 from audiolm.models.lm.transformer import Transformer
 
@@ -150,6 +151,8 @@ def test_bfloat16_decoding_weights_stay_close_and_pick_the_same_tokens():
 
     if not packed_linear.packing_available():
         pytest.skip("this torch build has no oneDNN linear")
+    if not cpu_bf16_kernels():
+        pytest.skip(bf16_fallback_reason())
     model = tiny(max_seq_len=48)
     tokens = torch.randint(0, 40, (2, 16))
     with torch.no_grad():
@@ -166,3 +169,29 @@ def test_bfloat16_decoding_weights_stay_close_and_pick_the_same_tokens():
     assert greedy.shape == (2, 24)
     with pytest.raises(ValueError, match="decode weights"):
         model.set_decode_weights("int4")
+
+
+def test_bfloat16_decoding_weights_fall_back_to_float32_on_a_cpu_without_bf16_kernels(monkeypatch, capsys):
+    """An AVX2-only CPU: bf16 packing would raise in oneDNN, so the weights pack as float32,
+    with one warning line, and decoding equals the float32 packed path."""
+    from audiolm.core import cpu_features
+    from audiolm.models.lm import packed_linear
+
+    if not packed_linear.packing_available():
+        pytest.skip("this torch build has no oneDNN linear")
+    monkeypatch.setattr(cpu_features.torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    monkeypatch.setattr(cpu_features, "_onednn_bf16", lambda: False)
+    packed_linear._warn_once.cache_clear()
+    assert not cpu_features.cpu_bf16_kernels()
+    model = tiny(max_seq_len=48)
+    tokens = torch.randint(0, 40, (2, 16))
+    with torch.no_grad():
+        full = model(tokens)
+        model.set_decode_weights("bfloat16")
+        assert model.prepare_decoding()
+        assert all(layer.__dict__["packed"].dtype == torch.float32 for layer in model.linears())
+        torch.testing.assert_close(_cached_logits(model, tokens), full, atol=1e-4, rtol=0)
+        model.prepare_decoding()  # the warning is printed once per process
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "capability AVX2" in err[0] and "float32" in err[0]
+    packed_linear._warn_once.cache_clear()

@@ -1,0 +1,150 @@
+"""DDP for real: two CPU processes (gloo) started by torchrun, as `torchrun --nproc_per_node 2
+-m audiolm train ...` or `accelerate launch --multi_gpu --num_processes 2 ... --device cpu` start
+them. Each launch costs ~5-10 s of start-up, so the tests share runs where they can."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from audiolm.core.checkpoint import load_checkpoint
+from audiolm.cli.app import main
+from audiolm.core.errors import AudiolmError
+from audiolm.training.trainer import refuse_single_process_cpu_launch
+
+ROOT = Path(__file__).parents[2]
+SCRIPT = Path(__file__).parent / "toy_training.py"
+ENV = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+
+# Two processes average two half-batch gradients where one process takes one mean: the same
+# sums in another order. Measured: 3e-8 max abs difference after 10 toy steps.
+TOLERANCE = 1e-5
+
+
+def torchrun(*args: str, processes: int = 2) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", *args]
+
+
+def weights(run: Path, kind: str = "toy") -> dict[str, torch.Tensor]:
+    return load_checkpoint(run / "model", kind).state_dict
+
+
+def assert_close(a: dict, b: dict, atol: float) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert float((a[k] - b[k]).abs().max()) <= atol, k
+
+
+@pytest.fixture(scope="module")
+def toy_runs(tmp_path_factory):
+    """Two processes x batch 4 and one process x batch 8, no dropout, 10 steps (80 items:
+    1.25 epochs of the 64-item set); item indices and file writes recorded per process."""
+    root = tmp_path_factory.mktemp("ddp")
+    common = ["--steps", "10", "--dropout", "0", "--record-keys", "--audit-writes", str(root)]
+    subprocess.run(torchrun(str(SCRIPT), str(root / "two"), "--batch-size", "4", *common), env=ENV, check=True)
+    subprocess.run([sys.executable, str(SCRIPT), str(root / "one"), "--batch-size", "8", *common[:-2]], env=ENV,
+                   check=True)
+    return root
+
+
+def test_two_processes_reach_the_weights_of_one_process_with_the_same_global_batch(toy_runs):
+    assert_close(weights(toy_runs / "two"), weights(toy_runs / "one"), TOLERANCE)
+
+
+def test_each_process_sees_a_disjoint_shard_of_every_epoch(toy_runs):
+    rank0 = json.loads((toy_runs / "two" / "keys-rank0.json").read_text())
+    rank1 = json.loads((toy_runs / "two" / "keys-rank1.json").read_text())
+    one = json.loads((toy_runs / "one" / "keys-rank0.json").read_text())
+    assert len(rank0) == len(rank1) == 40 and len(one) == 80
+    # epoch 0 = the first 64 items in global order: 32 per process, disjoint, all 64 items
+    assert not set(rank0[:32]) & set(rank1[:32])
+    assert sorted(rank0[:32] + rank1[:32]) == list(range(64))
+    # each global batch of 8 is the one-process batch, split 4 + 4
+    for step in range(10):
+        assert rank0[4 * step : 4 * step + 4] + rank1[4 * step : 4 * step + 4] == one[8 * step : 8 * step + 8]
+
+
+def test_only_process_zero_writes_checkpoints_and_logs(toy_runs):
+    run = toy_runs / "two"
+    rank0 = json.loads((toy_runs / "writes-rank0.json").read_text())
+    rank1 = json.loads((toy_runs / "writes-rank1.json").read_text())
+    assert rank1 == []  # not one file opened for writing, renamed or created in the run directory
+    assert any("step-00000010" in p for p in rank0) and any(p.endswith("log.jsonl") for p in rank0)
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    train_steps = [r["step"] for r in log if "valid" not in r]
+    assert train_steps == [5, 10]  # one line per logged step, not one per process
+    assert [r["step"] for r in log if "valid" in r] == [10]
+
+
+def test_kill_a_ddp_run_and_resume_it_to_the_uninterrupted_result(tmp_path):
+    """With dropout: each process's own RNG stream must come back too."""
+    args = ["--steps", "12", "--batch-size", "4"]
+    subprocess.run(torchrun(str(SCRIPT), str(tmp_path / "full"), *args), env=ENV, check=True)
+    run = tmp_path / "killed"
+    proc = subprocess.Popen(torchrun(str(SCRIPT), str(run), *args, "--sleep", "0.2"), env=ENV, start_new_session=True)
+    latest = run / "checkpoints" / "LATEST"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (latest.is_file() and latest.read_text().strip() >= "step-00000005"):
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both workers
+    proc.wait()
+    assert latest.is_file(), "the DDP run wrote no checkpoint before the deadline"
+    killed_at = latest.read_text().strip()
+    assert killed_at < "step-00000012" and not (run / "model").exists(), "killed too late to test resume"
+    subprocess.run(torchrun(str(SCRIPT), str(run), *args, "--resume"), env=ENV, check=True)
+    full, resumed = weights(tmp_path / "full"), weights(run)
+    for k in full:
+        assert torch.equal(full[k], resumed[k]), k
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_audiolm_train_under_accelerate_launch_matches_one_process(tmp_path):
+    """The README's CPU line, `accelerate launch --multi_gpu --num_processes 2 -m audiolm train
+    wavenet ... --device cpu`, on per-process batch 2 == one process on batch 4."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(3):
+        sf.write(data / f"{i}.wav", 0.4 * np.sin(np.arange(2000) / (3.0 + i)), 8000)
+    config = tmp_path / "wavenet.json"
+    config.write_text(json.dumps({"sample_rate": 8000, "layers": 4, "stacks": 1, "residual_channels": 8,
+                                  "dilation_channels": 8, "skip_channels": 8, "crop_samples": 64}))
+    common = ["train", "wavenet", "--data", str(data), "--config", str(config), "--steps", "4", "--device", "cpu",
+              "--valid-every", "100"]
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+              "--main_process_port", str(_free_port()), "-m", "audiolm"]
+    done = subprocess.run(launch + common + ["--out", str(tmp_path / "two"), "--batch-size", "2"], env=ENV,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("model written to") == 1  # process 0 only
+    assert main(common + ["--out", str(tmp_path / "one"), "--batch-size", "4"]) == 0
+    assert_close(weights(tmp_path / "two", "wavenet"), weights(tmp_path / "one", "wavenet"), TOLERANCE)
+
+
+def test_accelerate_launch_cpu_that_starts_one_process_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
+    """`accelerate launch --cpu --num_processes 2` runs the command once (its simple launcher)
+    with MASTER_ADDR set: training would silently use one process."""
+    launched = {"ACCELERATE_USE_CPU": "True", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
+    with pytest.raises(AudiolmError, match="torchrun --nproc_per_node N"):
+        refuse_single_process_cpu_launch(launched)
+    refuse_single_process_cpu_launch({**launched, "WORLD_SIZE": "2"})  # really two processes
+    refuse_single_process_cpu_launch({"ACCELERATE_USE_CPU": "True"})  # --num_processes 1
+    for k, v in launched.items():
+        monkeypatch.setenv(k, v)
+    assert main(["train", "wavenet", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--steps", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "starts one process" in err[0]
