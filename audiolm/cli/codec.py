@@ -32,22 +32,30 @@ def _run_codec(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in (".wav", ".flac"):
         raise UsageError(f"{out}: output must be a .wav or .flac file")
     check_output(args.save_codes, args.overwrite)
-    from audiolm.core.audio import load_audio, resample, save_audio  # lazy: keeps `audiolm --help` fast
+    from audiolm.core.audio import AudioWriter  # lazy: keeps `audiolm --help` fast
+    from audiolm.core.checkpoint import save_tensors  # lazy: keeps `audiolm --help` fast
+    from audiolm.inference.codec_chunks import round_trip_file  # lazy: keeps `audiolm --help` fast
     from audiolm.models.codec.codec import Codec  # lazy: keeps `audiolm --help` fast
 
     codec = Codec.from_pretrained(args.codec, device=pick_device(args.device))
-    wav, rate = load_audio(args.input)  # [C, N]
-    codes = codec.encode(wav, rate, kbps=args.kbps)  # [1, Q, T]
-    audio = codec.decode(codes)[0].cpu()  # [1, T * hop] at the codec rate
-    audio = resample(audio, codec.sample_rate, rate)[:, : wav.shape[-1]]
-    save_audio(out, audio, rate)
-    if args.save_codes:
-        from audiolm.core.checkpoint import save_tensors  # lazy: keeps `audiolm --help` fast
-
-        save_tensors(args.save_codes, {"codes": codes.cpu().contiguous()})
+    codec.levels_for_kbps(args.kbps)  # an unknown bit rate fails before the file is read
+    rate = _input_rate(args.input)
+    # encode + decode chunk by chunk: memory stays bounded however long the file is
+    with AudioWriter(out, rate) as writer:
+        result = round_trip_file(codec, args.input, writer.write, kbps=args.kbps)
+        if args.save_codes:
+            save_tensors(args.save_codes, {"codes": result.codes.contiguous()})
+        writer.commit()
+    codes = result.codes
     print(f"{args.input} -> {out}: {codes.shape[1]} levels x {codes.shape[2]} frames "
           f"({args.kbps:g} kbps) at {codec.frame_rate} Hz", file=sys.stderr)
     return 0
+
+
+def _input_rate(path: str) -> int:
+    from audiolm.core.audio import audio_sample_rate  # lazy: keeps `audiolm --help` fast
+
+    return audio_sample_rate(path)
 
 
 def register(cli) -> None:

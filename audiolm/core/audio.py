@@ -62,6 +62,40 @@ def _check_path(path: Path) -> None:
         raise AudioError(f"{path}: empty file (0 bytes)")
 
 
+def declared_wav_bytes(path: Path) -> tuple[int, int] | None:
+    """(bytes the WAV header's data chunk declares, bytes present after it) for a RIFF/WAVE
+    file, or None when it is not one or the size is a streaming placeholder (0 or 0xFFFFFFFF).
+    libsndfile silently reads a truncated WAV as shorter; this is how we notice."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            size = os.fstat(f.fileno()).st_size
+            while True:
+                chunk = f.read(8)
+                if len(chunk) < 8:
+                    return None
+                name, length = chunk[:4], int.from_bytes(chunk[4:], "little")
+                if name == b"data":
+                    if length in (0, 0xFFFFFFFF):
+                        return None
+                    return length, size - f.tell()
+                f.seek(length + (length & 1), os.SEEK_CUR)
+    except OSError:
+        return None
+
+
+def check_not_truncated(path: Path) -> None:
+    """AudioError if a WAV file holds less data than its header declares."""
+    sizes = declared_wav_bytes(path)
+    if sizes is not None and sizes[1] < sizes[0]:
+        raise AudioError(
+            f"{path}: truncated WAV: the header declares {sizes[0]} bytes of audio but only {sizes[1]} are "
+            "present (repair or re-export the file)"
+        )
+
+
 def _read_all(path: Path) -> tuple[np.ndarray, int]:
     """Read every frame of `path` as float32 [samples, channels]; libsndfile errors -> AudioError."""
     try:
@@ -104,6 +138,7 @@ def load_audio(
     _check_path(path)
     if sample_rate is not None:
         sample_rate = check_sample_rate(sample_rate, f"{path} (requested rate)")
+    check_not_truncated(path)
     data, rate = _read_all(path)
     if not np.isfinite(data).all():
         raise AudioError(f"{path}: contains NaN or infinite samples")
@@ -126,6 +161,17 @@ def audio_duration(path: str | os.PathLike) -> float:
         raise AudioError(f"{path}: cannot read audio: {_one_line(e)}") from None
     check_sample_rate(info.samplerate, str(path))
     return info.frames / info.samplerate
+
+
+def audio_sample_rate(path: str | os.PathLike) -> int:
+    """The sample rate in the header; AudioError for unreadable files or absurd rates."""
+    path = Path(path)
+    _check_path(path)
+    try:
+        info = sf.info(str(path))
+    except Exception as e:  # noqa: BLE001 - any libsndfile failure is bad input here
+        raise AudioError(f"{path}: cannot read audio: {_one_line(e)}") from None
+    return check_sample_rate(info.samplerate, str(path))
 
 
 def resample(wav: torch.Tensor | np.ndarray, from_sr: int, to_sr: int) -> torch.Tensor | np.ndarray:
@@ -232,3 +278,70 @@ def save_audio(
             raise AudioError(f"{path}: cannot write audio: {_one_line(e)}") from None
         raise
     return path
+
+
+class AudioWriter:
+    """Write a mono .wav/.flac file block by block, atomically: the blocks go to a temp file
+    beside `path` and `commit()` moves it into place (without commit, e.g. on an error, the
+    temp file is removed and `path` is untouched).
+
+        with AudioWriter("out.wav", 24000) as w:
+            for block in blocks:          # float32 [n] numpy arrays
+                w.write(block)
+            w.commit()
+    """
+
+    def __init__(self, path: str | os.PathLike, sample_rate: int, subtype: str | None = None):
+        self.path = Path(path)
+        suffix = self.path.suffix.lower()
+        if suffix not in _WRITE_FORMATS:
+            raise AudioError(f"{self.path}: cannot write '{suffix or '(no extension)'}' audio; use .wav or .flac")
+        self.rate = check_sample_rate(sample_rate, str(self.path))
+        self.major, default_subtype = _WRITE_FORMATS[suffix]
+        self.subtype = (subtype or default_subtype).upper()
+        self._file = None
+        self._tmp: str | None = None
+        self.samples = 0
+
+    def __enter__(self) -> AudioWriter:
+        fd, self._tmp = make_temp_file(self.path)
+        try:
+            self._raw = os.fdopen(fd, "w+b")
+            self._file = sf.SoundFile(self._raw, "w", self.rate, 1, self.subtype, format=self.major)
+        except BaseException:
+            self._discard()
+            raise
+        return self
+
+    def write(self, block: np.ndarray) -> None:
+        block = np.asarray(block, dtype=np.float32).reshape(-1)
+        if not np.isfinite(block).all():
+            raise AudioError(f"{self.path}: refusing to save NaN or infinite samples")
+        if not self.subtype.startswith(("FLOAT", "DOUBLE")):
+            block = np.clip(block, -1.0, 1.0)
+        self._file.write(block)
+        self.samples += block.shape[0]
+
+    def commit(self) -> Path:
+        self._file.close()
+        self._raw.flush()
+        os.fsync(self._raw.fileno())
+        self._raw.close()
+        os.replace(self._tmp, self.path)
+        self._tmp = None
+        return self.path
+
+    def _discard(self) -> None:
+        for closer in (getattr(self._file, "close", None), getattr(getattr(self, "_raw", None), "close", None)):
+            try:
+                if closer is not None:
+                    closer()
+            except Exception:  # noqa: BLE001 - best effort while failing
+                pass
+        if self._tmp and os.path.exists(self._tmp):
+            os.unlink(self._tmp)
+        self._tmp = None
+
+    def __exit__(self, *exc) -> None:
+        if self._tmp is not None:
+            self._discard()
