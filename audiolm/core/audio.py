@@ -201,6 +201,12 @@ def resample(wav: torch.Tensor | np.ndarray, from_sr: int, to_sr: int) -> torch.
     return out
 
 
+def _is_float(x: torch.Tensor | np.ndarray) -> bool:
+    if isinstance(x, torch.Tensor):
+        return x.is_floating_point()
+    return np.issubdtype(x.dtype, np.floating)
+
+
 def normalize_peak(wav: torch.Tensor, peak: float = 0.95) -> torch.Tensor:
     """Scale `wav` so its largest absolute sample is `peak` (silence stays silence)."""
     top = wav.abs().max() if wav.numel() else wav.new_tensor(0.0)
@@ -238,13 +244,19 @@ def save_audio(
     wav: torch.Tensor | np.ndarray,
     sample_rate: int,
     subtype: str | None = None,
+    atomic: bool = True,
 ) -> Path:
     """Write `wav` ([channels, samples] or [samples]) to a .wav or .flac file, atomically.
 
     `subtype` is a libsndfile subtype ("PCM_16" by default, "PCM_24", "FLOAT" for wav).
-    Integer subtypes clip samples to [-1, 1].
+    Integer subtypes clip samples to [-1, 1]. Samples must be floating point (integer PCM:
+    divide by 32768 or use `pcm_to_float`). `atomic=False` writes `path` directly (for a
+    claimed temp file, see core/outputs.py).
     """
     path = Path(path)
+    if isinstance(wav, (torch.Tensor, np.ndarray)) and not _is_float(wav):
+        raise AudioError(f"{path}: audio to save must be floating point in [-1, 1], got {wav.dtype} "
+                         "(integer PCM: divide by its full scale, e.g. 32768 for int16)")
     suffix = path.suffix.lower()
     if suffix not in _WRITE_FORMATS:
         raise AudioError(f"{path}: cannot write '{suffix or '(no extension)'}' audio; use .wav or .flac")
@@ -263,6 +275,12 @@ def save_audio(
     if not subtype.startswith(("FLOAT", "DOUBLE")):
         array = np.clip(array, -1.0, 1.0)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if not atomic:
+        try:
+            sf.write(str(path), np.ascontiguousarray(array.T), rate, subtype=subtype, format=major)
+        except (sf.LibsndfileError, RuntimeError, OSError) as e:
+            raise AudioError(f"{path}: cannot write audio: {_one_line(e)}") from None
+        return path
 
     fd, tmp = make_temp_file(path)
     try:
@@ -291,8 +309,9 @@ class AudioWriter:
             w.commit()
     """
 
-    def __init__(self, path: str | os.PathLike, sample_rate: int, subtype: str | None = None):
+    def __init__(self, path: str | os.PathLike, sample_rate: int, subtype: str | None = None, atomic: bool = True):
         self.path = Path(path)
+        self.atomic = atomic
         suffix = self.path.suffix.lower()
         if suffix not in _WRITE_FORMATS:
             raise AudioError(f"{self.path}: cannot write '{suffix or '(no extension)'}' audio; use .wav or .flac")
@@ -304,7 +323,10 @@ class AudioWriter:
         self.samples = 0
 
     def __enter__(self) -> AudioWriter:
-        fd, self._tmp = make_temp_file(self.path)
+        if self.atomic:
+            fd, self._tmp = make_temp_file(self.path)
+        else:  # a claimed temp file: written in place, published by its OutputSet
+            fd, self._tmp = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644), None
         try:
             self._raw = os.fdopen(fd, "w+b")
             self._file = sf.SoundFile(self._raw, "w", self.rate, 1, self.subtype, format=self.major)
@@ -327,7 +349,9 @@ class AudioWriter:
         self._raw.flush()
         os.fsync(self._raw.fileno())
         self._raw.close()
-        os.replace(self._tmp, self.path)
+        self._file = None
+        if self._tmp is not None:
+            os.replace(self._tmp, self.path)
         self._tmp = None
         return self.path
 
@@ -343,5 +367,5 @@ class AudioWriter:
         self._tmp = None
 
     def __exit__(self, *exc) -> None:
-        if self._tmp is not None:
+        if self._file is not None or self._tmp is not None:
             self._discard()
