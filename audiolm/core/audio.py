@@ -201,6 +201,59 @@ def resample(wav: torch.Tensor | np.ndarray, from_sr: int, to_sr: int) -> torch.
     return out
 
 
+# integer PCM -> float: divide by the full scale (uint8 is offset binary)
+_PCM_SCALE = {torch.int16: 32768.0, torch.int32: 2147483648.0, torch.int8: 128.0}
+MAX_FLOAT_PEAK = 2.0  # float audio louder than this is taken for a unit mistake and refused
+
+
+def as_float_audio(wav, where: str) -> torch.Tensor:
+    """A tensor or numpy array of samples -> float32 tensor, with the dtype rules of the API:
+    float16/32/64 as is; int8/int16/int32 PCM divided by full scale (uint8: (x - 128) / 128);
+    bool, int64 and anything else refused (their scale is ambiguous). NaN/inf refused; float
+    audio peaking above MAX_FLOAT_PEAK refused (integer PCM cast to float, most likely)."""
+    if isinstance(wav, np.ndarray):
+        if wav.dtype == np.uint8:
+            wav = torch.from_numpy(wav.astype(np.float32) - 128.0) / 128.0
+        elif wav.dtype.kind in "iufb" and wav.dtype.itemsize <= 8:
+            wav = torch.from_numpy(np.ascontiguousarray(wav))
+        else:
+            raise AudioError(f"{where}: audio of dtype {wav.dtype} is not supported; use float32 in [-1, 1]")
+    if not isinstance(wav, torch.Tensor):
+        raise AudioError(f"{where}: expected a tensor or numpy array, got {type(wav).__name__}")
+    if wav.dtype == torch.uint8:
+        wav = (wav.float() - 128.0) / 128.0
+    elif wav.dtype in _PCM_SCALE:
+        wav = wav.float() / _PCM_SCALE[wav.dtype]
+    elif not wav.is_floating_point():
+        raise AudioError(
+            f"{where}: audio of dtype {str(wav.dtype).replace('torch.', '')} is ambiguous; give float samples in "
+            "[-1, 1] (or int16/int32 PCM, which is scaled)"
+        )
+    wav = wav.float()
+    if wav.numel() and not torch.isfinite(wav).all():
+        raise AudioError(f"{where}: audio contains NaN or infinite samples")
+    if wav.numel():
+        peak = float(wav.abs().max())
+        if peak > MAX_FLOAT_PEAK:
+            raise AudioError(
+                f"{where}: float audio peaks at {peak:g}, far outside [-1, 1] (integer PCM cast to float? "
+                "divide by 32768)"
+            )
+    return wav
+
+
+def check_channels_first(wav: torch.Tensor, where: str, max_channels: int = 64) -> None:
+    """A 2-D array must be [channels, samples]; soundfile's [samples, channels] is refused with
+    the reason (transposing silently would guess wrong for short clips)."""
+    if wav.dim() == 2 and wav.shape[0] > max_channels:
+        hint = " (soundfile's [samples, channels] layout: pass wav.T)" if wav.shape[1] <= max_channels else ""
+        raise AudioError(f"{where}: audio shaped {list(wav.shape)} has {wav.shape[0]} channels{hint}; "
+                         "expected [channels, samples]")
+    if wav.dim() == 2 and wav.shape[1] < wav.shape[0]:
+        raise AudioError(f"{where}: audio shaped {list(wav.shape)} looks like [samples, channels] (soundfile's "
+                         "layout): pass wav.T to give [channels, samples]")
+
+
 def _is_float(x: torch.Tensor | np.ndarray) -> bool:
     if isinstance(x, torch.Tensor):
         return x.is_floating_point()

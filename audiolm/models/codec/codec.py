@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from audiolm.core.audio import check_sample_rate, resample
+from audiolm.core.audio import as_float_audio, check_channels_first, check_sample_rate, resample
 from audiolm.core.checkpoint import (
     load_checkpoint, load_state_dict_checked, resolve_checkpoint_dir, save_checkpoint,
 )
-from audiolm.core.errors import AudiolmError, CheckpointError
+from audiolm.core.errors import AudioError, AudiolmError, CheckpointError
 from audiolm.core.paths import shipped_checkpoint
 from audiolm.models.codec.config import CodecConfig
 from audiolm.models.codec.model import CodecModel
@@ -192,23 +192,23 @@ class Codec:
     def prepare_audio(self, wav: torch.Tensor | np.ndarray, sample_rate: int) -> torch.Tensor:
         """Any audio input -> float32 [B, 1, N] at the codec rate on the codec's device."""
         sample_rate = check_sample_rate(sample_rate, "Codec.encode")
-        if isinstance(wav, np.ndarray):
-            wav = torch.from_numpy(np.ascontiguousarray(wav))
-        if not isinstance(wav, torch.Tensor):
-            raise CodecInputError(f"Codec.encode: expected a tensor or numpy array, got {type(wav).__name__}")
+        try:
+            wav = as_float_audio(wav, "Codec.encode")
+            if wav.dim() == 2:
+                check_channels_first(wav, "Codec.encode")
+        except AudioError as e:
+            raise CodecInputError(str(e)) from None
         if wav.dim() == 1:
             wav = wav[None, None]
         elif wav.dim() == 2:
             wav = wav[None]  # one clip, [C, N]
         elif wav.dim() != 3:
             raise CodecInputError(f"Codec.encode: audio must be [N], [C, N] or [B, C, N], got {list(wav.shape)}")
-        if wav.shape[-1] == 0 or wav.shape[1] == 0:
+        if wav.shape[-1] == 0 or wav.shape[1] == 0 or wav.shape[0] == 0:
             raise CodecInputError(f"Codec.encode: empty audio {list(wav.shape)}")
-        if not wav.is_floating_point():
-            raise CodecInputError(f"Codec.encode: audio must be floating point, got {wav.dtype}")
-        wav = wav.float()
-        if not torch.isfinite(wav).all():
-            raise CodecInputError("Codec.encode: audio contains NaN or infinite samples")
+        if wav.shape[1] > 64:
+            raise CodecInputError(f"Codec.encode: audio shaped {list(wav.shape)} has {wav.shape[1]} channels; "
+                                  "expected [B, C, N] with few channels (soundfile's [N, C]: transpose it)")
         wav = wav.mean(dim=1, keepdim=True)  # stereo / multi-channel -> mono
         if sample_rate != self.sample_rate:
             wav = resample(wav, sample_rate, self.sample_rate)
