@@ -256,3 +256,51 @@ def _move_no_replace(source: Path, target: Path) -> bool:
         return True
     os.unlink(source)
     return True
+
+
+# -- run directories ------------------------------------------------------------------------------
+
+LOCK_FILE = ".audiolm.lock"
+
+
+class RunLock:
+    """An exclusive lock on a run directory (`RUN/.audiolm.lock`, flock: released when the
+    process ends, however it ends). A second `train --out RUN` fails at once with one line.
+
+    Creates RUN (and parents) if needed; RUN being a file is an OutputError.
+    """
+
+    def __init__(self, directory: str | os.PathLike):
+        self.directory = Path(directory)
+        self._fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        d = self.directory
+        if d.exists() and not d.is_dir():
+            raise OutputError(f"{d}: is a file, not a run directory")
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            fd = os.open(d / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            raise OutputError(f"{d}: cannot create the run directory ({_one_line(e)})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = _read_claim(fd).get("pid", "?")
+            os.close(fd)
+            raise OutputError(f"{d}: another audiolm process (pid {holder}) is using this run directory") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid()}).encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # the file stays: unlinking it would race a process waiting on it
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
