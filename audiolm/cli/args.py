@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +34,43 @@ def _json_default(value: Any) -> Any:
 
 
 def pick_device(name: str) -> str:
+    """cpu | cuda | cuda:N | mps | auto -> a device torch can use here, else UsageError."""
     import torch  # lazy: keeps `audiolm --help` fast
 
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"--device {name}: not a device; use cpu, cuda, cuda:N or auto") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {name}: no CUDA GPU is available")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UsageError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise UsageError(f"--device {name}: MPS is not available")
+    elif device.type != "cpu":
+        raise UsageError(f"--device {name}: not supported; use cpu, cuda, cuda:N or auto")
+    return str(device)
+
+
+def check_finite(value, flag: str, *, positive: bool = False, low: float | None = None,
+                 high: float | None = None, integer: bool = False) -> None:
+    """A numeric argument must be finite and inside its range: else one-line UsageError."""
+    if value is None:
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UsageError(f"{flag}: must be a finite number, got {value}")
+    if integer and not float(value).is_integer():
+        raise UsageError(f"{flag}: must be a whole number, got {value}")
+    if positive and not value > 0:
+        raise UsageError(f"{flag}: must be positive, got {value:g}")
+    if low is not None and value < low:
+        raise UsageError(f"{flag}: must be at least {low:g}, got {value:g}")
+    if high is not None and value > high:
+        raise UsageError(f"{flag}: must be at most {high:g}, got {value:g}")
 
 
 def add_codec_argument(parser: argparse.ArgumentParser) -> None:

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from audiolm.cli.args import add_codec_argument, check_output, pick_device, UsageError
+from audiolm.cli.args import add_codec_argument, check_finite, pick_device, UsageError
 
 
 def _setup_codec(parser: argparse.ArgumentParser) -> None:
@@ -28,26 +28,38 @@ def _setup_codec(parser: argparse.ArgumentParser) -> None:
 
 def _run_codec(args: argparse.Namespace) -> int:
     out = Path(args.output)
-    check_output(out, args.overwrite)
     if out.suffix.lower() not in (".wav", ".flac"):
         raise UsageError(f"{out}: output must be a .wav or .flac file")
-    check_output(args.save_codes, args.overwrite)
-    from audiolm.core.audio import load_audio, resample, save_audio  # lazy: keeps `audiolm --help` fast
+    check_finite(args.kbps, "--kbps", positive=True)
+    rate = _input_rate(args.input)  # the input is checked before the codec loads
+    from audiolm.core.audio import AudioWriter  # lazy: keeps `audiolm --help` fast
+    from audiolm.core.checkpoint import tensors_to_bytes  # lazy: keeps `audiolm --help` fast
+    from audiolm.core.outputs import OutputSet  # lazy: keeps `audiolm --help` fast
+    from audiolm.inference.codec_chunks import round_trip_file  # lazy: keeps `audiolm --help` fast
     from audiolm.models.codec.codec import Codec  # lazy: keeps `audiolm --help` fast
 
-    codec = Codec.from_pretrained(args.codec, device=pick_device(args.device))
-    wav, rate = load_audio(args.input)  # [C, N]
-    codes = codec.encode(wav, rate, kbps=args.kbps)  # [1, Q, T]
-    audio = codec.decode(codes)[0].cpu()  # [1, T * hop] at the codec rate
-    audio = resample(audio, codec.sample_rate, rate)[:, : wav.shape[-1]]
-    save_audio(out, audio, rate)
-    if args.save_codes:
-        from audiolm.core.checkpoint import save_tensors  # lazy: keeps `audiolm --help` fast
-
-        save_tensors(args.save_codes, {"codes": codes.cpu().contiguous()})
+    with OutputSet() as outputs:
+        audio_out = outputs.claim(out, args.overwrite, "OUT")
+        codes_out = outputs.claim(args.save_codes, args.overwrite, "--save-codes") if args.save_codes else None
+        codec = Codec.from_pretrained(args.codec, device=pick_device(args.device))
+        codec.levels_for_kbps(args.kbps)  # an unknown bit rate fails before the file is read
+        # encode + decode chunk by chunk: memory stays bounded however long the file is
+        with AudioWriter(audio_out.temp, rate, atomic=False) as writer:
+            result = round_trip_file(codec, args.input, writer.write, kbps=args.kbps)
+            writer.commit()
+        if codes_out is not None:
+            codes_out.temp.write_bytes(tensors_to_bytes({"codes": result.codes.contiguous()}))
+        outputs.publish()
+    codes = result.codes
     print(f"{args.input} -> {out}: {codes.shape[1]} levels x {codes.shape[2]} frames "
           f"({args.kbps:g} kbps) at {codec.frame_rate} Hz", file=sys.stderr)
     return 0
+
+
+def _input_rate(path: str) -> int:
+    from audiolm.core.audio import audio_sample_rate  # lazy: keeps `audiolm --help` fast
+
+    return audio_sample_rate(path)
 
 
 def register(cli) -> None:

@@ -13,11 +13,12 @@ functions (start-up time: `audiolm --help` imports every command module).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from pathlib import Path
 
-from audiolm.cli.args import check_writable, UsageError
+from audiolm.cli.args import check_finite, pick_device, UsageError
 from audiolm.models.lm.config import STAGES
 
 
@@ -43,6 +44,20 @@ def output_paths(out: Path, num_samples: int) -> list[Path]:
     return [out.with_name(f"{out.stem}-{i + 1}{out.suffix}") for i in range(num_samples)]
 
 
+PLOT_FORMATS = (".png", ".pdf", ".svg")
+
+
+def plot_path(text: str) -> Path:
+    """The file `--plot` really writes: matplotlib adds .png to a name without a suffix, so we
+    do it first (and claim that name); other suffixes must be formats it writes."""
+    path = Path(text)
+    if not path.suffix:
+        return path.with_name(path.name + ".png")
+    if path.suffix.lower() not in PLOT_FORMATS:
+        raise UsageError(f"--plot {text}: a plot is written as {', '.join(PLOT_FORMATS)}; got '{path.suffix}'")
+    return path
+
+
 def _setup_continue(p: argparse.ArgumentParser) -> None:
     p.add_argument("prompt", nargs="?", help="prompt audio (wav, flac, ogg, mp3); optional with --prompt-tokens")
     p.add_argument("-o", "--out", required=True, help="output .wav or .flac (OUT-1, OUT-2, ... with --num-samples)")
@@ -59,74 +74,136 @@ def _setup_continue(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt-tokens", help="use a prompt saved with --save-prompt instead of encoding audio")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--max-memory", type=float, default=None, metavar="GB",
+                   help="memory for one batch of samples (default: 2 GB or a quarter of the free memory)")
 
 
-def _run_continue(args: argparse.Namespace) -> int:
+def _check_arguments(args: argparse.Namespace):
+    """Everything about the arguments that needs no model: ranges, finiteness, output names."""
+    from audiolm.inference.limits import RequestError, check_request, check_sampling  # lazy: keeps `audiolm --help` fast
+
     if args.prompt is None and args.prompt_tokens is None:
         raise UsageError("give a PROMPT audio file or --prompt-tokens FILE")
     if args.prompt is not None and args.prompt_tokens is not None:
         raise UsageError("give either a PROMPT audio file or --prompt-tokens FILE, not both")
-    if args.num_samples < 1:
-        raise UsageError(f"--num-samples must be at least 1, got {args.num_samples}")
-    if not args.seconds > 0:
-        raise UsageError(f"--seconds must be positive, got {args.seconds}")
+    check_finite(args.seconds, "--seconds", positive=True)
+    check_finite(args.max_memory, "--max-memory", positive=True)
+    try:
+        check_request(args.seconds, args.num_samples, args.seed)
+    except RequestError as e:
+        raise UsageError(str(e).replace("num_samples", "--num-samples").replace("seconds", "--seconds", 1)
+                         .replace("seed must", "--seed must")) from None
     out = Path(args.out)
     if out.suffix.lower() not in (".wav", ".flac"):
         raise UsageError(f"{out}: output must end in .wav or .flac")
+    sampling = {}
+    for name, flag, cast in (("temperature", "--temperature", float), ("top_k", "--top-k", _int),
+                             ("top_p", "--top-p", float)):
+        value = _per_stage(getattr(args, name), cast, flag)
+        try:
+            check_sampling(flag, value)
+        except RequestError as e:
+            raise UsageError(str(e)) from None
+        sampling[name] = value
+    return out, sampling
+
+
+def _int(text: str) -> int:
+    value = float(text)
+    if not value.is_integer():
+        raise ValueError(text)
+    return int(value)
+
+
+def _run_continue(args: argparse.Namespace) -> int:
+    out, sampling = _check_arguments(args)
     outs = output_paths(out, args.num_samples)
-    plots = output_paths(Path(args.plot), args.num_samples) if args.plot else []
-    extra = [Path(args.save_prompt)] if args.save_prompt else []
-    check_writable(outs + plots + extra, args.overwrite)
-    temperature = _per_stage(args.temperature, float, "--temperature")
-    top_k = _per_stage(args.top_k, int, "--top-k")
-    top_p = _per_stage(args.top_p, float, "--top-p")
+    plots = output_paths(plot_path(args.plot), args.num_samples) if args.plot else []
 
     import torch  # lazy: keeps `audiolm --help` fast
     from tqdm.auto import tqdm  # lazy: keeps `audiolm --help` fast
 
-    from audiolm.core.audio import load_audio, save_audio  # lazy: keeps `audiolm --help` fast
-    from audiolm.inference.pipeline import AudioLM, PromptTokens  # lazy: keeps `audiolm --help` fast
-
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA GPU is available")
-    lm = AudioLM.from_pretrained(args.pipeline, device=args.device)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        if args.prompt_tokens:
-            prompt = PromptTokens.load(args.prompt_tokens)
-        else:
-            wav, sr = load_audio(args.prompt)
-            prompt = lm.encode_prompt(wav, sr)
-    for w in caught:
-        print(f"audiolm: warning: {w.message}", file=sys.stderr)
-    if args.save_prompt:
-        prompt.save(args.save_prompt)
-
-    bars: dict[str, tqdm] = {}
-
-    def progress(stage: str, done: int, total: int) -> None:
-        bar = bars.get(stage)
-        if bar is None:
-            unit = "frame" if stage in ("coarse", "fine") else ("token" if stage == "semantic" else "step")
-            bar = bars[stage] = tqdm(total=total, desc=stage, unit=unit, leave=True, dynamic_ncols=True)
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
-    result = lm.continue_audio(
-        None, None, seconds=args.seconds, seed=args.seed, num_samples=args.num_samples,
-        temperature=temperature, top_k=top_k, top_p=top_p, progress=progress, prompt=prompt,
-        continuation_only=args.continuation_only, return_tokens=True,
+    from audiolm.core.audio import audio_duration, check_not_truncated, save_audio  # lazy: keeps `audiolm --help` fast
+    from audiolm.core.outputs import OutputSet  # lazy: keeps `audiolm --help` fast
+    from audiolm.inference.limits import (  # lazy: keeps `audiolm --help` fast
+        bytes_per_sample, plan_memory, stage_configs_for_recipe,
     )
-    for bar in bars.values():
-        bar.close()
-    for i, path in enumerate(outs):
-        save_audio(path, result.audio[i], result.sample_rate)
-        print(f"wrote {path}")
-    for i, path in enumerate(plots):
-        from audiolm.evaluation.plot import plot_continuation  # lazy: keeps `audiolm --help` fast
+    from audiolm.inference.pipeline import AudioLM, PromptTokens, find_recipe, load_recipe  # lazy: keeps `audiolm --help` fast
 
-        plot_continuation(path, result.audio[i, 0], result.sample_rate, result.prompt_samples)
+    device = pick_device(args.device)
+    # inputs before the 6-7 s model load
+    if args.prompt_tokens:
+        given_prompt = PromptTokens.load(args.prompt_tokens)
+        prompt_seconds = given_prompt.audio.shape[-1] / 24_000
+    else:
+        given_prompt = None
+        check_not_truncated(Path(args.prompt))
+        prompt_seconds = min(audio_duration(args.prompt), 60.0)
+    # the memory plan from the stage configs alone (no weights read)
+    recipe_path = find_recipe(args.pipeline)
+    recipe = load_recipe(recipe_path)
+    stage_dirs = {s: (recipe_path.parent / getattr(recipe, f"{s}_stage")).resolve() for s in STAGES}
+    per_sample = bytes_per_sample(stage_configs_for_recipe(stage_dirs), args.seconds, prompt_seconds)
+    budget = int(args.max_memory * 1024**3) if args.max_memory else None
+    plan = plan_memory(per_sample, args.num_samples, budget)
+    seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little") % (2**32 - args.num_samples + 1)
+
+    with OutputSet() as outputs:
+        audio_claims = [outputs.claim(p, args.overwrite, "-o") for p in outs]
+        plot_claims = [outputs.claim(p, args.overwrite, "--plot") for p in plots]
+        prompt_claim = outputs.claim(args.save_prompt, args.overwrite, "--save-prompt") if args.save_prompt else None
+        if plots:
+            from audiolm.evaluation.plot import plot_continuation  # lazy: keeps `audiolm --help` fast
+
+        lm = AudioLM.from_pretrained(recipe_path, device=device)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if given_prompt is not None:
+                prompt = given_prompt
+            else:
+                from audiolm.core.audio import load_audio  # lazy: keeps `audiolm --help` fast
+
+                wav, sr = load_audio(args.prompt)
+                prompt = lm.encode_prompt(wav, sr)
+        for w in caught:
+            print(f"audiolm: warning: {w.message}", file=sys.stderr)
+        if prompt_claim is not None:
+            prompt.save(prompt_claim.temp)
+
+        for batch in range(plan.batches):
+            first = batch * plan.batch_size
+            count = min(plan.batch_size, args.num_samples - first)
+            if plan.batches > 1:
+                print(f"batch {batch + 1}/{plan.batches}: samples {first + 1}-{first + count} of {args.num_samples}",
+                      file=sys.stderr)
+            bars: dict[str, tqdm] = {}
+
+            def progress(stage: str, done: int, total: int) -> None:
+                bar = bars.get(stage)
+                if bar is None:
+                    unit = "frame" if stage in ("coarse", "fine") else ("token" if stage == "semantic" else "step")
+                    bar = bars[stage] = tqdm(total=total, desc=stage, unit=unit, leave=True, dynamic_ncols=True)
+                bar.total = total
+                bar.n = done
+                bar.refresh()
+
+            result = lm.continue_audio(
+                None, None, seconds=args.seconds, seed=seed + first, num_samples=count,
+                progress=progress, prompt=prompt, continuation_only=args.continuation_only, return_tokens=True,
+                **sampling,
+            )
+            for bar in bars.values():
+                bar.close()
+            for i in range(count):
+                save_audio(audio_claims[first + i].temp, result.audio[i], result.sample_rate, atomic=False)
+                if plots:
+                    plot_continuation(plot_claims[first + i].temp, result.audio[i, 0], result.sample_rate,
+                                      result.prompt_samples)
+            del result
+            if device.startswith("cuda"):
+                torch.cuda.empty_cache()
+        outputs.publish()
+    for path in outs + plots + ([Path(args.save_prompt)] if args.save_prompt else []):
         print(f"wrote {path}")
     return 0
 

@@ -14,9 +14,10 @@ import dataclasses
 import json
 import sys
 import time
+
 from pathlib import Path
 
-from audiolm.cli.args import check_output, UsageError
+from audiolm.cli.args import check_finite, check_output, UsageError
 from audiolm.core.config import load_config_file
 from audiolm.core.errors import ConfigError
 from audiolm.models.lm.config import StageConfig, STAGES
@@ -246,19 +247,63 @@ def _run_wavenet(args: argparse.Namespace) -> int:
     return 0
 
 
+_POSITIVE_INT_FLAGS = ("steps", "batch_size", "grad_accum", "valid_every", "save_every", "keep_last")
+
+
+def _check_train_flags(args: argparse.Namespace) -> None:
+    """The trainer flags' ranges, before any data or model loads."""
+    for name in _POSITIVE_INT_FLAGS:
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    for name in ("warmup_steps", "num_workers"):
+        value = getattr(args, name, None)
+        if value is not None and value < 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+    check_finite(getattr(args, "lr", None), "--lr", positive=True)
+    seed = getattr(args, "seed", None)
+    if seed is not None and not 0 <= seed < 2**32:
+        raise UsageError(f"--seed must be in [0, {2**32 - 1}], got {seed}")
+
+
+def _run_in_locked_dir(run):
+    """Wrap a `train ...` run: check the flags and --out, lock the run directory for the whole
+    run (a second `train --out RUN` fails in one line), remove what a killed run left there."""
+
+    def wrapped(args: argparse.Namespace) -> int:
+        from audiolm.core.checkpoint import remove_stale_temps  # lazy: keeps `audiolm --help` fast
+        from audiolm.core.outputs import RunLock  # lazy: keeps `audiolm --help` fast
+
+        _check_train_flags(args)
+        out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"{out}: is a file, not a run directory")
+        if args.resume and not (out / "run.json").is_file():
+            raise UsageError(f"{out}: no training run to resume (no run.json)")
+        if not args.resume and out.is_dir() and any(not p.name.startswith(".") for p in out.iterdir()):
+            raise UsageError(f"{out}: already holds files; pass --resume to continue that run or choose another --out")
+        with RunLock(out):
+            for folder in (out, out / "checkpoints"):
+                for path in remove_stale_temps(folder):
+                    print(f"audiolm: removed {path} (left by a killed run)", file=sys.stderr)
+            return run(args)
+
+    return wrapped
+
+
 def register(cli) -> None:
     cli.add("train ssl", "pretrain the SSL encoder (w2v-BERT: contrastive + masked prediction)",
-            _setup_ssl, _run_ssl)
+            _setup_ssl, _run_in_locked_dir(_run_ssl))
     cli.add("train kmeans", "fit k-means on one encoder layer and write a SemanticTokenizer directory",
             _setup_kmeans, _run_kmeans)
     cli.add("train wavenet", "train a WaveNet on raw μ-law samples (optionally GC / LC conditioned)",
-            _setup_wavenet, _run_wavenet)
+            _setup_wavenet, _run_in_locked_dir(_run_wavenet))
     for stage in STAGES:
         cli.add(
             f"train {stage}",
             f"train the {stage} LM stage from token shards (audiolm tokenize)",
             _setup_stage,
-            lambda args, stage=stage: _run_stage(args, stage),
+            _run_in_locked_dir(lambda args, stage=stage: _run_stage(args, stage)),
         )
     cli.add("train codec", "train the codec from scratch on a corpus (RVQ, mel + adversarial losses)",
-            _setup_codec, _run_codec)
+            _setup_codec, _run_in_locked_dir(_run_codec))

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
@@ -263,9 +264,10 @@ def load_checkpoint(
             f"{directory}: checkpoint kind is '{header['kind']}', expected {' or '.join(repr(k) for k in kinds)}"
         )
     version = header.get("format_version")
-    if version != FORMAT_VERSION:
+    if version != FORMAT_VERSION or isinstance(version, bool) or not isinstance(version, int):
         raise CheckpointError(
-            f"{directory}: checkpoint format version {version}, this audiolm reads version {FORMAT_VERSION}"
+            f"{directory}: checkpoint format_version is {json.dumps(version)}; this audiolm reads the integer "
+            f"{FORMAT_VERSION}"
         )
     config = header["config"]
     if config_cls is not None:
@@ -318,6 +320,82 @@ def resolve_checkpoint_dir(path: str | Path) -> Path:
     if not path.exists():
         raise CheckpointError(f"{path}: checkpoint directory not found")
     raise CheckpointError(f"{path}: neither a checkpoint (no {CONFIG_FILE}) nor a training run with one")
+
+
+def checkpoint_problem(directory: Path, kind: str | tuple[str, ...] | None = None) -> str | None:
+    """Why `directory` is not an intact checkpoint (None if it is): its header, every JSON
+    file and every safetensors file must parse (a run killed mid-write, a torn file)."""
+    try:
+        header = read_checkpoint_header(directory)
+        kinds = (kind,) if isinstance(kind, str) else kind
+        if kinds and header["kind"] not in kinds:
+            return f"kind {header['kind']!r}"
+        if not (directory / MODEL_FILE).is_file():
+            return f"no {MODEL_FILE}"
+        for path in sorted(directory.iterdir()):
+            if path.suffix == ".json":
+                json.loads(path.read_text())
+            elif path.suffix == ".safetensors":
+                with safe_open(str(path), framework="pt") as f:
+                    for key in f.keys():
+                        f.get_slice(key)  # header and offsets; reading every byte is load's job
+                if path.stat().st_size < _safetensors_end(path):
+                    return f"{path.name} is truncated"
+    except (CheckpointError, OSError, ValueError, UnicodeDecodeError, RuntimeError) as e:
+        return " ".join(str(e).split())[:200]
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for torn files
+        return f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
+    return None
+
+
+def _safetensors_end(path: Path) -> int:
+    """Bytes a safetensors file must have: 8 + header length + the largest data offset."""
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(n))
+    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
+    return 8 + n + max(ends, default=0)
+
+
+def newest_intact_checkpoint(checkpoints: Path, kind: str | tuple[str, ...] | None = None,
+                             warn=None) -> Path | None:
+    """The step checkpoint to resume from: the one LATEST names if intact, else the newest
+    intact `step-*` directory (a kill mid-save, a torn file); None if there is none.
+    `warn(message)` is told about every checkpoint skipped."""
+    candidates = sorted((p for p in checkpoints.glob("step-*") if p.is_dir()), reverse=True)
+    latest = checkpoints / "LATEST"
+    if latest.is_file():
+        try:
+            named = checkpoints / latest.read_text().strip()
+        except (OSError, UnicodeDecodeError):
+            named = None
+        if named is not None and named.is_dir() and named.parent == checkpoints:
+            candidates = [named] + [p for p in candidates if p != named]
+    for path in candidates:
+        problem = checkpoint_problem(path, kind)
+        if problem is None:
+            return path
+        if warn is not None:
+            warn(f"{path}: skipped, not an intact checkpoint ({problem})")
+    return None
+
+
+def remove_stale_temps(directory: Path) -> list[Path]:
+    """Remove what killed writers leave in `directory` (not recursive): hidden `.NAME.*.tmp`
+    files and directories and `.NAME.old` directories. Only call it while holding the
+    directory's lock (core/outputs.RunLock): a live writer's temp files look the same."""
+    removed = []
+    if not directory.is_dir():
+        return removed
+    for path in directory.iterdir():
+        name = path.name
+        if name.startswith(".") and (name.endswith(".tmp") or name.endswith(".old")):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def copy_checkpoint(source: str | Path, target: str | Path, dtype: torch.dtype | None = None) -> Path:

@@ -15,7 +15,7 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
-from audiolm.core.errors import ConfigError
+from audiolm.core.errors import AudiolmError, ConfigError
 
 T = TypeVar("T")
 
@@ -54,7 +54,9 @@ def config_from_dict(cls: type[T], data: dict[str, Any], *, where: str = "") -> 
         return cls(**kwargs)
     except TypeError as e:  # a required field is missing
         raise ConfigError(f"{where or cls.__name__}: {e}") from None
-    except ValueError as e:  # __post_init__ validation
+    except ConfigError:
+        raise
+    except (ValueError, AudiolmError) as e:  # __post_init__ validation
         raise ConfigError(f"{where or cls.__name__}: {e}") from None
 
 

@@ -33,9 +33,10 @@ import torch
 from audiolm.core.audio import resample
 from audiolm.core.checkpoint import load_tensors, save_tensors
 from audiolm.core.config import config_from_dict
-from audiolm.core.errors import AudiolmError, CheckpointError, ConfigError
+from audiolm.core.errors import CheckpointError, ConfigError
 from audiolm.core.paths import PIPELINES_DIR
 from audiolm.core.timing import synced_clock
+from audiolm.inference.limits import PipelineError, check_prompt_audio, check_prompt_tokens, check_request, check_sampling
 from audiolm.inference.sampling import SamplingConfig
 from audiolm.inference.stages import generate_coarse, generate_fine, generate_semantic
 from audiolm.models.codec.codec import Codec
@@ -48,10 +49,6 @@ STAGE_NAMES = STAGES
 
 # progress(stage, done, total): stage in "semantic" | "coarse" | "fine" | "codec"
 Progress = Callable[[str, int, int], None]
-
-
-class PipelineError(AudiolmError):
-    """Pipeline components that do not fit together, or a bad prompt."""
 
 
 class _Stopwatch:
@@ -73,6 +70,10 @@ class StageSampling:
     temperature: float = 1.0
     top_k: int = 0  # 0: no top-k filter
     top_p: float = 1.0  # 1.0: no nucleus filter
+
+    def __post_init__(self) -> None:
+        for name in ("temperature", "top_k", "top_p"):
+            check_sampling(name, getattr(self, name))  # RequestError -> ConfigError naming the recipe
 
 
 @dataclass
@@ -152,6 +153,10 @@ class PromptTokens:
         missing = {"audio", "semantic", "codes"} - set(t)
         if missing:
             raise PipelineError(f"{path}: not a saved prompt (missing {', '.join(sorted(missing))})")
+        try:
+            check_prompt_tokens(t["audio"], t["semantic"], t["codes"])
+        except PipelineError as e:
+            raise PipelineError(f"{path}: {e}") from None
         return cls(audio=t["audio"], semantic=t["semantic"].long(), codes=t["codes"].long())
 
 
@@ -276,13 +281,7 @@ class AudioLM:
 
     def encode_prompt(self, wav: torch.Tensor | np.ndarray, sample_rate: int) -> PromptTokens:
         """Mono-mix, resample, check and tokenize a prompt. wav: [N] or [C, N]."""
-        wav = torch.as_tensor(np.asarray(wav) if not isinstance(wav, torch.Tensor) else wav, dtype=torch.float32)
-        if wav.dim() == 1:
-            wav = wav[None]
-        if wav.dim() != 2:
-            raise PipelineError(f"prompt audio must be [samples] or [channels, samples], got shape {tuple(wav.shape)}")
-        if not torch.isfinite(wav).all():
-            raise PipelineError("prompt audio holds NaN or infinite samples")
+        wav = check_prompt_audio(wav, sample_rate)  # dtype / layout / range rules (limits.py)
         mono = wav.mean(0, keepdim=True)
         audio = resample(mono, sample_rate, self.sample_rate) if sample_rate != self.sample_rate else mono
         hop = self.codec.hop_length
@@ -357,10 +356,9 @@ class AudioLM:
         one value for every stage or a {stage: value} dict; None takes the recipe's default.
         With `return_tokens`, returns a `Continuation` holding the tokens too.
         """
-        if not seconds > 0 or not math.isfinite(seconds):
-            raise PipelineError(f"seconds must be a positive number, got {seconds}")
-        if num_samples < 1:
-            raise PipelineError(f"num_samples must be at least 1, got {num_samples}")
+        check_request(seconds, num_samples, seed)  # ranges, finiteness, 32-bit seeds (limits.py)
+        for name, value in (("temperature", temperature), ("top_k", top_k), ("top_p", top_p)):
+            check_sampling(name, value)
         timings: dict[str, float] = {"encode": 0.0}
         clock = _Stopwatch(self.device, timings)
         if prompt is None:
@@ -426,6 +424,7 @@ class AudioLM:
         return audio
 
     def _check_prompt(self, prompt: PromptTokens) -> None:
+        check_prompt_tokens(prompt.audio, prompt.semantic, prompt.codes)  # batch 1, integer ids >= 0 (limits.py)
         shapes = (prompt.audio.dim(), prompt.semantic.dim(), prompt.codes.dim())
         if shapes != (2, 2, 3) or prompt.semantic.shape[-1] < 1 or prompt.codes.shape[-1] < 1:
             raise PipelineError(

@@ -14,6 +14,7 @@ The hash is "lowbias32" (Chris Wellons) on 32-bit values held in int64 tensors.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -30,6 +31,9 @@ class SamplingConfig:
     top_p: float = 1.0
 
     def __post_init__(self) -> None:
+        for name in ("temperature", "top_p"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be finite, got {getattr(self, name)}")
         if self.temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
         if self.top_k < 0:
@@ -50,13 +54,21 @@ def hash32(x: torch.Tensor) -> torch.Tensor:
 def seeds_tensor(seeds: list[int] | torch.Tensor, device: torch.device | str) -> torch.Tensor:
     """Per-sample seed states [B] (int64 in [0, 2^32), already hashed) on `device`.
 
-    Any Python int is accepted as a seed; the states are what `sample` / `gumbel_noise` take."""
+    Seeds are integers in [0, 2^32): `hash32` is a bijection there, so distinct seeds give
+    distinct streams. Others are refused (ValueError) rather than folded onto that range,
+    where -1 and 0, or 2^32 and 1, would draw the same samples."""
     if isinstance(seeds, torch.Tensor):
-        mixed = seeds.to(device=device, dtype=torch.int64)
-        mixed = (mixed ^ (mixed >> 32)) & _MASK32
+        if seeds.is_floating_point() or seeds.dtype == torch.bool:
+            raise ValueError(f"seeds must be integers, got {seeds.dtype}")
+        values = seeds.to(device=device, dtype=torch.int64)
+        if values.numel() and (int(values.min()) < 0 or int(values.max()) > _MASK32):
+            raise ValueError(f"seeds must be in [0, {_MASK32}], got values from {int(values.min())} to {int(values.max())}")
     else:
-        mixed = torch.tensor([(int(s) ^ (int(s) >> 32)) & _MASK32 for s in seeds], dtype=torch.int64, device=device)
-    return hash32(mixed)
+        for s in seeds:
+            if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= _MASK32:
+                raise ValueError(f"seeds must be integers in [0, {_MASK32}], got {s!r}")
+        values = torch.tensor([int(s) for s in seeds], dtype=torch.int64, device=device)
+    return hash32(values)
 
 
 def position_seeds(seeds: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:

@@ -42,6 +42,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from audiolm.core.checkpoint import (
+    newest_intact_checkpoint,
     atomic_write_json,
     atomic_write_text,
     flatten_state,
@@ -82,6 +83,14 @@ class TrainConfig:
     log_with: str = "none"  # a tracker beside log.jsonl: "none" | "tensorboard" | "wandb"
 
     def __post_init__(self) -> None:
+        for name in ("lr", "weight_decay", "warmup_steps", "min_lr_ratio", "grad_clip", "valid_batches", "num_workers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in self.betas) or len(self.betas) != 2:
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
         for name in ("steps", "batch_size", "grad_accum", "valid_every", "save_every", "keep_last", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -243,7 +252,7 @@ class Trainer:
             saved_kind = json.loads(run_file.read_text()).get("kind")
             if saved_kind != self.task.kind:
                 raise AudiolmError(f"{self.out_dir}: holds a '{saved_kind}' run, not '{self.task.kind}'")
-        elif self.out_dir.exists() and any(self.out_dir.iterdir()):
+        elif self.out_dir.exists() and any(not p.name.startswith(".") for p in self.out_dir.iterdir()):
             raise AudiolmError(
                 f"{self.out_dir}: already holds files; pass --resume to continue that run or choose another --out"
             )
@@ -491,10 +500,12 @@ class Trainer:
 
     def _load_latest(self) -> None:
         ckpt_root = self.out_dir / "checkpoints"
-        latest = ckpt_root / "LATEST"
-        if not latest.is_file():
+        # LATEST's checkpoint, or the newest intact one if that one is torn (core/checkpoint.py)
+        path = newest_intact_checkpoint(ckpt_root, self.task.kind, warn=_warn)
+        if path is None:
+            if any(ckpt_root.glob("step-*")):
+                raise AudiolmError(f"{ckpt_root}: no intact checkpoint to resume from")
             return  # killed before the first checkpoint: start from step 0
-        path = ckpt_root / latest.read_text().strip()
         ckpt = load_checkpoint(path, self.task.kind)
         saved_config = ckpt.config
         if saved_config != config_to_dict(self.task.model_config()):
@@ -552,6 +563,10 @@ class Trainer:
                 meta={"step": self.step},
             )
         return target
+
+
+def _warn(message: str) -> None:
+    print(f"audiolm: warning: {message}", file=sys.stderr)
 
 
 class _no_sync:

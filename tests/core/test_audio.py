@@ -218,7 +218,14 @@ def test_header_only_file(tmp_path: Path) -> None:
 
 def test_header_claiming_missing_data(tmp_path: Path) -> None:
     (tmp_path / "cut.wav").write_bytes(_wav_header(24000, n_bytes=1_000_000))
-    _raises_naming(tmp_path / "cut.wav", "no audio samples")
+    _raises_naming(tmp_path / "cut.wav", "truncated WAV")
+
+
+def test_header_claiming_more_data_than_present(tmp_path: Path) -> None:
+    """libsndfile reads a cut WAV as a shorter one; we refuse it (issue #16)."""
+    sf.write(tmp_path / "cut.wav", np.zeros(24000, np.float32), 24000, subtype="PCM_16")
+    (tmp_path / "cut.wav").write_bytes((tmp_path / "cut.wav").read_bytes()[:-10000])
+    _raises_naming(tmp_path / "cut.wav", "truncated WAV")
 
 
 def test_corrupt_bytes(tmp_path: Path) -> None:

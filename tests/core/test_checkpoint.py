@@ -49,7 +49,7 @@ def test_wrong_kind_and_version_are_named(tmp_path):
     header = json.loads((tmp_path / "c" / "config.json").read_text())
     header["format_version"] = 99
     (tmp_path / "c" / "config.json").write_text(json.dumps(header))
-    with pytest.raises(CheckpointError, match="format version 99"):
+    with pytest.raises(CheckpointError, match="format_version is 99"):
         load_checkpoint(tmp_path / "c", "net")
 
 
@@ -155,3 +155,47 @@ def test_copy_checkpoint_to_half_precision_drops_training_state(tmp_path):
     load_state_dict_checked(fresh, ckpt.state_dict, "ship")  # loads into fp32 parameters
     assert fresh[0].weight.dtype == torch.float32
     assert torch.allclose(fresh[0].weight, net[0].weight, atol=1e-3)
+
+
+def test_format_version_message_shows_the_value_as_written(tmp_path):
+    save_checkpoint(tmp_path / "c", "net", NetConfig(), _net().state_dict())
+    header = json.loads((tmp_path / "c" / "config.json").read_text())
+    header["format_version"] = "1"
+    (tmp_path / "c" / "config.json").write_text(json.dumps(header))
+    with pytest.raises(CheckpointError, match='format_version is "1"; this audiolm reads the integer 1'):
+        load_checkpoint(tmp_path / "c", "net")
+
+
+def test_resume_falls_back_to_the_newest_intact_checkpoint(tmp_path):
+    from audiolm.core.checkpoint import newest_intact_checkpoint
+
+    root = tmp_path / "checkpoints"
+    for step in (1, 2, 3):
+        save_checkpoint(root / f"step-{step:08d}", "net", NetConfig(), _net().state_dict(),
+                        extra_json={"trainer_state.json": {"step": step}})
+    (root / "LATEST").write_text("step-00000003\n")
+    assert newest_intact_checkpoint(root, "net") == root / "step-00000003"
+    # a torn trainer state in the newest, truncated weights in the next: the oldest is used
+    (root / "step-00000003" / "trainer_state.json").write_text('{"step": 3, "optim')
+    model = root / "step-00000002" / "model.safetensors"
+    model.write_bytes(model.read_bytes()[:-7])
+    skipped = []
+    assert newest_intact_checkpoint(root, "net", warn=skipped.append) == root / "step-00000001"
+    assert len(skipped) == 2 and "step-00000003" in skipped[0] and "model.safetensors" not in skipped[0] and "step-00000002" in skipped[1]
+    # LATEST missing (killed while writing it): the newest intact directory still counts
+    (root / "LATEST").unlink()
+    assert newest_intact_checkpoint(root, "net") == root / "step-00000001"
+    assert newest_intact_checkpoint(tmp_path / "none", "net") is None
+
+
+def test_stale_temps_of_killed_writers_are_removed(tmp_path):
+    from audiolm.core.checkpoint import remove_stale_temps
+
+    (tmp_path / ".model.abc.tmp").mkdir()
+    (tmp_path / ".LATEST.x1.tmp").write_text("step")
+    (tmp_path / ".step-00000002.old").mkdir()
+    (tmp_path / "step-00000001").mkdir()
+    (tmp_path / "run.json").write_text("{}")
+    removed = remove_stale_temps(tmp_path)
+    assert len(removed) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json", "step-00000001"]

@@ -30,9 +30,14 @@ def test_noise_depends_on_seed_and_step_only():
     c = gumbel_noise(seeds_tensor([1], "cpu"), torch.tensor([8]), 50)
     assert not torch.allclose(a[:1], c)
     assert torch.isfinite(a).all()
-    # big seeds are accepted and still distinct
-    d = gumbel_noise(seeds_tensor([2**40 + 1, 1], "cpu"), torch.tensor([7]), 50)
-    assert not torch.allclose(d[0], d[1])
+    # the whole 32-bit range gives distinct streams; outside it seeds are refused, not aliased
+    d = gumbel_noise(seeds_tensor([2**32 - 1, 0, 1], "cpu"), torch.tensor([7]), 50)
+    assert not torch.allclose(d[0], d[1]) and not torch.allclose(d[0], d[2])
+    for bad in ([-1], [2**32], [2**64], [True]):
+        with pytest.raises(ValueError, match="seeds must be"):
+            seeds_tensor(bad, "cpu")
+    with pytest.raises(ValueError, match="seeds must be"):
+        seeds_tensor(torch.tensor([-1, 0]), "cpu")
 
 
 def test_top_k_top_p_greedy_and_mask():

@@ -20,16 +20,18 @@ offers is in `codec.bandwidths` (official EnCodec weights also offer 24 kbps = 3
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from audiolm.core.audio import check_sample_rate, resample
+from audiolm.core.audio import as_float_audio, check_channels_first, check_sample_rate, resample
 from audiolm.core.checkpoint import (
     load_checkpoint, load_state_dict_checked, resolve_checkpoint_dir, save_checkpoint,
 )
-from audiolm.core.errors import AudiolmError, CheckpointError
+from audiolm.core.errors import AudioError, AudiolmError, CheckpointError
 from audiolm.core.paths import shipped_checkpoint
 from audiolm.models.codec.config import CodecConfig
 from audiolm.models.codec.model import CodecModel
@@ -40,6 +42,41 @@ KIND = "codec"
 
 class CodecInputError(AudiolmError, ValueError):
     """Codes or audio that this codec cannot take (wrong shape, levels, range or bit rate)."""
+
+
+# For an encoder/decoder we cannot analyse (and that does not declare `context_samples` /
+# `lookahead_samples`): 4 s of left context and 1 s of lookahead.
+UNKNOWN_CONTEXT_SECONDS = 4.0
+UNKNOWN_LOOKAHEAD_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class ChunkContext:
+    """What a chunk of a long file needs around it so that chunked encode/decode equals the
+    whole-file result (see `audiolm.inference.codec_chunks`). Sizes in samples at the codec
+    rate, each a whole number of frames (a multiple of `hop_length`).
+
+    encode_left / encode_lookahead: audio before / after a span that the span's frames depend
+    on through convolutions. decode_left / decode_lookahead: the same for decoding (in samples;
+    divide by hop_length for latent frames).
+    encode_edge / decode_edge: lookahead at the very start of the signal only: SEANet pads
+    its convolutions by reflection, so the first outputs see up to this far ahead.
+    encode_recurrent / decode_recurrent: the network also has an LSTM (SEANet), whose state
+    has no finite context: a chunker carries that state from chunk to chunk.
+    exact: every dependency is covered (analysed or declared, not guessed), so chunked output
+    equals whole-file output up to float rounding.
+    """
+
+    hop_length: int
+    encode_left: int
+    encode_lookahead: int
+    decode_left: int
+    decode_lookahead: int
+    encode_edge: int
+    decode_edge: int
+    encode_recurrent: bool
+    decode_recurrent: bool
+    exact: bool
 
 
 def default_codec_dir() -> Path:
@@ -85,6 +122,11 @@ class Codec:
     @property
     def device(self) -> torch.device:
         return next(self.model.buffers()).device
+
+    @property
+    def chunk_context(self) -> ChunkContext:
+        """Left context and lookahead that chunked encode/decode of a long file needs."""
+        return chunk_context(self.model, self.config)
 
     def levels_for_kbps(self, kbps: float) -> int:
         """RVQ levels used at `kbps` (one of `bandwidths`)."""
@@ -137,36 +179,36 @@ class Codec:
         """Audio [N], [C, N] or [B, C, N] at `sample_rate` -> codes LongTensor [B, Q, T]."""
         n_q = self.levels_for_kbps(kbps)
         batch = self.prepare_audio(wav, sample_rate)  # [B, 1, N] at self.sample_rate
-        with _cached_weights():
+        with cached_weights():
             return self.model.encode(batch, n_q)
 
     @torch.inference_mode()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """codes [B, Q, T] (Q = the levels of one bit rate) -> audio [B, 1, T * hop_length]."""
         codes = self.check_codes(codes)
-        with _cached_weights():
+        with cached_weights():
             return self.model.decode(codes.to(self.device)).float()
 
     def prepare_audio(self, wav: torch.Tensor | np.ndarray, sample_rate: int) -> torch.Tensor:
         """Any audio input -> float32 [B, 1, N] at the codec rate on the codec's device."""
         sample_rate = check_sample_rate(sample_rate, "Codec.encode")
-        if isinstance(wav, np.ndarray):
-            wav = torch.from_numpy(np.ascontiguousarray(wav))
-        if not isinstance(wav, torch.Tensor):
-            raise CodecInputError(f"Codec.encode: expected a tensor or numpy array, got {type(wav).__name__}")
+        try:
+            wav = as_float_audio(wav, "Codec.encode")
+            if wav.dim() == 2:
+                check_channels_first(wav, "Codec.encode")
+        except AudioError as e:
+            raise CodecInputError(str(e)) from None
         if wav.dim() == 1:
             wav = wav[None, None]
         elif wav.dim() == 2:
             wav = wav[None]  # one clip, [C, N]
         elif wav.dim() != 3:
             raise CodecInputError(f"Codec.encode: audio must be [N], [C, N] or [B, C, N], got {list(wav.shape)}")
-        if wav.shape[-1] == 0 or wav.shape[1] == 0:
+        if wav.shape[-1] == 0 or wav.shape[1] == 0 or wav.shape[0] == 0:
             raise CodecInputError(f"Codec.encode: empty audio {list(wav.shape)}")
-        if not wav.is_floating_point():
-            raise CodecInputError(f"Codec.encode: audio must be floating point, got {wav.dtype}")
-        wav = wav.float()
-        if not torch.isfinite(wav).all():
-            raise CodecInputError("Codec.encode: audio contains NaN or infinite samples")
+        if wav.shape[1] > 64:
+            raise CodecInputError(f"Codec.encode: audio shaped {list(wav.shape)} has {wav.shape[1]} channels; "
+                                  "expected [B, C, N] with few channels (soundfile's [N, C]: transpose it)")
         wav = wav.mean(dim=1, keepdim=True)  # stereo / multi-channel -> mono
         if sample_rate != self.sample_rate:
             wav = resample(wav, sample_rate, self.sample_rate)
@@ -202,7 +244,7 @@ def _kbps_list(bandwidths) -> str:
     return ", ".join(f"{b:g}" for b in bandwidths)
 
 
-class _cached_weights:
+class cached_weights:
     """Compute each weight-normalised weight once per call instead of once per use."""
 
     def __enter__(self):
@@ -211,6 +253,76 @@ class _cached_weights:
 
     def __exit__(self, *exc):
         return self._ctx.__exit__(*exc)
+
+
+def chunk_context(model: torch.nn.Module, config: CodecConfig) -> ChunkContext:
+    """Context for `model`'s encoder and decoder, read from their layers (see ChunkContext).
+
+    A module may declare `context_samples` / `lookahead_samples` (ints, samples at the codec
+    rate; the frame-rate iSTFT decoder declares `lookahead_samples`); SEANet networks are
+    analysed layer by layer; anything else gets UNKNOWN_CONTEXT_SECONDS / _LOOKAHEAD_SECONDS.
+    A time-wise normalisation (GroupNorm over all frames) has no bounded context: refused.
+    """
+    hop = config.hop_length
+    exact = True
+    sides = []
+    for part in (model.encoder, model.decoder):
+        declared = (getattr(part, "context_samples", None), getattr(part, "lookahead_samples", None))
+        recurrent = any(isinstance(m, (torch.nn.LSTM, torch.nn.GRU, torch.nn.RNN)) for m in part.modules())
+        edge = None
+        if type(part).__name__ in ("EncodecEncoder", "EncodecDecoder"):
+            left, ahead = _seanet_context(part, hop)
+            edge = left if config.pad_mode != "constant" else ahead
+        elif any(isinstance(v, int) for v in declared) and not recurrent:
+            left = declared[0] if isinstance(declared[0], int) else int(UNKNOWN_CONTEXT_SECONDS * config.sample_rate)
+            ahead = declared[1] if isinstance(declared[1], int) else 0
+            exact = exact and isinstance(declared[0], int)
+        else:  # unknown: a generous margin, not exact (a recurrent layer is bridged, not carried)
+            left = int(UNKNOWN_CONTEXT_SECONDS * config.sample_rate)
+            ahead = int(UNKNOWN_LOOKAHEAD_SECONDS * config.sample_rate)
+            recurrent, exact = False, False
+        edge = ahead if edge is None else edge
+        sides.append((_whole_frames(left, hop), _whole_frames(ahead, hop), _whole_frames(edge, hop), recurrent))
+    (enc_left, enc_ahead, enc_edge, enc_rec), (dec_left, dec_ahead, dec_edge, dec_rec) = sides
+    return ChunkContext(hop, enc_left, enc_ahead, dec_left, dec_ahead, enc_edge, dec_edge, enc_rec, dec_rec, exact)
+
+
+def _whole_frames(samples: int, hop: int) -> int:
+    return int(math.ceil(max(samples, 0) / hop)) * hop
+
+
+def _seanet_context(network: torch.nn.Module, hop: int) -> tuple[int, int]:
+    """(left context, lookahead) in samples of a transformers SEANet encoder/decoder's
+    convolutions (its LSTM is carried, not counted).
+
+    Walks the convolutions in order, tracking the receptive field in samples at the codec rate
+    (`scale` = samples per step at the current layer). Causal SEANet convolutions pad on the
+    left only and its transposed convolutions trim on the right, so the lookahead is 0; a
+    non-causal network looks ahead half of each kernel.
+    """
+    is_encoder = type(network).__name__ == "EncodecEncoder"
+    scale = 1.0 if is_encoder else float(hop)
+    left = 0.0
+    ahead = 0.0
+    for module in network.modules():
+        name = type(module).__name__
+        if name == "GroupNorm":
+            raise CodecInputError("this codec normalises over the whole signal (time_group_norm): it cannot run in chunks")
+        if name == "EncodecConv1d":
+            conv = module.conv
+            span = (conv.kernel_size[0] - 1) * conv.dilation[0]
+            left += (span if module.causal else span / 2) * scale
+            ahead += (0 if module.causal else span / 2) * scale
+            if is_encoder:
+                scale *= conv.stride[0]
+        elif name == "EncodecConvTranspose1d":
+            conv = module.conv
+            left += conv.kernel_size[0] * scale  # >= ceil(kernel / stride) input steps: conservative
+            scale /= conv.stride[0]
+            if not module.causal:
+                ahead += conv.kernel_size[0] * scale
+    # + one frame: a window starts on a frame boundary, the field may straddle one
+    return int(math.ceil(left)) + hop, int(math.ceil(ahead))
 
 
 def _is_hf_encodec(directory: Path) -> bool:

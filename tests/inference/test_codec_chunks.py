@@ -1,0 +1,176 @@
+"""Chunked codec encode/decode equals the whole-file result (inference/codec_chunks.py).
+
+Stated tolerance (module docstring, BENCHMARKS.md "Chunked codec"): decoded audio within 1e-5
+absolute of whole-file decoding; codes identical except float-rounding near-ties (>= 99.9%).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from audiolm.core.audio import load_audio, resample, save_audio
+from audiolm.core.errors import AudioError
+from audiolm.inference.codec_chunks import (
+    ChunkedDecoder, ChunkedEncoder, decode_chunked, encode_chunked, round_trip_file,
+)
+from audiolm.models.codec.codec import Codec, CodecInputError
+from audiolm.models.codec.config import CodecConfig
+from audiolm.models.codec.model import CodecModel
+
+
+def _codec(**changes) -> Codec:
+    torch.manual_seed(0)
+    config = CodecConfig.tiny()
+    for key, value in changes.items():
+        setattr(config, key, value)
+    model = CodecModel(config)
+    with torch.no_grad():
+        for layer in model.quantizer.layers:
+            layer.embed.normal_()
+            layer.inited.fill_(True)
+        # a random tiny LSTM forgets within a few frames, so any context would hide a lost
+        # state; x6 recurrent weights give it a memory longer than a chunk's context
+        for module in model.modules():
+            if isinstance(module, torch.nn.LSTM):
+                for name, weight in module.named_parameters():
+                    if "weight_hh" in name:
+                        weight.mul_(6.0)
+    return Codec(model)
+
+
+@pytest.fixture(scope="module")
+def codec():
+    return _codec()
+
+
+def _signal(seconds: float, rate: int = 24000, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(int(seconds * rate)) / rate
+    tone = 0.3 * torch.sin(2 * torch.pi * 220 * t) * torch.sin(2 * torch.pi * 0.7 * t)
+    return (tone + 0.05 * torch.randn(t.shape, generator=g))[None]  # [1, N]
+
+
+def test_context_is_read_from_the_layers(codec):
+    ctx = codec.chunk_context
+    assert ctx.hop_length == 320 and ctx.exact
+    assert ctx.encode_recurrent and ctx.decode_recurrent  # the SEANet LSTMs are carried
+    assert ctx.encode_lookahead == 0 and ctx.decode_lookahead == 0  # causal SEANet
+    for size in (ctx.encode_left, ctx.decode_left, ctx.encode_edge, ctx.decode_edge):
+        assert size > 0 and size % 320 == 0
+
+
+def test_declared_and_unknown_architectures_get_their_context(codec):
+    class Declared(torch.nn.Module):
+        context_samples = 700
+        lookahead_samples = 480
+
+    class Unknown(torch.nn.Module):
+        pass
+
+    model = CodecModel(CodecConfig.tiny())
+    model.decoder = Declared()
+    ctx = Codec(model).chunk_context
+    assert (ctx.decode_left, ctx.decode_lookahead) == (960, 640) and ctx.exact  # whole frames
+    model.decoder = Unknown()
+    ctx = Codec(model).chunk_context
+    assert ctx.decode_left == 4 * 24000 and ctx.decode_lookahead == 24000 and not ctx.exact
+
+
+@pytest.mark.parametrize("chunk_seconds", [1 / 75, 2 / 75, 0.1, 0.37, 5.0])
+def test_chunked_encode_equals_whole_file(codec, chunk_seconds):
+    wav = _signal(1.3)[..., :-123]  # not a whole number of frames
+    whole = codec.encode(wav, 24000, kbps=6)
+    chunked = encode_chunked(codec, wav, 24000, kbps=6, chunk_seconds=chunk_seconds)
+    assert chunked.shape == whole.shape
+    assert (chunked == whole).float().mean() >= 0.999
+
+
+@pytest.mark.parametrize("chunk_frames", [1, 2, 7, 40, 1000])
+def test_chunked_decode_equals_whole_file(codec, chunk_frames):
+    codes = codec.encode(_signal(1.1), 24000, kbps=12)
+    whole = codec.decode(codes)
+    pieces = list(decode_chunked(codec, codes, chunk_frames=chunk_frames))
+    ctx = codec.chunk_context  # pieces wait for the edge lookahead while the window starts at 0
+    bound = chunk_frames + (ctx.decode_edge + ctx.decode_left) // 320
+    assert all(p.shape[-1] <= bound * 320 for p in pieces)  # bounded pieces, not the whole file
+    chunked = torch.cat(pieces, dim=-1)
+    assert chunked.shape == whole.shape
+    assert (chunked - whole).abs().max() < 1e-5
+
+
+def test_without_the_carried_lstm_state_chunks_differ(codec, monkeypatch):
+    """The equality above depends on carrying the LSTM state: dropping it must show."""
+    import audiolm.inference.codec_chunks as chunks
+
+    codes = codec.encode(_signal(1.1), 24000, kbps=12)
+    whole = codec.decode(codes)
+    monkeypatch.setattr(chunks, "_is_lstm_layer", lambda module: False)
+    chunked = torch.cat(list(decode_chunked(codec, codes, chunk_frames=5)), dim=-1)
+    assert (chunked - whole).abs().max() > 1e-3
+    chunked_codes = encode_chunked(codec, _signal(1.1), 24000, 12, chunk_seconds=5 / 75)
+    assert (chunked_codes == codes).float().mean() < 0.9
+
+
+def test_pushing_odd_pieces_gives_the_same_codes_and_audio(codec):
+    wav = _signal(0.9)
+    whole = codec.encode(wav, 24000, kbps=3)
+    enc = ChunkedEncoder(codec, kbps=3, chunk_seconds=0.1)
+    dec = ChunkedDecoder(codec, chunk_frames=3)
+    codes, audio = [], []
+    for start in range(0, wav.shape[-1], 997):
+        c = enc.push(wav[0, start: start + 997])
+        codes.append(c)
+        audio.append(dec.push(c))
+    codes.append(enc.finish())
+    audio += [dec.push(codes[-1]), dec.finish()]
+    assert torch.equal(torch.cat(codes, -1), whole)
+    assert (torch.cat(audio, -1) - codec.decode(whole)).abs().max() < 1e-5
+    with pytest.raises(CodecInputError):
+        enc.push(wav[0, :10])
+    with pytest.raises(CodecInputError):
+        dec.finish()
+
+
+def test_a_non_causal_or_time_normalised_codec_is_handled():
+    codec = _codec(use_causal_conv=False, trim_right_ratio=1.0)
+    ctx = codec.chunk_context
+    assert ctx.encode_lookahead > 0 and ctx.decode_lookahead > 0
+    codes = codec.encode(_signal(0.8), 24000, kbps=6)
+    assert (torch.cat(list(decode_chunked(codec, codes, 4)), -1) - codec.decode(codes)).abs().max() < 1e-5
+    assert (encode_chunked(codec, _signal(0.8), 24000, 6, chunk_seconds=0.05) == codes).float().mean() >= 0.999
+    with pytest.raises(CodecInputError, match="time_group_norm"):
+        _codec(norm_type="time_group_norm").chunk_context
+
+
+@pytest.mark.parametrize("rate", [24000, 16000, 44100])
+def test_round_trip_file_equals_whole_file(codec, tmp_path, rate):
+    wav = resample(_signal(1.7, seed=rate), 24000, rate)
+    wav = torch.cat([wav, 0.5 * wav], dim=0)  # stereo: mixed to mono
+    src = tmp_path / "in.wav"
+    save_audio(src, wav, rate, subtype="FLOAT")
+    blocks = []
+    result = round_trip_file(codec, src, blocks.append, kbps=6, chunk_seconds=0.2)
+    out = np.concatenate(blocks)
+    loaded, _ = load_audio(src)
+    codes = codec.encode(loaded, rate, kbps=6)
+    reference = resample(codec.decode(codes)[0], 24000, rate)[0, : loaded.shape[-1]].numpy()
+    assert torch.equal(result.codes, codes)
+    assert out.shape == reference.shape == (loaded.shape[-1],) and result.samples == loaded.shape[-1]
+    assert np.abs(out - reference).max() < 1e-4  # soxr streaming vs one-shot + float rounding
+
+
+def test_round_trip_file_refuses_bad_files(codec, tmp_path):
+    nan = tmp_path / "nan.wav"
+    data = np.zeros(24000, np.float32)
+    data[20000] = np.nan
+    sf.write(nan, data, 24000, subtype="FLOAT")
+    with pytest.raises(AudioError, match="NaN"):
+        round_trip_file(codec, nan, lambda block: None)
+    truncated = tmp_path / "short.wav"
+    sf.write(truncated, np.zeros(24000, np.float32), 24000, subtype="PCM_16")
+    truncated.write_bytes(truncated.read_bytes()[:-10000])  # header still claims 24000 samples
+    with pytest.raises(AudioError, match="truncated"):
+        round_trip_file(codec, truncated, lambda block: None)
