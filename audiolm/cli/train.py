@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 
@@ -275,6 +276,10 @@ def _run_in_locked_dir(run):
         from audiolm.core.outputs import RunLock  # lazy: keeps `audiolm --help` fast
 
         _check_train_flags(args)
+        if int(os.environ.get("RANK", "0")) > 0:
+            # a multi-process launch (torchrun / accelerate): process 0 owns the run directory
+            # (checks, lock, clean-up) and is the only writer; the others would see its files
+            return run(args)
         out = Path(args.out)
         if out.exists() and not out.is_dir():
             raise UsageError(f"{out}: is a file, not a run directory")
