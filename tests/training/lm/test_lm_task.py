@@ -202,7 +202,7 @@ def test_train_command_resumes_from_the_saved_step(tokens, tmp_path):
     model, cfg = load_stage(run, "fine")
     assert cfg.model.dim == 32
     # without --resume the run directory is not overwritten
-    from audiolm.core.errors import AudiolmError
+    from audiolm.cli.args import UsageError
 
-    with pytest.raises(AudiolmError, match="resume"):
+    with pytest.raises(UsageError, match="resume"):
         run_cli(base + ["--steps", "3"])
