@@ -225,6 +225,11 @@ def _run_decode(args: argparse.Namespace) -> int:
             raise UsageError("--compile is for --device cpu (CUDA decoding uses a graph-captured step)")
         if compile_unavailable():
             raise UsageError(f"--compile: {compile_unavailable()}")
+    if args.device == "cpu" and "bfloat16" in (args.dtype, args.decode_weights):
+        from audiolm.core.cpu_features import bf16_fallback_reason, cpu_bf16_kernels  # lazy: keeps `audiolm --help` fast
+
+        if not cpu_bf16_kernels():  # the run would time float32 packed weights under a bf16 label
+            raise UsageError(f"bfloat16 decoding: {bf16_fallback_reason()}")
     device = torch.device(args.device)
     new_tokens = args.new_tokens or (512 if device.type == "cuda" else 128)
     bandwidth, results = bench_decode(

@@ -5,7 +5,9 @@ Each case is a real `audiolm train STAGE` run in a fresh run directory — one p
 N processes under `torch.distributed.run` (gloo on CPU) — on the same per-process batch, so N
 processes train on an N-times larger global batch per step. Samples/s is the trainer's own
 `items_per_s` (global items per second of wall time on process 0), averaged over the log
-intervals after the first (which holds start-up and the first step's allocations). Without
+intervals after the first (which holds start-up and the first step's allocations). On a shared
+machine the ratio is not parallel efficiency alone: `cpu_share` says how much of a core each
+process got (two processes can win a larger share from other jobs than one). Without
 `--tokens`, random tokens with the shipped tokenizers' sizes (semantic vocabulary 256 at 25 Hz,
 4 codec levels of 1024 at 75 Hz) stand in: speed does not depend on the token values.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -44,6 +47,11 @@ def random_tokens(out: Path, utterances: int = 64, seconds: float = 10.0, seed: 
     return out
 
 
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _load_average() -> list[float] | None:
     try:
         return [round(x, 2) for x in os.getloadavg()]
@@ -67,9 +75,11 @@ def run_case(processes: int, stage: str, tokens: Path, config: Path | None, batc
         cmd = [sys.executable, *argv]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     load_before = _load_average()
+    cpu_before = _children_cpu_s()
     t0 = time.perf_counter()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
+    cpu = _children_cpu_s() - cpu_before
     if done.returncode != 0:
         raise AudiolmError(f"the {processes}-process run failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
@@ -84,6 +94,9 @@ def run_case(processes: int, stage: str, tokens: Path, config: Path | None, batc
         "samples_per_s": round(float(np.mean(rates)), 3),
         "intervals": [round(r, 3) for r in rates],
         "wall_s": round(wall, 1),
+        # CPU time of the whole run (start-up included) per process and wall second: 1.0 = each
+        # process had a core to itself; on a shared machine it shows how much of one it got
+        "cpu_share": round(cpu / wall / processes, 3),
         "load_before": load_before,
         "load_after": _load_average(),
     }
@@ -122,8 +135,9 @@ def bench_train(stage: str = "coarse", tokens: str | None = None, config: str | 
 
 def format_table(report: dict[str, Any]) -> str:
     lines = [f"train {report['stage']} on {report['machine']}, {report['steps']} steps",
-             "processes  threads  global batch  samples/s  speed-up  load before -> after"]
+             "processes  threads  global batch  samples/s  speed-up  cpu share  load before -> after"]
     for r in report["results"]:
         lines.append(f"{r['processes']:>9}  {r['threads_per_process']:>7}  {r['global_batch']:>12}  "
-                     f"{r['samples_per_s']:>9.2f}  {r['speedup']:>7.2f}x  {r['load_before']} -> {r['load_after']}")
+                     f"{r['samples_per_s']:>9.2f}  {r['speedup']:>7.2f}x  {r['cpu_share']:>9.2f}  "
+                     f"{r['load_before']} -> {r['load_after']}")
     return "\n".join(lines)

@@ -542,7 +542,8 @@ class Trainer:
             return
         # a run resumed on another number of processes keeps going, with other random draws
         row = acc.process_index % rng["cpu"].shape[0]
-        torch.set_rng_state(rng["cpu"][row].clone())  # a copy: set_rng_state misreads a row view (seen: rank 1 got "Invalid mt19937 state")
+        # copies: set_rng_state misreads a row view of the loaded tensor
+        torch.set_rng_state(rng["cpu"][row].clone())
         if "cuda" in rng and acc.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"][row].clone(), acc.device)
 

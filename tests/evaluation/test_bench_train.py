@@ -15,7 +15,7 @@ def test_bench_train_reports_both_process_counts(tmp_path, capsys):
     one, two = report["results"]
     assert (one["processes"], two["processes"]) == (1, 2) and two["global_batch"] == 2 * one["global_batch"]
     assert one["speedup"] == 1.0 and two["samples_per_s"] > 0 and len(two["intervals"]) == 1
-    assert "CPU" in report["machine"] and one["load_before"] is not None
+    assert "CPU" in report["machine"] and one["load_before"] is not None and 0 < one["cpu_share"] < 2
 
 
 def test_bench_train_refuses_bad_process_counts(capsys):

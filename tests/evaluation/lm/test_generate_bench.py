@@ -87,3 +87,15 @@ def test_streamed_bytes_count_packed_decoding_weights_at_their_dtype():
     assert bench.streamed_weight_bytes(model, model.tok_embeddings, 1) == fp32 - 2 * matrices
     torch.nn.init.zeros_(model.output.weight)  # a stale packed copy no longer counts
     assert bench.streamed_weight_bytes(model, model.tok_embeddings, 1) == fp32 - 2 * (matrices - model.output.weight.numel())
+
+
+def test_bench_decode_refuses_bfloat16_on_a_cpu_without_bf16_kernels(monkeypatch, capsys):
+    from audiolm.cli.app import main
+    from audiolm.core import cpu_features
+
+    monkeypatch.setattr(cpu_features.torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    monkeypatch.setattr(cpu_features, "_onednn_bf16", lambda: False)
+    for flags in (["--decode-weights", "bfloat16"], ["--dtype", "bfloat16"]):
+        assert main(["bench", "decode", "--sizes", "10M", "--batches", "1", *flags]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "capability AVX2" in err[0]
