@@ -88,6 +88,7 @@ def estimate_key(wav, sample_rate: int) -> Key | None:
         return None
     with warnings.catch_warnings():  # a clip shorter than the CQT's longest filter is analysed all the same
         warnings.filterwarnings("ignore", message="n_fft=.* is too large for input signal")
+        warnings.filterwarnings("ignore", message="Trying to estimate tuning from empty frequency set")  # no pitch
         chroma = _librosa().feature.chroma_cqt(y=audio, sr=JUDGE_RATE)  # [12, frames]
     return key_from_chroma(chroma.mean(axis=1))
 
