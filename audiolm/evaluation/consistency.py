@@ -9,6 +9,12 @@ prompt" when, of the N prompts, prompt i is the most similar. Chance is 1/N. Two
   than its own (ties count half), averaged: chance 0.5, perfect 1. It uses every pair, not only
   the top one, so with N of 10-20 it is far less noisy than top-1.
 
+The same set scores on any pairwise judge's [N, N] matrix (row i = continuation i against
+every prompt; the external judges of `audiolm eval continuation` use them): `top1`,
+`shuffled_top1` (the expectation of top-1 over a uniformly random pairing: chance, the floor)
+and `own_and_others` (the mean score with the own prompt, and with another prompt: the
+shuffled-pairing floor of the first).
+
 Embeddings (`embed`), utterance-level statistics over frames, so that timbre (voice,
 instrument) rather than content decides:
 
