@@ -375,7 +375,7 @@ def evaluate_continuation(
         if not clips:
             kinds[kind] = None
             continue
-        bar = tqdm(total=(2 + seeds + judges) * len(clips), desc=f"eval {kind}", unit="step", disable=not progress, dynamic_ncols=True)
+        bar = tqdm(total=(3 + seeds + judges) * len(clips), desc=f"eval {kind}", unit="step", disable=not progress, dynamic_ncols=True)
         # 1. cross entropy
         if shard_utts is not None:
             utts = [u for u in shard_utts if u.kind == kind]
