@@ -47,7 +47,7 @@ from audiolm.core.corpus import read_manifest
 from audiolm.core.errors import AudiolmError
 from audiolm.evaluation import judges as J
 from audiolm.evaluation import music_judges as MJ
-from audiolm.evaluation.consistency import (  # noqa: F401
+from audiolm.evaluation.consistency import (
     DEFAULT_EMBEDDING, embed, own_and_others, rank_score, retrieval_accuracy, shuffled_top1, top1,
 )
 from audiolm.inference.stages import generate_coarse, generate_fine

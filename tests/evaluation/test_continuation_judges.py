@@ -146,7 +146,7 @@ def voices(n: int = 3, seconds: float = 2.0) -> list[torch.Tensor]:
     wav, rate = load_audio(PROMPT, mono=True)
     out = []
     for warp in np.geomspace(0.8, 1.25, n):
-        warped = resample(wav, rate, int(round(SR / warp)))  # played back at SR: pitch x warp
+        warped = resample(wav, rate, round(SR / warp))  # played back at SR: pitch x warp
         out.append(warped[:, : int(seconds * SR)].float())
     return out
 
@@ -207,8 +207,8 @@ def test_eval_continuation_reports_the_judges(tiny_corpus, tiny_pipeline, capsys
                   "GE2E speaker top-1: shuffled pairing (floor; = chance) | 0.50 | - |",
                   "DNSMOS OVRL / SIG / BAK: prompts", "DNSMOS OVRL: generated continuation minus its prompt",
                   "key agreement with the prompt (MIREX score): generated continuation | - |",
-                  "tempo agreement with the prompt (8 %, octave errors forgiven): another piece's real continuation "
-                  "through the codec (floor) | - | - |",
+                  ("tempo agreement with the prompt (8 %, octave errors forgiven): another piece's real continuation "
+                   "through the codec (floor) | - | - |"),
                   "consistency top-1: generated continuation finds its prompt"):
         assert label in table, label
 
