@@ -353,27 +353,35 @@ def evaluate_continuation(
     progress: bool = True,
     seeds: int = 1,
     judges: bool = True,
+    kinds: tuple[str, ...] = KINDS,
 ) -> dict[str, Any]:
     """The report `format_table` prints: {"pipeline", "split", "n", ..., "kinds": {kind: {...}}}.
 
     seeds: continue every prompt this many times (clip i with seed + SEED_STRIDE * s + i) and
     report the generated continuation's consistency as the mean over draws, each draw's figures
     in `generated_by_seed`. At N ~ 10 one draw's rank score moves by about +-0.1.
-    judges: run the external judges (section 3 of the module doc; their wheels: the eval extra)."""
+    judges: run the external judges (section 3 of the module doc; their wheels: the eval extra).
+    kinds: the kinds to evaluate (default both); the others are reported as None."""
     if n < 1:
         raise AudiolmError(f"n must be at least 1, got {n}")
     if seeds < 1:
         raise AudiolmError(f"seeds must be at least 1, got {seeds}")
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown or not kinds:
+        raise AudiolmError(f"kinds must be among {', '.join(KINDS)}, got {', '.join(kinds) or 'none'}")
     if not (prompt_seconds > 0 and seconds > 0):
         raise AudiolmError("prompt_seconds and seconds must be positive")
     sr = lm.sample_rate
     real_min = min(seconds, MIN_REAL_SECONDS)
     shard_utts = list(shard_utterances(tokens_dir, split, lm)) if tokens_dir is not None else None
-    kinds: dict[str, Any] = {}
+    kinds_report: dict[str, Any] = {}
     for kind in KINDS:
+        if kind not in kinds:
+            kinds_report[kind] = None
+            continue
         items, clips = load_clips(corpus, split, kind, n, sr, prompt_seconds, seconds)
         if not clips:
-            kinds[kind] = None
+            kinds_report[kind] = None
             continue
         bar = tqdm(total=(3 + seeds + judges) * len(clips), desc=f"eval {kind}", unit="step", disable=not progress, dynamic_ncols=True)
         # 1. cross entropy
@@ -433,7 +441,7 @@ def evaluate_continuation(
             roundtrip.append(mel_distance(audio[:, : codec_out.shape[-1]], codec_out, sr))
             bar.update(1)
         bar.close()
-        kinds[kind] = {
+        kinds_report[kind] = {
             "n": len(clips),
             "cross_entropy": ce,
             "cross_entropy_windows_from": "tokens" if shard_utts is not None else "clips",
@@ -443,7 +451,7 @@ def evaluate_continuation(
             "resynthesis_mel": float(np.mean(resynth)),
             "codec_mel": float(np.mean(roundtrip)),
         }
-    if all(v is None for v in kinds.values()):
+    if all(v is None for v in kinds_report.values()):
         raise AudiolmError(
             f"{corpus}: no {split} clip is at least {prompt_seconds + real_min:g} s long "
             f"after its leading silence (prompt {prompt_seconds:g} s + {real_min:g} s of real continuation)"
@@ -459,7 +467,7 @@ def evaluate_continuation(
         "embedding": embedding,
         "judges": judges,
         "tokens": str(tokens_dir) if tokens_dir is not None else None,
-        "kinds": kinds,
+        "kinds": kinds_report,
     }
 
 

@@ -217,3 +217,22 @@ def test_eval_continuation_reports_the_judges(tiny_corpus, tiny_pipeline, capsys
     assert skipped["judges"] is False and skipped["kinds"]["speech"]["judges"] is None
     c, c2 = skipped["kinds"]["speech"]["consistency"], report["kinds"]["speech"]["consistency"]
     assert c["real_codec_rank"] == c2["real_codec_rank"] and c["generated_by_seed"][0] == c2["generated_by_seed"][0]
+
+
+def test_eval_continuation_one_kind(tiny_corpus, tiny_pipeline, capsys):
+    """--kind music: speech is not evaluated (reported as None, "-" in the table)."""
+    from audiolm.cli.app import main
+
+    args = ["eval", "continuation", "--data", str(tiny_corpus), "--pipeline", str(tiny_pipeline), *EVAL,
+            "--kind", "music", "--skip-judges"]
+    assert main([*args, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["kinds"]["speech"] is None and report["kinds"]["music"]["n"] == 1
+    assert main(args) == 0
+    assert "| clips (N) | - | 1 |" in capsys.readouterr().out
+    try:  # argparse exits here; where main returns its code instead, the same code
+        code = main([*args, "--kind", "noise"])
+    except SystemExit as e:
+        code = e.code
+    assert code == 2
+    assert "invalid choice" in capsys.readouterr().err
