@@ -2,7 +2,8 @@
 
     audiolm eval codec --data CORPUS [--split valid] [--codec DIR] [--skip-judges] [--json] [--out TABLE.md]
     audiolm eval continuation --data CORPUS [--split valid] [--pipeline P] [--tokens TOKDIR] [--n N]
-                     [--seeds N] [--kind K] [--skip-judges] [--json] [--out TABLE.md]                       (audiolm/evaluation/continuation.py)
+                     [--seeds N] [--kind K] [--skip-judges] [--json] [--out TABLE.md]
+                                                                     (audiolm/evaluation/continuation.py)
     audiolm eval stage CKPT [CKPT ...] --tokens TOKDIR [--kinds speech,music] [--json]
                                                                      (audiolm/evaluation/lm/stage_loss.py)
 

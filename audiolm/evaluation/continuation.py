@@ -383,7 +383,8 @@ def evaluate_continuation(
         if not clips:
             kinds_report[kind] = None
             continue
-        bar = tqdm(total=(3 + seeds + judges) * len(clips), desc=f"eval {kind}", unit="step", disable=not progress, dynamic_ncols=True)
+        steps = (3 + seeds + judges) * len(clips)  # cross entropy, draws, real, judges, resynthesis
+        bar = tqdm(total=steps, desc=f"eval {kind}", unit="step", disable=not progress, dynamic_ncols=True)
         # 1. cross entropy
         if shard_utts is not None:
             utts = [u for u in shard_utts if u.kind == kind]
@@ -395,7 +396,7 @@ def evaluate_continuation(
         cut = int(prompt_seconds * sr)
         emb: dict[str, list[torch.Tensor]] = {"prompt": [], "real": [], "real_codec": []}
         generated: list[list[torch.Tensor]] = [[] for _ in range(seeds)]
-        audio: dict[str, list[torch.Tensor]] = {"prompt": [], "real": [], "real_codec": []}  # for the judges
+        judged_audio: dict[str, list[torch.Tensor]] = {"prompt": [], "real": [], "real_codec": []}
         generated_audio: list[list[torch.Tensor]] = [[] for _ in range(seeds)]
         for i, clip in enumerate(clips):
             prompt, real = clip.audio[:, :cut], clip.audio[:, cut:]
@@ -409,7 +410,7 @@ def evaluate_continuation(
             emb["real"].append(embed(lm, real, embedding))
             emb["real_codec"].append(embed(lm, real_codec, embedding))
             for name, wav in (("prompt", prompt), ("real", real), ("real_codec", real_codec)):
-                audio[name].append(wav)
+                judged_audio[name].append(wav)
             bar.update(1)
         prompts = torch.stack(emb["prompt"])  # [N, D]
         consistency: dict[str, Any] = {"chance": 1.0 / len(clips)}
@@ -430,7 +431,7 @@ def evaluate_continuation(
         if judges:
             draw_seeds = [seed + SEED_STRIDE * s for s in range(seeds)]
             judge = judge_speech if kind == "speech" else judge_music
-            judged = judge(audio, generated_audio, sr, draw_seeds)
+            judged = judge(judged_audio, generated_audio, sr, draw_seeds)
             bar.update(len(clips))
         # 4. resynthesis
         resynth, roundtrip = [], []
