@@ -19,7 +19,8 @@ Four figures, each reported for speech and music separately:
    top-1 retrieval of the own prompt among the N by cosine, and the mean cosine to the own
    prompt and to the other prompts; DNSMOS P.835 OVRL / SIG / BAK of the continuations and of
    their prompts. Music (`audiolm.evaluation.music_judges`, librosa): agreement of the
-   continuation's key (chroma + Krumhansl-Schmuckler, MIREX score) and tempo (beat tracking,
+   continuation's key (chroma + Krumhansl-Schmuckler, MIREX score; and graded: the correlation
+   of the two clips' 24 key-profile scores) and tempo (beat tracking,
    8 %, octave errors forgiven) with its prompt's. Each beside its floor and ceiling. Ceiling:
    the real continuation of the clip through the codec (what a perfect LM gives back). Floor:
    for the pairwise judges, another clip's real continuation through the codec in its place
@@ -283,19 +284,26 @@ def judge_music(audio: dict[str, list[torch.Tensor]], generated: list[list[torch
                 seeds: list[int]) -> dict[str, Any]:
     """Key and tempo agreement of N music prompts with their continuations (arguments as
     `judge_speech`), with each clip's estimates (generated: the first draw's)."""
-    keys = {name: [MJ.estimate_key(c, sample_rate) for c in audio[name]] for name in ("prompt", *JUDGED_SETS)}
+    profiles = {name: [MJ.key_profile(c, sample_rate) for c in audio[name]] for name in ("prompt", *JUDGED_SETS)}
     tempi = {name: [MJ.estimate_tempo(c, sample_rate) for c in audio[name]] for name in ("prompt", *JUDGED_SETS)}
-    gen_keys = [[MJ.estimate_key(c, sample_rate) for c in g] for g in generated]
+    gen_profiles = [[MJ.key_profile(c, sample_rate) for c in g] for g in generated]
     gen_tempi = [[MJ.estimate_tempo(c, sample_rate) for c in g] for g in generated]
+    keys = {name: [MJ.key_from_profile(p) for p in v] for name, v in profiles.items()}
+    gen_keys = [[MJ.key_from_profile(p) for p in g] for g in gen_profiles]
 
     def key_figures(cont_keys):
         return pairwise_figures(np.array([[MJ.key_agreement(p, c) for p in keys["prompt"]] for c in cont_keys]))
+
+    def profile_figures(cont_profiles):
+        return pairwise_figures(np.array([[MJ.profile_correlation(p, c) for p in profiles["prompt"]]
+                                          for c in cont_profiles]))
 
     def tempo_figures(cont_tempi):
         return pairwise_figures(np.array([[MJ.tempo_agreement(p, c) for p in tempi["prompt"]] for c in cont_tempi]))
 
     out: dict[str, Any] = {}
     for judge, figures, estimates, gen_estimates in (("key", key_figures, keys, gen_keys),
+                                                    ("key_profile", profile_figures, profiles, gen_profiles),
                                                     ("tempo", tempo_figures, tempi, gen_tempi)):
         by_seed = [{"seed": s, **figures(g)} for s, g in zip(seeds, gen_estimates)]
         result: dict[str, Any] = {
@@ -507,6 +515,7 @@ def _judge_rows(row, seeds: int) -> None:
     row("DNSMOS OVRL: generated continuation minus its prompt",
         cell("dnsmos", lambda j: f"{j['generated']['ovrl'] - j['prompt']['ovrl']:+.2f}"))
     for judge, what in (("key", "key agreement with the prompt (MIREX score)"),
+                        ("key_profile", "key-profile correlation with the prompt (graded key agreement)"),
                         ("tempo", "tempo agreement with the prompt (8 %, octave errors forgiven)")):
         for name, label in WHO.items():
             row(f"{what}: {label}", cell(judge, lambda j, n=name: _fmt(j[n]["agreement"], 2)))

@@ -4,6 +4,10 @@ clips agree on them. The speech judges (GE2E, DNSMOS, F0) are in `audiolm.evalua
     estimate_key(wav, sr)        (tonic 0..11 from C, "major" | "minor"): mean CQT chroma
                                  (librosa.feature.chroma_cqt) correlated with the 24 rotations of
                                  the Krumhansl-Schmuckler key profiles, the best one wins
+    key_profile(wav, sr)         the 24 correlations behind that choice ([major C..B, minor C..B])
+    profile_correlation(a, b)    Pearson correlation of two clips' key profiles: a graded key
+                                 agreement, -1..1 (on real music: ~0.8 for a piece's next
+                                 seconds, ~0.3-0.4 for another piece)
     key_agreement(a, b)          MIREX key score, made symmetric: 1 same key, 0.5 a fifth apart
                                  (same mode), 0.3 relative major / minor, 0.2 parallel, else 0
     estimate_tempo(wav, sr)      beats per minute of librosa.beat.beat_track (0 when it finds
@@ -27,7 +31,8 @@ import torch
 from audiolm.core.audio import resample
 from audiolm.evaluation.judges import JUDGE_RATE, JudgeUnavailable
 
-__all__ = ["KEY_NAMES", "estimate_key", "estimate_tempo", "key_agreement", "key_name", "tempo_agreement"]
+__all__ = ["KEY_NAMES", "estimate_key", "estimate_tempo", "key_agreement", "key_name", "key_profile",
+           "profile_correlation", "tempo_agreement"]
 
 # Krumhansl & Kessler's probe-tone profiles (Krumhansl 1990), as used by the Krumhansl-Schmuckler
 # key-finding algorithm; index 0 = the tonic
@@ -68,13 +73,26 @@ def key_scores(chroma: np.ndarray) -> np.ndarray:
     return scores
 
 
-def key_from_chroma(chroma: np.ndarray) -> Key | None:
-    """The Krumhansl-Schmuckler key of a chroma vector [12]; None when it is flat (no pitch)."""
+def profile_from_chroma(chroma: np.ndarray) -> np.ndarray | None:
+    """chroma [12] -> its key profile [24] (`key_scores` flattened); None when the chroma is
+    flat (no pitch)."""
     chroma = np.asarray(chroma, dtype=np.float64)
     if chroma.shape != (12,) or not np.all(np.isfinite(chroma)) or np.ptp(chroma) <= 1e-9:
         return None
-    row, tonic = np.unravel_index(int(np.argmax(key_scores(chroma))), (2, 12))
-    return int(tonic), ("major", "minor")[int(row)]
+    return key_scores(chroma).ravel()
+
+
+def key_from_profile(profile: np.ndarray | None) -> Key | None:
+    """The best of the 24 keys of a key profile [24] (None stays None)."""
+    if profile is None:
+        return None
+    row, tonic = divmod(int(np.argmax(profile)), 12)
+    return tonic, ("major", "minor")[row]
+
+
+def key_from_chroma(chroma: np.ndarray) -> Key | None:
+    """The Krumhansl-Schmuckler key of a chroma vector [12]; None when it is flat (no pitch)."""
+    return key_from_profile(profile_from_chroma(chroma))
 
 
 def key_name(key: Key | None) -> str:
@@ -83,6 +101,20 @@ def key_name(key: Key | None) -> str:
 
 def estimate_key(wav, sample_rate: int) -> Key | None:
     """(tonic, mode) of a clip from its mean CQT chroma; None for silence."""
+    return key_from_profile(key_profile(wav, sample_rate))
+
+
+def profile_correlation(a: np.ndarray | None, b: np.ndarray | None) -> float:
+    """Pearson correlation of two key profiles [24] (0 when either clip has none)."""
+    if a is None or b is None:
+        return 0.0
+    r = float(np.corrcoef(a, b)[0, 1])
+    return r if math.isfinite(r) else 0.0
+
+
+def key_profile(wav, sample_rate: int) -> np.ndarray | None:
+    """A clip's key profile [24]: the correlations of its mean CQT chroma with the major (first
+    12, tonic C..B) and minor (last 12) Krumhansl-Schmuckler profiles; None for silence."""
     audio = _mono(wav, sample_rate)
     if audio.size == 0 or not np.any(audio):
         return None
@@ -90,7 +122,7 @@ def estimate_key(wav, sample_rate: int) -> Key | None:
         warnings.filterwarnings("ignore", message="n_fft=.* is too large for input signal")
         warnings.filterwarnings("ignore", message="Trying to estimate tuning from empty frequency set")  # no pitch
         chroma = _librosa().feature.chroma_cqt(y=audio, sr=JUDGE_RATE)  # [12, frames]
-    return key_from_chroma(chroma.mean(axis=1))
+    return profile_from_chroma(chroma.mean(axis=1))
 
 
 def key_agreement(a: Key | None, b: Key | None) -> float:

@@ -116,6 +116,19 @@ def test_key_and_tempo_agreement_rules():
     assert tempo_agreement(0, 100) == 0.0
 
 
+def test_key_profile_correlation():
+    from audiolm.evaluation.music_judges import (
+        MAJOR_PROFILE, key_from_profile, profile_correlation, profile_from_chroma,
+    )
+
+    c_major = profile_from_chroma(MAJOR_PROFILE)
+    assert c_major.shape == (24,) and key_from_profile(c_major) == (0, "major")
+    assert profile_correlation(c_major, c_major) == pytest.approx(1.0)
+    g_major, f_sharp = profile_from_chroma(np.roll(MAJOR_PROFILE, 7)), profile_from_chroma(np.roll(MAJOR_PROFILE, 6))
+    assert profile_correlation(c_major, f_sharp) < profile_correlation(c_major, g_major) < 1.0  # far vs near keys
+    assert profile_correlation(None, c_major) == 0.0 and profile_from_chroma(np.ones(12)) is None
+
+
 @_needs("librosa")
 def test_judge_music_ceiling_at_top_and_shuffled_floor():
     """Real continuations = the prompts themselves (clip vs itself): agreement 1; the generated
@@ -124,15 +137,17 @@ def test_judge_music_ceiling_at_top_and_shuffled_floor():
     audio = {"prompt": prompts, "real": prompts, "real_codec": prompts}
     shuffled = [prompts[1], prompts[2], prompts[0]]
     out = judge_music(audio, [shuffled], SR, [0])
-    for judge in ("key", "tempo"):
+    for judge in ("key", "key_profile", "tempo"):
         j = out[judge]
-        assert j["real"]["agreement"] == j["real_codec"]["agreement"] == 1.0  # the ceiling, at the top
+        assert j["real"]["agreement"] == pytest.approx(1.0) and j["real_codec"] == j["real"]  # the ceiling, at the top
         assert j["floor"]["agreement"] == j["real_codec"]["agreement_others"] < 1.0
         assert j["generated"] == {k: v for k, v in j["generated_by_seed"][0].items() if k != "seed"}
         assert j["generated_by_seed"][0]["seed"] == 0
     # C major vs A minor are relative keys (0.3), A minor vs F# minor and F# minor vs C major unrelated
     assert out["key"]["generated"]["agreement"] == pytest.approx(0.3 / 3)
     assert out["tempo"]["generated"]["agreement"] == 0.0  # 100 / 140 / 80 BPM: no pair within 8 % or 2x
+    # graded: C major and its relative A minor share most of their profile, the others less
+    assert out["key_profile"]["floor"]["agreement"] < 0.5
     assert out["estimates"]["key"]["prompt"] == ["C major", "A minor", "F# minor"]
     assert out["estimates"]["key"]["generated"] == ["A minor", "F# minor", "C major"]
 
@@ -189,14 +204,14 @@ def test_eval_continuation_reports_the_judges(tiny_corpus, tiny_pipeline, capsys
     report = json.loads(capsys.readouterr().out)
     assert report["judges"] is True
     speech, music = report["kinds"]["speech"]["judges"], report["kinds"]["music"]["judges"]
-    assert set(speech) == {"speaker", "dnsmos"} and set(music) == {"key", "tempo", "estimates"}
+    assert set(speech) == {"speaker", "dnsmos"} and set(music) == {"key", "key_profile", "tempo", "estimates"}
     sp = speech["speaker"]
     assert [d["seed"] for d in sp["generated_by_seed"]] == [0, 1000]
     assert sp["generated"]["top1"] == pytest.approx(np.mean([d["top1"] for d in sp["generated_by_seed"]]))
     assert sp["floor"]["top1"] == pytest.approx(0.5)  # N = 2 voices
     assert sp["floor"]["cosine_own"] == sp["real_codec"]["cosine_others"]
     assert 1.0 <= speech["dnsmos"]["generated"]["ovrl"] <= 5.0
-    for judge in ("key", "tempo"):
+    for judge in ("key", "key_profile", "tempo"):
         assert music[judge]["floor"]["agreement"] is None  # one valid music clip: no other piece
         assert 0.0 <= music[judge]["generated"]["agreement"] <= 1.0
     assert len(music["estimates"]["key"]["generated"]) == 1
