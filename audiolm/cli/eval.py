@@ -2,7 +2,8 @@
 
     audiolm eval codec --data CORPUS [--split valid] [--codec DIR] [--skip-judges] [--json] [--out TABLE.md]
     audiolm eval continuation --data CORPUS [--split valid] [--pipeline P] [--tokens TOKDIR] [--n N]
-                     [--json] [--out TABLE.md]                       (audiolm/evaluation/continuation.py)
+                     [--seeds N] [--kind K] [--skip-judges] [--json] [--out TABLE.md]
+                                                                     (audiolm/evaluation/continuation.py)
     audiolm eval stage CKPT [CKPT ...] --tokens TOKDIR [--kinds speech,music] [--json]
                                                                      (audiolm/evaluation/lm/stage_loss.py)
 
@@ -144,6 +145,11 @@ def _setup_continuation(p: argparse.ArgumentParser) -> None:
     p.add_argument("--embed", default=EMBEDDINGS[0], choices=EMBEDDINGS,
                    help=f"embedding for consistency (default {EMBEDDINGS[0]}; see audiolm/evaluation/consistency.py)")
     p.add_argument("--ce-windows", type=int, default=256, help="windows per stage for the cross entropy")
+    p.add_argument("--kind", choices=("speech", "music"), default=None,
+                   help="evaluate only this kind (default: speech and music)")
+    p.add_argument("--skip-judges", action="store_true",
+                   help="skip the external judges (speech: GE2E speaker retrieval and similarity, DNSMOS; "
+                        "music: key and tempo agreement)")
     p.add_argument("--out", help="also write the table (markdown) to this file")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     add_pipeline_arguments(p)
@@ -168,6 +174,7 @@ def _run_continuation(args: argparse.Namespace) -> int:
         report = evaluate_continuation(
             lm, args.data, split=args.split, tokens_dir=args.tokens, n=args.n, prompt_seconds=args.prompt_seconds,
             seconds=args.seconds, seed=args.seed, embedding=args.embed, ce_windows=args.ce_windows, seeds=args.seeds,
+            judges=not args.skip_judges, kinds=(args.kind,) if args.kind else ("speech", "music"),
         )
     machine = describe_machine(args.device)
     table = format_table(report) + f"\nMachine: {machine}.\n"
@@ -223,7 +230,8 @@ def register(cli) -> None:
             _setup_semantic, _run_semantic)
     cli.add(
         "eval continuation",
-        "continuation quality: per-stage cross entropy, acoustic consistency, resynthesis (speech and music)",
+        "continuation quality: per-stage cross entropy, acoustic consistency, external judges (GE2E, DNSMOS, "
+        "key, tempo), resynthesis (speech and music)",
         _setup_continuation,
         _run_continuation,
     )

@@ -9,6 +9,12 @@ prompt" when, of the N prompts, prompt i is the most similar. Chance is 1/N. Two
   than its own (ties count half), averaged: chance 0.5, perfect 1. It uses every pair, not only
   the top one, so with N of 10-20 it is far less noisy than top-1.
 
+The same set scores on any pairwise judge's [N, N] matrix (row i = continuation i against
+every prompt; the external judges of `audiolm eval continuation` use them): `top1`,
+`shuffled_top1` (the expectation of top-1 over a uniformly random pairing: chance, the floor)
+and `own_and_others` (the mean score with the own prompt, and with another prompt: the
+shuffled-pairing floor of the first).
+
 Embeddings (`embed`), utterance-level statistics over frames, so that timbre (voice,
 instrument) rather than content decides:
 
@@ -129,10 +135,41 @@ def similarity(prompts: torch.Tensor, continuations: torch.Tensor, centred: bool
 def retrieval_accuracy(prompts: torch.Tensor, continuations: torch.Tensor, centred: bool = True) -> float:
     """The share of continuations whose most similar prompt is their own, among all N (chance
     1/N). A continuation tied between k prompts, its own among them, counts 1/k."""
-    sim = similarity(prompts, continuations, centred)  # [N, N]
-    top = sim >= sim.max(dim=-1, keepdim=True).values - _TIE  # [N, N] bool
-    own = top.diagonal().double()
-    return float((own / top.sum(-1)).mean())
+    return top1(similarity(prompts, continuations, centred))
+
+
+def hits(sim: torch.Tensor) -> torch.Tensor:
+    """sim [N, N] (row i = continuation i against every prompt) -> [N, N]: 1/k where the prompt
+    is one of continuation i's k most similar (tied) prompts, else 0. Rows sum to 1."""
+    sim = torch.as_tensor(sim, dtype=torch.float64)
+    top = (sim >= sim.max(dim=-1, keepdim=True).values - _TIE).double()
+    return top / top.sum(-1, keepdim=True)
+
+
+def top1(sim: torch.Tensor) -> float:
+    """Retrieval accuracy from a similarity matrix [N, N] (row i = continuation i): the share of
+    continuations whose most similar prompt is their own, ties shared."""
+    return float(hits(sim).diagonal().mean())
+
+
+def shuffled_top1(sim: torch.Tensor) -> float:
+    """The floor of `top1`: its expectation when the continuations are paired with the prompts
+    by a uniformly random permutation, computed exactly (continuation j is the partner of prompt
+    i in 1/N of all pairings). Every row of `hits` sums to 1, so this is 1/N: chance."""
+    return float(hits(sim).mean())
+
+
+def own_and_others(scores: torch.Tensor) -> tuple[float, float | None]:
+    """scores [N, N] of a pairwise judge (row i = continuation i against every prompt) -> (mean
+    score of a continuation with its own prompt, mean with another prompt; None for N < 2).
+    The second is the shuffled-pairing floor: another prompt's continuation in its place."""
+    scores = torch.as_tensor(scores, dtype=torch.float64)
+    n = scores.shape[0]
+    if scores.ndim != 2 or scores.shape[1] != n or n == 0:
+        raise AudiolmError(f"pairwise scores must be [N, N] with N >= 1, got {tuple(scores.shape)}")
+    own = float(scores.diagonal().mean())
+    others = None if n < 2 else float((scores.sum() - scores.diagonal().sum()) / (n * (n - 1)))
+    return own, others
 
 
 def rank_score(prompts: torch.Tensor, continuations: torch.Tensor, centred: bool = True) -> float | None:

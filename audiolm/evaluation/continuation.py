@@ -1,6 +1,6 @@
 """`audiolm eval continuation`: how well a pipeline continues held-out audio, in one table.
 
-Three figures, each reported for speech and music separately:
+Four figures, each reported for speech and music separately:
 
 1. Validation cross entropy of each stage (nats per predicted token), on the token shards of
    `--tokens` (the split given), or, without it, on the evaluated clips tokenized on the fly by
@@ -14,7 +14,19 @@ Three figures, each reported for speech and music separately:
    from than its own (rank score, chance 0.5). The same figures for the real continuation of
    each clip (the audio that follows the prompt), raw and passed through the codec at the
    pipeline's levels, are the ceilings: the second is what a perfect LM could reach.
-3. Resynthesis: a clip's ground-truth semantic tokens -> coarse stage -> fine stage -> codec
+3. External judges (`judges`, off with judges=False / --skip-judges), on the same prompts and
+   continuations. Speech: Resemblyzer's GE2E speaker encoder (`audiolm.evaluation.judges`) --
+   top-1 retrieval of the own prompt among the N by cosine, and the mean cosine to the own
+   prompt and to the other prompts; DNSMOS P.835 OVRL / SIG / BAK of the continuations and of
+   their prompts. Music (`audiolm.evaluation.music_judges`, librosa): agreement of the
+   continuation's key (chroma + Krumhansl-Schmuckler, MIREX score; and graded: the correlation
+   of the two clips' 24 key-profile scores) and tempo (beat tracking,
+   8 %, octave errors forgiven) with its prompt's. Each beside its floor and ceiling. Ceiling:
+   the real continuation of the clip through the codec (what a perfect LM gives back). Floor:
+   for the pairwise judges, another clip's real continuation through the codec in its place
+   (the mean over all other pairings); for top-1 retrieval, the expectation over a shuffled
+   pairing, which is chance (1/N); for DNSMOS, white noise at the prompt's level.
+4. Resynthesis: a clip's ground-truth semantic tokens -> coarse stage -> fine stage -> codec
    (no acoustic prompt), mel distance to the original (`audiolm.models.codec.metrics.mel_distance`),
    next to the codec's own round trip at the pipeline's levels (the floor).
 """
@@ -34,7 +46,11 @@ import torch.nn.functional as F
 from audiolm.core.audio import load_audio
 from audiolm.core.corpus import read_manifest
 from audiolm.core.errors import AudiolmError
-from audiolm.evaluation.consistency import DEFAULT_EMBEDDING, embed, rank_score, retrieval_accuracy  # noqa: F401
+from audiolm.evaluation import judges as J
+from audiolm.evaluation import music_judges as MJ
+from audiolm.evaluation.consistency import (
+    DEFAULT_EMBEDDING, embed, own_and_others, rank_score, retrieval_accuracy, shuffled_top1, top1,
+)
 from audiolm.inference.stages import generate_coarse, generate_fine
 from audiolm.models.codec.metrics import mel_distance
 from audiolm.models.lm.config import STAGES
@@ -191,7 +207,121 @@ def codec_roundtrip(lm, audio: torch.Tensor) -> torch.Tensor:
     return lm.codec.decode(codes)[0].cpu()[:, : audio.shape[-1]]
 
 
-# -- 3. resynthesis ---------------------------------------------------------------------------
+# -- 3. external judges -----------------------------------------------------------------------
+
+DNSMOS_FIGURES = ("ovrl", "sig", "bak")
+JUDGED_SETS = ("real", "real_codec")  # beside the generated draws; real_codec is the ceiling
+FLOOR_NOISE_SEED = 12345
+
+
+def _mean_dicts(dicts: list[dict[str, float | None]]) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for key in dicts[0]:
+        values = [d[key] for d in dicts]
+        out[key] = None if any(v is None for v in values) else float(np.mean(values))
+    return out
+
+
+def speaker_figures(prompts: np.ndarray, continuations: np.ndarray) -> dict[str, float | None]:
+    """GE2E unit embeddings [N, 256] of the prompts and of their continuations (same order) ->
+    {"top1": share of continuations whose closest prompt (cosine) is their own, "cosine_own",
+    "cosine_others": mean cosine to the own prompt / to each other prompt}."""
+    sim = torch.from_numpy(np.asarray(continuations, np.float64) @ np.asarray(prompts, np.float64).T)  # [N, N]
+    own, others = own_and_others(sim)
+    return {"top1": top1(sim), "cosine_own": own, "cosine_others": others}
+
+
+def pairwise_figures(scores: np.ndarray) -> dict[str, float | None]:
+    """A pairwise judge's scores [N, N] (row i = continuation i against every prompt) ->
+    {"agreement": mean with the own prompt, "agreement_others": mean with another prompt}."""
+    own, others = own_and_others(torch.from_numpy(np.asarray(scores, np.float64)))
+    return {"agreement": own, "agreement_others": others}
+
+
+def floor_noise(prompt: torch.Tensor, n_samples: int, seed: int) -> torch.Tensor:
+    """White noise [1, n_samples] at the RMS level of `prompt` (the DNSMOS floor)."""
+    rms = float(prompt.float().pow(2).mean().sqrt()) if prompt.numel() else 0.0
+    gen = torch.Generator().manual_seed(seed)
+    return max(rms, 1e-4) * torch.randn(1, n_samples, generator=gen)
+
+
+def judge_speech(audio: dict[str, list[torch.Tensor]], generated: list[list[torch.Tensor]], sample_rate: int,
+                 seeds: list[int]) -> dict[str, Any]:
+    """GE2E speaker retrieval / similarity and DNSMOS of N speech prompts and their continuations.
+
+    audio: {"prompt", "real", "real_codec"} -> N clips [1, n] each; generated: one list of N
+    continuations per draw (its seed in `seeds`)."""
+    def embeddings(clips):
+        return np.stack([J.speaker_embedding(c, sample_rate) for c in clips])  # [N, 256]
+
+    prompts = embeddings(audio["prompt"])
+    speaker: dict[str, Any] = {}
+    by_seed = [{"seed": s, **speaker_figures(prompts, embeddings(g))} for s, g in zip(seeds, generated)]
+    speaker["generated"] = _mean_dicts([{k: v for k, v in d.items() if k != "seed"} for d in by_seed])
+    speaker["generated_by_seed"] = by_seed
+    for name in JUDGED_SETS:
+        speaker[name] = speaker_figures(prompts, embeddings(audio[name]))
+    ceiling_sim = embeddings(audio["real_codec"]) @ prompts.T
+    speaker["floor"] = {"top1": shuffled_top1(torch.from_numpy(ceiling_sim.astype(np.float64))),
+                        "cosine_own": speaker["real_codec"]["cosine_others"]}
+
+    def mos(clips):
+        scores = [J.dnsmos(c, sample_rate) for c in clips]
+        return {k: float(np.mean([s[k] for s in scores])) for k in DNSMOS_FIGURES}
+
+    quality: dict[str, Any] = {"prompt": mos(audio["prompt"])}
+    by_seed_mos = [{"seed": s, **mos(g)} for s, g in zip(seeds, generated)]
+    quality["generated"] = _mean_dicts([{k: v for k, v in d.items() if k != "seed"} for d in by_seed_mos])
+    quality["generated_by_seed"] = by_seed_mos
+    for name in JUDGED_SETS:
+        quality[name] = mos(audio[name])
+    length = max(c.shape[-1] for c in audio["real_codec"])
+    quality["floor"] = mos([floor_noise(p, length, FLOOR_NOISE_SEED + i) for i, p in enumerate(audio["prompt"])])
+    return {"speaker": speaker, "dnsmos": quality}
+
+
+def judge_music(audio: dict[str, list[torch.Tensor]], generated: list[list[torch.Tensor]], sample_rate: int,
+                seeds: list[int]) -> dict[str, Any]:
+    """Key and tempo agreement of N music prompts with their continuations (arguments as
+    `judge_speech`), with each clip's estimates (generated: the first draw's)."""
+    profiles = {name: [MJ.key_profile(c, sample_rate) for c in audio[name]] for name in ("prompt", *JUDGED_SETS)}
+    tempi = {name: [MJ.estimate_tempo(c, sample_rate) for c in audio[name]] for name in ("prompt", *JUDGED_SETS)}
+    gen_profiles = [[MJ.key_profile(c, sample_rate) for c in g] for g in generated]
+    gen_tempi = [[MJ.estimate_tempo(c, sample_rate) for c in g] for g in generated]
+    keys = {name: [MJ.key_from_profile(p) for p in v] for name, v in profiles.items()}
+    gen_keys = [[MJ.key_from_profile(p) for p in g] for g in gen_profiles]
+
+    def key_figures(cont_keys):
+        return pairwise_figures(np.array([[MJ.key_agreement(p, c) for p in keys["prompt"]] for c in cont_keys]))
+
+    def profile_figures(cont_profiles):
+        return pairwise_figures(np.array([[MJ.profile_correlation(p, c) for p in profiles["prompt"]]
+                                          for c in cont_profiles]))
+
+    def tempo_figures(cont_tempi):
+        return pairwise_figures(np.array([[MJ.tempo_agreement(p, c) for p in tempi["prompt"]] for c in cont_tempi]))
+
+    out: dict[str, Any] = {}
+    for judge, figures, estimates, gen_estimates in (("key", key_figures, keys, gen_keys),
+                                                    ("key_profile", profile_figures, profiles, gen_profiles),
+                                                    ("tempo", tempo_figures, tempi, gen_tempi)):
+        by_seed = [{"seed": s, **figures(g)} for s, g in zip(seeds, gen_estimates)]
+        result: dict[str, Any] = {
+            "generated": _mean_dicts([{k: v for k, v in d.items() if k != "seed"} for d in by_seed]),
+            "generated_by_seed": by_seed,
+        }
+        for name in JUDGED_SETS:
+            result[name] = figures(estimates[name])
+        result["floor"] = {"agreement": result["real_codec"]["agreement_others"]}
+        out[judge] = result
+    out["estimates"] = {
+        "key": {name: [MJ.key_name(k) for k in v] for name, v in {**keys, "generated": gen_keys[0]}.items()},
+        "tempo": {name: [round(t, 1) for t in v] for name, v in {**tempi, "generated": gen_tempi[0]}.items()},
+    }
+    return out
+
+
+# -- 4. resynthesis ---------------------------------------------------------------------------
 
 
 @torch.inference_mode()
@@ -230,28 +360,39 @@ def evaluate_continuation(
     ce_windows: int = 256,
     progress: bool = True,
     seeds: int = 1,
+    judges: bool = True,
+    kinds: tuple[str, ...] = KINDS,
 ) -> dict[str, Any]:
     """The report `format_table` prints: {"pipeline", "split", "n", ..., "kinds": {kind: {...}}}.
 
     seeds: continue every prompt this many times (clip i with seed + SEED_STRIDE * s + i) and
     report the generated continuation's consistency as the mean over draws, each draw's figures
-    in `generated_by_seed`. At N ~ 10 one draw's rank score moves by about +-0.1."""
+    in `generated_by_seed`. At N ~ 10 one draw's rank score moves by about +-0.1.
+    judges: run the external judges (section 3 of the module doc; their wheels: the eval extra).
+    kinds: the kinds to evaluate (default both); the others are reported as None."""
     if n < 1:
         raise AudiolmError(f"n must be at least 1, got {n}")
     if seeds < 1:
         raise AudiolmError(f"seeds must be at least 1, got {seeds}")
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown or not kinds:
+        raise AudiolmError(f"kinds must be among {', '.join(KINDS)}, got {', '.join(kinds) or 'none'}")
     if not (prompt_seconds > 0 and seconds > 0):
         raise AudiolmError("prompt_seconds and seconds must be positive")
     sr = lm.sample_rate
     real_min = min(seconds, MIN_REAL_SECONDS)
     shard_utts = list(shard_utterances(tokens_dir, split, lm)) if tokens_dir is not None else None
-    kinds: dict[str, Any] = {}
+    kinds_report: dict[str, Any] = {}
     for kind in KINDS:
+        if kind not in kinds:
+            kinds_report[kind] = None
+            continue
         items, clips = load_clips(corpus, split, kind, n, sr, prompt_seconds, seconds)
         if not clips:
-            kinds[kind] = None
+            kinds_report[kind] = None
             continue
-        bar = tqdm(total=(2 + seeds) * len(clips), desc=f"eval {kind}", unit="step", disable=not progress, dynamic_ncols=True)
+        steps = (3 + seeds + judges) * len(clips)  # cross entropy, draws, real, judges, resynthesis
+        bar = tqdm(total=steps, desc=f"eval {kind}", unit="step", disable=not progress, dynamic_ncols=True)
         # 1. cross entropy
         if shard_utts is not None:
             utts = [u for u in shard_utts if u.kind == kind]
@@ -263,15 +404,21 @@ def evaluate_continuation(
         cut = int(prompt_seconds * sr)
         emb: dict[str, list[torch.Tensor]] = {"prompt": [], "real": [], "real_codec": []}
         generated: list[list[torch.Tensor]] = [[] for _ in range(seeds)]
+        judged_audio: dict[str, list[torch.Tensor]] = {"prompt": [], "real": [], "real_codec": []}
+        generated_audio: list[list[torch.Tensor]] = [[] for _ in range(seeds)]
         for i, clip in enumerate(clips):
             prompt, real = clip.audio[:, :cut], clip.audio[:, cut:]
             for s in range(seeds):
                 new = lm.continue_audio(prompt, sr, seconds=seconds, seed=seed + SEED_STRIDE * s + i, continuation_only=True)
                 generated[s].append(embed(lm, new[0], embedding))  # new [1, 1, N]
+                generated_audio[s].append(new[0].cpu())
                 bar.update(1)
+            real_codec = codec_roundtrip(lm, real)
             emb["prompt"].append(embed(lm, prompt, embedding))
             emb["real"].append(embed(lm, real, embedding))
-            emb["real_codec"].append(embed(lm, codec_roundtrip(lm, real), embedding))
+            emb["real_codec"].append(embed(lm, real_codec, embedding))
+            for name, wav in (("prompt", prompt), ("real", real), ("real_codec", real_codec)):
+                judged_audio[name].append(wav)
             bar.update(1)
         prompts = torch.stack(emb["prompt"])  # [N, D]
         consistency: dict[str, Any] = {"chance": 1.0 / len(clips)}
@@ -287,7 +434,14 @@ def evaluate_continuation(
         for name in ("real", "real_codec"):
             consistency[name] = retrieval_accuracy(prompts, torch.stack(emb[name]))
             consistency[f"{name}_rank"] = rank_score(prompts, torch.stack(emb[name]))
-        # 3. resynthesis
+        # 3. external judges
+        judged = None
+        if judges:
+            draw_seeds = [seed + SEED_STRIDE * s for s in range(seeds)]
+            judge = judge_speech if kind == "speech" else judge_music
+            judged = judge(judged_audio, generated_audio, sr, draw_seeds)
+            bar.update(len(clips))
+        # 4. resynthesis
         resynth, roundtrip = [], []
         for i, clip in enumerate(clips):
             audio = clip.audio[:, : int((prompt_seconds + seconds) * sr)]
@@ -296,16 +450,17 @@ def evaluate_continuation(
             roundtrip.append(mel_distance(audio[:, : codec_out.shape[-1]], codec_out, sr))
             bar.update(1)
         bar.close()
-        kinds[kind] = {
+        kinds_report[kind] = {
             "n": len(clips),
             "cross_entropy": ce,
             "cross_entropy_windows_from": "tokens" if shard_utts is not None else "clips",
             "speakers": [item.speaker for item in items],
             "consistency": consistency,
+            "judges": judged,
             "resynthesis_mel": float(np.mean(resynth)),
             "codec_mel": float(np.mean(roundtrip)),
         }
-    if all(v is None for v in kinds.values()):
+    if all(v is None for v in kinds_report.values()):
         raise AudiolmError(
             f"{corpus}: no {split} clip is at least {prompt_seconds + real_min:g} s long "
             f"after its leading silence (prompt {prompt_seconds:g} s + {real_min:g} s of real continuation)"
@@ -319,13 +474,65 @@ def evaluate_continuation(
         "seed": seed,
         "seeds": seeds,
         "embedding": embedding,
+        "judges": judges,
         "tokens": str(tokens_dir) if tokens_dir is not None else None,
-        "kinds": kinds,
+        "kinds": kinds_report,
     }
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+WHO = {"generated": "generated continuation", "real": "real continuation",
+       "real_codec": "real continuation through the codec (ceiling)"}
+
+
+def _judge_rows(row, seeds: int) -> None:
+    """The external judges' rows of `format_table` (a judge's cell is "-" in the other kind)."""
+    def cell(judge: str, get):
+        def fn(k):
+            j = k.get("judges")
+            return "-" if not j or judge not in j else get(j[judge])
+        return fn
+
+    for name, label in WHO.items():
+        row(f"GE2E speaker top-1: {label} finds its prompt", cell("speaker", lambda j, n=name: _fmt(j[n]["top1"], 2)))
+    row("GE2E speaker top-1: shuffled pairing (floor; = chance)", cell("speaker", lambda j: _fmt(j["floor"]["top1"], 2)))
+    for name, label in WHO.items():
+        row(f"GE2E cosine to own prompt / to other prompts: {label}",
+            cell("speaker", lambda j, n=name: f"{_fmt(j[n]['cosine_own'])} / {_fmt(j[n]['cosine_others'])}"))
+    row("GE2E cosine to own prompt: another clip's real continuation through the codec (floor)",
+        cell("speaker", lambda j: _fmt(j["floor"]["cosine_own"])))
+
+    def mos(d):
+        return " / ".join(_fmt(d[f], 2) for f in DNSMOS_FIGURES)
+
+    row("DNSMOS OVRL / SIG / BAK: prompts", cell("dnsmos", lambda j: mos(j["prompt"])))
+    for name, label in WHO.items():
+        row(f"DNSMOS OVRL / SIG / BAK: {label}", cell("dnsmos", lambda j, n=name: mos(j[n])))
+    row("DNSMOS OVRL / SIG / BAK: white noise at the prompt's level (floor)", cell("dnsmos", lambda j: mos(j["floor"])))
+    row("DNSMOS OVRL: generated continuation minus its prompt",
+        cell("dnsmos", lambda j: f"{j['generated']['ovrl'] - j['prompt']['ovrl']:+.2f}"))
+    for judge, what in (("key", "key agreement with the prompt (MIREX score)"),
+                        ("key_profile", "key-profile correlation with the prompt (graded key agreement)"),
+                        ("tempo", "tempo agreement with the prompt (8 %, octave errors forgiven)")):
+        for name, label in WHO.items():
+            row(f"{what}: {label}", cell(judge, lambda j, n=name: _fmt(j[n]["agreement"], 2)))
+        row(f"{what}: another piece's real continuation through the codec (floor)",
+            cell(judge, lambda j: _fmt(j["floor"]["agreement"], 2)))
+    if seeds > 1:
+        def draws(k):
+            j = k.get("judges")
+            if not j:
+                return "-"
+            if "speaker" in j:
+                return ", ".join(f"{d['top1']:.2f} / {e['ovrl']:.2f}" for d, e in
+                                 zip(j["speaker"]["generated_by_seed"], j["dnsmos"]["generated_by_seed"]))
+            return ", ".join(f"{d['agreement']:.2f} / {e['agreement']:.2f}" for d, e in
+                             zip(j["key"]["generated_by_seed"], j["tempo"]["generated_by_seed"]))
+
+        row("judges of each draw: GE2E top-1 / DNSMOS OVRL (speech), key / tempo agreement (music)", draws)
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -357,6 +564,8 @@ def format_table(report: dict[str, Any]) -> str:
     if seeds > 1:
         row("consistency top-1 / rank score of each draw: generated continuation",
             lambda k: ", ".join(f"{d['top1']:.2f} / {_fmt(d['rank'], 2)}" for d in k["consistency"]["generated_by_seed"]))
+    if report.get("judges"):
+        _judge_rows(row, seeds)
     row("resynthesis from semantic tokens: mel distance (lower is better)", lambda k: _fmt(k["resynthesis_mel"]))
     row("codec round trip: mel distance", lambda k: _fmt(k["codec_mel"]))
     drawn = f"seed {report['seed']}" if seeds == 1 else (
