@@ -6,10 +6,12 @@ sampling) around a chain of matrix-vector products, each paying oneDNN call over
 `freezing` + `max_autotune` (the CPP GEMM template) it packs every weight once and emits its
 own GEMV kernels, which on this project's CPU read fp32 weights faster than oneDNN or MKL.
 On the bench models this doubles (13M) or 1.6x (52M) the batch-1 speed, to 82-86% of the
-bandwidth bound (`BENCHMARKS.md`, "LM decoding"). Under compile the model traces RoPE and
-one-query attention in forms inductor can fuse (`audiolm/models/lm/transformer.py`).
+bandwidth bound (`BENCHMARKS.md`, "LM decoding").
 
-The step traced is `decode_one_token`'s: forward at one cache slot + sampling, both pure.
+The step traced is `decode_one_token`'s, forward at one cache slot + sampling, both pure, with
+the plain model's decoding forward (`fast_forward.decoding_forward`) in forms inductor fuses:
+`F.linear` in the decoding matrices' dtype (inductor freezes and packs the weights itself),
+RoPE on real (cos, sin) pairs, and one-query attention as products and sums.
 One thing stays dynamic: `kv_len` (how many cache slots attention reads), passed in as the
 length of a view `slots[:kv_len]` marked dynamic, so attention reads only the filled part of
 the cache (reading all of it costs ~20% more time on a 13M model) without a recompile per
@@ -37,11 +39,15 @@ import sysconfig
 import types
 import warnings
 import weakref
+from collections import OrderedDict
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
+from audiolm.inference.fast_forward import Linear, decoding_forward, plain_linear
 from audiolm.inference.sampling import SamplingConfig, sample
-from audiolm.inference.step import decode_one_token
+from audiolm.inference.step import Forward, decode_one_token, plain_model
 from audiolm.models.lm.transformer import Transformer
 
 # inductor settings while compiling: weights as constants, packed by inductor. fp32 matrices:
@@ -74,12 +80,42 @@ def compile_unavailable() -> str | None:
     return None
 
 
-def _traced_step(model: Transformer, sampling: SamplingConfig) -> types.FunctionType:
+def one_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """softmax(q k^T / sqrt(D)) v for one query, q [B, H, 1, D], k, v [B, H, L, D] -> [B, H, 1, D],
+    written as products and sums, which inductor fuses into its own loops (SDPA's CPU kernel is
+    a call with a fixed cost that dominates at this size)."""
+    scores = (q.float() * k.float()).sum(-1, keepdim=True) * (q.shape[-1] ** -0.5)  # [B, H, L, 1]
+    probs = torch.softmax(scores, dim=-2)
+    return (probs * v.float()).sum(-2, keepdim=True).type_as(q)
+
+
+def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+    if q.shape[2] == 1 and attn_mask is None:
+        return one_query_attention(q, k, v)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+
+
+def _linear_in(dtype: torch.dtype) -> Linear:
+    """x @ W.T with the matrix product in `dtype` (e.g. bfloat16 decoding weights), result in x's dtype."""
+
+    def linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+        if x.dtype == dtype:
+            return F.linear(x, layer.weight)
+        return F.linear(x.to(dtype), layer.weight.to(dtype)).to(x.dtype)
+
+    return linear
+
+
+def _traced_step(model: Transformer, sampling: SamplingConfig, dtype: torch.dtype) -> types.FunctionType:
     """The function compiled: decode_one_token's step with kv_len = the (dynamic) length of
     slots, on a private code object (see the module docstring)."""
+    linear = plain_linear if dtype == model.output.weight.dtype else _linear_in(dtype)
 
     def one_token(token, input_pos, slots, seeds, step, allowed):
-        logits = model(token, input_pos, kv_len=slots.shape[0])[:, -1]
+        rope = torch.view_as_real(model.rope)  # [S, D/2, 2]: real pairs, see apply_rope
+        logits = decoding_forward(
+            model, token, input_pos, slots.shape[0], linear=linear, rope=rope, attention=_attention
+        )[:, -1]
         return sample(logits, sampling, seeds, step, allowed), logits
 
     fn = one_token
@@ -93,7 +129,15 @@ class CompiledStep:
 
     check_guards = False  # True: evaluate Dynamo's guards on every call (tests)
 
-    def __init__(self, model: Transformer, batch_size: int, sampling: SamplingConfig, masked: bool = False) -> None:
+    def __init__(
+        self,
+        model: Transformer,
+        batch_size: int,
+        sampling: SamplingConfig,
+        masked: bool = False,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        """dtype: the decoding matrices' dtype (default: the weights')."""
         reason = compile_unavailable()
         if reason:
             raise RuntimeError(reason)
@@ -105,11 +149,12 @@ class CompiledStep:
         self.masked = masked
         self.params = [(p, p._version, p.data_ptr()) for p in model.parameters()]
         self.caches = [weakref.ref(t) for t in _cache_tensors(model)]
-        self.options = FREEZE_AUTOTUNE if _matrix_dtype(model) == torch.float32 else FREEZE
+        self.dtype = dtype or model.output.weight.dtype
+        self.options = FREEZE_AUTOTUNE if self.dtype == torch.float32 else FREEZE
         self.slots = torch.arange(model.config.max_seq_len)
         # the caller's token is a column of its output buffer, whose stride changes per call
         self.token = torch.zeros(batch_size, 1, dtype=torch.long)
-        self.compiled = torch.compile(_traced_step(model, sampling), fullgraph=True)
+        self.compiled = torch.compile(_traced_step(model, sampling, self.dtype), fullgraph=True)
         self.calls = 0
 
     def fresh(self) -> bool:
@@ -124,7 +169,7 @@ class CompiledStep:
 
     def __call__(
         self,
-        model: Transformer,
+        model: Forward,
         token: torch.Tensor,
         input_pos: torch.Tensor,
         seeds: torch.Tensor,
@@ -133,13 +178,13 @@ class CompiledStep:
         allowed: torch.Tensor | None = None,
         kv_len: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        if model is not self.model or sampling != self.sampling or token.shape[0] != self.batch_size:
+        if plain_model(model) is not self.model or sampling != self.sampling or token.shape[0] != self.batch_size:
             raise ValueError("CompiledStep was built for another model, batch size or sampling config")
         if (allowed is not None) != self.masked:
             raise ValueError("CompiledStep: pass `allowed` on every call iff it was built with masked=True")
         if kv_len is None:
             raise ValueError("CompiledStep needs kv_len (the filled cache slots)")
-        if not 2 <= kv_len < len(self.slots):  # would be specialised into another graph
+        if not 2 <= kv_len < len(self.slots):  # would be specialised into another graph: the eager step
             return decode_one_token(model, token, input_pos, seeds, step, sampling, allowed, kv_len=kv_len)
         B = self.batch_size
         if (
@@ -178,17 +223,28 @@ def _cache_tensors(model: Transformer) -> list[torch.Tensor]:
     return [t for c in caches if c is not None for t in (c.k_cache, c.v_cache)]
 
 
-def _matrix_dtype(model: Transformer) -> torch.dtype:
-    """The dtype a decoding step multiplies in: its packed copies' (prepare_decoding), else the weights'."""
-    packed = model.output.__dict__.get("packed")
-    return packed.dtype if packed is not None else model.output.weight.dtype
+# The compiled steps in use, most recent last: a bounded cache, so a step (which holds its model
+# and frozen copies of its weights) is let go once LIMIT newer ones were built.
+_STEPS: OrderedDict[tuple, CompiledStep] = OrderedDict()
+LIMIT = 8
 
 
-def compiled_step(model: Transformer, batch_size: int, sampling: SamplingConfig, masked: bool) -> CompiledStep:
-    """The model's compiled step for this key, built (or rebuilt, when its weights changed) on demand."""
-    steps: dict = model.__dict__.setdefault("compiled_steps", {})
-    key = (batch_size, sampling.temperature, sampling.top_k, sampling.top_p, masked, _matrix_dtype(model))
-    current = steps.get(key)
-    if current is None or not current.fresh():
-        current = steps[key] = CompiledStep(model, batch_size, sampling, masked)
+def compiled_step(
+    model: Transformer, batch_size: int, sampling: SamplingConfig, masked: bool, dtype: torch.dtype | None = None
+) -> CompiledStep:
+    """The model's compiled step for this key, built (or rebuilt, when its weights or caches
+    changed) on demand. dtype: the decoding matrices' dtype (default: the weights')."""
+    dtype = dtype or model.output.weight.dtype
+    key = (id(model), batch_size, sampling.temperature, sampling.top_k, sampling.top_p, masked, dtype)
+    current = _STEPS.pop(key, None)
+    if current is None or current.model is not model or not current.fresh():
+        current = CompiledStep(model, batch_size, sampling, masked, dtype)
+    _STEPS[key] = current
+    while len(_STEPS) > LIMIT:
+        _STEPS.popitem(last=False)
     return current
+
+
+def compiled_steps(model: Transformer) -> list[CompiledStep]:
+    """The cached compiled steps of this model."""
+    return [step for step in _STEPS.values() if step.model is model]

@@ -11,9 +11,12 @@ suite checks this), memory stays bounded, and positions never exceed what the mo
 trained on. A re-prefill costs one batched pass over `keep` tokens every `S - keep` tokens.
 
 No host synchronisation happens per token: positions are Python ints the loop tracks itself,
-sampling stays on the device, and tokens are written into a preallocated output tensor. On
-CUDA the one-token step can be replaced by a graph-captured copy (`cuda_graph.py`), on CPU by
-a `torch.compile`d one (`compiled_step.py`, opt-in).
+sampling stays on the device, and tokens are written into a preallocated output tensor.
+
+The model stays plain; the loop picks the fast paths that wrap it: on CPU the prefill and the
+eager steps run through prepacked oneDNN weights (`packed_step.py`) where this torch has them,
+and the one-token step can be a `torch.compile`d one (`compiled_step.py`, opt-in); on CUDA it
+is a graph-captured copy (`cuda_graph.py`).
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ import torch
 
 from audiolm.inference.compiled_step import compiled_step
 from audiolm.inference.cuda_graph import CudaGraphStep
+from audiolm.inference.packed_step import check_precision, packed_model
 from audiolm.inference.sampling import SamplingConfig, sample, seeds_tensor
-from audiolm.inference.step import StepFn, decode_one_token
+from audiolm.inference.step import Forward, StepFn, decode_one_token
 from audiolm.models.lm.transformer import Transformer
 
 LogitsMask = Callable[[int], "torch.Tensor | None"]
@@ -43,7 +47,7 @@ class Generation:
     window_starts: list[int] = field(default_factory=list)
 
 
-def prefill(model: Transformer, tokens: torch.Tensor) -> torch.Tensor:
+def prefill(model: Forward, tokens: torch.Tensor) -> torch.Tensor:
     """Run tokens [B, T] at cache positions 0..T-1; return the last position's logits [B, V]."""
     T = tokens.shape[1]
     input_pos = torch.arange(T, device=tokens.device)
@@ -64,6 +68,7 @@ def decode(
     return_logits: bool = False,
     cuda_graph: bool | None = None,
     compile_step: bool = False,
+    decode_weights: str | None = None,
 ) -> Generation:
     """Continue prompt [B, T] by `max_new_tokens` tokens.
 
@@ -77,7 +82,10 @@ def decode(
     cuda_graph: use a graph-captured step (default: when the model is on CUDA).
     compile_step: on CPU, use a `torch.compile`d step (compiled on first use, then kept on the
         model per batch size, sampling config and mask use; needs a C++ compiler).
+    decode_weights: on CPU, the dtype of the packed decoding weights: None (the model's),
+        "float32", or "bfloat16" (lossy: half the bytes read per step).
     """
+    check_precision(decode_weights)
     sampling = sampling or SamplingConfig()
     B, T = prompt.shape
     if T < 1:
@@ -100,14 +108,17 @@ def decode(
         with torch.inference_mode():
             if model.cache_shape != (B, S):
                 model.setup_caches(B, S, device=device)
-            model.prepare_decoding()  # packed CPU weights; a no-op when they are current
+            # packed CPU weights (None elsewhere); packing is a no-op when they are current
+            packed = packed_model(model, decode_weights)
+            forward: Forward = packed or model
             step_fn: StepFn = decode_one_token
             if use_graph:
                 step_fn = CudaGraphStep(model, B, sampling, masked=logits_mask is not None)
             elif compile_step:
-                step_fn = compiled_step(model, B, sampling, masked=logits_mask is not None)
+                dtype = packed.dtype if packed is not None else None  # the matrices' dtype
+                step_fn = compiled_step(model, B, sampling, masked=logits_mask is not None, dtype=dtype)
             return _decode_loop(
-                model, prompt, max_new_tokens, sampling, seeds_t, logits_mask, keep, step_offset,
+                model, forward, prompt, max_new_tokens, sampling, seeds_t, logits_mask, keep, step_offset,
                 progress, return_logits, step_fn, eager=not use_graph,
             )
     finally:
@@ -115,7 +126,7 @@ def decode(
 
 
 def _decode_loop(
-    model, prompt, max_new_tokens, sampling, seeds, logits_mask, keep, step_offset, progress,
+    model, forward, prompt, max_new_tokens, sampling, seeds, logits_mask, keep, step_offset, progress,
     return_logits, step_fn, eager,
 ) -> Generation:
     B, T = prompt.shape
@@ -131,7 +142,7 @@ def _decode_loop(
         return Generation(out, None, starts)
 
     start = 0 if T <= S else T - keep  # index in `out` of the first token in the cache
-    logits = prefill(model, out[:, start:T])
+    logits = prefill(forward, out[:, start:T])
     token = sample(logits, sampling, seeds, step, logits_mask(T) if logits_mask else None)
     for i in range(max_new_tokens):
         cur = T + i  # index of the token just sampled
@@ -140,11 +151,11 @@ def _decode_loop(
             allowed = logits_mask(cur) if logits_mask else None
             if p >= S:  # window full: keep the most recent tokens, prefill them again
                 start = cur - keep
-                logits = prefill(model, out[:, start:cur])
+                logits = prefill(forward, out[:, start:cur])
                 token = sample(logits, sampling, seeds, step, allowed)
             else:
                 token, logits = step_fn(
-                    model, out[:, cur - 1 : cur], positions[p : p + 1], seeds, step, sampling, allowed,
+                    forward, out[:, cur - 1 : cur], positions[p : p + 1], seeds, step, sampling, allowed,
                     kv_len=p + 1 if eager else None,
                 )
         out[:, cur] = token

@@ -1,5 +1,8 @@
 """The pure one-token decoding step that `decode.py` loops over and that `cuda_graph.py` and
-`compiled_step.py` capture or compile: forward at one cache slot + on-device sampling."""
+`compiled_step.py` capture or compile: forward at one cache slot + on-device sampling.
+
+`model` here is a plain `Transformer` or a wrapper called like one (`packed_step.PackedModel`,
+whose `.model` is the plain one)."""
 
 from __future__ import annotations
 
@@ -11,8 +14,17 @@ from audiolm.inference.sampling import SamplingConfig, sample
 from audiolm.models.lm.transformer import Transformer
 
 
+# forward(tokens [B, T], input_pos [T], kv_len, last_only) -> logits [B, T, V]
+Forward = Callable[..., torch.Tensor]
+
+
+def plain_model(forward: Forward) -> Transformer:
+    """The plain model behind a decoding forward (the forward itself when it is one)."""
+    return forward if isinstance(forward, Transformer) else forward.model  # type: ignore[attr-defined]
+
+
 def decode_one_token(
-    model: Transformer,
+    model: Forward,
     token: torch.Tensor,
     input_pos: torch.Tensor,
     seeds: torch.Tensor,

@@ -8,7 +8,7 @@ cache (one 2-core machine), so the default run compiles once."""
 import pytest
 import torch
 
-from audiolm.inference.compiled_step import CompiledStep, compile_unavailable, compiled_step
+from audiolm.inference.compiled_step import CompiledStep, compile_unavailable, compiled_step, compiled_steps
 from audiolm.inference.decode import decode
 from audiolm.inference.sampling import SamplingConfig
 from audiolm.models.lm.config import TransformerConfig
@@ -46,9 +46,9 @@ def test_compiled_step_equals_eager_and_is_reused(monkeypatch):
     compiled = decode(model, prompt, 40, compile_step=True, **kwargs)
     assert len(set(eager.window_starts)) >= 3
     assert_same_generation(compiled, eager)
-    steps = model.compiled_steps
+    steps = compiled_steps(model)
     assert len(steps) == 1
-    (step,) = steps.values()
+    (step,) = steps
     assert step.calls > 10
 
     # another prompt length (a one-token prompt: its first step, kv_len 1, runs eagerly) and
@@ -61,7 +61,7 @@ def test_compiled_step_equals_eager_and_is_reused(monkeypatch):
         compiled1 = decode(model, prompt1, 30, compile_step=True, **kwargs)
     monkeypatch.setattr(CompiledStep, "check_guards", False)
     assert_same_generation(compiled1, decode(model, prompt1, 30, **kwargs))
-    assert list(model.compiled_steps.values()) == [step]
+    assert compiled_steps(model) == [step]
 
     # different seeds give different draws through the compiled step too
     other = decode(model, prompt, 40, compile_step=True, **{**kwargs, "seeds": [8]})

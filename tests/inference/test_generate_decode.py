@@ -102,7 +102,8 @@ def test_compiled_step_forms_of_rope_and_attention_equal_the_eager_ones():
     (`apply_rope` with a real rotation, `one_query_attention`): same values as the eager forms."""
     import torch.nn.functional as F
 
-    from audiolm.models.lm.transformer import apply_rope, one_query_attention, rope_table
+    from audiolm.inference.compiled_step import one_query_attention
+    from audiolm.models.lm.transformer import apply_rope, rope_table
 
     torch.manual_seed(0)
     x = torch.randn(2, 3, 4, 16)  # [..., D]

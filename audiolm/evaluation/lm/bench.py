@@ -37,6 +37,7 @@ import torch
 
 from audiolm.core.timing import synchronize
 from audiolm.inference.decode import generate
+from audiolm.inference.packed_step import packed_copies
 from audiolm.inference.sampling import SamplingConfig
 from audiolm.models.lm.config import TransformerConfig
 from audiolm.models.lm.transformer import Transformer
@@ -93,12 +94,11 @@ def measure_bandwidth(device: torch.device, gibibytes: float = 1.0, repeats: int
 
 def streamed_weight_bytes(model: torch.nn.Module, embedding: torch.nn.Embedding, batch: int) -> int:
     """Bytes a one-token step reads: all weights but the embedding table, plus B of its rows;
-    matrices that decode through packed copies (`Transformer.prepare_decoding`) count at
-    the packed dtype."""
+    matrices that decode through packed copies (`inference/packed_step.py`) count at the
+    packed dtype."""
     sizes = {p: p.numel() * p.element_size() for p in model.parameters()}
-    for layer in getattr(model, "linears", lambda: [])():
-        packed = layer.__dict__.get("packed")
-        if packed is not None and packed.fresh(layer.weight):
+    if isinstance(model, Transformer):
+        for layer, packed in packed_copies(model).items():
             sizes[layer.weight] = layer.weight.numel() * packed.dtype.itemsize
     table = embedding.weight
     return sum(sizes.values()) - table.numel() * table.element_size() + batch * table.shape[1] * table.element_size()
@@ -166,14 +166,13 @@ def bench_decode(
         torch.manual_seed(0)
         prompt = torch.randint(0, config.vocab_size, (batch, PROMPT_TOKENS), device=device)
         ours = Transformer(config).to(device=device, dtype=dtype).eval()
-        ours.set_decode_weights(decode_weights)  # None: packed in the model's dtype (CPU)
+        # decode_weights None: packed in the model's dtype (CPU)
+        ours_kwargs = dict(sampling=SAMPLING, seeds=list(range(batch)), decode_weights=decode_weights)
         cases = [("audiolm", ours, ours.tok_embeddings)]
-        fns = [lambda: generate(ours, prompt, new_tokens, sampling=SAMPLING, seeds=list(range(batch)))]
+        fns = [lambda: generate(ours, prompt, new_tokens, **ours_kwargs)]
         if compile:
             cases.append(("audiolm-compiled", ours, ours.tok_embeddings))
-            fns.append(lambda: generate(
-                ours, prompt, new_tokens, sampling=SAMPLING, seeds=list(range(batch)), compile_step=True
-            ))
+            fns.append(lambda: generate(ours, prompt, new_tokens, compile_step=True, **ours_kwargs))
         if with_hf:
             peer = hf_peer(config, device).to(dtype)
             cases.append(("hf", peer, peer.model.embed_tokens))

@@ -14,13 +14,13 @@ Two ways to call `forward(tokens [B, T], input_pos=None, kv_len=None)`:
   which saves reading the unused rest of the cache on CPU; graph-captured steps leave it
   None and keep every shape static.
 
-Decoding calls (input_pos given) on CPU run their matrix products through prepacked oneDNN
-copies of the weights (`prepare_decoding`, `audiolm/models/lm/packed_linear.py`), float32 by
-default (same results up to summation order) or bfloat16 when asked (`set_decode_weights`);
-training and full passes always use the parameters themselves through `F.linear`. Under
-`torch.compile` (the opt-in compiled CPU step, `audiolm/inference/compiled_step.py`) a decoding
-call traces plain ops instead: `F.linear` (inductor freezes and packs the weights itself), RoPE
-on real (cos, sin) pairs and one-query attention as products and sums, which inductor fuses.
+The model is plain: it always multiplies by its own parameters (`F.linear`), rotates with the
+complex RoPE table and attends with `F.scaled_dot_product_attention`. The fast decoding paths
+wrap it from outside (`audiolm/inference/`): `packed_step.py` runs the same step through
+prepacked oneDNN weights, `compiled_step.py` through `torch.compile`, `cuda_graph.py` replays a
+captured one. They reuse the pieces the forward pass is built from (`embed`, `cache_mask`,
+`Attention.attend`, `MLP.activation`), so only the matrix products and the attention kernel
+differ.
 
 A model built with `causal=False` (the Bark-style fine stage, `fine_bark.py`) attends in both
 directions and is only called without a cache. Its inputs may carry several tokens per
@@ -31,6 +31,7 @@ position, tokens [B, T, L]: the L embeddings are summed, and a negative id is an
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +39,9 @@ from torch import nn
 
 from audiolm.models.lm.config import TransformerConfig
 from audiolm.models.lm.kv_cache import KVCache
-from audiolm.models.lm.packed_linear import DECODE_WEIGHTS, PackedLinear, packing_available, packing_dtype
+
+# attention(q, k, v, attn_mask=None) -> y, all [B, H, T, D] (q) / [B, H, L, D] (k, v)
+AttentionKernel = Callable[..., torch.Tensor]
 
 
 def rope_table(max_seq_len: int, head_dim: int, base: float) -> torch.Tensor:
@@ -52,37 +55,14 @@ def rope_table(max_seq_len: int, head_dim: int, base: float) -> torch.Tensor:
 def apply_rope(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
     """x [..., D] read as D/2 complex pairs (x[2i], x[2i+1]), each rotated by its angle:
     one complex multiply, a single kernel. rotation broadcastable to [..., D/2] (complex), or
-    its `view_as_real` [..., D/2, 2]: the same product written on (re, im) pairs, for the
-    compiled step (inductor generates no code for complex ops and would call ATen 3x a layer)."""
+    its `view_as_real` [..., D/2, 2]: the same product written on (re, im) pairs, which
+    `torch.compile` can fuse (inductor generates no code for complex ops)."""
     if not rotation.is_complex():
         re, im = x.float().unflatten(-1, (-1, 2)).unbind(-1)  # [..., D/2] each
         cos, sin = rotation.unbind(-1)
         return torch.stack((re * cos - im * sin, re * sin + im * cos), dim=-1).flatten(-2).type_as(x)
     pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
     return torch.view_as_real(pairs * rotation).flatten(-2).type_as(x)
-
-
-def one_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """softmax(q k^T / sqrt(D)) v for one query, q [B, H, 1, D], k, v [B, H, L, D] -> [B, H, 1, D],
-    written as products and sums: the compiled step's form, which inductor fuses into its
-    own loops (SDPA's CPU kernel costs ~30 us a call at this size, mostly fixed overhead)."""
-    scores = (q.float() * k.float()).sum(-1, keepdim=True) * (q.shape[-1] ** -0.5)  # [B, H, L, 1]
-    probs = torch.softmax(scores, dim=-2)
-    return (probs * v.float()).sum(-2, keepdim=True).type_as(q)
-
-
-def linear(x: torch.Tensor, layer: nn.Linear, decoding: bool) -> torch.Tensor:
-    """x @ layer.weight.T; a decoding call uses the layer's packed copy when it has a current one.
-    Under `torch.compile` (the compiled CPU step, `audiolm/inference/compiled_step.py`) the plain
-    op is traced instead, in the packed copy's dtype: inductor freezes and packs the weights."""
-    packed = layer.__dict__.get("packed") if decoding else None
-    if torch.compiler.is_compiling():
-        if packed is not None and packed.dtype != x.dtype:  # e.g. bfloat16 decode weights
-            return F.linear(x.to(packed.dtype), layer.weight.to(packed.dtype)).to(x.dtype)
-        return F.linear(x, layer.weight)
-    if packed is None or not packed.fresh(layer.weight):
-        return F.linear(x, layer.weight)
-    return packed(x)
 
 
 class RMSNorm(nn.Module):
@@ -122,11 +102,25 @@ class Attention(nn.Module):
         mask: torch.Tensor | None,
         kv_len: int | None,
     ) -> torch.Tensor:
-        B, T, C = x.shape
-        # modules' weights are used through F.linear: at batch 1 on CPU a decoding step is
-        # short enough that nn.Module call overhead shows
-        decoding = input_pos is not None
-        qkv = linear(x, self.wqkv, decoding).view(B, T, 3, self.n_heads, self.head_dim)
+        # weights used through F.linear, not the modules' __call__: at batch 1 on CPU a
+        # decoding step is short enough that nn.Module call overhead shows
+        qkv = F.linear(x, self.wqkv.weight)  # [B, T, 3C]
+        return F.linear(self.attend(qkv, rotation, input_pos, mask, kv_len), self.wo.weight)
+
+    def attend(
+        self,
+        qkv: torch.Tensor,
+        rotation: torch.Tensor,
+        input_pos: torch.Tensor | None,
+        mask: torch.Tensor | None,
+        kv_len: int | None,
+        attention: AttentionKernel = F.scaled_dot_product_attention,
+    ) -> torch.Tensor:
+        """Projected qkv [B, T, 3C] -> attention output [B, T, C], before the output projection:
+        RoPE on q and k, then (decoding, input_pos [T]) the cache write and read of the first
+        kv_len slots, and `attention` over the heads."""
+        B, T, _ = qkv.shape
+        qkv = qkv.view(B, T, 3, self.n_heads, self.head_dim)
         # RoPE on queries and keys at once: qk [B, T, 2, H, D], rotation [T, 1, 1, D/2]
         qk = apply_rope(qkv[:, :, :2], rotation)
         q, k = qk.unbind(2)
@@ -141,12 +135,8 @@ class Attention(nn.Module):
             k, v = self.kv_cache.update(input_pos, k, v)  # [B, H, S, D]
             if kv_len is not None:
                 k, v = k[:, :, :kv_len], v[:, :, :kv_len]
-            if T == 1 and mask is None and torch.compiler.is_compiling():
-                y = one_query_attention(q, k, v)
-            else:
-                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        y = y.transpose(1, 2).reshape(B, T, C)  # [B, T, H*D]
-        return linear(y, self.wo, decoding)
+            y = attention(q, k, v, attn_mask=mask)
+        return y.transpose(1, 2).reshape(B, T, -1)  # [B, T, H*D]
 
 
 class MLP(nn.Module):
@@ -158,14 +148,15 @@ class MLP(nn.Module):
         self.w_in = nn.Linear(config.dim, (2 if self.swiglu else 1) * hidden, bias=False)
         self.w_out = nn.Linear(hidden, config.dim, bias=False)
 
-    def forward(self, x: torch.Tensor, decoding: bool = False) -> torch.Tensor:
-        h = linear(x, self.w_in, decoding)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(self.activation(F.linear(x, self.w_in.weight)), self.w_out.weight)
+
+    def activation(self, h: torch.Tensor) -> torch.Tensor:
+        """w_in's output [..., 2 * hidden] (SwiGLU: gate, up) or [..., hidden] -> [..., hidden]."""
         if self.swiglu:
             gate, up = h.chunk(2, dim=-1)
-            h = F.silu(gate) * up
-        else:
-            h = F.gelu(h)
-        return linear(h, self.w_out, decoding)
+            return F.silu(gate) * up
+        return F.gelu(h)
 
 
 class Block(nn.Module):
@@ -182,11 +173,10 @@ class Block(nn.Module):
         if self.dropout and self.training:
             h = F.dropout(h, self.dropout, training=True)
         x = x + h
-        h = self.mlp.forward(self.mlp_norm.forward(x), input_pos is not None)
+        h = self.mlp.forward(self.mlp_norm.forward(x))
         if self.dropout and self.training:
             h = F.dropout(h, self.dropout, training=True)
         return x + h
-
 
 
 class Transformer(nn.Module):
@@ -203,7 +193,6 @@ class Transformer(nn.Module):
             "rope", rope_table(config.max_seq_len, config.head_dim, config.rope_base), persistent=False
         )
         self.causal_mask: torch.Tensor | None = None
-        self.decode_weights: str | None = None  # None: the parameters' own dtype
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -217,7 +206,6 @@ class Transformer(nn.Module):
 
     def _apply(self, fn, recurse=True):
         # `.to(dtype)` must not turn the complex RoPE table real: let it follow the device only
-        self.drop_decoding_weights()  # packed copies follow the parameters' next prepare_decoding
         rope = self._buffers.pop("rope")
         try:
             module = super()._apply(fn, recurse)
@@ -228,42 +216,12 @@ class Transformer(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    # -- packed weights for decoding ----------------------------------------------------------
-
     def linears(self) -> list[nn.Linear]:
         """Every matrix a decoding step multiplies by (not the embedding table)."""
         out = [self.output]
         for layer in self.layers:
             out += [layer.attention.wqkv, layer.attention.wo, layer.mlp.w_in, layer.mlp.w_out]
         return out
-
-    def set_decode_weights(self, precision: str | None) -> None:
-        """Precision of the packed decoding weights: None (the parameters' dtype), "float32"
-        or "bfloat16" (lossy: 2x fewer bytes per step). Takes effect at `prepare_decoding`."""
-        if precision is not None and precision not in DECODE_WEIGHTS:
-            raise ValueError(f"decode weights must be one of {DECODE_WEIGHTS} or None, got {precision!r}")
-        self.decode_weights = precision
-
-    def prepare_decoding(self) -> bool:
-        """Pack (or re-pack, when a weight changed since) the decoding weights on CPU; drop
-        them elsewhere or when this torch has no oneDNN linear. True when packed."""
-        weight = self.output.weight
-        use = weight.device.type == "cpu" and weight.dtype in (torch.float32, torch.bfloat16) and packing_available()
-        dtype = getattr(torch, self.decode_weights) if self.decode_weights else weight.dtype
-        if use:
-            dtype = packing_dtype(dtype)  # float32 where the CPU has no bf16 kernels
-        for layer in self.linears():
-            current = layer.__dict__.get("packed")
-            if not use:
-                layer.__dict__.pop("packed", None)
-            elif current is None or not current.matches(layer.weight, dtype):
-                layer.__dict__["packed"] = PackedLinear(layer.weight, dtype)
-        return use
-
-    def drop_decoding_weights(self) -> None:
-        for layer in self.linears():
-            layer.__dict__.pop("packed", None)
-        self.__dict__.pop("compiled_steps", None)  # compiled CPU steps hold frozen copies too
 
     # -- caches ---------------------------------------------------------------------------------
 
@@ -301,6 +259,25 @@ class Transformer(nn.Module):
 
     # -- forward --------------------------------------------------------------------------------
 
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [B, T] -> x [B, T, C]; tokens [B, T, L]: the L embeddings summed, ids < 0 skipped."""
+        if tokens.dim() == 3:
+            present = tokens >= 0  # [B, T, L]
+            x = F.embedding(tokens.clamp_min(0), self.tok_embeddings.weight)  # [B, T, L, C]
+            return (x * present.unsqueeze(-1).to(x.dtype)).sum(2)  # [B, T, C]
+        return F.embedding(tokens, self.tok_embeddings.weight)
+
+    def cache_mask(self, input_pos: torch.Tensor, kv_len: int | None) -> torch.Tensor | None:
+        """Which cache slots the queries at input_pos [T] may see: bool [T, S] (kv_len None: a
+        static shape for graph capture), [T, kv_len], or None for one query that sees every
+        slot before kv_len."""
+        assert self.causal_mask is not None, "call setup_caches() before decoding with input_pos"
+        if kv_len is None:
+            return self.causal_mask[input_pos]
+        if input_pos.shape[0] == 1:
+            return None
+        return self.causal_mask[input_pos, :kv_len]
+
     def forward(
         self,
         tokens: torch.Tensor,
@@ -316,28 +293,14 @@ class Transformer(nn.Module):
         if input_pos is None:
             if T > self.config.max_seq_len:
                 raise ValueError(f"sequence of {T} tokens exceeds max_seq_len {self.config.max_seq_len}")
-            rotation = self.rope[:T]
+            rotation = self.rope[:T, None, None]  # [T, 1, 1, D/2]
             mask = None
         else:
-            # the compiled step: real (cos, sin) pairs [T, D/2, 2] (see apply_rope)
-            rope = torch.view_as_real(self.rope) if torch.compiler.is_compiling() else self.rope
-            rotation = rope[input_pos]
-            assert self.causal_mask is not None, "call setup_caches() before decoding with input_pos"
-            if kv_len is None:
-                mask = self.causal_mask[input_pos]  # [T, S]: static shape for graph capture
-            elif T == 1:
-                mask = None  # one query at position kv_len - 1 sees every slot before kv_len
-            else:
-                mask = self.causal_mask[input_pos, :kv_len]
-        rotation = rotation[:, None, None]  # [T, 1, 1, D/2] (or [T, 1, 1, D/2, 2])
-        if tokens.dim() == 3:  # several tokens per position: sum their embeddings, skip ids < 0
-            present = tokens >= 0  # [B, T, L]
-            x = F.embedding(tokens.clamp_min(0), self.tok_embeddings.weight)  # [B, T, L, C]
-            x = (x * present.unsqueeze(-1).to(x.dtype)).sum(2)  # [B, T, C]
-        else:
-            x = F.embedding(tokens, self.tok_embeddings.weight)  # [B, T, C]
+            rotation = self.rope[input_pos, None, None]
+            mask = self.cache_mask(input_pos, kv_len)
+        x = self.embed(tokens)  # [B, T, C]
         for layer in self.layers:
             x = layer.forward(x, rotation, input_pos, mask, kv_len)
         if last_only:
             x = x[:, -1:]
-        return linear(self.norm.forward(x), self.output, input_pos is not None)  # [B, T, V]
+        return F.linear(self.norm.forward(x), self.output.weight)  # [B, T, V]

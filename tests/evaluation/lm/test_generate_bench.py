@@ -79,11 +79,11 @@ def test_streamed_bytes_count_packed_decoding_weights_at_their_dtype():
     if not packing_available():
         pytest.skip("this torch build has no oneDNN linear")
     from audiolm.core.cpu_features import bf16_fallback_reason, cpu_bf16_kernels
+    from audiolm.inference.packed_step import packed_model
 
     if not cpu_bf16_kernels():
         pytest.skip(bf16_fallback_reason())
-    model.set_decode_weights("bfloat16")
-    model.prepare_decoding()
+    packed_model(model, "bfloat16")
     assert bench.streamed_weight_bytes(model, model.tok_embeddings, 1) == fp32 - 2 * matrices
     torch.nn.init.zeros_(model.output.weight)  # a stale packed copy no longer counts
     assert bench.streamed_weight_bytes(model, model.tok_embeddings, 1) == fp32 - 2 * (matrices - model.output.weight.numel())

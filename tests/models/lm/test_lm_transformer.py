@@ -3,7 +3,6 @@
 import pytest
 import torch
 
-from audiolm.core.cpu_features import bf16_fallback_reason, cpu_bf16_kernels
 from audiolm.models.lm.config import TransformerConfig
 from audiolm.models.lm.transformer import Transformer
 
@@ -101,97 +100,3 @@ def test_several_tokens_per_position_sum_their_embeddings():
         assert torch.equal(model(one[..., None]), model(one))
         torch.testing.assert_close(out, model(tokens.flip(-1)), atol=1e-5, rtol=0)
         torch.testing.assert_close(out[:1], model(tokens[:1, :, :2]), atol=1e-5, rtol=0)
-
-
-def _cached_logits(model, tokens, T0=5):
-    """Prefill T0 tokens, then one-token steps: logits [B, T, V] from the KV-cache path."""
-    B, T = tokens.shape
-    model.setup_caches(B)
-    out = [model(tokens[:, :T0], torch.arange(T0), kv_len=T0)]
-    for t in range(T0, T):
-        out.append(model(tokens[:, t : t + 1], torch.tensor([t]), kv_len=t + 1))
-    return torch.cat(out, 1)
-
-
-def test_packed_float32_decoding_weights_equal_the_full_forward(monkeypatch):
-    from audiolm.models.lm import packed_linear
-
-    if not packed_linear.packing_available():
-        pytest.skip("this torch build has no oneDNN linear")
-    calls = []
-    real = packed_linear.PackedLinear.__call__
-    monkeypatch.setattr(packed_linear.PackedLinear, "__call__", lambda self, x: calls.append(1) or real(self, x))
-    model = tiny()
-    tokens = torch.randint(0, 40, (2, 16))
-    with torch.no_grad():
-        full = model(tokens)  # the reference: F.linear on the parameters
-        assert not calls
-        assert model.prepare_decoding()
-        torch.testing.assert_close(_cached_logits(model, tokens), full, atol=1e-4, rtol=0)
-        n_linears = len(model.linears())
-        assert len(calls) == n_linears * (16 - 5 + 1)  # every decoding matrix product was packed
-        # a weight changed after packing: decoding falls back to it, then re-packs it
-        model.layers[0].mlp.w_in.weight.add_(0.01)
-        changed = model(tokens)
-        calls.clear()
-        torch.testing.assert_close(_cached_logits(model, tokens), changed, atol=1e-4, rtol=0)
-        assert len(calls) == (n_linears - 1) * (16 - 5 + 1)
-        model.prepare_decoding()
-        calls.clear()
-        torch.testing.assert_close(_cached_logits(model, tokens), changed, atol=1e-4, rtol=0)
-        assert len(calls) == n_linears * (16 - 5 + 1)
-        model.to(torch.float64)  # .to() drops the packed copies
-        assert all("packed" not in layer.__dict__ for layer in model.linears())
-
-
-def test_bfloat16_decoding_weights_stay_close_and_pick_the_same_tokens():
-    from audiolm.inference.decode import generate
-    from audiolm.models.lm import packed_linear
-    from audiolm.inference.sampling import SamplingConfig
-
-    if not packed_linear.packing_available():
-        pytest.skip("this torch build has no oneDNN linear")
-    if not cpu_bf16_kernels():
-        pytest.skip(bf16_fallback_reason())
-    model = tiny(max_seq_len=48)
-    tokens = torch.randint(0, 40, (2, 16))
-    with torch.no_grad():
-        full = model(tokens)
-        model.set_decode_weights("bfloat16")
-        model.prepare_decoding()
-        assert model.output.__dict__["packed"].dtype == torch.bfloat16
-        cached = _cached_logits(model, tokens)
-        # bf16 rounding of weights and matrix inputs/outputs: as close as a bf16 model (see
-        # test_bfloat16_model_keeps_its_rope_table_and_decodes), not bit-exact
-        torch.testing.assert_close(cached, full, atol=0.05, rtol=0)
-        assert (cached.argmax(-1) == full.argmax(-1)).float().mean() > 0.9
-    greedy = generate(model, tokens[:, :4], 20, sampling=SamplingConfig(temperature=0.0))
-    assert greedy.shape == (2, 24)
-    with pytest.raises(ValueError, match="decode weights"):
-        model.set_decode_weights("int4")
-
-
-def test_bfloat16_decoding_weights_fall_back_to_float32_on_a_cpu_without_bf16_kernels(monkeypatch, capsys):
-    """An AVX2-only CPU: bf16 packing would raise in oneDNN, so the weights pack as float32,
-    with one warning line, and decoding equals the float32 packed path."""
-    from audiolm.core import cpu_features
-    from audiolm.models.lm import packed_linear
-
-    if not packed_linear.packing_available():
-        pytest.skip("this torch build has no oneDNN linear")
-    monkeypatch.setattr(cpu_features.torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
-    monkeypatch.setattr(cpu_features, "_onednn_bf16", lambda: False)
-    packed_linear._warn_once.cache_clear()
-    assert not cpu_features.cpu_bf16_kernels()
-    model = tiny(max_seq_len=48)
-    tokens = torch.randint(0, 40, (2, 16))
-    with torch.no_grad():
-        full = model(tokens)
-        model.set_decode_weights("bfloat16")
-        assert model.prepare_decoding()
-        assert all(layer.__dict__["packed"].dtype == torch.float32 for layer in model.linears())
-        torch.testing.assert_close(_cached_logits(model, tokens), full, atol=1e-4, rtol=0)
-        model.prepare_decoding()  # the warning is printed once per process
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "capability AVX2" in err[0] and "float32" in err[0]
-    packed_linear._warn_once.cache_clear()
