@@ -1,16 +1,34 @@
-"""Where the shipped data folders are: checkpoints/ and pipelines/ at the repository root, next
-to the audiolm/ package (an editable install or a checkout on sys.path)."""
+"""Where the shipped data is: the embedded default's checkpoints and the pipeline recipes.
+
+Both live at the repository's top level (checkpoints/, pipelines/) and reach the package as
+audiolm/shipped/checkpoints and audiolm/shipped/pipelines: in a checkout (or an editable
+install) these are links to the top-level folders; a wheel (`pip install .`) holds copies
+(package data, see pyproject.toml). So the same paths work from any install and any working
+directory, and nothing walks up from the package to find a repository root.
+
+`AUDIOLM_CHECKPOINTS=DIR` replaces the shipped checkpoints folder for everything that asks for
+a shipped checkpoint by name (`shipped_checkpoint`: the default codec, semantic tokenizer,
+WaveNets, the bundled prompts). DIR is laid out like checkpoints/ (codec/, semantic/, ...).
+Pipeline recipes name their checkpoints by paths relative to the recipe file.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # audiolm/
-REPO_ROOT = PACKAGE_DIR.parent
-CHECKPOINTS_DIR = REPO_ROOT / "checkpoints"
-PIPELINES_DIR = REPO_ROOT / "pipelines"
+SHIPPED_DIR = PACKAGE_DIR / "shipped"
+PIPELINES_DIR = SHIPPED_DIR / "pipelines"
+CHECKPOINTS_ENV = "AUDIOLM_CHECKPOINTS"
+
+
+def checkpoints_dir() -> Path:
+    """The shipped checkpoints folder, or `$AUDIOLM_CHECKPOINTS` when set (read on every call)."""
+    override = os.environ.get(CHECKPOINTS_ENV)
+    return Path(override) if override else SHIPPED_DIR / "checkpoints"
 
 
 def shipped_checkpoint(name: str) -> Path:
-    """A shipped checkpoint directory, e.g. `shipped_checkpoint("codec")` -> <repo>/checkpoints/codec."""
-    return CHECKPOINTS_DIR / name
+    """A shipped checkpoint directory, e.g. `shipped_checkpoint("codec")` -> .../checkpoints/codec."""
+    return checkpoints_dir() / name

@@ -80,7 +80,7 @@ class ChunkContext:
 
 
 def default_codec_dir() -> Path:
-    """Where the shipped codec lives: `<repo>/checkpoints/codec/`."""
+    """Where the shipped codec lives: checkpoints/codec (`core/paths.shipped_checkpoint`)."""
     return shipped_checkpoint("codec")
 
 

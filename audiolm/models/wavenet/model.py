@@ -38,7 +38,7 @@ KIND = "wavenet"
 
 
 def shipped_dir(name: str) -> Path:
-    """A shipped WaveNet checkpoint: `<repo>/checkpoints/<name>/` (wavenet_gc, wavenet_vocoder)."""
+    """A shipped WaveNet checkpoint (wavenet_gc, wavenet_vocoder): `core/paths.shipped_checkpoint`."""
     return shipped_checkpoint(name)
 
 
