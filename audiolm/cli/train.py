@@ -90,8 +90,7 @@ def _train_codec_cpu_budget(make_task, args: argparse.Namespace) -> None:
 def _ssl_train_defaults():
     from audiolm.training.trainer import TrainConfig  # lazy: keeps `audiolm --help` fast
 
-    # ~30 min on a shared 2-core CPU with the default SSLConfig (25 Hz, 8 x 2 s crops per step:
-    # 0.7-0.9 steps/s measured with 1 thread at load ~7)
+    # about half an hour on a small CPU with the default SSLConfig (25 Hz, 8 x 2 s crops per step)
     return TrainConfig(steps=1500, batch_size=8, lr=1e-3, warmup_steps=100, valid_every=250, valid_batches=8,
                        save_every=250, log_every=25)
 

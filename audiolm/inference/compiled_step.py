@@ -4,9 +4,8 @@ At batch 1 an eager step is ~700 small ATen calls (norms, RoPE, attention, cache
 sampling) around a chain of matrix-vector products, each paying oneDNN call overhead.
 `torch.compile` with inductor's C++ backend fuses the small ops into a few loops, and with
 `freezing` + `max_autotune` (the CPP GEMM template) it packs every weight once and emits its
-own GEMV kernels, which on this project's CPU read fp32 weights faster than oneDNN or MKL.
-On the bench models this doubles (13M) or 1.6x (52M) the batch-1 speed, to 82-86% of the
-bandwidth bound (`BENCHMARKS.md`, "LM decoding").
+own GEMV kernels, which can read fp32 weights faster than oneDNN or MKL. The speed-up over the
+eager step and the share of the bandwidth bound: BENCHMARKS.md, "LM decoding".
 
 The step traced is `decode_one_token`'s, forward at one cache slot + sampling, both pure, with
 the plain model's decoding forward (`fast_forward.decoding_forward`) in forms inductor fuses:
@@ -14,7 +13,7 @@ the plain model's decoding forward (`fast_forward.decoding_forward`) in forms in
 RoPE on real (cos, sin) pairs, and one-query attention as products and sums.
 One thing stays dynamic: `kv_len` (how many cache slots attention reads), passed in as the
 length of a view `slots[:kv_len]` marked dynamic, so attention reads only the filled part of
-the cache (reading all of it costs ~20% more time on a 13M model) without a recompile per
+the cache (reading all of it costs time at every step) without a recompile per
 position. A length of 1 (the first step after a one-token prompt) or of the whole cache (the
 last step before the window slides) would each get a specialised graph of their own: those
 steps run eagerly instead.
@@ -27,8 +26,8 @@ per key on the model and rebuilds one that is no longer `fresh`. Each step gets 
 of the traced function's code object: Dynamo keeps compiled graphs per code object, so steps of
 different models neither share a recompile limit nor keep each other alive, and a step's code
 object holds exactly one graph (which is what makes skipping its guards safe, see __call__).
-Compiling takes ~20-40 s on this 2-core machine (less once inductor's on-disk cache has the
-kernels), so it pays off only for long generations: it is opt-in.
+Compiling takes tens of seconds on a CPU (less once inductor's on-disk cache has the kernels;
+figures in BENCHMARKS.md), so it pays off only for long generations: it is opt-in.
 """
 
 from __future__ import annotations
@@ -56,7 +55,7 @@ from audiolm.models.lm.transformer import Transformer
 # kernel widens to fp32 and is slower than oneDNN). Patched into the global config around the
 # compiling call (not `torch.compile(options=...)`: Dynamo reads `freezing` from the global
 # config when it traces, to make parameters graph constants). `cpp_wrapper`: the code that
-# calls the kernels is C++ too, not Python (~50 us less per step; compiling takes longer).
+# calls the kernels is C++ too, not Python (less overhead per step; compiling takes longer).
 FREEZE = {"freezing": True, "cpp_wrapper": True}
 FREEZE_AUTOTUNE = {
     **FREEZE, "max_autotune": True, "max_autotune_gemm_backends": "CPP,ATEN",
@@ -83,7 +82,7 @@ def compile_unavailable() -> str | None:
 def one_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """softmax(q k^T / sqrt(D)) v for one query, q [B, H, 1, D], k, v [B, H, L, D] -> [B, H, 1, D],
     written as products and sums, which inductor fuses into its own loops (SDPA's CPU kernel is
-    a call with a fixed cost that dominates at this size)."""
+    a call whose fixed cost dominates at this size)."""
     scores = (q.float() * k.float()).sum(-1, keepdim=True) * (q.shape[-1] ** -0.5)  # [B, H, L, 1]
     probs = torch.softmax(scores, dim=-2)
     return (probs * v.float()).sum(-2, keepdim=True).type_as(q)
@@ -208,8 +207,8 @@ class CompiledStep:
         elif self.check_guards:
             out = self.compiled(*args)
         else:
-            # Dynamo's guards re-check ~100 facts per layer on every call (~50 us a step at
-            # 13M). They are skipped: this code object has exactly one compiled graph, the
+            # Dynamo's guards re-check ~100 facts per layer on every call, a visible share
+            # of a small model's step. They are skipped: this code object has exactly one compiled graph, the
             # model and its caches are pinned (`fresh`, checked per decode), and the inputs'
             # shapes, dtypes and kv_len range are checked above.
             with torch.compiler.set_stance("default", skip_guard_eval_unsafe=True):

@@ -2,8 +2,8 @@
 
 At batch 1 a decoding step is a chain of matrix-vector products, bound by how fast the weights
 are read; oneDNN's reordered weights (`models/lm/packed_linear.py`) are read faster than
-`F.linear`'s on this project's CPUs, and at a prefill's 64 rows they are still faster, so the
-prefill and the steps share them (figures: BENCHMARKS.md, "LM decoding").
+`F.linear`'s, and still faster at a prefill's tens of rows, so the prefill and the steps share
+them (figures: BENCHMARKS.md, "LM decoding").
 
 `packed_model(model, precision)` packs every matrix of `model.linears()` and returns a
 `PackedModel`, called like the model with input_pos: the same decoding forward

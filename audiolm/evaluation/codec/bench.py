@@ -3,8 +3,8 @@
 A clip of `seconds` of noise-like audio at 24 kHz (speed does not depend on the content) is
 encoded and decoded at every bit rate; each figure is the best of `repeats` timed runs after
 one warm-up run. "x real time" = audio seconds / wall seconds, so bigger is faster;
-`roundtrip_x_realtime` counts encode and decode together (the issue's target: >= 50 on the
-2-core CPU).
+`roundtrip_x_realtime` counts encode and decode together (the target: >= 50 on a 2-core CPU;
+BENCHMARKS.md, "Codec speed").
 
 Wall-clock figures suffer when other processes share the cores, so the process CPU time is
 recorded too: `roundtrip_x_realtime_per_cpu_second` is audio seconds per CPU second summed

@@ -10,10 +10,10 @@ The bound: a one-token step must read every weight it uses once, so at best it t
 `weight bytes / read bandwidth` seconds; for a batch of B, B tokens come out of each step.
 Weight bytes count every parameter except the embedding table (a step reads only B of its
 rows), at the dtype the step reads them in. The read bandwidth is measured in the same run,
-with the same number of threads as the decoding, by reducing a 1 GiB fp32 buffer (32x this
-VM's last-level cache) — a read-only stream, like a step's weights; the best of two
-reductions (sum, amax) and of several runs, before and after the timings. (Until 2026-11-21
-this was a 256 MiB copy counted as read + write bytes: a copy is not what a step does.)
+with the same number of threads as the decoding, by reducing a 1 GiB fp32 buffer (far larger
+than a CPU's last-level cache) — a read-only stream, like a step's weights, not a copy (which
+would count writes a step does not make); the best of two reductions (sum, amax) and of
+several runs, before and after the timings.
 
 Timings are the best of `repeats` rounds, ours and the peer alternating within each round.
 `clock="cpu"` (one thread only) times with the process's CPU time instead of the wall clock:

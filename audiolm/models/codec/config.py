@@ -60,8 +60,9 @@ class CodecConfig:
     """A SEANet encoder/decoder around a residual vector quantizer (EnCodec 24 kHz layout).
 
     Defaults are smaller than EnCodec's (num_filters 32, 14.85M parameters): num_filters 12
-    (2.3M parameters) keeps encode + decode above 50x real time on a 2-core CPU and lets the
-    codec train on a CPU in under an hour. Everything else is EnCodec 24 kHz.
+    (2.3M parameters) keeps encode + decode well above real time on a small CPU (BENCHMARKS.md,
+    "Codec speed") and lets the codec train on a CPU in under an hour. Everything else is
+    EnCodec 24 kHz.
     """
 
     sample_rate: int = 24_000
@@ -96,9 +97,9 @@ class CodecConfig:
     # The encoder sees wav * input_gain and the decoder's output is divided by it. Our corpus
     # sits at -23 dB RMS (~0.07); at that scale a randomly initialised SEANet encoder gives
     # nearly the same latent for every frame and clip, and the quantizer collapses onto one
-    # code before the encoder can learn (measured on the corpus: latent std over time 0.006,
-    # level-0 perplexity 1). A gain of 15 brings speech near unit scale: latent std over time
-    # 0.65 and level-0 perplexity 150-340 within 60 steps. Official EnCodec weights use 1.0.
+    # code before the encoder can learn. A gain of 15 brings speech near unit scale, where the
+    # latents vary over time and the level-0 codes spread out within the first steps.
+    # Official EnCodec weights use 1.0.
     input_gain: float = 15.0
     # residual vector quantizer
     codebook_size: int = 1024

@@ -88,9 +88,10 @@ def multiscale_mel_loss(mel: MultiScaleMel, estimate: torch.Tensor, target: torc
 
     `mel` should be built with power=1 (magnitude mel of a window-normalised STFT; speech at
     -23 dBFS has a median band magnitude near 0.03). The log term floors magnitudes at
-    `log_floor` (~-30 dB below that median): with a floor of 1e-5 the loss was dominated by
-    the decoder's noise in near-empty bands and stalled (measured: a decoder without
-    quantizer could not even overfit one batch), as in DAC, which clamps power at 1e-5."""
+    `log_floor` (~-30 dB below that median): with a much lower floor the log term is dominated
+    by the decoder's noise in near-empty bands and training stalls (a decoder without quantizer
+    could not overfit one batch with 1e-5, the floor DAC puts on power).
+    estimate, target [B, 1, N] -> a scalar."""
     total = estimate.new_zeros(())
     for est, ref in zip(mel(estimate), mel(target)):
         total = total + (est - ref).abs().mean()

@@ -10,8 +10,7 @@ gives 600 vectors, hence the default threshold 1.0 (EnCodec: 2.0 with larger bat
 
 Re-seeding happens AFTER the batch is quantized: entries copied from the very batch they
 then quantize make training quantization exact (each vector finds a copy of itself, the
-commitment loss reads ~1e-9) while held-out audio collapses onto a few codes (measured on
-the corpus: validation level-0 perplexity 1.5). The other collapse — every frame onto one
+commitment loss reads ~0) while held-out audio collapses onto a few codes. The other collapse — every frame onto one
 entry because a fresh encoder barely varies its output — is avoided by the codec's input
 gain (`CodecConfig.input_gain`).
 

@@ -26,18 +26,10 @@ the shared one over the whole vocabulary; loss and sampling use level q's C entr
 
 Alignment: this stage sees acoustic frames only (75 Hz); no semantic tokens, no separators.
 
-Measured against the AR fine layout (`layouts.FineLayout`), same model config (5.31M
-parameters, F = 128), same CPU-time budget on one thread (AR 655 s / 300 steps, this layout
-699 s / 1,720 steps: a training step costs 6x less), valid split of /work/runs/tokens (3 kbps,
-2 coarse + 2 fine levels; BENCHMARKS.md, "Fine stage: AR vs Bark-style"):
-
-    held-out CE (nats, over the level's codes)   level 2   level 3   | fine levels of 4 s, batch 1, 1 thread
-    AR                                             5.271     4.999   | 1.365 s CPU
-    Bark-style (this layout)                       5.233     4.979   | 0.127 s CPU (10.8x faster)
-
-Decision: Bark-style is the recommended fine stage — no worse (slightly better) in loss and an
-order of magnitude faster to generate; the AR layout stays selectable (and is the default)
-for existing checkpoints.
+Why: against the AR fine layout (`layouts.FineLayout`) at the same model size and training
+budget, this layout is no worse in held-out cross entropy and an order of magnitude faster to
+generate (the comparison: BENCHMARKS.md, "Fine stage: AR vs Bark-style"). It is the recommended
+fine stage; the AR layout stays selectable (and the default) for existing checkpoints.
 """
 
 from __future__ import annotations

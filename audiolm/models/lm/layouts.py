@@ -33,14 +33,10 @@ Fine stage, fine_style "ar" (vocab Q*C + 2), AudioLM-style autoregressive
 
 Fine stage, fine_style "bark": non-causal, one pass per fine level; see `fine_bark.py`.
 
-AR or Bark-style fine stage (`fine_style`), decided by measurement (BENCHMARKS.md, "Fine
-stage: AR vs Bark-style"): the non-causal per-level layout of `fine_bark.py`, trained with the
-same model config and the same CPU time, reached a slightly lower held-out cross entropy on both
-fine levels (5.233 / 4.979 vs 5.271 / 4.999 nats) and fills the fine levels of 4 s of audio
-10.8x faster on one CPU thread (0.13 vs 1.37 s): Q-Qc passes over a window instead of F*(Q-Qc)
-sequential steps. So "bark" is the recommended style for new fine stages; this AR layout stays
-(the default, and the shipped checkpoint) for compatibility. Its one advantage, that it reuses
-the KV-cached decoder and its tests, did not outweigh a 10x slower fine stage.
+AR or Bark-style fine stage (`fine_style`): "bark" (`fine_bark.py`) is the recommended style
+for new fine stages: Q-Qc passes over a window instead of F*(Q-Qc) sequential steps, an order
+of magnitude faster, at no worse held-out cross entropy (BENCHMARKS.md, "Fine stage: AR vs
+Bark-style"). This AR layout stays the default for existing checkpoints.
 """
 
 from __future__ import annotations

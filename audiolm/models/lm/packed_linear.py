@@ -1,17 +1,14 @@
-"""Prepacked oneDNN weights for the CPU decoding step (batch 1 is a chain of matrix-vector
-products, and on this project's CPUs the default path is slow).
+"""A weight matrix reordered once by oneDNN, for the CPU decoding step (`inference/packed_step.py`).
 
-Measured on the 2-core AMD EPYC VM (one thread, CPU time, 24 matrices of 3328 x 640, ~204 MB
-fp32; `audiolm bench decode` has the whole-model figures): single-core read bandwidth
-31–37 GB/s; `F.linear` fp32 (MKL `sgemm`, which takes a generic path on AMD) reads weights at
-15 GB/s; the same weights reordered once by oneDNN (`mkldnn._reorder_linear_weight`) and
-applied with `mkldnn._linear_pointwise` at 25 GB/s in fp32 and 31 GB/s in bfloat16 — 4x
-less time than `F.linear` fp32 for half the bytes. At 64 rows (a prefill) the packed fp32
-path is still ~2x faster than `F.linear`, so prefill and steps share it.
+A decoding step at batch 1 is a chain of matrix-vector products bound by how fast the weights
+are read. `F.linear` (MKL `sgemm`, which takes a generic path on some CPUs) reads them well
+below the memory bandwidth; oneDNN's reordered copy (`mkldnn._reorder_linear_weight`, applied
+with `mkldnn._linear_pointwise`) reads faster, in fp32 and more so in bfloat16, and stays
+faster at a prefill's tens of rows (figures: BENCHMARKS.md, "LM decoding").
 
 Precision "float32" is the same arithmetic as `F.linear` up to summation order (logits agree
 to ~1e-6). "bfloat16" rounds weights and the matrix inputs/outputs to bfloat16 and
-accumulates in fp32 inside oneDNN: a lossy choice, opt-in (`Transformer.set_decode_weights`).
+accumulates in fp32 inside oneDNN: a lossy choice, opt-in (`decode(..., decode_weights=...)`).
 """
 
 from __future__ import annotations

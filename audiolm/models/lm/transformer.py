@@ -69,8 +69,8 @@ class RMSNorm(nn.Module):
     """x / rms(x) * weight, with rms = sqrt(mean(x^2) + eps).
 
     Written as vector_norm + one addcmul (eps kept as a 0-dim buffer, so no Python scalar
-    gets wrapped per call): on CPU at batch 1 this is ~40% cheaper than `F.rms_norm`, and a
-    decoding step calls it 2 * n_layers + 1 times."""
+    gets wrapped per call): on CPU at batch 1 this is cheaper than `F.rms_norm`, and a
+    decoding step calls it 2 * n_layers + 1 times. x [..., dim] -> [..., dim]."""
 
     def __init__(self, dim: int, eps: float) -> None:
         super().__init__()

@@ -26,8 +26,8 @@ class SSLConfig:
     frame_rate: int = 25  # output frames per second: 25 (hop 640, as AudioLM) or 50 (hop 320)
     # front-end: "mel" = log-mel frames (25 ms / 10 ms) stacked to the frame rate, as in
     # w2v-BERT; "mfcc" = 13 MFCCs + Δ + ΔΔ stacked the same way (cepstra drop the pitch
-    # harmonics that 80 log-mel bins resolve: on our few voices, mel-input layers clustered by
-    # speaker, measured below MFCC + k-means); "conv" = the wav2vec 2.0 convolutional waveform
+    # harmonics that 80 log-mel bins resolve: on a corpus of few voices, mel-input layers
+    # cluster by speaker; BENCHMARKS.md, "Semantic tokens"); "conv" = the wav2vec 2.0 convolutional waveform
     # encoder (strides 5,2,2,2,2,2,2[,2]).
     frontend: Literal["mel", "mfcc", "conv"] = "mfcc"
     n_mels: int = 80

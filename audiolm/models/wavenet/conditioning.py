@@ -152,9 +152,9 @@ def init_lc_from_codebooks(conditioning: Conditioning, codebooks: list[torch.Ten
 
     Level q's row i becomes codebook_q[i] @ P, with one fixed random projection P [D, lc_channels]
     shared by all levels, so the summed embedding of a frame is P applied to the codec's quantized
-    latent (sum_q codebook_q[i_q]): codes that decode alike start alike. From random rows, the
-    first vocoder (0.72M params, 1600 steps, ~83k frames for 4 x 1024 rows) learned to ignore its
-    codes (NLL with another clip's codes only 0.004-0.016 nats worse). Rows are scaled so a
+    latent (sum_q codebook_q[i_q]): codes that decode alike start alike. From random rows, a
+    small vocoder learned to ignore its codes (BENCHMARKS.md, "Token pipeline vs WaveNet").
+    Rows are scaled so a
     frame's summed embedding has unit variance per channel, like the default N(0, 1) rows.
 
     codebooks: the first lc_n_q codebooks, each [lc_codebook_size, D].

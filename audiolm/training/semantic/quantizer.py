@@ -59,9 +59,9 @@ class GumbelProductQuantizer(nn.Module):
     def _straight_through_sample(self, logits: torch.Tensor) -> torch.Tensor:
         """Hard one-hot of argmax(logits + noise_scale · Gumbel noise) forward, the gradient of
         softmax((logits + noise) / temperature) backward. noise_scale 1 is Gumbel-softmax; with
-        soft logits its samples are mostly noise (measured: 31% equal the argmax after 500
-        steps), so the contrastive targets carry no signal; smaller scales keep the targets a
-        function of the audio while the logits are still soft."""
+        soft logits its samples are mostly noise (BENCHMARKS.md, "Semantic tokens"), so the
+        contrastive targets carry no signal; smaller scales keep the targets a function of the
+        audio while the logits are still soft. logits [..., entries] -> one-hot [..., entries]."""
         gumbel = -torch.empty_like(logits).exponential_().log()
         soft = ((logits + self.noise_scale * gumbel) / self.temperature).softmax(dim=-1)
         hard = nn.functional.one_hot(soft.argmax(dim=-1), self.entries).to(soft.dtype)
