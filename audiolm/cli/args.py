@@ -97,6 +97,44 @@ def check_writable(paths: list[Path], overwrite: bool) -> None:
             raise UsageError(f"{path}: folder {parent} is not writable")
 
 
+def parse_batches(text: str) -> list[int]:
+    """`--batches 1,8` -> [1, 8]; integers >= 1, at least one."""
+    try:
+        batches = [int(b) for b in text.split(",") if b.strip()]
+    except ValueError:
+        raise UsageError(f"--batches: expected integers like 1,8, got {text!r}") from None
+    if not batches or min(batches) < 1:
+        raise UsageError("--batches: batch sizes must be >= 1")
+    return batches
+
+
+def add_table_output_arguments(p: argparse.ArgumentParser) -> None:
+    """`--out FILE` (the markdown table, besides stdout) and `--overwrite`."""
+    p.add_argument("--out", help="also write the table (markdown) to this file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+
+
+def check_corpus_and_table_output(args: argparse.Namespace) -> None:
+    """Before any work: the corpus (--data), the clip counts, and the --out file."""
+    check_corpus(args.data)
+    check_counts(args)
+    if args.out:
+        check_writable([Path(args.out)], args.overwrite)
+
+
+def write_report(args: argparse.Namespace, table: str, record: dict[str, Any]) -> None:
+    """A report's outputs: the markdown table to --out (when given), and on stdout the JSON
+    record (--json) or the table."""
+    if args.out:
+        from audiolm.core.checkpoint import atomic_write_text  # lazy: keeps `audiolm --help` fast
+
+        atomic_write_text(args.out, table)
+    if args.json:
+        print_json(record)
+    else:
+        sys.stdout.write(table)
+
+
 def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pipeline", default=None, help="speech | music | default | a recipe file or directory")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")

@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import argparse
 import warnings
-from pathlib import Path
 
 from audiolm.cli.args import (
-    add_codec_argument, add_pipeline_arguments, check_corpus, check_counts, check_writable,
-    load_pipeline, print_json, UsageError,
+    add_codec_argument, add_pipeline_arguments, add_table_output_arguments, check_corpus_and_table_output, load_pipeline, parse_batches, print_json, UsageError, write_report,
 )
 from audiolm.core.config import load_config_file
 
@@ -205,12 +203,7 @@ def _run_decode(args: argparse.Namespace) -> int:
     unknown = [s for s in sizes if s not in SIZES]
     if unknown or not sizes:
         raise UsageError(f"--sizes: unknown size(s) {', '.join(unknown) or '(none)'}; known: {', '.join(SIZES)}")
-    try:
-        batches = [int(b) for b in args.batches.split(",") if b.strip()]
-    except ValueError:
-        raise UsageError(f"--batches: expected integers like 1,8, got {args.batches!r}") from None
-    if not batches or min(batches) < 1:
-        raise UsageError("--batches: batch sizes must be >= 1")
+    batches = parse_batches(args.batches)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA GPU is available")
     if args.repeats < 1 or (args.new_tokens is not None and args.new_tokens < 1):
@@ -315,12 +308,7 @@ def _setup_continue(p: argparse.ArgumentParser) -> None:
 
 
 def _run_continue(args: argparse.Namespace) -> int:
-    try:
-        batches = [int(b) for b in args.batches.split(",") if b.strip()]
-    except ValueError:
-        raise UsageError(f"--batches: expected integers like 1,8, got {args.batches!r}") from None
-    if not batches or min(batches) < 1:
-        raise UsageError("--batches: batch sizes must be >= 1")
+    batches = parse_batches(args.batches)
     if not (args.seconds > 0 and args.prompt_seconds > 0) or args.repeats < 1:
         raise UsageError("--seconds, --prompt-seconds and --repeats must be positive")
     from audiolm.evaluation.bench_continue import bench_continue, format_table  # lazy: keeps `audiolm --help` fast
@@ -349,17 +337,12 @@ def _setup_compare(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seconds", type=float, default=2.0, help="seconds to continue / resynthesize (default 2)")
     p.add_argument("--seed", type=int, default=0, help="clip i uses seed + i (default 0)")
     p.add_argument("--embed", default="codec", choices=["codec", "semantic"], help="embedding for consistency")
-    p.add_argument("--out", help="also write the table (markdown) to this file")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    add_table_output_arguments(p)
     add_pipeline_arguments(p)
 
 
 def _run_compare(args: argparse.Namespace) -> int:
-    check_corpus(args.data)
-    check_counts(args)
-    if args.out:
-        check_writable([Path(args.out)], args.overwrite)
-    from audiolm.core.checkpoint import atomic_write_text  # lazy: keeps `audiolm --help` fast
+    check_corpus_and_table_output(args)
     from audiolm.evaluation.compare import compare, format_table, resolve_vocoder  # lazy: keeps `audiolm --help` fast
     from audiolm.evaluation.machine import describe_machine  # lazy: keeps `audiolm --help` fast
     from audiolm.models.wavenet.model import WaveNet  # lazy: keeps `audiolm --help` fast
@@ -376,13 +359,7 @@ def _run_compare(args: argparse.Namespace) -> int:
         )
     machine = describe_machine(args.device)
     report.update(wavenet=args.wavenet, vocoder=args.vocoder)
-    table = format_table(report, machine)
-    if args.out:
-        atomic_write_text(args.out, table)
-    if args.json:
-        print_json({"machine": machine, **report})
-    else:
-        print(table, end="")
+    write_report(args, format_table(report, machine), {"machine": machine, **report})
     return 0
 
 

@@ -14,13 +14,12 @@ functions (start-up time: `audiolm --help` imports every command module).
 from __future__ import annotations
 
 import argparse
-import sys
 import warnings
 from pathlib import Path
 
 from audiolm.cli.args import (
-    add_codec_argument, add_pipeline_arguments, check_corpus, check_counts, check_output,
-    check_writable, load_pipeline, pick_device, print_json, UsageError,
+    add_codec_argument, add_pipeline_arguments, add_table_output_arguments, check_corpus_and_table_output, check_output,
+    load_pipeline, pick_device, print_json, UsageError, write_report,
 )
 
 
@@ -100,7 +99,6 @@ def _setup_semantic(p: argparse.ArgumentParser) -> None:
 
 
 def _run_semantic(args: argparse.Namespace) -> int:
-    from audiolm.core.checkpoint import atomic_write_text  # lazy: keeps `audiolm --help` fast
     from audiolm.evaluation.machine import describe_machine  # lazy: keeps `audiolm --help` fast
     from audiolm.evaluation.semantic.evaluate import evaluate_semantic, format_table  # lazy: keeps `audiolm --help` fast
     from audiolm.models.semantic.kmeans import resolve_device  # lazy: keeps `audiolm --help` fast
@@ -116,13 +114,7 @@ def _run_semantic(args: argparse.Namespace) -> int:
     else:
         tok = SemanticTokenizer.from_pretrained(args.tokenizer, device=device)
         result = evaluate_semantic(args.data, tokenizer=tok, **kwargs)
-    table = format_table(result)
-    if args.out:
-        atomic_write_text(args.out, table)
-    if args.json:
-        print_json(result | {"machine": describe_machine(device)})
-    else:
-        sys.stdout.write(table)
+    write_report(args, format_table(result), result | {"machine": describe_machine(device)})
     return 0
 
 # audiolm.evaluation.consistency.EMBEDDINGS, default first (repeated: this module imports no torch)
@@ -150,21 +142,16 @@ def _setup_continuation(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-judges", action="store_true",
                    help="skip the external judges (speech: GE2E speaker retrieval and similarity, DNSMOS; "
                         "music: key and tempo agreement)")
-    p.add_argument("--out", help="also write the table (markdown) to this file")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    add_table_output_arguments(p)
     add_pipeline_arguments(p)
 
 
 def _run_continuation(args: argparse.Namespace) -> int:
-    check_corpus(args.data)
-    check_counts(args)
+    check_corpus_and_table_output(args)
     if args.tokens is not None and not Path(args.tokens).is_dir():
         raise UsageError(f"--tokens {args.tokens}: no such folder")
     if args.seeds < 1:
         raise UsageError(f"--seeds must be at least 1, got {args.seeds}")
-    if args.out:
-        check_writable([Path(args.out)], args.overwrite)
-    from audiolm.core.checkpoint import atomic_write_text  # lazy: keeps `audiolm --help` fast
     from audiolm.evaluation.continuation import evaluate_continuation, format_table  # lazy: keeps `audiolm --help` fast
     from audiolm.evaluation.machine import describe_machine  # lazy: keeps `audiolm --help` fast
 
@@ -177,13 +164,7 @@ def _run_continuation(args: argparse.Namespace) -> int:
             judges=not args.skip_judges, kinds=(args.kind,) if args.kind else ("speech", "music"),
         )
     machine = describe_machine(args.device)
-    table = format_table(report) + f"\nMachine: {machine}.\n"
-    if args.out:
-        atomic_write_text(args.out, table)
-    if args.json:
-        print_json({"machine": machine, **report})
-    else:
-        print(table, end="")
+    write_report(args, format_table(report) + f"\nMachine: {machine}.\n", {"machine": machine, **report})
     return 0
 
 
