@@ -1,6 +1,8 @@
 """Layer 3, inference: decoding for the LM stages (static KV cache, prefill + one-token step,
-on-device sampling with per-sample seeds, a sliding window, a CUDA-graph step, an opt-in
-compiled CPU step), the stage-level helpers and the AudioLM pipeline.
+on-device sampling with per-sample seeds, a sliding window), the stage-level helpers and the
+AudioLM pipeline. The fast paths wrap a plain `Transformer` and are picked by `decode`:
+packed oneDNN weights on CPU (packed_step.py), an opt-in compiled CPU step (compiled_step.py),
+a CUDA-graph step (cuda_graph.py); fast_forward.py is the decoding forward they share.
 
     from audiolm.inference.sampling import SamplingConfig
     from audiolm.inference.decode import generate, decode   # decode: tokens + logits + window starts
