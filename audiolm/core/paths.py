@@ -20,13 +20,16 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # audiolm/
 SHIPPED_DIR = PACKAGE_DIR / "shipped"
 PIPELINES_DIR = SHIPPED_DIR / "pipelines"
+# the shipped checkpoints folder itself; `checkpoints_dir()` / `shipped_checkpoint()` honour the
+# AUDIOLM_CHECKPOINTS override, this constant does not
+CHECKPOINTS_DIR = SHIPPED_DIR / "checkpoints"
 CHECKPOINTS_ENV = "AUDIOLM_CHECKPOINTS"
 
 
 def checkpoints_dir() -> Path:
     """The shipped checkpoints folder, or `$AUDIOLM_CHECKPOINTS` when set (read on every call)."""
     override = os.environ.get(CHECKPOINTS_ENV)
-    return Path(override) if override else SHIPPED_DIR / "checkpoints"
+    return Path(override) if override else CHECKPOINTS_DIR
 
 
 def shipped_checkpoint(name: str) -> Path:

@@ -16,6 +16,7 @@ def test_shipped_folders_are_the_top_level_ones_in_a_checkout(monkeypatch, tmp_p
     monkeypatch.delenv(paths.CHECKPOINTS_ENV, raising=False)
     monkeypatch.chdir(tmp_path)
     assert paths.checkpoints_dir().resolve() == (REPO / "checkpoints").resolve()
+    assert paths.checkpoints_dir() == paths.CHECKPOINTS_DIR
     assert paths.PIPELINES_DIR.resolve() == (REPO / "pipelines").resolve()
     assert (default_codec_dir() / "config.json").is_file()
     assert (paths.PIPELINES_DIR / "default.json").is_file()
@@ -27,3 +28,4 @@ def test_audiolm_checkpoints_overrides_every_shipped_checkpoint(monkeypatch, tmp
     assert default_codec_dir() == tmp_path / "codec"
     assert default_checkpoint_dir() == tmp_path / "semantic"
     assert shipped_dir("wavenet_gc") == tmp_path / "wavenet_gc"
+    assert paths.CHECKPOINTS_DIR != tmp_path  # the shipped folder itself
