@@ -30,8 +30,12 @@ def test_wheel_continues_a_bundled_prompt_from_any_directory(tmp_path):
     env["OMP_NUM_THREADS"] = "1"
     wheels, venv, work = tmp_path / "wheels", tmp_path / "venv", tmp_path / "work"
     work.mkdir()
+    # setuptools' build/ and egg-info go to tmp_path, not into the checkout (no stale files)
+    extra = tmp_path / "build.cfg"
+    extra.write_text(f"[build]\nbuild_base = {tmp_path / 'build'}\n[egg_info]\negg_base = {tmp_path}\n")
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
-    _run([*pip, "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", wheels, REPO], work, env)
+    build_env = {**env, "DIST_EXTRA_CONFIG": str(extra)}
+    _run([*pip, "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", wheels, REPO], work, build_env)
     (wheel,) = wheels.glob("audiolm-*.whl")
     _run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", venv], work, env)
     python = venv / "bin" / "python"
