@@ -3,6 +3,8 @@ the SEANet default still loads the shipped checkpoint."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -138,7 +140,8 @@ def test_shipped_seanet_codec_loads_and_decodes_as_transformers_does():
 
 
 def test_istft_recipe_config_builds_the_frame_rate_codec():
-    path = default_codec_dir().parents[1] / "tokenizers" / "codec_istft_config.json"
+    # tokenizers/ sits at the repository's top level (recipes; not shipped in the package)
+    path = Path(__file__).resolve().parents[3] / "tokenizers" / "codec_istft_config.json"
     config = load_config_file(CodecConfig, path)
     assert (config.encoder, config.decoder) == ("stft", "istft")
     assert config.training.discriminator_periods and config.training.discriminator_n_ffts
