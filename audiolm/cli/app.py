@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from audiolm.cli.args import UsageError
 from audiolm.core.errors import AudiolmError
+from audiolm.core.outputs import OutputSet
 
 # Modules that define `register(cli: CommandLine)`, one per verb.
 COMMAND_MODULES: list[str] = [
@@ -109,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         cli._group_parsers.get(path, cli.parser).print_help(sys.stderr)
         return 2
+    outputs = OutputSet()  # what the command claims with args.claim_output, released whatever happens
+    args.claim_output = lambda path, overwrite, flag="--out": outputs.claim(path, overwrite, flag)
     try:
         code = command.run(args)
     except (AudiolmError, UsageError) as e:
@@ -119,6 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("audiolm: interrupted", file=sys.stderr)
         return 130
+    finally:
+        outputs.release()
     return int(code or 0)
 
 

@@ -84,6 +84,27 @@ def check_output(path: str | Path | None, overwrite: bool) -> None:
         raise UsageError(f"{path}: already exists; pass --overwrite to replace it")
 
 
+def claim_output(args: argparse.Namespace, path: str | Path | None, flag: str = "--out"):
+    """Claim an output for the whole command (core/outputs.py; `main` releases it): None for
+    no path. Write the returned claim's `temp`, then `publish_text` / `claim.publish()`."""
+    if not path:
+        return None
+    claim = getattr(args, "claim_output", None)
+    if claim is None:  # a run function called outside `main` (tests): claim for this call only
+        from audiolm.core.outputs import OutputSet  # lazy: keeps `audiolm --help` fast
+
+        return OutputSet().claim(path, getattr(args, "overwrite", False), flag)
+    return claim(path, getattr(args, "overwrite", False), flag)
+
+
+def publish_text(claim, text: str) -> None:
+    """Write `text` to a claimed output and publish it (no-op for None)."""
+    if claim is None:
+        return
+    claim.temp.write_text(text)
+    claim.publish()
+
+
 def check_writable(paths: list[Path], overwrite: bool) -> None:
     """Fail before any work: an existing file without --overwrite, or a folder we cannot write."""
     for path in paths:

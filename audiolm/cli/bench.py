@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import argparse
 import warnings
-from pathlib import Path
 
 from audiolm.cli.args import (
-    add_codec_argument, add_pipeline_arguments, check_corpus, check_counts, check_writable,
+    claim_output, publish_text,
+    add_codec_argument, add_pipeline_arguments, check_corpus, check_counts,
     load_pipeline, print_json, UsageError,
 )
 from audiolm.core.config import load_config_file
@@ -352,9 +352,7 @@ def _setup_compare(p: argparse.ArgumentParser) -> None:
 def _run_compare(args: argparse.Namespace) -> int:
     check_corpus(args.data)
     check_counts(args)
-    if args.out:
-        check_writable([Path(args.out)], args.overwrite)
-    from audiolm.core.checkpoint import atomic_write_text  # lazy: keeps `audiolm --help` fast
+    table_out = claim_output(args, args.out)
     from audiolm.evaluation.compare import compare, format_table, resolve_vocoder  # lazy: keeps `audiolm --help` fast
     from audiolm.evaluation.machine import describe_machine  # lazy: keeps `audiolm --help` fast
     from audiolm.models.wavenet.model import WaveNet  # lazy: keeps `audiolm --help` fast
@@ -372,8 +370,7 @@ def _run_compare(args: argparse.Namespace) -> int:
     machine = describe_machine(args.device)
     report.update(wavenet=args.wavenet, vocoder=args.vocoder)
     table = format_table(report, machine)
-    if args.out:
-        atomic_write_text(args.out, table)
+    publish_text(table_out, table)
     if args.json:
         print_json({"machine": machine, **report})
     else:

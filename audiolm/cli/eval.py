@@ -18,8 +18,9 @@ import warnings
 from pathlib import Path
 
 from audiolm.cli.args import (
-    add_codec_argument, add_pipeline_arguments, check_corpus, check_counts, check_output,
-    check_writable, load_pipeline, pick_device, print_json, UsageError,
+    claim_output, publish_text,
+    add_codec_argument, add_pipeline_arguments, check_corpus, check_counts,
+    load_pipeline, pick_device, print_json, UsageError,
 )
 
 
@@ -42,8 +43,7 @@ def _setup_codec(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_codec(args: argparse.Namespace) -> int:
-    check_output(args.out, args.overwrite)
-    from audiolm.core.checkpoint import atomic_write_text  # lazy: keeps `audiolm --help` fast
+    table_out = claim_output(args, args.out)
     from audiolm.models.codec.codec import Codec  # lazy: keeps `audiolm --help` fast
     from audiolm.evaluation.codec.evaluate import evaluate_codec, format_table  # lazy: keeps `audiolm --help` fast
     from audiolm.core.corpus import read_manifest  # lazy: keeps `audiolm --help` fast
@@ -64,8 +64,7 @@ def _run_codec(args: argparse.Namespace) -> int:
                              use_judges=not args.skip_judges, progress=not args.no_progress)
     title = f"codec vs Opus on {args.data} ({args.split} split), codec {codec.source}"
     table = format_table(results, title)
-    if args.out:
-        atomic_write_text(args.out, table + "\n")
+    publish_text(table_out, table + "\n")
     report = {
         "machine": describe_machine(device),
         "codec": codec.source,
@@ -99,14 +98,12 @@ def _setup_semantic(p: argparse.ArgumentParser) -> None:
 
 
 def _run_semantic(args: argparse.Namespace) -> int:
-    from audiolm.core.checkpoint import atomic_write_text  # lazy: keeps `audiolm --help` fast
     from audiolm.evaluation.machine import describe_machine  # lazy: keeps `audiolm --help` fast
     from audiolm.evaluation.semantic.evaluate import evaluate_semantic, format_table  # lazy: keeps `audiolm --help` fast
     from audiolm.models.semantic.kmeans import resolve_device  # lazy: keeps `audiolm --help` fast
     from audiolm.models.semantic.tokenizer import SemanticTokenizer, load_ssl_encoder  # lazy: keeps `audiolm --help` fast
 
-    if args.out:
-        check_output(args.out, args.overwrite)
+    table_out = claim_output(args, args.out)
     device = str(resolve_device(args.device))
     kwargs = dict(k=args.k, smoothing=args.smoothing, max_kmeans_frames=args.max_kmeans_frames, device=device,
                   progress=not args.json)
@@ -116,8 +113,7 @@ def _run_semantic(args: argparse.Namespace) -> int:
         tok = SemanticTokenizer.from_pretrained(args.tokenizer, device=device)
         result = evaluate_semantic(args.data, tokenizer=tok, **kwargs)
     table = format_table(result)
-    if args.out:
-        atomic_write_text(args.out, table)
+    publish_text(table_out, table)
     if args.json:
         print_json(result | {"machine": describe_machine(device)})
     else:
@@ -156,9 +152,7 @@ def _run_continuation(args: argparse.Namespace) -> int:
         raise UsageError(f"--tokens {args.tokens}: no such folder")
     if args.seeds < 1:
         raise UsageError(f"--seeds must be at least 1, got {args.seeds}")
-    if args.out:
-        check_writable([Path(args.out)], args.overwrite)
-    from audiolm.core.checkpoint import atomic_write_text  # lazy: keeps `audiolm --help` fast
+    table_out = claim_output(args, args.out)
     from audiolm.evaluation.continuation import evaluate_continuation, format_table  # lazy: keeps `audiolm --help` fast
     from audiolm.evaluation.machine import describe_machine  # lazy: keeps `audiolm --help` fast
 
@@ -171,8 +165,7 @@ def _run_continuation(args: argparse.Namespace) -> int:
         )
     machine = describe_machine(args.device)
     table = format_table(report) + f"\nMachine: {machine}.\n"
-    if args.out:
-        atomic_write_text(args.out, table)
+    publish_text(table_out, table)
     if args.json:
         print_json({"machine": machine, **report})
     else:
