@@ -38,6 +38,14 @@ COMMAND_MODULES: list[str] = [
 ]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error convention: one line on stderr, exit code 2 (argparse's
+    own prints the whole usage first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"audiolm: error: {self.prog}: {' '.join(message.split())} (see `{self.prog} --help`)\n")
+
+
 @dataclass
 class _Command:
     run: Callable[[argparse.Namespace], int | None]
@@ -47,7 +55,7 @@ class CommandLine:
     """Builds the nested argparse tree: `cli.add("train codec", help, setup, run)`."""
 
     def __init__(self) -> None:
-        self.parser = argparse.ArgumentParser(
+        self.parser = _Parser(
             prog="audiolm",
             description="Token-based audio language modelling: continue speech and music, "
             "train every stage on your own audio.",
@@ -83,6 +91,9 @@ class CommandLine:
             self.group(parent, f"{parent} commands")
         parser = self._subparsers(parent).add_parser(name, help=help, description=help)
         setup(parser)
+        # --verbose after the subcommand too (SUPPRESS: absent here keeps the top-level value)
+        parser.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                            help="show tracebacks for errors")
         parser.set_defaults(_command=_Command(run))
         return parser
 
@@ -101,7 +112,10 @@ def build_cli() -> CommandLine:
 
 def main(argv: Sequence[str] | None = None) -> int:
     cli = build_cli()
-    args = cli.parser.parse_args(argv)  # argparse itself exits 2 with one usage line
+    try:
+        args = cli.parser.parse_args(argv)  # bad arguments: one line (_Parser.error), code 2
+    except SystemExit as e:  # --help (0) or a usage error (2): a code, as for every other outcome
+        return e.code if isinstance(e.code, int) else 2
     command = getattr(args, "_command", None)
     if command is None:
         # a group without a subcommand: show that group's help
