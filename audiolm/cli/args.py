@@ -105,6 +105,24 @@ def publish_text(claim, text: str) -> None:
     claim.publish()
 
 
+def make_output_folder(path: str | Path, what: str = "output") -> Path:
+    """Create (or accept an existing) output folder now, so an unusable path fails before any
+    work: a file in the way, a missing parent, a read-only place (/proc) -> one UsageError."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{path}: is a file; the {what} must be a folder")
+    if not path.exists() and not path.parent.is_dir():
+        raise UsageError(f"{path}: folder {path.parent} does not exist")
+    try:
+        path.mkdir(exist_ok=True)
+        probe = path / f".audiolm-probe-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise UsageError(f"{path}: cannot create the {what} there ({e.strerror or e})") from None
+    return path
+
+
 def check_writable(paths: list[Path], overwrite: bool) -> None:
     """Fail before any work: an existing file without --overwrite, or a folder we cannot write."""
     for path in paths:
