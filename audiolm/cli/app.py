@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -110,6 +112,10 @@ def build_cli() -> CommandLine:
     return cli
 
 
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     cli = build_cli()
     try:
@@ -125,6 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         cli._group_parsers.get(path, cli.parser).print_help(sys.stderr)
         return 2
     outputs = OutputSet()  # what the command claims with args.claim_output, released whatever happens
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (kill, a job scheduler) unwinds like Ctrl-C, so claims and temp files are removed
+        signal.signal(signal.SIGTERM, _terminate)
     args.claim_output = lambda path, overwrite, flag="--out": outputs.claim(path, overwrite, flag)
     try:
         code = command.run(args)
