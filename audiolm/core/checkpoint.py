@@ -382,9 +382,11 @@ def _safetensors_end(path: Path) -> int:
 
 
 def newest_intact_checkpoint(checkpoints: Path, kind: str | tuple[str, ...] | None = None,
-                             warn=None) -> Path | None:
+                             warn=None, required: tuple[str, ...] = ("trainer_state.json",)) -> Path | None:
     """The step checkpoint to resume from: the one LATEST names if intact, else the newest
     intact `step-*` directory (a kill mid-save, a torn file); None if there is none.
+    `required`: files a complete step checkpoint has (save_checkpoint writes the JSON extras
+    last, so the trainer state's presence means the tensors before it were written).
     `warn(message)` is told about every checkpoint skipped."""
     candidates = sorted((p for p in checkpoints.glob("step-*") if p.is_dir()), reverse=True)
     latest = checkpoints / "LATEST"
@@ -396,7 +398,8 @@ def newest_intact_checkpoint(checkpoints: Path, kind: str | tuple[str, ...] | No
         if named is not None and named.is_dir() and named.parent == checkpoints:
             candidates = [named] + [p for p in candidates if p != named]
     for path in candidates:
-        problem = checkpoint_problem(path, kind)
+        absent = [name for name in required if not (path / name).is_file()]
+        problem = f"no {', '.join(absent)}" if absent else checkpoint_problem(path, kind)
         if problem is None:
             return path
         if warn is not None:
