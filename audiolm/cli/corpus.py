@@ -45,8 +45,8 @@ def _check_build(args: argparse.Namespace) -> None:
         raise UsageError(f"--sample-rate must be in [8000, 192000], got {args.sample_rate}")
     if not 0 <= args.seed < 2**32:
         raise UsageError(f"--seed must be in [0, {2**32 - 1}], got {args.seed}")
-    if not 1 <= args.workers <= 256:
-        raise UsageError(f"--workers must be in [1, 256], got {args.workers}")
+    if not 1 <= args.jobs <= 256:
+        raise UsageError(f"--jobs must be in [1, 256], got {args.jobs}")
     make_output_folder(args.out, "corpus")
 
 
