@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from audiolm.cli.args import UsageError
 from audiolm.core.errors import AudiolmError
+from audiolm.core.outputs import OutputSet
 
 # Modules that define `register(cli: CommandLine)`, one per verb.
 COMMAND_MODULES: list[str] = [
@@ -37,6 +40,14 @@ COMMAND_MODULES: list[str] = [
 ]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error convention: one line on stderr, exit code 2 (argparse's
+    own prints the whole usage first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"audiolm: error: {self.prog}: {' '.join(message.split())} (see `{self.prog} --help`)\n")
+
+
 @dataclass
 class _Command:
     run: Callable[[argparse.Namespace], int | None]
@@ -46,7 +57,7 @@ class CommandLine:
     """Builds the nested argparse tree: `cli.add("train codec", help, setup, run)`."""
 
     def __init__(self) -> None:
-        self.parser = argparse.ArgumentParser(
+        self.parser = _Parser(
             prog="audiolm",
             description="Token-based audio language modelling: continue speech and music, "
             "train every stage on your own audio.",
@@ -82,6 +93,9 @@ class CommandLine:
             self.group(parent, f"{parent} commands")
         parser = self._subparsers(parent).add_parser(name, help=help, description=help)
         setup(parser)
+        # --verbose after the subcommand too (SUPPRESS: absent here keeps the top-level value)
+        parser.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                            help="show tracebacks for errors")
         parser.set_defaults(_command=_Command(run))
         return parser
 
@@ -98,9 +112,16 @@ def build_cli() -> CommandLine:
     return cli
 
 
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     cli = build_cli()
-    args = cli.parser.parse_args(argv)  # argparse itself exits 2 with one usage line
+    try:
+        args = cli.parser.parse_args(argv)  # bad arguments: one line (_Parser.error), code 2
+    except SystemExit as e:  # --help (0) or a usage error (2): a code, as for every other outcome
+        return e.code if isinstance(e.code, int) else 2
     command = getattr(args, "_command", None)
     if command is None:
         # a group without a subcommand: show that group's help
@@ -109,6 +130,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         cli._group_parsers.get(path, cli.parser).print_help(sys.stderr)
         return 2
+    outputs = OutputSet()  # what the command claims with args.claim_output, released whatever happens
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (kill, a job scheduler) unwinds like Ctrl-C, so claims and temp files are removed
+        signal.signal(signal.SIGTERM, _terminate)
+    args.claim_output = lambda path, overwrite, flag="--out": outputs.claim(path, overwrite, flag)
     try:
         code = command.run(args)
     except (AudiolmError, UsageError) as e:
@@ -119,6 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("audiolm: interrupted", file=sys.stderr)
         return 130
+    finally:
+        outputs.release()
     return int(code or 0)
 
 

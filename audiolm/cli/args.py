@@ -84,6 +84,45 @@ def check_output(path: str | Path | None, overwrite: bool) -> None:
         raise UsageError(f"{path}: already exists; pass --overwrite to replace it")
 
 
+def claim_output(args: argparse.Namespace, path: str | Path | None, flag: str = "--out"):
+    """Claim an output for the whole command (core/outputs.py; `main` releases it): None for
+    no path. Write the returned claim's `temp`, then `publish_text` / `claim.publish()`."""
+    if not path:
+        return None
+    claim = getattr(args, "claim_output", None)
+    if claim is None:  # a run function called outside `main` (tests): claim for this call only
+        from audiolm.core.outputs import OutputSet  # lazy: keeps `audiolm --help` fast
+
+        return OutputSet().claim(path, getattr(args, "overwrite", False), flag)
+    return claim(path, getattr(args, "overwrite", False), flag)
+
+
+def publish_text(claim, text: str) -> None:
+    """Write `text` to a claimed output and publish it (no-op for None)."""
+    if claim is None:
+        return
+    claim.temp.write_text(text)
+    claim.publish()
+
+
+def make_output_folder(path: str | Path, what: str = "output") -> Path:
+    """Create (or accept an existing) output folder now, so an unusable path fails before any
+    work: a file in the way, a missing parent, a read-only place (/proc) -> one UsageError."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{path}: is a file; the {what} must be a folder")
+    if not path.exists() and not path.parent.is_dir():
+        raise UsageError(f"{path}: folder {path.parent} does not exist")
+    try:
+        path.mkdir(exist_ok=True)
+        probe = path / f".audiolm-probe-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise UsageError(f"{path}: cannot create the {what} there ({e.strerror or e})") from None
+    return path
+
+
 def check_writable(paths: list[Path], overwrite: bool) -> None:
     """Fail before any work: an existing file without --overwrite, or a folder we cannot write."""
     for path in paths:
@@ -114,21 +153,18 @@ def add_table_output_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
 
 
-def check_corpus_and_table_output(args: argparse.Namespace) -> None:
-    """Before any work: the corpus (--data), the clip counts, and the --out file."""
+def check_corpus_and_table_output(args: argparse.Namespace):
+    """Before any work: the corpus (--data), the clip counts, and the --out file, claimed for
+    the whole command (returns the claim for `write_report`, None without --out)."""
     check_corpus(args.data)
     check_counts(args)
-    if args.out:
-        check_writable([Path(args.out)], args.overwrite)
+    return claim_output(args, args.out)
 
 
-def write_report(args: argparse.Namespace, table: str, record: dict[str, Any]) -> None:
-    """A report's outputs: the markdown table to --out (when given), and on stdout the JSON
-    record (--json) or the table."""
-    if args.out:
-        from audiolm.core.checkpoint import atomic_write_text  # lazy: keeps `audiolm --help` fast
-
-        atomic_write_text(args.out, table)
+def write_report(claim, args: argparse.Namespace, table: str, record: dict[str, Any]) -> None:
+    """A report's outputs: the markdown table published to the claimed --out (when given), and on
+    stdout the JSON record (--json) or the table."""
+    publish_text(claim, table)
     if args.json:
         print_json(record)
     else:

@@ -18,7 +18,7 @@ import argparse
 import warnings
 
 from audiolm.cli.args import (
-    add_codec_argument, add_pipeline_arguments, add_table_output_arguments, check_corpus_and_table_output, load_pipeline, parse_batches, print_json, UsageError, write_report,
+    add_codec_argument, add_pipeline_arguments, add_table_output_arguments, check_corpus_and_table_output, claim_output, load_pipeline, parse_batches, print_json, UsageError, write_report,
 )
 from audiolm.core.config import load_config_file
 
@@ -342,7 +342,7 @@ def _setup_compare(p: argparse.ArgumentParser) -> None:
 
 
 def _run_compare(args: argparse.Namespace) -> int:
-    check_corpus_and_table_output(args)
+    table_out = check_corpus_and_table_output(args)
     from audiolm.evaluation.compare import compare, format_table, resolve_vocoder  # lazy: keeps `audiolm --help` fast
     from audiolm.evaluation.machine import describe_machine  # lazy: keeps `audiolm --help` fast
     from audiolm.models.wavenet.model import WaveNet  # lazy: keeps `audiolm --help` fast
@@ -359,7 +359,7 @@ def _run_compare(args: argparse.Namespace) -> int:
         )
     machine = describe_machine(args.device)
     report.update(wavenet=args.wavenet, vocoder=args.vocoder)
-    write_report(args, format_table(report, machine), {"machine": machine, **report})
+    write_report(table_out, args, format_table(report, machine), {"machine": machine, **report})
     return 0
 
 

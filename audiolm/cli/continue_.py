@@ -101,7 +101,7 @@ def _check_arguments(args: argparse.Namespace):
                              ("top_p", "--top-p", float)):
         value = _per_stage(getattr(args, name), cast, flag)
         try:
-            check_sampling(flag, value)
+            check_sampling(name, value, flag)
         except RequestError as e:
             raise UsageError(str(e)) from None
         sampling[name] = value

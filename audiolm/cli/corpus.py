@@ -8,8 +8,11 @@ functions (start-up time: `audiolm --help` imports every command module).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections import Counter
+
+from audiolm.cli.args import make_output_folder, UsageError
 
 
 def _setup_build(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +30,28 @@ def _setup_build(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+MAX_MINUTES = 100_000.0
+
+
+def _check_build(args: argparse.Namespace) -> None:
+    """Every number in range and finite, OUT a folder or absent, before any work."""
+    for flag in ("speech_minutes", "music_minutes"):
+        value = getattr(args, flag)
+        if not (math.isfinite(value) and 0 <= value <= MAX_MINUTES):
+            raise UsageError(f"--{flag.replace('_', '-')} must be a finite number in [0, {MAX_MINUTES:g}], got {value}")
+    if args.speech_minutes + args.music_minutes <= 0:
+        raise UsageError("--speech-minutes and --music-minutes are both 0: nothing to build")
+    if not 8000 <= args.sample_rate <= 192_000:
+        raise UsageError(f"--sample-rate must be in [8000, 192000], got {args.sample_rate}")
+    if not 0 <= args.seed < 2**32:
+        raise UsageError(f"--seed must be in [0, {2**32 - 1}], got {args.seed}")
+    if not 1 <= args.jobs <= 256:
+        raise UsageError(f"--jobs must be in [1, 256], got {args.jobs}")
+    make_output_folder(args.out, "corpus")
+
+
 def _run_build(args: argparse.Namespace) -> int:
+    _check_build(args)
     from audiolm.training.data.corpus_build import build_corpus  # lazy: keeps `audiolm --help` fast
 
     items = build_corpus(

@@ -18,7 +18,7 @@ import warnings
 from pathlib import Path
 
 from audiolm.cli.args import (
-    add_codec_argument, add_pipeline_arguments, add_table_output_arguments, check_corpus_and_table_output, check_output,
+    add_codec_argument, add_pipeline_arguments, add_table_output_arguments, check_corpus_and_table_output, claim_output, publish_text,
     load_pipeline, pick_device, print_json, UsageError, write_report,
 )
 
@@ -42,8 +42,7 @@ def _setup_codec(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_codec(args: argparse.Namespace) -> int:
-    check_output(args.out, args.overwrite)
-    from audiolm.core.checkpoint import atomic_write_text  # lazy: keeps `audiolm --help` fast
+    table_out = claim_output(args, args.out)
     from audiolm.models.codec.codec import Codec  # lazy: keeps `audiolm --help` fast
     from audiolm.evaluation.codec.evaluate import evaluate_codec, format_table  # lazy: keeps `audiolm --help` fast
     from audiolm.core.corpus import read_manifest  # lazy: keeps `audiolm --help` fast
@@ -64,8 +63,7 @@ def _run_codec(args: argparse.Namespace) -> int:
                              use_judges=not args.skip_judges, progress=not args.no_progress)
     title = f"codec vs Opus on {args.data} ({args.split} split), codec {codec.source}"
     table = format_table(results, title)
-    if args.out:
-        atomic_write_text(args.out, table + "\n")
+    publish_text(table_out, table + "\n")
     report = {
         "machine": describe_machine(device),
         "codec": codec.source,
@@ -104,8 +102,7 @@ def _run_semantic(args: argparse.Namespace) -> int:
     from audiolm.models.semantic.kmeans import resolve_device  # lazy: keeps `audiolm --help` fast
     from audiolm.models.semantic.tokenizer import SemanticTokenizer, load_ssl_encoder  # lazy: keeps `audiolm --help` fast
 
-    if args.out:
-        check_output(args.out, args.overwrite)
+    table_out = claim_output(args, args.out)
     device = str(resolve_device(args.device))
     kwargs = dict(k=args.k, smoothing=args.smoothing, max_kmeans_frames=args.max_kmeans_frames, device=device,
                   progress=not args.json)
@@ -114,7 +111,7 @@ def _run_semantic(args: argparse.Namespace) -> int:
     else:
         tok = SemanticTokenizer.from_pretrained(args.tokenizer, device=device)
         result = evaluate_semantic(args.data, tokenizer=tok, **kwargs)
-    write_report(args, format_table(result), result | {"machine": describe_machine(device)})
+    write_report(table_out, args, format_table(result), result | {"machine": describe_machine(device)})
     return 0
 
 # audiolm.evaluation.consistency.EMBEDDINGS, default first (repeated: this module imports no torch)
@@ -147,7 +144,7 @@ def _setup_continuation(p: argparse.ArgumentParser) -> None:
 
 
 def _run_continuation(args: argparse.Namespace) -> int:
-    check_corpus_and_table_output(args)
+    table_out = check_corpus_and_table_output(args)
     if args.tokens is not None and not Path(args.tokens).is_dir():
         raise UsageError(f"--tokens {args.tokens}: no such folder")
     if args.seeds < 1:
@@ -164,7 +161,7 @@ def _run_continuation(args: argparse.Namespace) -> int:
             judges=not args.skip_judges, kinds=(args.kind,) if args.kind else ("speech", "music"),
         )
     machine = describe_machine(args.device)
-    write_report(args, format_table(report) + f"\nMachine: {machine}.\n", {"machine": machine, **report})
+    write_report(table_out, args, format_table(report) + f"\nMachine: {machine}.\n", {"machine": machine, **report})
     return 0
 
 

@@ -8,8 +8,9 @@ functions (start-up time: `audiolm --help` imports every command module).
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from audiolm.cli.args import UsageError
+from audiolm.cli.args import check_finite, UsageError
 
 
 def _setup_tokenize(parser: argparse.ArgumentParser) -> None:
@@ -31,10 +32,15 @@ def _run_tokenize(args: argparse.Namespace) -> int:
     from audiolm.training.data.tokenize_corpus import tokenize_corpus  # lazy: keeps `audiolm --help` fast
     from audiolm.models.semantic.tokenizer import SemanticTokenizer  # lazy: keeps `audiolm --help` fast
 
-    if args.shard_size < 1:
-        raise UsageError("--shard-size must be at least 1")
-    if not (args.chunk_seconds > 0 and args.context_seconds >= 0):
-        raise UsageError("--chunk-seconds must be > 0 and --context-seconds >= 0")
+    if not 1 <= args.shard_size <= 1_000_000:
+        raise UsageError(f"--shard-size must be in [1, 1000000], got {args.shard_size}")
+    check_finite(args.kbps, "--kbps", positive=True)
+    check_finite(args.chunk_seconds, "--chunk-seconds", positive=True)
+    check_finite(args.context_seconds, "--context-seconds", low=0.0)
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UsageError(f"{args.out}: is a file, not a token folder")
+    if not Path(args.out).exists() and not Path(args.out).parent.is_dir():
+        raise UsageError(f"{args.out}: folder {Path(args.out).parent} does not exist")
     from audiolm.core.corpus import read_manifest  # lazy: keeps `audiolm --help` fast
 
     read_manifest(args.corpus)  # a bad corpus fails before the tokenizers load

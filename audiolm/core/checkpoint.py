@@ -271,10 +271,34 @@ def load_checkpoint(
         )
     config = header["config"]
     if config_cls is not None:
-        config = config_from_dict(config_cls, config, where=f"{directory / CONFIG_FILE}: config")
+        where = f"{directory / CONFIG_FILE}: config"
+        missing = _missing_keys(config, getattr(config_cls, "SAVED_KEYS", ()))
+        if missing:
+            raise CheckpointError(f"{where} misses {', '.join(missing)} (a saved checkpoint states every field; "
+                                  "a default could build a different model)")
+        config = config_from_dict(config_cls, config, where=where)
+        check = getattr(config, "check_saved", None)
+        if callable(check):
+            try:
+                check()
+            except ValueError as e:
+                raise CheckpointError(f"{where}: {e}") from None
     state = load_tensors(directory / MODEL_FILE, device=device)
     meta = {k: v for k, v in header.items() if k not in ("kind", "format_version", "config")}
     return Checkpoint(path=directory, kind=header["kind"], config=config, state_dict=state, meta=meta)
+
+
+def _missing_keys(config: Any, keys: tuple[str, ...]) -> list[str]:
+    """Dotted `keys` ("model.causal") absent from the JSON object `config`."""
+    missing = []
+    for key in keys:
+        node = config
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                missing.append(key)
+                break
+            node = node[part]
+    return missing
 
 
 def load_state_dict_checked(module: torch.nn.Module, state_dict: dict[str, torch.Tensor], where: str) -> None:
@@ -358,9 +382,11 @@ def _safetensors_end(path: Path) -> int:
 
 
 def newest_intact_checkpoint(checkpoints: Path, kind: str | tuple[str, ...] | None = None,
-                             warn=None) -> Path | None:
+                             warn=None, required: tuple[str, ...] = ("trainer_state.json",)) -> Path | None:
     """The step checkpoint to resume from: the one LATEST names if intact, else the newest
     intact `step-*` directory (a kill mid-save, a torn file); None if there is none.
+    `required`: files a complete step checkpoint has (save_checkpoint writes the JSON extras
+    last, so the trainer state's presence means the tensors before it were written).
     `warn(message)` is told about every checkpoint skipped."""
     candidates = sorted((p for p in checkpoints.glob("step-*") if p.is_dir()), reverse=True)
     latest = checkpoints / "LATEST"
@@ -372,7 +398,8 @@ def newest_intact_checkpoint(checkpoints: Path, kind: str | tuple[str, ...] | No
         if named is not None and named.is_dir() and named.parent == checkpoints:
             candidates = [named] + [p for p in candidates if p != named]
     for path in candidates:
-        problem = checkpoint_problem(path, kind)
+        absent = [name for name in required if not (path / name).is_file()]
+        problem = f"no {', '.join(absent)}" if absent else checkpoint_problem(path, kind)
         if problem is None:
             return path
         if warn is not None:

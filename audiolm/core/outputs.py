@@ -106,18 +106,19 @@ class ClaimedOutput:
             raise OutputError(f"{where}: cannot write in {parent} ({_one_line(e)})") from None
 
     # -- publishing -----------------------------------------------------------------------------
-    def publish(self, replace_own: bool = False) -> Path:
-        """Move `temp` to `path`. `replace_own`: the target is our own earlier publish (periodic
-        saves) and may be replaced. Keeps the claim until `release()`."""
+    def publish(self) -> Path:
+        """Move `temp` to `path`. May be called again after writing `temp` anew (periodic
+        saves): the target is then our own earlier publish and is replaced. Keeps the claim
+        until `release()`."""
         try:
-            return self._publish(replace_own)
+            return self._publish()
         except OSError as e:
             raise OutputError(f"{self.path}: cannot publish ({_one_line(e)})") from None
 
-    def _publish(self, replace_own: bool) -> Path:
+    def _publish(self) -> Path:
         if not self.temp.is_file():
             raise OutputError(f"{self.path}: nothing was written to publish")
-        if self.overwrite or (replace_own and self.published):
+        if self.overwrite or self.published:
             if self.path.is_dir():
                 raise OutputError(f"{self.path}: is a directory")
             _fsync_file(self.temp)

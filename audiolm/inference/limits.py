@@ -80,18 +80,22 @@ def check_seed(seed, num_samples: int = 1) -> None:
 _SAMPLING_NAMES = ("temperature", "top_k", "top_p")
 
 
-def check_sampling(name: str, value) -> None:
-    """One sampling setting: a number, or a {stage: number} dict naming only known stages."""
+def check_sampling(name: str, value, label: str | None = None) -> None:
+    """One sampling setting (`name` in temperature, top_k, top_p; `label` names it in messages,
+    e.g. the CLI flag): a number, or a {stage: number} dict naming only known stages."""
+    if name not in _SAMPLING_NAMES:
+        raise ValueError(f"unknown sampling setting {name!r}")
+    label = label or name
     if value is None:
         return
     if isinstance(value, dict):
         unknown = sorted(str(k) for k in set(value) - set(STAGES))
         if unknown:
-            raise RequestError(f"{name}: unknown stage(s) {', '.join(unknown)}; stages are {', '.join(STAGES)}")
+            raise RequestError(f"{label}: unknown stage(s) {', '.join(unknown)}; stages are {', '.join(STAGES)}")
         for stage, v in value.items():
-            _check_one(name, v, f"{name}[{stage}]")
+            _check_one(name, v, f"{label}[{stage}]")
         return
-    _check_one(name, value, name)
+    _check_one(name, value, label)
 
 
 def _check_one(name: str, value, label: str) -> None:

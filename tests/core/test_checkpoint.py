@@ -102,26 +102,35 @@ def test_resolve_run_directory(tmp_path):
         resolve_checkpoint_dir(tmp_path / "missing")
 
 
-def test_kill_during_write_leaves_old_checkpoint_intact(tmp_path):
-    """SIGKILL a process that rewrites a checkpoint in a loop: what is on disk always loads."""
+@pytest.mark.parametrize("delay", [0.0, 0.003, 0.011, 0.029, 0.07])
+def test_kill_during_write_leaves_old_checkpoint_intact(tmp_path, delay):
+    """SIGKILL a process that rewrites a checkpoint in a loop: what is on disk always loads,
+    holds one complete write, and is a write of the child's (it signals after its first save,
+    so the kill cannot come before any write, as a fixed sleep did on a slow machine)."""
     target = tmp_path / "c"
     save_checkpoint(target, "net", NetConfig(), {"w": torch.zeros(256, 1024)})
     code = (
-        "import torch; from audiolm.core.checkpoint import save_checkpoint\n"
+        "import sys, torch; from audiolm.core.checkpoint import save_checkpoint\n"
         "from dataclasses import dataclass\n"
         "@dataclass\nclass C:\n    dim: int = 4\n"
         "i = 0\n"
         "while True:\n"
         "    i += 1\n"
         f"    save_checkpoint({str(target)!r}, 'net', C(), {{'w': torch.full((256, 1024), float(i))}})\n"
+        "    if i == 1:\n"
+        "        print('saved', flush=True)\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code])
-    time.sleep(1.5)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "saved"  # blocks until the first save is complete
+        time.sleep(delay)  # then kill somewhere in a later save
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
     ckpt = load_checkpoint(target, "net", NetConfig)
     w = ckpt.state_dict["w"]
     assert torch.all(w == w.flatten()[0])  # one consistent write, never a mix
+    assert float(w.flatten()[0]) >= 1  # the child's write, not the initial checkpoint
 
 
 def test_atomic_writes_get_normal_permissions(tmp_path):

@@ -174,3 +174,28 @@ def test_round_trip_file_refuses_bad_files(codec, tmp_path):
     truncated.write_bytes(truncated.read_bytes()[:-10000])  # header still claims 24000 samples
     with pytest.raises(AudioError, match="truncated"):
         round_trip_file(codec, truncated, lambda block: None)
+
+
+def test_frame_rate_istft_codec_runs_in_chunks_with_its_declared_lookahead():
+    """The frame-rate codec (STFT encoder / iSTFT decoder) declares its decoder's lookahead;
+    its encoder gets the conservative default. Chunked == whole file either way."""
+    import dataclasses
+
+    config = dataclasses.replace(CodecConfig.tiny(), encoder="stft", decoder="istft", frame_dim=32,
+                                 frame_intermediate=64, encoder_layers=2, decoder_layers=2)
+    torch.manual_seed(0)
+    model = CodecModel(config)
+    with torch.no_grad():
+        for layer in model.quantizer.layers:
+            layer.embed.normal_()
+            layer.inited.fill_(True)
+    codec = Codec(model)
+    ctx = codec.chunk_context
+    assert ctx.decode_lookahead == 640 and not ctx.encode_recurrent  # 480 samples, in whole frames
+    wav = _signal(1.0)
+    codes = codec.encode(wav, 24000, kbps=6)
+    whole = codec.decode(codes)
+    for chunk_frames in (1, 5, 40):
+        chunked = torch.cat(list(decode_chunked(codec, codes, chunk_frames)), dim=-1)
+        assert chunked.shape == whole.shape and (chunked - whole).abs().max() < 1e-5
+    assert (encode_chunked(codec, wav, 24000, 6, chunk_seconds=0.1) == codes).float().mean() >= 0.999

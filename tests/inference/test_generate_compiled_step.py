@@ -80,7 +80,8 @@ def test_compiled_step_equals_eager_and_is_reused(monkeypatch):
     assert compiled_step(model, 1, sampling, masked=False) is not step  # built anew (compiles lazily)
 
 
-@pytest.mark.slow  # a second compile (~20 s on a cold inductor cache)
+# a second compile (~20 s on a cold inductor cache): in the default run, so CI checks batching,
+# masks and top-p on the compiled path (both compile tests: 25 s of CPU, BENCHMARKS.md)
 def test_compiled_step_batched_with_logits_mask_and_top_p():
     model = tiny_model(seed=1)
     sampling = SamplingConfig(temperature=0.8, top_k=0, top_p=0.9)
@@ -99,7 +100,6 @@ def test_compile_step_is_for_cpu_only():
         decode(model, torch.zeros(1, 3, dtype=torch.long, device="meta"), 2, compile_step=True)
 
 
-@pytest.mark.slow  # compiles a tiny bench model
 def test_bench_decode_compile_adds_compiled_rows(monkeypatch, capsys):
     import json
 

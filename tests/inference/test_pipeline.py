@@ -290,7 +290,8 @@ def test_cli_prompt_tokens_reuse(tiny_pipeline, prompt_wav, tmp_path, capsys):
     saved = tmp_path / "prompt.safetensors"
     args = ["--pipeline", tiny_pipeline, "--seconds", 0.2, "--seed", 9]
     code, _, err = run_cli(capsys, prompt_wav, "-o", tmp_path / "a.wav", "--save-prompt", saved, *args)
-    assert code == 0, err and saved.is_file()
+    assert code == 0, err
+    assert saved.is_file()
     code, _, err = run_cli(capsys, "-o", tmp_path / "b.wav", "--prompt-tokens", saved, *args)
     assert code == 0, err
     assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()

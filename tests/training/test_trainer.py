@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import numpy as np
 import torch
 
 from audiolm.core.checkpoint import load_checkpoint
@@ -137,3 +138,29 @@ def test_a_step_with_a_non_finite_loss_is_skipped(tmp_path):
     assert not all(torch.equal(weights[2][k], weights[3][k]) for k in weights[2])  # step 3 trains
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [math.isnan(r["loss/model"]) for r in log if "loss/model" in r] == [False, False, True, False]
+
+
+def test_kill_at_random_moments_including_mid_save_then_resume(tmp_path):
+    """Checkpoints every step, so a kill at a random moment often lands inside a save (torn
+    files, a half-written step directory, LATEST mid-rename). Each kill is resumed: the run
+    must end where the uninterrupted run ends, weight for weight."""
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2]))
+    common = ["--steps", "24", "--save-every", "1"]
+    subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "full"), *common], env=env, check=True)
+    run = tmp_path / "killed"
+    rng = np.random.default_rng(16)
+    for round_ in range(3):
+        proc = subprocess.Popen([sys.executable, str(SCRIPT), str(run), *common, "--sleep", "0.01"]
+                                + (["--resume"] if round_ else []), env=env)
+        latest = run / "checkpoints" / "LATEST"
+        start = latest.read_text() if latest.is_file() else ""
+        deadline = time.time() + 120
+        while time.time() < deadline and (not latest.is_file() or latest.read_text() == start):
+            time.sleep(0.005)  # a new checkpoint exists: the process is in its save loop
+        time.sleep(float(rng.uniform(0.0, 0.1)))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    subprocess.run([sys.executable, str(SCRIPT), str(run), *common, "--resume"], env=env, check=True)
+    full, resumed = _final_weights(tmp_path / "full"), _final_weights(run)
+    for k in full:
+        assert torch.equal(full[k], resumed[k]), k

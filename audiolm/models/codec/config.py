@@ -13,6 +13,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from typing import ClassVar
+
+
+def _check_int(value, name: str, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
 
 
 @dataclass
@@ -112,7 +118,48 @@ class CodecConfig:
     dead_code_threshold: float = 1.0
     training: CodecTrainingConfig = field(default_factory=CodecTrainingConfig)
 
+    # keys a saved codec's config.json must hold (a missing one would silently take today's
+    # default and build a different network); fields added later get defaults old files lack
+    SAVED_KEYS: ClassVar[tuple[str, ...]] = (
+        "sample_rate", "num_filters", "hidden_size", "upsampling_ratios", "num_residual_layers", "num_lstm_layers",
+        "compress", "kernel_size", "last_kernel_size", "residual_kernel_size", "dilation_growth_rate",
+        "use_causal_conv", "pad_mode", "norm_type", "trim_right_ratio", "use_conv_shortcut", "input_gain",
+        "codebook_size", "n_q", "bandwidths",
+    )
+
     def __post_init__(self) -> None:
+        _check_int(self.sample_rate, "sample_rate", 1000, 384_000)
+        _check_int(self.num_filters, "num_filters", 1, 1024)
+        _check_int(self.hidden_size, "hidden_size", 1, 4096)
+        if not self.upsampling_ratios or len(self.upsampling_ratios) > 8:
+            raise ValueError(f"upsampling_ratios must list 1 to 8 ratios, got {self.upsampling_ratios}")
+        for ratio in self.upsampling_ratios:
+            _check_int(ratio, "upsampling_ratios[]", 1, 64)
+        _check_int(self.num_residual_layers, "num_residual_layers", 0, 16)
+        _check_int(self.num_lstm_layers, "num_lstm_layers", 0, 16)
+        _check_int(self.compress, "compress", 1, 64)
+        for name in ("kernel_size", "last_kernel_size", "residual_kernel_size"):
+            _check_int(getattr(self, name), name, 1, 255)
+        _check_int(self.dilation_growth_rate, "dilation_growth_rate", 1, 16)
+        if self.pad_mode not in ("reflect", "constant", "replicate"):
+            raise ValueError(f"pad_mode must be 'reflect', 'constant' or 'replicate', got {self.pad_mode!r}")
+        if not (isinstance(self.trim_right_ratio, (int, float)) and 0.0 <= self.trim_right_ratio <= 1.0):
+            raise ValueError(f"trim_right_ratio must be in [0, 1], got {self.trim_right_ratio}")
+        if not self.use_causal_conv and self.trim_right_ratio != 1.0:
+            raise ValueError("trim_right_ratio != 1.0 needs use_causal_conv")
+        _check_int(self.n_q, "n_q", 1, 64)
+        _check_int(self.codebook_size, "codebook_size", 2, 1 << 16)
+        if not (isinstance(self.ema_decay, (int, float)) and 0.0 < self.ema_decay < 1.0):
+            raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
+        _check_int(self.kmeans_iters, "kmeans_iters", 0, 10_000)
+        if not (isinstance(self.dead_code_threshold, (int, float)) and math.isfinite(self.dead_code_threshold)
+                and self.dead_code_threshold >= 0):
+            raise ValueError(f"dead_code_threshold must be a finite number >= 0, got {self.dead_code_threshold}")
+        for kbps in self.bandwidths:
+            if not (isinstance(kbps, (int, float)) and math.isfinite(kbps) and kbps > 0):
+                raise ValueError(f"bandwidths must be positive finite kbps, got {kbps}")
+        if not (isinstance(self.input_gain, (int, float)) and math.isfinite(self.input_gain)):
+            raise ValueError(f"input_gain must be a finite number, got {self.input_gain}")
         if self.codebook_size < 2 or self.codebook_size & (self.codebook_size - 1):
             raise ValueError(f"codebook_size must be a power of two >= 2, got {self.codebook_size}")
         if self.norm_type not in ("weight_norm", "time_group_norm"):

@@ -11,8 +11,9 @@ when training starts (`complete_stage_config`), so a user's config file only nee
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 STAGES = ("semantic", "coarse", "fine")
 FINE_STYLES = ("ar", "bark")
@@ -35,6 +36,19 @@ class TransformerConfig:
     causal: bool = True  # False: every position attends to every other (the Bark-style fine stage)
 
     def __post_init__(self) -> None:
+        for name, low, high in (("vocab_size", 0, 1 << 24), ("dim", 2, 1 << 16), ("n_layers", 1, 512),
+                                ("n_heads", 1, 1024), ("hidden_dim", 0, 1 << 18), ("max_seq_len", 2, 1 << 20)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
+        for name in ("rope_base", "norm_eps"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        if not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if self.mlp not in ("swiglu", "gelu"):
+            raise ValueError(f"mlp must be 'swiglu' or 'gelu', got {self.mlp!r}")
         if self.dim % self.n_heads:
             raise ValueError(f"dim {self.dim} is not divisible by n_heads {self.n_heads}")
         if (self.dim // self.n_heads) % 2:
@@ -88,3 +102,39 @@ class StageConfig:
             raise ValueError(f"fine_style {self.fine_style!r} is only for the fine stage, not {self.stage!r}")
         if self.coarse_levels < 1:
             raise ValueError(f"coarse_levels must be at least 1, got {self.coarse_levels}")
+        for name in ("semantic_vocab", "codebook_size", "n_q", "coarse_levels", "window_frames"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 1 << 24:
+                raise ValueError(f"{name} must be an integer in [0, {1 << 24}], got {value!r}")
+        for name in ("semantic_frame_rate", "acoustic_frame_rate"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and 0 <= value <= 10_000):
+                raise ValueError(f"{name} must be a finite rate in [0, 10000] Hz, got {value!r}")
+
+    # keys a trained stage's config.json must hold: a missing one would silently take today's
+    # default (a missing model.causal ran the fine stage with the wrong attention)
+    SAVED_KEYS: ClassVar[tuple[str, ...]] = (
+        "stage", "semantic_vocab", "semantic_frame_rate", "codebook_size", "acoustic_frame_rate", "n_q",
+        "coarse_levels", "window_frames", "fine_style", "model.vocab_size", "model.dim", "model.n_layers",
+        "model.n_heads", "model.max_seq_len", "model.causal", "model.mlp",
+    )
+
+    def check_saved(self) -> None:
+        """A trained stage's config must be complete: every token source known, a window, the
+        attention its style needs. ValueError naming the first problem."""
+        need = {"semantic": ("semantic_vocab", "semantic_frame_rate"),
+                "coarse": ("semantic_vocab", "semantic_frame_rate", "codebook_size", "acoustic_frame_rate", "n_q",
+                           "window_frames"),
+                "fine": ("codebook_size", "acoustic_frame_rate", "n_q", "window_frames")}[self.stage]
+        for name in need + ("model.vocab_size",):
+            value = self.model.vocab_size if name == "model.vocab_size" else getattr(self, name)
+            if not value > 0:
+                raise ValueError(f"a trained {self.stage} stage needs {name} > 0, got {value}")
+        if self.stage != "semantic" and self.coarse_levels > self.n_q:
+            raise ValueError(f"coarse_levels {self.coarse_levels} > n_q {self.n_q}")
+        if self.stage == "fine" and self.n_q <= self.coarse_levels:
+            raise ValueError(f"the fine stage needs n_q > coarse_levels, got n_q {self.n_q}, coarse_levels {self.coarse_levels}")
+        bark = self.stage == "fine" and self.fine_style == "bark"
+        if self.model.causal == bark:
+            raise ValueError(f"model.causal is {str(self.model.causal).lower()}, but a {self.stage} stage "
+                             f"({self.fine_style} style) needs {str(not bark).lower()}")

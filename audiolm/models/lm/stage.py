@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from audiolm.core.checkpoint import load_checkpoint, load_state_dict_checked, resolve_checkpoint_dir
-from audiolm.core.errors import ConfigError
+from audiolm.core.errors import CheckpointError, ConfigError
 from audiolm.models.lm.config import STAGES, StageConfig
 from audiolm.models.lm.fine_bark import FineBarkLayout
 from audiolm.models.lm.layouts import CoarseLayout, FineLayout, SemanticLayout
@@ -82,11 +82,31 @@ def complete_stage_config(config: StageConfig, tokens_info: dict[str, Any]) -> S
     return dataclasses.replace(config, model=dataclasses.replace(config.model, vocab_size=vocab))
 
 
+def check_layout(config: StageConfig, where: str) -> None:
+    """A trained stage's layout must fit its model: the vocabulary the layout needs (levels x
+    codebook + specials) is the model's, and a window fits in max_seq_len. Otherwise generation
+    would index past the embedding (IndexError mid-generation)."""
+    try:
+        layout = make_layout(config)
+        vocab = layout.vocab_size
+        context = layout.context_length() if config.stage != "semantic" else 0
+    except (ValueError, ZeroDivisionError, KeyError) as e:
+        raise CheckpointError(f"{where}: the stage layout cannot be built ({e})") from None
+    if vocab != config.model.vocab_size:
+        raise CheckpointError(f"{where}: model.vocab_size {config.model.vocab_size}, but the layout of "
+                              f"{config.n_q} levels x {config.codebook_size} codes (+ {config.semantic_vocab} semantic) "
+                              f"needs {vocab}")
+    if context > config.model.max_seq_len:
+        raise CheckpointError(f"{where}: window_frames {config.window_frames} needs {context} tokens, more than "
+                              f"model.max_seq_len {config.model.max_seq_len}")
+
+
 def load_stage(path: str | Path, stage: str | None = None, device: str | torch.device = "cpu") -> tuple[Transformer, StageConfig]:
     """A trained stage from a checkpoint dir or run dir -> (model in eval mode, its StageConfig)."""
     directory = resolve_checkpoint_dir(path)
     kinds = (stage_kind(stage),) if stage else tuple(stage_kind(s) for s in STAGES)
     ckpt = load_checkpoint(directory, kinds, StageConfig, device=device)
+    check_layout(ckpt.config, str(directory / "config.json"))
     model = Transformer(ckpt.config.model).to(device)
     load_state_dict_checked(model, ckpt.state_dict, str(directory))
     return model.eval(), ckpt.config

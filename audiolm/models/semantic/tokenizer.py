@@ -78,6 +78,11 @@ def load_centroids(kmeans: torch.Tensor | str | Path) -> dict[str, torch.Tensor]
         tensors = load_tensors(path)
     if "centroids" not in tensors or tensors["centroids"].ndim != 2:
         raise CheckpointError(f"{path}: expected a 'centroids' tensor of shape [K, D]")
+    for name in ("centroids", "mean", "std"):
+        if name in tensors and not torch.isfinite(tensors[name].float()).all():
+            raise CheckpointError(f"{path}: k-means {name} hold NaN or infinite values (a failed k-means fit?)")
+    if "std" in tensors and (tensors["std"].float() <= 0).any():
+        raise CheckpointError(f"{path}: k-means std must be positive")
     return {k: v.float() for k, v in tensors.items() if k in ("centroids", "mean", "std")}
 
 

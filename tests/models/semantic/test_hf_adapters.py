@@ -49,6 +49,43 @@ def test_from_hf_each_family(kind, tmp_path):
     assert torch.equal(loaded.encode(wav, 24000), tok.encode(wav, 24000))
 
 
+def _reference_hidden(kind: str, directory, wav16k: torch.Tensor, layer: int, pad: tuple[int, int]) -> torch.Tensor:
+    """The HF model's own hidden_states[layer] for 16 kHz audio, computed here from
+    transformers alone (its feature extractor / documented normalisation), with the adapter's
+    padding (frame t centred on (t + 1/2) * hop)."""
+    from transformers import AutoModel, SeamlessM4TFeatureExtractor
+
+    model = AutoModel.from_pretrained(str(directory), local_files_only=True).eval()
+    padded = torch.nn.functional.pad(wav16k, pad)
+    with torch.no_grad():
+        if kind == "w2v-bert":
+            inputs = SeamlessM4TFeatureExtractor()(list(padded.numpy()), sampling_rate=16000, return_tensors="pt")
+            out = model(input_features=inputs["input_features"], attention_mask=inputs["attention_mask"],
+                        output_hidden_states=True)
+        else:
+            if model.config.feat_extract_norm == "layer":  # wav2vec 2.0 "large"-style: normalised input
+                wav16k = (wav16k - wav16k.mean(-1, keepdim=True)) / torch.sqrt(wav16k.var(-1, keepdim=True) + 1e-7)
+                padded = torch.nn.functional.pad(wav16k, pad)
+            out = model(input_values=padded, output_hidden_states=True)
+    return out.hidden_states[layer]
+
+
+@pytest.mark.parametrize("kind", ["hubert", "wav2vec2", "w2v-bert"])
+def test_from_hf_features_are_the_models_hidden_states(kind, tmp_path):
+    """Shapes alone passed when the adapter read the wrong layer: compare every layer with
+    the HF model's own hidden states."""
+    directory = _save_tiny(kind, tmp_path / kind)
+    wav = torch.randn(2, 16000, generator=torch.Generator().manual_seed(1)) * 0.1  # 1 s at 16 kHz
+    layers = []
+    for layer in (0, 1, 2):
+        source = SemanticTokenizer.from_hf(directory, layer=layer).source
+        ours = source(wav)  # [B, 50, 16]
+        reference = _reference_hidden(kind, directory, wav, layer, source.pad)[:, : ours.shape[1]]
+        torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
+        layers.append(ours)
+    assert not torch.allclose(layers[1], layers[2])  # the layers differ: a wrong one would be seen
+
+
 def test_from_hf_errors(tmp_path):
     with pytest.raises(CheckpointError):
         SemanticTokenizer.from_hf(tmp_path / "missing", layer=1)

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from audiolm.cli.app import CommandLine
+from audiolm.cli.app import main
+from audiolm.core.checkpoint import load_tensors
 from audiolm.training.data.shards import ShardWriter, Utterance
 from audiolm.inference.sampling import SamplingConfig
 from audiolm.inference.stages import generate_coarse, generate_fine, generate_semantic
-from audiolm.cli import train as commands
 from audiolm.models.lm.config import StageConfig, TransformerConfig
 from audiolm.training.lm.task import StageTask
 from audiolm.models.lm.stage import load_stage
@@ -176,24 +176,33 @@ def test_stage_generation_batched_equals_per_sample(trained):
     assert torch.equal(one[0], fine_both[1])
 
 
-def run_cli(argv):
-    cli = CommandLine()
-    commands.register(cli)
-    args = cli.parser.parse_args(argv)
-    return args._command.run(args)
-
-
-def test_train_command_resumes_from_the_saved_step(tokens, tmp_path):
+def test_train_command_resume_equals_the_uninterrupted_run(tokens, tmp_path):
+    """3 steps + --resume to 6 == 6 steps in one go, weight for weight (dropout on, so the
+    restored RNG state matters; constant LR, so the schedule's length does not)."""
     config = tmp_path / "stage.json"
-    config.write_text(json.dumps({"model": {"dim": 32, "n_layers": 1, "n_heads": 2, "max_seq_len": 24}}))
-    run = tmp_path / "run"
-    base = ["train", "fine", "--tokens", str(tokens), "--out", str(run), "--config", str(config),
-            "--batch-size", "4", "--save-every", "3", "--valid-every", "100", "--device", "cpu"]
+    config.write_text(json.dumps({"model": {"dim": 32, "n_layers": 1, "n_heads": 2, "max_seq_len": 24,
+                                            "dropout": 0.2}}))
+    train_config = tmp_path / "train.json"
+    train_config.write_text(json.dumps({"min_lr_ratio": 1.0, "warmup_steps": 0}))
+
+    def base(run):
+        return ["train", "fine", "--tokens", str(tokens), "--out", str(run), "--config", str(config),
+                "--train-config", str(train_config), "--batch-size", "4", "--save-every", "3",
+                "--valid-every", "100", "--device", "cpu"]
+
+    whole, run = tmp_path / "whole", tmp_path / "run"
+    torch.manual_seed(0)  # the same initial weights for both runs (the stage is built before the trainer seeds)
+    assert main(base(whole) + ["--steps", "6"]) == 0
     # a first run that "dies" after step 3: train to 3 steps only
-    assert run_cli(base + ["--steps", "3"]) == 0
+    torch.manual_seed(0)
+    assert main(base(run) + ["--steps", "3"]) == 0
     first = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines() if "valid" not in line]
     # resume to 6 steps: continues from the step-3 checkpoint
-    assert run_cli(["train", "fine", "--tokens", str(tokens), "--out", str(run), "--resume", "--steps", "6"]) == 0
+    assert main(["train", "fine", "--tokens", str(tokens), "--out", str(run), "--resume", "--steps", "6"]) == 0
+    resumed, uninterrupted = load_tensors(run / "model" / "model.safetensors"), load_tensors(whole / "model" / "model.safetensors")
+    assert resumed.keys() == uninterrupted.keys()
+    for name in resumed:
+        assert torch.equal(resumed[name], uninterrupted[name]), name
     meta = json.loads((run / "model" / "config.json").read_text())
     assert meta["step"] == 6 and meta["kind"] == "lm_fine"
     assert meta["config"]["window_frames"] == 6 and meta["config"]["model"]["vocab_size"] == Q * C + 2
@@ -201,8 +210,7 @@ def test_train_command_resumes_from_the_saved_step(tokens, tmp_path):
     assert max(first) <= 3
     model, cfg = load_stage(run, "fine")
     assert cfg.model.dim == 32
-    # without --resume the run directory is not overwritten
-    from audiolm.cli.args import UsageError
-
-    with pytest.raises(UsageError, match="resume"):
-        run_cli(base + ["--steps", "3"])
+    # without --resume the run directory is not overwritten: one line, exit 2
+    before = (run / "model" / "model.safetensors").read_bytes()
+    assert main(base(run) + ["--steps", "3"]) == 2
+    assert (run / "model" / "model.safetensors").read_bytes() == before

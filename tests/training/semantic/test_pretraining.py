@@ -85,17 +85,31 @@ def test_trainer_runs_validates_and_exports(tiny_corpus, make_config, tmp_path):
 
 
 def test_cli_train_ssl_and_resume(tiny_corpus, make_config, tmp_path):
+    """2 steps + --resume to 4 == 4 steps in one go, weight for weight (dropout on, so the
+    restored RNG state matters; constant LR, so the schedule's length does not)."""
     from audiolm.cli.app import main
+    from audiolm.core.checkpoint import load_tensors
     from audiolm.core.config import config_to_dict
 
     config = tmp_path / "ssl.json"
-    config.write_text(json.dumps(config_to_dict(make_config())))
-    run = tmp_path / "run"
-    args = ["train", "ssl", "--data", str(tiny_corpus), "--out", str(run), "--config", str(config),
-            "--batch-size", "2", "--valid-every", "2", "--save-every", "2"]
-    assert main(args + ["--steps", "2"]) == 0
-    assert main(args + ["--steps", "3", "--resume"]) == 0
-    assert load_checkpoint(run / "model", KIND).meta["step"] == 3
+    config.write_text(json.dumps(config_to_dict(make_config(dropout=0.2))))
+    train_config = tmp_path / "train.json"
+    train_config.write_text(json.dumps({"min_lr_ratio": 1.0, "warmup_steps": 0}))
+
+    def args(run):
+        return ["train", "ssl", "--data", str(tiny_corpus), "--out", str(run), "--config", str(config),
+                "--train-config", str(train_config), "--batch-size", "2", "--valid-every", "2", "--save-every", "2"]
+
+    whole, run = tmp_path / "whole", tmp_path / "run"
+    torch.manual_seed(0)
+    assert main(args(whole) + ["--steps", "4"]) == 0
+    torch.manual_seed(0)
+    assert main(args(run) + ["--steps", "2"]) == 0
+    assert main(args(run) + ["--steps", "4", "--resume"]) == 0
+    assert load_checkpoint(run / "model", KIND).meta["step"] == 4
+    resumed, uninterrupted = load_tensors(run / "model" / "model.safetensors"), load_tensors(whole / "model" / "model.safetensors")
+    for name in uninterrupted:
+        assert torch.equal(resumed[name], uninterrupted[name]), name
 
 
 # -- HuBERT-style cluster targets for the MLM module --------------------------------------------
