@@ -18,7 +18,7 @@ import argparse
 import warnings
 
 from audiolm.cli.args import (
-    add_codec_argument, add_pipeline_arguments, add_table_output_arguments, check_corpus_and_table_output, claim_output, load_pipeline, parse_batches, print_json, UsageError, write_report,
+    add_codec_argument, add_pipeline_arguments, add_table_output_arguments, check_corpus_and_table_output, load_pipeline, parse_batches, print_json, UsageError, write_report,
 )
 from audiolm.core.config import load_config_file
 
