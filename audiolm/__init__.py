@@ -4,6 +4,7 @@ The public names are imported lazily (start-up time: `import audiolm` and `audio
 not load torch); each comes from its layer (core, models, inference):
 
     from audiolm import AudioLM, Codec, SemanticTokenizer, WaveNet, load_audio, save_audio
+    from audiolm import Continuation, PromptTokens, SamplingConfig, generate   # results, prompts, decoding
 """
 
 from __future__ import annotations
@@ -22,6 +23,12 @@ _LAZY = {
     "SemanticTokenizer": "audiolm.models.semantic.tokenizer",
     "WaveNet": "audiolm.models.wavenet.model",
     "AudioLM": "audiolm.inference.pipeline",
+    "Continuation": "audiolm.inference.pipeline",
+    "PromptTokens": "audiolm.inference.pipeline",
+    "SamplingConfig": "audiolm.inference.sampling",
+    "generate": "audiolm.inference.decode",
+    "Stage": "audiolm.models.lm.stage",
+    "load_stage": "audiolm.models.lm.stage",
 }
 
 __all__ = sorted(_LAZY)

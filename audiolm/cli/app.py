@@ -37,6 +37,7 @@ COMMAND_MODULES: list[str] = [
     "audiolm.cli.tokenize_",
     "audiolm.cli.continue_",
     "audiolm.cli.codec",
+    "audiolm.cli.serve",
 ]
 
 

@@ -3,6 +3,10 @@
     audiolm bench codec [--codec DIR | --random] [--device cpu|cuda|all] [--threads N] [--json]
     audiolm bench continue [--pipeline P] [--json] [--device cpu|cuda] [--batches 1,8] [--seconds S]
                                                                      (audiolm/evaluation/bench_continue.py)
+    audiolm bench stream [--pipeline P] [--json] [--seconds 10] [--prompt-seconds 3]
+                                                                     (audiolm/evaluation/bench_stream.py)
+    audiolm bench serve [--pipeline P] [--concurrency 8] [--rounds 2] [--seconds 2] [--json]
+                                                                     (audiolm/evaluation/bench_serve.py)
     audiolm bench compare --data CORPUS [--pipeline P] [--wavenet CKPT] [--vocoder CKPT] [--n N] [--json]
                                                                      (audiolm/evaluation/compare.py)
     audiolm bench train [--stage coarse] [--processes 1,2] [--json] (audiolm/evaluation/bench_train.py)
@@ -326,6 +330,74 @@ def _run_continue(args: argparse.Namespace) -> int:
     return 0
 
 
+def _setup_stream(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seconds", type=float, default=10.0, help="seconds to stream (default 10)")
+    p.add_argument("--prompt-seconds", type=float, default=3.0, help="prompt length (default 3)")
+    p.add_argument("--chunk-seconds", type=float, default=0.2, help="smallest chunk where the stages allow (default 0.2)")
+    p.add_argument("--repeats", type=int, default=1, help="timed runs after a warm-up; the earliest first audio counts")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                   help="wall clock, or process CPU time (--threads 1 only: what an idle core would take)")
+    p.add_argument("--first-chunk-seconds", type=float, default=None,
+                   help="end the fine stage's first window this long after the prompt (AudioLM.stream); "
+                   "default: windows as continue_audio")
+    add_pipeline_arguments(p)
+
+
+def _run_stream(args: argparse.Namespace) -> int:
+    if not (args.seconds > 0 and args.prompt_seconds > 0) or args.repeats < 1 or args.chunk_seconds < 0:
+        raise UsageError("--seconds, --prompt-seconds and --repeats must be positive, --chunk-seconds >= 0")
+    if args.first_chunk_seconds is not None and not args.first_chunk_seconds > 0:
+        raise UsageError("--first-chunk-seconds must be positive")
+    import torch  # lazy: keeps `audiolm --help` fast
+
+    from audiolm.evaluation.bench_stream import bench_stream, format_stream  # lazy: keeps `audiolm --help` fast
+    from audiolm.evaluation.machine import describe_machine  # lazy: keeps `audiolm --help` fast
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UsageError("--threads must be >= 1")
+        torch.set_num_threads(args.threads)
+    if args.clock == "cpu" and (torch.get_num_threads() != 1 or args.device != "cpu"):
+        raise UsageError("--clock cpu needs --threads 1 and --device cpu")
+    lm = load_pipeline(args)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="prompt is .* longer than the model context")
+        result = bench_stream(lm, args.seconds, args.prompt_seconds, repeats=args.repeats,
+                              chunk_seconds=args.chunk_seconds, clock_kind=args.clock,
+                              first_chunk_seconds=args.first_chunk_seconds)
+    machine = describe_machine(args.device)
+    if args.json:
+        print_json({"machine": machine, "result": result.to_json()})
+    else:
+        print(format_stream(machine, result))
+    return 0
+
+
+def _setup_serve(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pipeline", default="default", help="pipeline the server offers and the requests use (default default)")
+    p.add_argument("--concurrency", type=int, default=8, help="simultaneous requests per round (default 8)")
+    p.add_argument("--rounds", type=int, default=2, help="rounds (default 2; memory is read after each)")
+    p.add_argument("--seconds", type=float, default=2.0, help="continuation per request (default 2)")
+    p.add_argument("--threads", type=int, default=1, help="the server's torch threads (default 1)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    if args.concurrency < 1 or args.rounds < 1 or not args.seconds > 0 or args.threads < 1:
+        raise UsageError("--concurrency, --rounds, --threads and --seconds must be positive")
+    from audiolm.evaluation.bench_serve import bench_serve, format_serve  # lazy: keeps `audiolm --help` fast
+    from audiolm.evaluation.machine import describe_machine  # lazy: keeps `audiolm --help` fast
+
+    result = bench_serve(args.pipeline, args.concurrency, args.rounds, args.seconds, threads=args.threads)
+    machine = describe_machine("cpu")
+    if args.json:
+        print_json({"machine": machine, "result": result.to_json()})
+    else:
+        print(format_serve(machine, result))
+    return 0
+
+
 def _setup_compare(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="corpus folder (audiolm corpus build)")
     p.add_argument("--split", default="valid", choices=["train", "valid"], help="split (default valid)")
@@ -426,6 +498,10 @@ def register(cli) -> None:
         _run_fine,
     )
     cli.add("bench continue", "real-time factor of a pipeline, per stage and end to end", _setup_continue, _run_continue)
+    cli.add("bench stream", "streamed continuation: time to first audio and whether it keeps ahead of playback",
+            _setup_stream, _run_stream)
+    cli.add("bench serve", "load test of `audiolm serve` on localhost: N concurrent requests, latency, memory",
+            _setup_serve, _run_serve)
     cli.add(
         "bench compare",
         "token pipeline vs WaveNet continuation and WaveNet vocoder vs codec decoder: speed and quality",

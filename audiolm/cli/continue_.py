@@ -5,6 +5,8 @@ the audio. Sampling flags take one value for every stage or three (semantic,coar
                      [--num-samples N] [--temperature T[,T,T]] [--top-k K[,K,K]] [--top-p P[,P,P]]
                      [--plot OUT.png] [--continuation-only] [--save-prompt P] [--prompt-tokens P]
                      [--overwrite] [--device cpu|cuda]
+    audiolm continue PROMPT --stream -o OUT.wav|-    # audio written as it is made (- = stdout)
+    audiolm continue P1 P2 ... | FOLDER -o DIR       # one output per prompt, prompts batched
 
 Only cheap modules are imported at module level; torch and the models load inside the run
 functions (start-up time: `audiolm --help` imports every command module).
@@ -59,8 +61,16 @@ def plot_path(text: str) -> Path:
 
 
 def _setup_continue(p: argparse.ArgumentParser) -> None:
-    p.add_argument("prompt", nargs="?", help="prompt audio (wav, flac, ogg, mp3); optional with --prompt-tokens")
-    p.add_argument("-o", "--out", required=True, help="output .wav or .flac (OUT-1, OUT-2, ... with --num-samples)")
+    p.add_argument(
+        "prompt", nargs="*",
+        help="prompt audio (wav, flac, ogg, mp3), several, or a folder of them (then -o is a folder); "
+        "optional with --prompt-tokens",
+    )
+    p.add_argument(
+        "-o", "--out", required=True,
+        help="output .wav or .flac (OUT-1, OUT-2, ... with --num-samples); a folder for several prompts "
+        "(one PROMPT_NAME.wav each); - (stdout) with --stream",
+    )
     p.add_argument("--seconds", type=float, default=4.0, help="seconds to generate (default 4)")
     p.add_argument("--pipeline", default=None, help="speech | music | default | a recipe file or directory")
     p.add_argument("--seed", type=int, default=None, help="random seed (sample i uses seed + i)")
@@ -76,17 +86,32 @@ def _setup_continue(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--max-memory", type=float, default=None, metavar="GB",
                    help="memory for one batch of samples (default: 2 GB or a quarter of the free memory)")
+    p.add_argument(
+        "--stream", action="store_true",
+        help="write a 16-bit WAV as the audio is made: to stdout with -o - (for aplay / ffplay -), or to a "
+        ".wav file that is complete after every chunk",
+    )
+    p.add_argument(
+        "--first-chunk-seconds", type=float, default=None,
+        help="end the fine stage's first window this long after the prompt so streamed audio starts sooner "
+        "(the fine levels then differ from the default schedule's)",
+    )
+    p.add_argument(
+        "--same-length", action="store_true",
+        help="several prompts: keep the last N seconds of each, N = the shortest prompt, so all run as one batch",
+    )
 
 
 def _check_arguments(args: argparse.Namespace):
     """Everything about the arguments that needs no model: ranges, finiteness, output names."""
     from audiolm.inference.limits import RequestError, check_request, check_sampling  # lazy: keeps `audiolm --help` fast
 
-    if args.prompt is None and args.prompt_tokens is None:
+    if not args.prompt and args.prompt_tokens is None:
         raise UsageError("give a PROMPT audio file or --prompt-tokens FILE")
-    if args.prompt is not None and args.prompt_tokens is not None:
+    if args.prompt and args.prompt_tokens is not None:
         raise UsageError("give either a PROMPT audio file or --prompt-tokens FILE, not both")
     check_finite(args.seconds, "--seconds", positive=True)
+    check_finite(args.first_chunk_seconds, "--first-chunk-seconds", positive=True)
     check_finite(args.max_memory, "--max-memory", positive=True)
     try:
         check_request(args.seconds, args.num_samples, args.seed)
@@ -94,7 +119,18 @@ def _check_arguments(args: argparse.Namespace):
         raise UsageError(str(e).replace("num_samples", "--num-samples").replace("seconds", "--seconds", 1)
                          .replace("seed must", "--seed must")) from None
     out = Path(args.out)
-    if out.suffix.lower() not in (".wav", ".flac"):
+    if _many(args):
+        for flag, value in (("--stream", args.stream), ("--plot", args.plot), ("--save-prompt", args.save_prompt)):
+            if value:
+                raise UsageError(f"{flag} takes one prompt, got several")
+    elif args.same_length:
+        raise UsageError("--same-length is for several prompts")
+    elif args.stream:
+        if args.out != "-" and out.suffix.lower() != ".wav":
+            raise UsageError(f"{out}: --stream writes WAV: the output must end in .wav (or be - for stdout)")
+        if args.out == "-" and args.num_samples != 1:
+            raise UsageError("--stream -o -: stdout carries one sample; write files for --num-samples > 1")
+    elif out.suffix.lower() not in (".wav", ".flac"):
         raise UsageError(f"{out}: output must end in .wav or .flac")
     sampling = {}
     for name, flag, cast in (("temperature", "--temperature", float), ("top_k", "--top-k", _int),
@@ -108,6 +144,10 @@ def _check_arguments(args: argparse.Namespace):
     return out, sampling
 
 
+def _many(args: argparse.Namespace) -> bool:
+    return len(args.prompt) > 1 or (len(args.prompt) == 1 and Path(args.prompt[0]).is_dir())
+
+
 def _int(text: str) -> int:
     value = float(text)
     if not value.is_integer():
@@ -117,6 +157,10 @@ def _int(text: str) -> int:
 
 def _run_continue(args: argparse.Namespace) -> int:
     out, sampling = _check_arguments(args)
+    if _many(args):
+        return _run_many(args, sampling)
+    if args.stream:
+        return _run_stream(args, sampling)
     outs = output_paths(out, args.num_samples)
     plots = output_paths(plot_path(args.plot), args.num_samples) if args.plot else []
 
@@ -137,8 +181,8 @@ def _run_continue(args: argparse.Namespace) -> int:
         prompt_seconds = given_prompt.audio.shape[-1] / 24_000
     else:
         given_prompt = None
-        check_not_truncated(Path(args.prompt))
-        prompt_seconds = min(audio_duration(args.prompt), 60.0)
+        check_not_truncated(Path(args.prompt[0]))
+        prompt_seconds = min(audio_duration(args.prompt[0]), 60.0)
     # the memory plan from the stage configs alone (no weights read)
     recipe_path = find_recipe(args.pipeline)
     recipe = load_recipe(recipe_path)
@@ -163,7 +207,7 @@ def _run_continue(args: argparse.Namespace) -> int:
             else:
                 from audiolm.core.audio import load_audio  # lazy: keeps `audiolm --help` fast
 
-                wav, sr = load_audio(args.prompt)
+                wav, sr = load_audio(args.prompt[0])
                 prompt = lm.encode_prompt(wav, sr)
         for w in caught:
             print(f"audiolm: warning: {w.message}", file=sys.stderr)
@@ -187,10 +231,10 @@ def _run_continue(args: argparse.Namespace) -> int:
                 bar.n = done
                 bar.refresh()
 
-            result = lm.continue_audio(
+            result = lm.generate_continuation(
                 None, None, seconds=args.seconds, seed=seed + first, num_samples=count,
-                progress=progress, prompt=prompt, continuation_only=args.continuation_only, return_tokens=True,
-                **sampling,
+                progress=progress, prompt=prompt, continuation_only=args.continuation_only,
+                first_chunk_seconds=args.first_chunk_seconds, **sampling,
             )
             for bar in bars.values():
                 bar.close()
@@ -204,6 +248,179 @@ def _run_continue(args: argparse.Namespace) -> int:
                 torch.cuda.empty_cache()
         outputs.publish()
     for path in outs + plots + ([Path(args.save_prompt)] if args.save_prompt else []):
+        print(f"wrote {path}")
+    return 0
+
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+
+
+def prompt_files(given: list[str]) -> list[Path]:
+    """PROMPT arguments -> audio files: files as given, a folder's audio files (sorted, not recursive)."""
+    files: list[Path] = []
+    for text in given:
+        path = Path(text)
+        if path.is_dir():
+            found = sorted(f for f in path.iterdir() if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES)
+            if not found:
+                raise UsageError(f"{path}: folder holds no audio files ({', '.join(AUDIO_SUFFIXES)})")
+            files += found
+        else:
+            files.append(path)
+    return files
+
+
+def _load_pipeline(args: argparse.Namespace):
+    from audiolm.inference.pipeline import AudioLM  # lazy: keeps `audiolm --help` fast
+
+    return AudioLM.from_pretrained(args.pipeline, device=pick_device(args.device))
+
+
+def _encode(lm, files: list[Path]) -> list:
+    """Load and encode prompt files; warnings become `audiolm: warning:` lines on stderr."""
+    from audiolm.core.audio import load_audio  # lazy: keeps `audiolm --help` fast
+
+    prompts = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for path in files:
+            wav, sr = load_audio(path)
+            prompts.append(lm.encode_prompt(wav, sr))
+    for w in caught:
+        print(f"audiolm: warning: {w.message}", file=sys.stderr)
+    return prompts
+
+
+def _progress_bars():
+    """(progress callback drawing one tqdm bar per stage on stderr, close())."""
+    from tqdm.auto import tqdm  # lazy: keeps `audiolm --help` fast
+
+    bars: dict[str, tqdm] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        bar = bars.get(stage)
+        if bar is None:
+            unit = "frame" if stage in ("coarse", "fine") else ("token" if stage == "semantic" else "step")
+            bar = bars[stage] = tqdm(total=total, desc=stage, unit=unit, leave=True, dynamic_ncols=True)
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    def close() -> None:
+        for bar in bars.values():
+            bar.close()
+        bars.clear()
+
+    return progress, close
+
+
+def _run_stream(args: argparse.Namespace, sampling: dict) -> int:
+    """--stream: one prompt, a 16-bit WAV written chunk by chunk (stdout with -o -). A file output
+    is claimed like any other, but written in place (not via a temp file) so that it can be
+    played while it grows: its header is rewritten after every chunk."""
+    import torch  # lazy: keeps `audiolm --help` fast
+
+    from audiolm.core.outputs import OutputSet  # lazy: keeps `audiolm --help` fast
+    from audiolm.core.wav_stream import WavStreamWriter  # lazy: keeps `audiolm --help` fast
+    from audiolm.inference.pipeline import PromptTokens  # lazy: keeps `audiolm --help` fast
+
+    to_stdout = args.out == "-"
+    outs = [] if to_stdout else output_paths(Path(args.out), args.num_samples)
+    plots = output_paths(plot_path(args.plot), args.num_samples) if args.plot else []
+    log = sys.stderr if to_stdout else sys.stdout
+    with OutputSet() as outputs:
+        audio_claims = [outputs.claim(p, args.overwrite, "-o") for p in outs]
+        plot_claims = [outputs.claim(p, args.overwrite, "--plot") for p in plots]
+        prompt_claim = outputs.claim(args.save_prompt, args.overwrite, "--save-prompt") if args.save_prompt else None
+        if plots:
+            from audiolm.evaluation.plot import plot_continuation  # lazy: keeps `audiolm --help` fast
+        lm = _load_pipeline(args)
+        prompt = PromptTokens.load(args.prompt_tokens) if args.prompt_tokens else _encode(lm, [Path(args.prompt[0])])[0]
+        if prompt_claim is not None:
+            prompt.save(prompt_claim.temp)
+        files = [open(c.path, "wb") for c in audio_claims]  # noqa: SIM115 (closed below)
+        for claim in audio_claims:
+            claim.published = True  # written in place: nothing to move at publish
+        kept = []
+        try:
+            sinks = [sys.stdout.buffer] if to_stdout else files
+            writers = [WavStreamWriter(sink, lm.sample_rate) for sink in sinks]
+            stream = lm.stream(
+                None, None, seconds=args.seconds, seed=args.seed, num_samples=args.num_samples, prompt=prompt,
+                continuation_only=args.continuation_only, first_chunk_seconds=args.first_chunk_seconds, **sampling,
+            )
+            for chunk in stream:  # [num_samples, 1, n]
+                for i, writer in enumerate(writers):
+                    writer.write(chunk[i])
+                if plots:
+                    kept.append(chunk)
+        except BrokenPipeError:  # the player went away: stop quietly, as `head` would
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+            return 0
+        finally:
+            for f in files:
+                f.close()
+        if plots:
+            audio = torch.cat(kept, dim=-1)
+            start = 0 if args.continuation_only else prompt.audio.shape[-1]
+            for i, claim in enumerate(plot_claims):
+                plot_continuation(claim.temp, audio[i, 0], lm.sample_rate, start)
+        for claim in audio_claims:
+            claim.temp.unlink(missing_ok=True)  # nothing to publish: the file was written in place
+        outputs.publish()
+    for path in outs + plots + ([Path(args.save_prompt)] if args.save_prompt else []):
+        print(f"wrote {path}", file=log)
+    return 0
+
+
+def same_length(lm, prompts: list) -> list:
+    """Encoded prompts cut to the shortest one's frames (their last frames), encoded again from
+    that audio, so their token lengths agree and they batch together."""
+    frames = min(p.codes.shape[-1] for p in prompts)
+    samples = frames * lm.codec.hop_length
+    return [p if p.codes.shape[-1] == frames else lm.encode_prompt(p.audio[:, -samples:], lm.sample_rate)
+            for p in prompts]
+
+
+def _run_many(args: argparse.Namespace, sampling: dict) -> int:
+    """Several prompts (or a folder): one output per prompt into the folder -o, batched."""
+    from audiolm.core.audio import save_audio  # lazy: keeps `audiolm --help` fast
+    from audiolm.core.outputs import OutputSet  # lazy: keeps `audiolm --help` fast
+
+    files = prompt_files(args.prompt)
+    out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"{out_dir}: with several prompts, -o is a folder")
+    if not out_dir.parent.is_dir():
+        raise UsageError(f"{out_dir}: folder {out_dir.parent} does not exist")
+    stems: dict[str, Path] = {}
+    for f in files:
+        if not f.is_file():
+            raise UsageError(f"{f}: no such file")
+        if f.stem in stems:
+            raise UsageError(f"{f} and {stems[f.stem]}: two prompts named {f.stem}; outputs would collide")
+        stems[f.stem] = f
+    out_dir.mkdir(exist_ok=True)
+    seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little") % (2**32 - args.num_samples + 1)
+    with OutputSet() as outputs:
+        claims = {stem: [outputs.claim(p, args.overwrite, "-o") for p in output_paths(out_dir / f"{stem}.wav", args.num_samples)]
+                  for stem in stems}
+        lm = _load_pipeline(args)
+        prompts = _encode(lm, files)
+        if args.same_length:
+            prompts = same_length(lm, prompts)
+        progress, close = _progress_bars()
+        results = lm.continue_prompts(
+            prompts, seconds=args.seconds, seed=seed, num_samples=args.num_samples, progress=progress,
+            continuation_only=args.continuation_only, **sampling,
+        )
+        close()
+        for stem, result in zip(stems, results):
+            for i, claim in enumerate(claims[stem]):
+                save_audio(claim.temp, result.audio[i], result.sample_rate, atomic=False)
+        paths = [c.path for cs in claims.values() for c in cs]
+        outputs.publish()
+    for path in paths:
         print(f"wrote {path}")
     return 0
 

@@ -55,7 +55,7 @@ from audiolm.inference.stages import generate_coarse, generate_fine
 from audiolm.models.codec.metrics import mel_distance
 from audiolm.models.lm.config import STAGES
 from audiolm.models.lm.layouts import IGNORE
-from audiolm.models.lm.stage import complete_stage_config, make_layout
+from audiolm.models.lm.stage import complete_stage_config
 from audiolm.training.data.shards import TokenShards
 from tqdm.auto import tqdm
 
@@ -143,9 +143,9 @@ class TokenUtterance:
 def shard_utterances(tokens_dir: str | Path, split: str, lm) -> Iterator[TokenUtterance]:
     """Utterances of a token directory, after checking its tokens are the pipeline's."""
     shards = TokenShards(tokens_dir, split)
-    for name, (_, config) in lm.stages.items():
+    for name, stage in lm.stages.items():
         try:
-            complete_stage_config(config, shards.info)  # raises on a vocabulary / rate mismatch
+            complete_stage_config(stage.config, shards.info)  # raises on a vocabulary / rate mismatch
         except AudiolmError as e:
             raise AudiolmError(f"{tokens_dir}: these tokens do not fit the {name} stage ({e})") from None
     for i in range(len(shards)):
@@ -169,8 +169,8 @@ def stage_cross_entropy(
     """Mean next-token cross entropy (nats) of each stage over training-style windows."""
     utterances = list(utterances)
     result: dict[str, float | None] = {}
-    for name, (model, config) in lm.stages.items():
-        layout = make_layout(config)
+    for name, stage in lm.stages.items():
+        model, config, layout = stage.model, stage.config, stage.layout
         window = layout.sequence_length() if name == "semantic" else config.window_frames
         examples = []
         for u in utterances:
@@ -332,12 +332,12 @@ def resynthesize(lm, audio: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, 
     audio = audio[:, : audio.shape[-1] // hop * hop]
     codes = lm.codec.encode(audio[None].to(lm.codec.device), lm.sample_rate, kbps=lm._kbps())[:, : lm.n_q]  # [1, Q, T]
     semantic = lm.semantic_tokenizer.encode(audio.to(lm.device), lm.sample_rate)  # [1, Ts]
-    (coarse_model, coarse_cfg), (fine_model, fine_cfg) = lm.stages["coarse"], lm.stages["fine"]
+    coarse_stage, fine_stage = lm.stages["coarse"], lm.stages["fine"]
     coarse = generate_coarse(
-        coarse_model, coarse_cfg, semantic, None, codes.shape[-1], sampling=lm._sampling("coarse", None, None, None),
+        coarse_stage.model, coarse_stage.config, semantic, None, codes.shape[-1], sampling=lm._sampling("coarse", None, None, None),
         seeds=[seed],
     )
-    full = generate_fine(fine_model, fine_cfg, coarse, sampling=lm._sampling("fine", None, None, None), seeds=[seed])
+    full = generate_fine(fine_stage.model, fine_stage.config, coarse, sampling=lm._sampling("fine", None, None, None), seeds=[seed])
     resynth = lm.codec.decode(full.to(lm.codec.device))[0].cpu()  # [1, N']
     roundtrip = lm.codec.decode(codes)[0].cpu()
     return resynth[:, : audio.shape[-1]], roundtrip[:, : audio.shape[-1]]

@@ -21,8 +21,9 @@ is a graph-captured copy (`cuda_graph.py`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 
@@ -52,6 +53,15 @@ def prefill(model: Forward, tokens: torch.Tensor) -> torch.Tensor:
     T = tokens.shape[1]
     input_pos = torch.arange(T, device=tokens.device)
     return model(tokens, input_pos, kv_len=T, last_only=True)[:, -1]
+
+
+class DecodeStep(NamedTuple):
+    """One sampled token, as `decode_steps` yields it."""
+
+    tokens: torch.Tensor  # [B, T + N]: the prompt and every token so far (the buffer being filled)
+    index: int  # position in `tokens` of the token just sampled
+    logits: torch.Tensor  # [B, V] it was sampled from
+    window_start: int  # position in `tokens` of the first token the logits saw
 
 
 def decode(
@@ -85,6 +95,47 @@ def decode(
     decode_weights: on CPU, the dtype of the packed decoding weights: None (the model's),
         "float32", or "bfloat16" (lossy: half the bytes read per step).
     """
+    out = prompt
+    all_logits: list[torch.Tensor] = []
+    starts: list[int] = []
+    steps = decode_steps(
+        model, prompt, max_new_tokens, sampling=sampling, seeds=seeds, logits_mask=logits_mask,
+        window_keep=window_keep, step_offset=step_offset, cuda_graph=cuda_graph, compile_step=compile_step,
+        decode_weights=decode_weights,
+    )
+    with torch.inference_mode():
+        for i, step in enumerate(steps):
+            out = step.tokens
+            if return_logits:
+                all_logits.append(step.logits.float().clone())
+                starts.append(step.window_start)
+            if progress is not None:
+                progress(i + 1, max_new_tokens)
+    return Generation(out, torch.stack(all_logits, dim=1) if all_logits else None, starts)
+
+
+def decode_steps(
+    model: Transformer,
+    prompt: torch.Tensor,
+    max_new_tokens: int,
+    *,
+    sampling: SamplingConfig | None = None,
+    seeds: list[int] | torch.Tensor | None = None,
+    logits_mask: LogitsMask | None = None,
+    window_keep: int | None = None,
+    step_offset: int = 0,
+    cuda_graph: bool | None = None,
+    compile_step: bool = False,
+    decode_weights: str | None = None,
+) -> Iterator[DecodeStep]:
+    """`decode` one token at a time (same arguments, same tokens): yields a `DecodeStep` after
+    each token, for callers that use tokens as they come. `decode` runs it to the end;
+    streaming runs several stages' loops interleaved.
+
+    Each step runs in inference mode and nothing stays entered across a yield, so loops of
+    different models can be interleaved freely; loops of one model must not be (they share its
+    KV cache). Arguments are checked at the first `next()`.
+    """
     check_precision(decode_weights)
     sampling = sampling or SamplingConfig()
     B, T = prompt.shape
@@ -101,11 +152,14 @@ def decode(
     use_graph = device.type == "cuda" if cuda_graph is None else cuda_graph
     if compile_step and device.type != "cpu":
         raise ValueError("compile_step is for CPU decoding (CUDA uses a graph-captured step)")
-
+    if max_new_tokens <= 0:
+        return
     was_training = model.training
-    model.eval()
     try:
         with torch.inference_mode():
+            out = torch.empty(B, T + max_new_tokens, dtype=torch.long, device=device)
+            out[:, :T] = prompt
+            model.eval()
             if model.cache_shape != (B, S):
                 model.setup_caches(B, S, device=device)
             # packed CPU weights (None elsewhere); packing is a no-op when they are current
@@ -117,55 +171,31 @@ def decode(
             elif compile_step:
                 dtype = packed.dtype if packed is not None else None  # the matrices' dtype
                 step_fn = compiled_step(model, B, sampling, masked=logits_mask is not None, dtype=dtype)
-            return _decode_loop(
-                model, forward, prompt, max_new_tokens, sampling, seeds_t, logits_mask, keep, step_offset,
-                progress, return_logits, step_fn, eager=not use_graph,
-            )
+            positions = torch.arange(S, device=device)
+            step = torch.full((1,), step_offset, dtype=torch.long, device=device)
+            start = 0 if T <= S else T - keep  # index in `out` of the first token in the cache
+            logits = prefill(forward, out[:, start:T])
+            token = sample(logits, sampling, seeds_t, step, logits_mask(T) if logits_mask else None)
+        for i in range(max_new_tokens):
+            cur = T + i  # index of the token just sampled
+            with torch.inference_mode():
+                if i:
+                    p = cur - 1 - start  # cache slot of the token fed in
+                    allowed = logits_mask(cur) if logits_mask else None
+                    if p >= S:  # window full: keep the most recent tokens, prefill them again
+                        start = cur - keep
+                        logits = prefill(forward, out[:, start:cur])
+                        token = sample(logits, sampling, seeds_t, step, allowed)
+                    else:
+                        token, logits = step_fn(
+                            forward, out[:, cur - 1 : cur], positions[p : p + 1], seeds_t, step, sampling, allowed,
+                            kv_len=p + 1 if not use_graph else None,
+                        )
+                out[:, cur] = token
+                step += 1
+            yield DecodeStep(out, cur, logits, start)
     finally:
         model.train(was_training)
-
-
-def _decode_loop(
-    model, forward, prompt, max_new_tokens, sampling, seeds, logits_mask, keep, step_offset, progress,
-    return_logits, step_fn, eager,
-) -> Generation:
-    B, T = prompt.shape
-    S = model.config.max_seq_len
-    device = prompt.device
-    out = torch.empty(B, T + max_new_tokens, dtype=torch.long, device=device)
-    out[:, :T] = prompt
-    positions = torch.arange(S, device=device)
-    step = torch.full((1,), step_offset, dtype=torch.long, device=device)
-    all_logits: list[torch.Tensor] = []
-    starts: list[int] = []
-    if max_new_tokens <= 0:
-        return Generation(out, None, starts)
-
-    start = 0 if T <= S else T - keep  # index in `out` of the first token in the cache
-    logits = prefill(forward, out[:, start:T])
-    token = sample(logits, sampling, seeds, step, logits_mask(T) if logits_mask else None)
-    for i in range(max_new_tokens):
-        cur = T + i  # index of the token just sampled
-        if i:
-            p = cur - 1 - start  # cache slot of the token fed in
-            allowed = logits_mask(cur) if logits_mask else None
-            if p >= S:  # window full: keep the most recent tokens, prefill them again
-                start = cur - keep
-                logits = prefill(forward, out[:, start:cur])
-                token = sample(logits, sampling, seeds, step, allowed)
-            else:
-                token, logits = step_fn(
-                    forward, out[:, cur - 1 : cur], positions[p : p + 1], seeds, step, sampling, allowed,
-                    kv_len=p + 1 if eager else None,
-                )
-        out[:, cur] = token
-        step += 1
-        if return_logits:
-            all_logits.append(logits.float().clone())
-            starts.append(start)
-        if progress is not None:
-            progress(i + 1, max_new_tokens)
-    return Generation(out, torch.stack(all_logits, dim=1) if return_logits else None, starts)
 
 
 def generate(model: Transformer, prompt: torch.Tensor, max_new_tokens: int, **kwargs) -> torch.Tensor:

@@ -2,6 +2,9 @@
 
     lm = AudioLM.from_pretrained()            # the embedded default (pipelines/default.json)
     audio = lm.continue_audio(wav, sample_rate, seconds=4.0, seed=0)   # [num_samples, 1, N]
+    result = lm.generate_continuation(wav, sample_rate, seconds=4.0)    # Continuation: audio + tokens + timings
+    for chunk in lm.stream(wav, sample_rate, seconds=10.0, seed=0): ...  # [num_samples, 1, n] as made
+    results = lm.continue_prompts([p1, p2], seconds=4.0)                 # encoded prompts, batched
 
 Data flow of one continuation (B = num_samples, seeds seed, seed+1, ...):
 
@@ -11,6 +14,10 @@ Data flow of one continuation (B = num_samples, seeds seed, seed+1, ...):
     coarse stage:   s, a_prompt[:, :Qc]       ─► coarse [B, Qc, Tp + n_a]
     fine stage:     coarse                    ─► codes [B, Q, Tp + n_a]
     Codec.decode(codes)[..., Tp * hop:]       ─► continuation; returned after the prompt audio
+
+Each stage is a `stages.Track` filled on demand: `continue_audio` fills them one after the
+other, `stream` asks the fine track for one window at a time (which pulls coarse frames, which
+pull semantic tokens) and decodes each chunk with `codec_stream.StreamDecoder`.
 
 A recipe (pipelines/*.json, see `PipelineRecipe`) names the component checkpoints and the
 sampling defaults per stage. Components that do not fit together (codebook size, number of
@@ -23,7 +30,7 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,12 +43,13 @@ from audiolm.core.config import config_from_dict
 from audiolm.core.errors import CheckpointError, ConfigError
 from audiolm.core.paths import PIPELINES_DIR
 from audiolm.core.timing import synced_clock
+from audiolm.inference.codec_stream import StreamDecoder
 from audiolm.inference.limits import PipelineError, check_prompt_audio, check_prompt_tokens, check_request, check_sampling
 from audiolm.inference.sampling import SamplingConfig
-from audiolm.inference.stages import generate_coarse, generate_fine, generate_semantic
+from audiolm.inference.stages import Track, coarse_track, fine_track, semantic_track
 from audiolm.models.codec.codec import Codec
 from audiolm.models.lm.config import STAGES
-from audiolm.models.lm.stage import load_stage
+from audiolm.models.lm.stage import Stage, load_stage
 from audiolm.models.semantic.tokenizer import SemanticTokenizer
 
 DEFAULT_PIPELINE = "default"
@@ -162,23 +170,48 @@ class PromptTokens:
 
 @dataclass
 class Continuation:
+    """What `AudioLM.generate_continuation` returns: the audio and the tokens behind it."""
+
     audio: torch.Tensor  # [B, 1, N]: prompt + continuation, or continuation only
     sample_rate: int
     prompt_samples: int  # where the continuation starts in `audio` (0 with continuation_only)
-    semantic: torch.Tensor | None = None  # [B, Ts] prompt + generated
-    codes: torch.Tensor | None = None  # [B, Q, T] prompt + generated
+    semantic: torch.Tensor  # [B, Ts] prompt + generated
+    codes: torch.Tensor  # [B, Q, T] prompt + generated
     # wall seconds per step: "encode" (prompt tokenization; 0 for a given prompt), "semantic",
     # "coarse", "fine", "codec" (decoding); CUDA is synchronised at each boundary
     timings: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class _Run:
+    """One generation in progress: its prompts and the three stage tracks (`stages.Track`)."""
+
+    prompts: list[PromptTokens]
+    batch: int  # rows: num_samples per prompt
+    prompt_frames: int
+    semantic: Track
+    coarse: Track
+    fine: Track
+
+
+def _random_seed() -> int:
+    return int.from_bytes(os.urandom(4), "little") >> 1
+
+
 class AudioLM:
     """The three-stage continuation pipeline. Build with `from_pretrained`."""
 
-    def __init__(self, codec, semantic_tokenizer, stages: dict, recipe: PipelineRecipe, source: Path | None = None):
+    def __init__(
+        self,
+        codec: Codec,
+        semantic_tokenizer: SemanticTokenizer,
+        stages: dict[str, Stage],
+        recipe: PipelineRecipe,
+        source: Path | None = None,
+    ):
         self.codec = codec
         self.semantic_tokenizer = semantic_tokenizer
-        self.stages = stages  # {"semantic": (Transformer, StageConfig), "coarse": ..., "fine": ...}
+        self.stages = stages  # {"semantic": Stage, "coarse": Stage, "fine": Stage}
         self.recipe = recipe
         self.source = source
         self._check_components()
@@ -204,9 +237,9 @@ class AudioLM:
     def _check_components(self) -> None:
         """Fail at load, naming the mismatch, when components cannot work together."""
         where = str(self.source or self.recipe.name)
-        sem_cfg = self.stages["semantic"][1]
-        coarse_cfg = self.stages["coarse"][1]
-        fine_cfg = self.stages["fine"][1]
+        sem_cfg = self.stages["semantic"].config
+        coarse_cfg = self.stages["coarse"].config
+        fine_cfg = self.stages["fine"].config
         tok = self.semantic_tokenizer
         problems = []
         for name, cfg in (("semantic", sem_cfg), ("coarse", coarse_cfg)):
@@ -259,12 +292,12 @@ class AudioLM:
 
     @property
     def n_q(self) -> int:
-        return self.stages["fine"][1].n_q
+        return self.stages["fine"].config.n_q
 
     @property
     def context_seconds(self) -> float:
         """The longest prompt the semantic stage sees at once (longer prompts are trimmed)."""
-        cfg = self.stages["semantic"][1]
+        cfg = self.stages["semantic"].config
         return (cfg.model.max_seq_len - 1) / cfg.semantic_frame_rate
 
     @property
@@ -275,7 +308,7 @@ class AudioLM:
 
     @property
     def device(self) -> torch.device:
-        return next(self.stages["semantic"][0].parameters()).device
+        return self.stages["semantic"].device
 
     # -- prompts ------------------------------------------------------------------------------
 
@@ -333,7 +366,6 @@ class AudioLM:
             top_p=float(pick(top_p, base.top_p)),
         )
 
-    @torch.inference_mode()
     def continue_audio(
         self,
         wav: torch.Tensor | np.ndarray | None,
@@ -344,67 +376,56 @@ class AudioLM:
         temperature: float | dict[str, float] | None = None,
         top_k: int | dict[str, int] | None = None,
         top_p: float | dict[str, float] | None = None,
-        return_tokens: bool = False,
         progress: Progress | None = None,
         prompt: PromptTokens | None = None,
         continuation_only: bool = False,
-    ) -> torch.Tensor | Continuation:
+        first_chunk_seconds: float | None = None,
+    ) -> torch.Tensor:
         """Continue `wav` (or an already encoded `prompt`) by `seconds`.
 
         Returns audio [num_samples, 1, N] at `self.sample_rate`: the prompt followed by the
         continuation (only the continuation with `continuation_only`). Sampling settings are
         one value for every stage or a {stage: value} dict; None takes the recipe's default.
-        With `return_tokens`, returns a `Continuation` holding the tokens too.
+        `generate_continuation` takes the same arguments and returns the tokens too;
+        first_chunk_seconds: the fine stage's window schedule of `stream` (default: unchanged).
         """
-        check_request(seconds, num_samples, seed)  # ranges, finiteness, 32-bit seeds (limits.py)
-        for name, value in (("temperature", temperature), ("top_k", top_k), ("top_p", top_p)):
-            check_sampling(name, value)
+        return self.generate_continuation(
+            wav, sample_rate, seconds=seconds, seed=seed, num_samples=num_samples, temperature=temperature,
+            top_k=top_k, top_p=top_p, progress=progress, prompt=prompt, continuation_only=continuation_only,
+            first_chunk_seconds=first_chunk_seconds,
+        ).audio
+
+    @torch.inference_mode()
+    def generate_continuation(
+        self,
+        wav: torch.Tensor | np.ndarray | None,
+        sample_rate: int | None = None,
+        seconds: float = 4.0,
+        seed: int | None = None,
+        num_samples: int = 1,
+        temperature: float | dict[str, float] | None = None,
+        top_k: int | dict[str, int] | None = None,
+        top_p: float | dict[str, float] | None = None,
+        progress: Progress | None = None,
+        prompt: PromptTokens | None = None,
+        continuation_only: bool = False,
+        first_chunk_seconds: float | None = None,
+    ) -> Continuation:
+        """`continue_audio`, returning a `Continuation`: the audio, the semantic tokens and codes
+        (prompt + generated) and the wall time of each step. first_chunk_seconds: as in
+        `stream` (the same value gives the same tokens)."""
         timings: dict[str, float] = {"encode": 0.0}
         clock = _Stopwatch(self.device, timings)
         if prompt is None:
-            if wav is None or sample_rate is None:
-                raise PipelineError("give prompt audio and its sample rate, or an encoded prompt")
-            prompt = self.encode_prompt(wav, sample_rate)
+            prompt = self._encode_given(wav, sample_rate)
             clock.lap("encode")
-        self._check_prompt(prompt)
-        if seed is None:
-            seed = int.from_bytes(os.urandom(4), "little") >> 1
-        seeds = [seed + i for i in range(num_samples)]
-        device = self.device
-        B = num_samples
-        sem_model, sem_cfg = self.stages["semantic"]
-        coarse_model, coarse_cfg = self.stages["coarse"]
-        fine_model, fine_cfg = self.stages["fine"]
-
-        prompt_frames = prompt.codes.shape[-1]
-        total_frames = prompt_frames + max(1, round(seconds * self.codec.frame_rate))
-        # semantic tokens covering every acoustic frame of prompt + continuation
-        total_semantic = math.ceil(total_frames * sem_cfg.semantic_frame_rate / self.codec.frame_rate)
-        s_prompt = prompt.semantic.to(device).expand(B, -1)[:, :total_semantic]
-        n_semantic = max(0, total_semantic - s_prompt.shape[1])
-
-        def stage_progress(stage):
-            if progress is None:
-                return None
-            return lambda done, total: progress(stage, done, total)
-
-        semantic = generate_semantic(
-            sem_model, sem_cfg, s_prompt, n_semantic,
-            sampling=self._sampling("semantic", temperature, top_k, top_p), seeds=seeds,
-            progress=stage_progress("semantic"),
-        )
+        run = self._start([prompt], seconds, seed, num_samples, temperature, top_k, top_p, progress,
+                          first_chunk_seconds)
+        run.semantic.fill()
         clock.lap("semantic")
-        coarse = generate_coarse(
-            coarse_model, coarse_cfg, semantic, prompt.codes.to(device).expand(B, -1, -1), total_frames,
-            sampling=self._sampling("coarse", temperature, top_k, top_p), seeds=seeds,
-            progress=stage_progress("coarse"),
-        )
+        run.coarse.fill()
         clock.lap("coarse")
-        codes = generate_fine(
-            fine_model, fine_cfg, coarse, prompt.codes[:, : self.n_q].to(device).expand(B, -1, -1),
-            sampling=self._sampling("fine", temperature, top_k, top_p), seeds=seeds,
-            progress=stage_progress("fine"),
-        )
+        codes = run.fine.fill()
         clock.lap("fine")
         if progress is not None:
             progress("codec", 0, 1)
@@ -412,16 +433,185 @@ class AudioLM:
         clock.lap("codec")
         if progress is not None:
             progress("codec", 1, 1)
-        hop = self.codec.hop_length
-        continuation = decoded[..., prompt_frames * hop :]
+        return self._result(run, 0, decoded, continuation_only, timings)
+
+    @torch.inference_mode()
+    def continue_prompts(
+        self,
+        prompts: list[PromptTokens],
+        seconds: float = 4.0,
+        seed: int | None = None,
+        num_samples: int = 1,
+        temperature: float | dict[str, float] | None = None,
+        top_k: int | dict[str, int] | None = None,
+        top_p: float | dict[str, float] | None = None,
+        progress: Progress | None = None,
+        continuation_only: bool = False,
+    ) -> list[Continuation]:
+        """Continue several encoded prompts, one `Continuation` per prompt (its `num_samples`
+        samples), each equal to `generate_continuation` of that prompt alone with the same seed.
+        Prompts of the same encoded length run through the stages as one batch."""
+        if seed is None:
+            seed = _random_seed()
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, prompt in enumerate(prompts):
+            self._check_prompt(prompt)
+            groups.setdefault((prompt.semantic.shape[-1], prompt.codes.shape[-1]), []).append(i)
+        results: list[Continuation | None] = [None] * len(prompts)
+        for members in groups.values():
+            timings: dict[str, float] = {"encode": 0.0}
+            clock = _Stopwatch(self.device, timings)
+            run = self._start([prompts[i] for i in members], seconds, seed, num_samples, temperature, top_k, top_p, progress)
+            for name, track in (("semantic", run.semantic), ("coarse", run.coarse), ("fine", run.fine)):
+                track.fill()
+                clock.lap(name)
+            decoded = self.codec.decode(run.fine.data.to(self.codec.device)).cpu()
+            clock.lap("codec")
+            for k, i in enumerate(members):
+                rows = slice(k * num_samples, (k + 1) * num_samples)
+                results[i] = self._result(run, k, decoded[rows], continuation_only, timings, rows)
+        return [r for r in results if r is not None]
+
+    def stream(
+        self,
+        wav: torch.Tensor | np.ndarray | None,
+        sample_rate: int | None = None,
+        seconds: float = 4.0,
+        seed: int | None = None,
+        num_samples: int = 1,
+        temperature: float | dict[str, float] | None = None,
+        top_k: int | dict[str, int] | None = None,
+        top_p: float | dict[str, float] | None = None,
+        progress: Progress | None = None,
+        prompt: PromptTokens | None = None,
+        continuation_only: bool = False,
+        chunk_seconds: float = 0.2,
+        first_chunk_seconds: float | None = None,
+    ) -> Iterator[torch.Tensor]:
+        """`continue_audio` as audio chunks [num_samples, 1, n] yielded as soon as they are made.
+
+        The stages run interleaved: the fine stage asks for the coarse frames of its next window,
+        which asks the semantic stage for just the tokens those frames need, and the codec
+        decodes each chunk of finished frames incrementally (`codec_stream.StreamDecoder`). The
+        tokens are those `continue_audio` samples with the same arguments (same loops, same
+        draws); the audio is too, up to float rounding in the codec (its LSTM state is carried
+        across chunks instead of run over the whole sequence at once). Without
+        `continuation_only` the first chunk is the prompt audio. A chunk holds at least
+        `chunk_seconds` of audio where the stages allow (the last may be shorter).
+
+        The first audio can come no sooner than the fine stage's first window (with the shipped
+        Bark-style stage, 96 frames = 1.28 s of audio, whose coarse frames must all be made
+        first). `first_chunk_seconds` ends that first window this long after the prompt, so
+        audio starts sooner, and lets each next window make at most twice as many frames as the
+        one before until they are full, so the audio keeps ahead of playback meanwhile. The
+        semantic and coarse tokens are unchanged; the fine levels are sampled over different
+        window boundaries, so they (and the audio) differ from `continue_audio`'s — and equal
+        `generate_continuation(..., first_chunk_seconds=...)`'s. Default None: no change.
+
+        The stages' KV caches belong to this object: run one generation at a time per AudioLM.
+        """
+        if not chunk_seconds >= 0:
+            raise PipelineError(f"chunk_seconds must be >= 0, got {chunk_seconds}")
+        with torch.inference_mode():
+            if prompt is None:
+                prompt = self._encode_given(wav, sample_rate)
+            run = self._start([prompt], seconds, seed, num_samples, temperature, top_k, top_p, progress,
+                              first_chunk_seconds)
+            # the prompt's frames go through the decoder too (the continuation's audio depends on
+            # them) without making their audio: the prompt itself is what comes first
+            decoder = StreamDecoder(self.codec)
+            decoder.skip(run.fine.data[..., : run.prompt_frames])
+            min_frames = max(1, round(chunk_seconds * self.codec.frame_rate))
+        if not continuation_only:
+            yield prompt.audio[None].expand(run.batch, -1, -1).clone()
+        fine = run.fine
+        while decoder.emitted < fine.length:
+            with torch.inference_mode():
+                if not fine.done:
+                    fine.advance()
+                if fine.ready - decoder.emitted < min_frames + decoder.lookahead and not fine.done:
+                    continue
+                audio = decoder.decode(fine.data[..., : fine.ready], final=fine.done)
+            if audio.shape[-1]:
+                yield audio
+
+    # -- continuation internals ---------------------------------------------------------------
+
+    def _encode_given(self, wav, sample_rate) -> PromptTokens:
+        if wav is None or sample_rate is None:
+            raise PipelineError("give prompt audio and its sample rate, or an encoded prompt")
+        return self.encode_prompt(wav, sample_rate)
+
+    def _start(
+        self, prompts, seconds, seed, num_samples, temperature, top_k, top_p, progress, first_chunk_seconds=None
+    ) -> _Run:
+        """Check the request and set up the three stage tracks (nothing is generated yet).
+        prompts: encoded prompts of one shape; sample j of prompt i is row i * num_samples + j,
+        with seed `seed + j`."""
+        check_request(seconds, num_samples, seed)  # ranges, finiteness, 32-bit seeds (limits.py)
+        for name, value in (("temperature", temperature), ("top_k", top_k), ("top_p", top_p)):
+            check_sampling(name, value)
+        for prompt in prompts:
+            self._check_prompt(prompt)
+        if seed is None:
+            seed = _random_seed()
+        seeds = [seed + j for _ in prompts for j in range(num_samples)]
+        device = self.device
+        B = len(seeds)
+        semantic_stage, coarse_stage, fine_stage = (self.stages[name] for name in STAGE_NAMES)
+        sem_cfg = semantic_stage.config
+
+        def rows(t: torch.Tensor) -> torch.Tensor:  # [1, ...] per prompt -> [B, ...]
+            return torch.cat([p.expand(num_samples, *p.shape[1:]) for p in t]).to(device)
+
+        semantic_prompt = rows(torch.stack([p.semantic for p in prompts]))
+        codes_prompt = rows(torch.stack([p.codes for p in prompts]))
+        prompt_frames = codes_prompt.shape[-1]
+        total_frames = prompt_frames + max(1, round(seconds * self.codec.frame_rate))
+        # semantic tokens covering every acoustic frame of prompt + continuation
+        total_semantic = math.ceil(total_frames * sem_cfg.semantic_frame_rate / self.codec.frame_rate)
+        s_prompt = semantic_prompt[:, :total_semantic]
+        n_semantic = max(0, total_semantic - s_prompt.shape[1])
+
+        def stage_progress(stage, offset=0):
+            if progress is None:
+                return None
+            return lambda done, total: progress(stage, done - offset, total - offset)
+
+        def sampling(stage):
+            return self._sampling(stage, temperature, top_k, top_p)
+
+        semantic = semantic_track(
+            semantic_stage.model, sem_cfg, s_prompt, n_semantic, sampling=sampling("semantic"), seeds=seeds,
+            progress=stage_progress("semantic", s_prompt.shape[1]),
+        )
+        coarse = coarse_track(
+            coarse_stage.model, coarse_stage.config, semantic, codes_prompt, total_frames,
+            sampling=sampling("coarse"), seeds=seeds, progress=stage_progress("coarse"),
+        )
+        first_window = None
+        if first_chunk_seconds is not None:
+            if not first_chunk_seconds > 0:
+                raise PipelineError(f"first_chunk_seconds must be positive, got {first_chunk_seconds}")
+            first_window = max(1, round(first_chunk_seconds * self.codec.frame_rate))
+        fine = fine_track(
+            fine_stage.model, fine_stage.config, coarse, codes_prompt[:, : self.n_q], sampling=sampling("fine"),
+            seeds=seeds, progress=stage_progress("fine"), first_window_frames=first_window,
+        )
+        return _Run(prompts, B, prompt_frames, semantic, coarse, fine)
+
+    def _result(self, run, index, decoded, continuation_only, timings, rows=slice(None)) -> Continuation:
+        """The Continuation of prompt `index` of a run from its decoded audio [n, 1, N]."""
+        prompt = run.prompts[index]
+        continuation = decoded[..., run.prompt_frames * self.codec.hop_length :]
+        n = continuation.shape[0]
         if continuation_only:
             audio, start = continuation, 0
         else:
-            audio = torch.cat([prompt.audio[None].expand(B, -1, -1), continuation], dim=-1)
+            audio = torch.cat([prompt.audio[None].expand(n, -1, -1), continuation], dim=-1)
             start = prompt.audio.shape[-1]
-        if return_tokens:
-            return Continuation(audio, self.sample_rate, start, semantic.cpu(), codes.cpu(), timings)
-        return audio
+        semantic, codes = run.semantic.data[rows].cpu(), run.fine.data[rows].cpu()
+        return Continuation(audio, self.sample_rate, start, semantic, codes, dict(timings))
 
     def _check_prompt(self, prompt: PromptTokens) -> None:
         check_prompt_tokens(prompt.audio, prompt.semantic, prompt.codes)  # batch 1, integer ids >= 0 (limits.py)

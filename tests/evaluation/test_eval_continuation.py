@@ -61,7 +61,8 @@ def test_cross_entropy_matches_the_training_loss(tokens, tiny_lm):
 
     ce = stage_cross_entropy(tiny_lm, shard_utterances(tokens, "train", tiny_lm))
     shards = TokenShards(tokens, "train")
-    for stage, (model, config) in tiny_lm.stages.items():
+    for stage, loaded in tiny_lm.stages.items():
+        model, config = loaded.model, loaded.config
         data = StageDataset(shards, make_layout(config))
         batch = [data[ItemKey(i, i)] for i in range(len(data))]
         batch = {k: torch.stack([b[k] for b in batch]) for k in ("inputs", "targets")}

@@ -58,7 +58,7 @@ def frames(seconds: float) -> int:
 
 def test_shapes_and_duration(lm):
     wav = tone(0.5)  # 12000 samples = 37.5 frames -> 37 whole frames kept
-    result = lm.continue_audio(wav, SR, seconds=0.4, seed=0, return_tokens=True)
+    result = lm.generate_continuation(wav, SR, seconds=0.4, seed=0)
     total = 37 + frames(0.4)
     assert result.audio.shape == (1, 1, total * HOP)
     assert result.sample_rate == SR and result.prompt_samples == 37 * HOP
@@ -75,7 +75,7 @@ def test_shapes_and_duration(lm):
 def test_long_and_tiny_continuations(lm):
     """Past the semantic stage's context (64 tokens = 1.28 s) the decoder slides its window; the
     coarse and fine stages walk in windows; one frame is the shortest continuation."""
-    result = lm.continue_audio(tone(1.0), SR, seconds=1.5, seed=0, return_tokens=True)
+    result = lm.generate_continuation(tone(1.0), SR, seconds=1.5, seed=0)
     total = 75 + frames(1.5)
     assert result.codes.shape == (1, N_Q, total) and result.semantic.shape == (1, -(-total * 50 // 75))
     assert set(result.timings) == {"encode", "semantic", "coarse", "fine", "codec"}
@@ -91,18 +91,18 @@ def test_continuation_only(lm):
 
 
 def test_seed_determinism(lm):
-    a = lm.continue_audio(tone(0.5), SR, seconds=0.3, seed=7, return_tokens=True)
-    b = lm.continue_audio(tone(0.5), SR, seconds=0.3, seed=7, return_tokens=True)
-    c = lm.continue_audio(tone(0.5), SR, seconds=0.3, seed=8, return_tokens=True)
+    a = lm.generate_continuation(tone(0.5), SR, seconds=0.3, seed=7)
+    b = lm.generate_continuation(tone(0.5), SR, seconds=0.3, seed=7)
+    c = lm.generate_continuation(tone(0.5), SR, seconds=0.3, seed=8)
     assert torch.equal(a.codes, b.codes) and torch.equal(a.audio, b.audio)
     assert not torch.equal(a.codes, c.codes)
 
 
 def test_num_samples_match_single_runs(lm):
-    batch = lm.continue_audio(tone(0.5), SR, seconds=0.3, seed=11, num_samples=3, return_tokens=True)
+    batch = lm.generate_continuation(tone(0.5), SR, seconds=0.3, seed=11, num_samples=3)
     assert batch.audio.shape[0] == 3
     for i in range(3):
-        single = lm.continue_audio(tone(0.5), SR, seconds=0.3, seed=11 + i, return_tokens=True)
+        single = lm.generate_continuation(tone(0.5), SR, seconds=0.3, seed=11 + i)
         assert torch.equal(batch.semantic[i], single.semantic[0])
         assert torch.equal(batch.codes[i], single.codes[0])
         assert torch.allclose(batch.audio[i], single.audio[0], atol=1e-5)
@@ -378,3 +378,23 @@ def test_copy_of_a_pipeline_folder_loads(tiny_pipeline, tmp_path):
     shutil.copytree(tiny_pipeline.parent, copy)
     lm = AudioLM.from_pretrained(copy)  # a directory holding pipeline.json
     assert lm.source == copy / "pipeline.json" and lm.n_q == N_Q
+
+
+def test_one_object_per_stage_and_public_names(lm):
+    """Each loaded stage is one `Stage` (model + config + layout); the decoding names are public."""
+    import audiolm
+    from audiolm.inference.decode import generate
+    from audiolm.inference.pipeline import Continuation
+    from audiolm.inference.sampling import SamplingConfig
+    from audiolm.models.lm.layouts import CoarseLayout, FineLayout, SemanticLayout
+    from audiolm.models.lm.stage import Stage
+
+    expected = {"semantic": SemanticLayout, "coarse": CoarseLayout, "fine": FineLayout}
+    for name, stage in lm.stages.items():
+        assert isinstance(stage, Stage) and stage.name == name
+        assert isinstance(stage.layout, expected[name]) and stage.layout.config is stage.config
+        assert stage.device == lm.device and not stage.model.training
+    assert audiolm.generate is generate and audiolm.SamplingConfig is SamplingConfig
+    assert audiolm.PromptTokens is PromptTokens and audiolm.Continuation is Continuation
+    assert isinstance(lm.continue_audio(tone(0.5), SR, seconds=0.1, seed=0), torch.Tensor)
+    assert isinstance(lm.generate_continuation(tone(0.5), SR, seconds=0.1, seed=0), Continuation)

@@ -148,7 +148,7 @@ def bench_fine(
     max_windows: int | None = None,
     clock: str = "wall",
 ) -> list[FineBenchResult]:
-    stages = [(d, *load_stage(d, "fine")) for d in stage_dirs]
+    stages = [(d, loaded.model, loaded.config) for d in stage_dirs for loaded in [load_stage(d, "fine")]]
     shape = {(c.window_frames, c.n_q, c.coarse_levels, c.codebook_size) for _, _, c in stages}
     if len(shape) > 1:
         raise AudiolmError(

@@ -40,7 +40,8 @@ def stage_loss(
     if repeats < 1:
         raise AudiolmError(f"repeats must be at least 1, got {repeats}")
     directory = resolve_checkpoint_dir(checkpoint)
-    model, config = load_stage(directory)
+    stage = load_stage(directory)
+    model, config = stage.model, stage.config
     shards = TokenShards(tokens_dir, split, kind)
     try:
         complete_stage_config(config, shards.info)  # raises on a vocabulary / rate mismatch

@@ -4,6 +4,7 @@ token shards' index, building the layout, loading a trained stage."""
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -101,12 +102,36 @@ def check_layout(config: StageConfig, where: str) -> None:
                               f"model.max_seq_len {config.model.max_seq_len}")
 
 
-def load_stage(path: str | Path, stage: str | None = None, device: str | torch.device = "cpu") -> tuple[Transformer, StageConfig]:
-    """A trained stage from a checkpoint dir or run dir -> (model in eval mode, its StageConfig)."""
+@dataclass
+class Stage:
+    """One loaded stage: its Transformer (eval mode), the StageConfig it was trained with, and
+    the token layout that config implies."""
+
+    model: Transformer
+    config: StageConfig
+    layout: Layout
+    source: Path | None = None  # the checkpoint directory it was loaded from
+
+    @classmethod
+    def from_model(cls, model: Transformer, config: StageConfig, source: Path | None = None) -> Stage:
+        return cls(model, config, make_layout(config), source)
+
+    @property
+    def name(self) -> str:
+        """"semantic", "coarse" or "fine"."""
+        return self.config.stage
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+def load_stage(path: str | Path, stage: str | None = None, device: str | torch.device = "cpu") -> Stage:
+    """A trained stage from a checkpoint dir or run dir (`stage` checks which one it holds)."""
     directory = resolve_checkpoint_dir(path)
     kinds = (stage_kind(stage),) if stage else tuple(stage_kind(s) for s in STAGES)
     ckpt = load_checkpoint(directory, kinds, StageConfig, device=device)
     check_layout(ckpt.config, str(directory / "config.json"))
     model = Transformer(ckpt.config.model).to(device)
     load_state_dict_checked(model, ckpt.state_dict, str(directory))
-    return model.eval(), ckpt.config
+    return Stage.from_model(model.eval(), ckpt.config, Path(directory))

@@ -87,7 +87,8 @@ def test_semantic_stage_learns_and_generates_the_pattern(trained):
     model_dir, log = trained["semantic"]
     valid = [r["valid"] for r in log if "valid" in r]
     assert valid and valid[-1]["model_loss"] < 0.2
-    model, cfg = load_stage(model_dir, "semantic")
+    loaded = load_stage(model_dir, "semantic")
+    cfg = loaded.config
     prompt = torch.from_numpy(semantic_pattern(5, phase=2))[None]
     # 60 new tokens: beyond the 32-token context, so the window slides
     out = generate_semantic(model, cfg, prompt, 60, sampling=GREEDY)
@@ -99,7 +100,8 @@ def test_semantic_stage_learns_and_generates_the_pattern(trained):
 
 def test_coarse_stage_generates_codes_for_semantic_tokens(trained):
     model_dir, _ = trained["coarse"]
-    model, cfg = load_stage(model_dir, "coarse")
+    loaded = load_stage(model_dir, "coarse")
+    cfg = loaded.config
     assert cfg.window_frames == 13 and cfg.model.vocab_size == 6 + 2 + 2 * C
     semantic = semantic_pattern(14, phase=1)  # 42 frames: several windows
     truth = torch.from_numpy(acoustic_pattern(semantic)).T[None]  # [1, Q, T]
@@ -111,7 +113,8 @@ def test_coarse_stage_generates_codes_for_semantic_tokens(trained):
 
 def test_fine_stage_generates_fine_levels(trained):
     model_dir, _ = trained["fine"]
-    model, cfg = load_stage(model_dir, "fine")
+    loaded = load_stage(model_dir, "fine")
+    cfg = loaded.config
     assert cfg.window_frames == 8
     truth = torch.from_numpy(acoustic_pattern(semantic_pattern(10, phase=3))).T[None]  # [1, 4, 30]
     codes = generate_fine(model, cfg, truth[:, :2], sampling=GREEDY)
@@ -123,7 +126,8 @@ def test_fine_stage_generates_fine_levels(trained):
 def test_bark_style_fine_stage_learns_and_generates_fine_levels(trained, tokens):
     model_dir, log = trained["fine_bark"]
     valid = [r["valid"] for r in log if "valid" in r]
-    model, cfg = load_stage(model_dir, "fine")
+    loaded = load_stage(model_dir, "fine")
+    cfg = loaded.config
     # the validation loss falls from an untrained model's (about ln V) to near zero
     task = StageTask(small("fine_bark"), tokens)
     from audiolm.training.task import ItemKey
@@ -149,7 +153,8 @@ def test_bark_style_fine_stage_learns_and_generates_fine_levels(trained, tokens)
 
 
 def test_bark_style_generation_is_deterministic_and_batch_independent(trained):
-    model, cfg = load_stage(trained["fine_bark"][0], "fine")
+    loaded = load_stage(trained["fine_bark"][0], "fine")
+    cfg = loaded.config
     coarse = torch.from_numpy(acoustic_pattern(semantic_pattern(12))).T[None, :2].repeat(2, 1, 1)  # [2, 2, 36]
     sampling = SamplingConfig(temperature=1.5, top_k=5)
     both = generate_fine(model, cfg, coarse, sampling=sampling, seeds=[5, 6])
@@ -163,14 +168,16 @@ def test_bark_style_generation_is_deterministic_and_batch_independent(trained):
 
 
 def test_stage_generation_batched_equals_per_sample(trained):
-    model, cfg = load_stage(trained["coarse"][0], "coarse")
+    loaded = load_stage(trained["coarse"][0], "coarse")
+    cfg = loaded.config
     semantic = torch.from_numpy(semantic_pattern(9))[None].repeat(2, 1)
     sampling = SamplingConfig(temperature=1.5)
     both = generate_coarse(model, cfg, semantic, None, sampling=sampling, seeds=[5, 6])
     for b, seed in enumerate([5, 6]):
         one = generate_coarse(model, cfg, semantic[b : b + 1], None, sampling=sampling, seeds=[seed])
         assert torch.equal(one[0], both[b])
-    fine_model, fine_cfg = load_stage(trained["fine"][0], "fine")
+    loaded = load_stage(trained["fine"][0], "fine")
+    fine_model, fine_cfg = loaded.model, loaded.config
     fine_both = generate_fine(fine_model, fine_cfg, both, sampling=sampling, seeds=[5, 6])
     one = generate_fine(fine_model, fine_cfg, both[1:], sampling=sampling, seeds=[6])
     assert torch.equal(one[0], fine_both[1])
@@ -208,7 +215,8 @@ def test_train_command_resume_equals_the_uninterrupted_run(tokens, tmp_path):
     assert meta["config"]["window_frames"] == 6 and meta["config"]["model"]["vocab_size"] == Q * C + 2
     assert (run / "checkpoints" / "step-00000006").is_dir()
     assert max(first) <= 3
-    model, cfg = load_stage(run, "fine")
+    loaded = load_stage(run, "fine")
+    cfg = loaded.config
     assert cfg.model.dim == 32
     # without --resume the run directory is not overwritten: one line, exit 2
     before = (run / "model" / "model.safetensors").read_bytes()
