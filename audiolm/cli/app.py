@@ -95,8 +95,9 @@ class CommandLine:
         parser = self._subparsers(parent).add_parser(name, help=help, description=help)
         setup(parser)
         # --verbose after the subcommand too (SUPPRESS: absent here keeps the top-level value)
-        parser.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
-                            help="show tracebacks for errors")
+        parser.add_argument(
+            "--verbose", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors"
+        )
         parser.set_defaults(_command=_Command(run))
         return parser
 
@@ -126,9 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = getattr(args, "_command", None)
     if command is None:
         # a group without a subcommand: show that group's help
-        path = " ".join(
-            v for k, v in sorted(vars(args).items()) if k.endswith("command") and isinstance(v, str)
-        )
+        path = " ".join(v for k, v in sorted(vars(args).items()) if k.endswith("command") and isinstance(v, str))
         cli._group_parsers.get(path, cli.parser).print_help(sys.stderr)
         return 2
     outputs = OutputSet()  # what the command claims with args.claim_output, released whatever happens

@@ -56,8 +56,15 @@ def pick_device(name: str) -> str:
     return str(device)
 
 
-def check_finite(value, flag: str, *, positive: bool = False, low: float | None = None,
-                 high: float | None = None, integer: bool = False) -> None:
+def check_finite(
+    value,
+    flag: str,
+    *,
+    positive: bool = False,
+    low: float | None = None,
+    high: float | None = None,
+    integer: bool = False,
+) -> None:
     """A numeric argument must be finite and inside its range: else one-line UsageError."""
     if value is None:
         return
@@ -74,8 +81,12 @@ def check_finite(value, flag: str, *, positive: bool = False, low: float | None 
 
 
 def add_codec_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--codec", metavar="DIR", default=None,
-                        help="codec checkpoint, training run, or HF EnCodec folder (default: the shipped codec)")
+    parser.add_argument(
+        "--codec",
+        metavar="DIR",
+        default=None,
+        help="codec checkpoint, training run, or HF EnCodec folder (default: the shipped codec)",
+    )
 
 
 def check_output(path: str | Path | None, overwrite: bool) -> None:

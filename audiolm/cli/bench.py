@@ -22,22 +22,37 @@ import argparse
 import warnings
 
 from audiolm.cli.args import (
-    add_codec_argument, add_pipeline_arguments, add_table_output_arguments, check_corpus_and_table_output, load_pipeline, parse_batches, print_json, UsageError, write_report,
+    UsageError,
+    add_codec_argument,
+    add_pipeline_arguments,
+    add_table_output_arguments,
+    check_corpus_and_table_output,
+    load_pipeline,
+    parse_batches,
+    print_json,
+    write_report,
 )
 from audiolm.core.config import load_config_file
 
 
 def _setup_codec(parser: argparse.ArgumentParser) -> None:
     add_codec_argument(parser)
-    parser.add_argument("--random", action="store_true",
-                        help="time a randomly initialised codec (default config, or --config) instead of a checkpoint")
+    parser.add_argument(
+        "--random",
+        action="store_true",
+        help="time a randomly initialised codec (default config, or --config) instead of a checkpoint",
+    )
     parser.add_argument("--config", metavar="JSON", help="codec config for --random")
     parser.add_argument("--seconds", type=float, default=10.0, help="clip length (default 10)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per figure, best kept (default 3)")
     parser.add_argument("--batch-size", type=int, default=1, help="clips per call (default 1)")
     parser.add_argument("--device", default="all", help="cpu | cuda | all (default all: cpu, and cuda if present)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for torch (default: torch's own choice); 1 = the one-thread figure")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for torch (default: torch's own choice); 1 = the one-thread figure",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -45,8 +60,8 @@ def _run_codec(args: argparse.Namespace) -> int:
     import torch  # lazy: keeps `audiolm --help` fast
 
     from audiolm.evaluation.codec.bench import bench_codec, format_bench  # lazy: keeps `audiolm --help` fast
-    from audiolm.models.codec.codec import Codec  # lazy: keeps `audiolm --help` fast
     from audiolm.evaluation.machine import describe_machine  # lazy: keeps `audiolm --help` fast
+    from audiolm.models.codec.codec import Codec  # lazy: keeps `audiolm --help` fast
 
     if args.seconds <= 0 or args.repeats < 1 or args.batch_size < 1:
         raise UsageError("--seconds must be > 0, --repeats and --batch-size >= 1")
@@ -59,6 +74,7 @@ def _run_codec(args: argparse.Namespace) -> int:
             raise UsageError("give --codec or --random, not both")
         from audiolm.models.codec.config import CodecConfig  # lazy: keeps `audiolm --help` fast
         from audiolm.models.codec.model import CodecModel  # lazy: keeps `audiolm --help` fast
+
         config = load_config_file(CodecConfig, args.config) if args.config else CodecConfig()
         torch.manual_seed(0)
         codec = Codec(CodecModel(config), source="random init")
@@ -85,8 +101,10 @@ def _run_codec(args: argparse.Namespace) -> int:
 
 
 def _setup_semantic(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tokenizer", help="tokenizer directory (default: the shipped one; an untrained "
-                   "default-size encoder if none is shipped)")
+    p.add_argument(
+        "--tokenizer",
+        help="tokenizer directory (default: the shipped one; an untrained default-size encoder if none is shipped)",
+    )
     p.add_argument("--layer", type=int, default=4, help="layer of the untrained stand-in (default 4)")
     p.add_argument("--frame-rate", type=int, default=25, choices=(25, 50), help="frame rate of the stand-in")
     p.add_argument("--seconds", type=float, default=10.0, help="audio per call (default 10)")
@@ -104,7 +122,10 @@ def _run_semantic(args: argparse.Namespace) -> int:
     from audiolm.models.semantic.config import SSLConfig, TokenizerConfig  # lazy: keeps `audiolm --help` fast
     from audiolm.models.semantic.encoder import SSLEncoder  # lazy: keeps `audiolm --help` fast
     from audiolm.models.semantic.features import SSLFeatures  # lazy: keeps `audiolm --help` fast
-    from audiolm.models.semantic.tokenizer import SemanticTokenizer, default_checkpoint_dir  # lazy: keeps `audiolm --help` fast
+    from audiolm.models.semantic.tokenizer import (  # lazy: keeps `audiolm --help` fast
+        SemanticTokenizer,
+        default_checkpoint_dir,
+    )
 
     note = "trained"
     if args.tokenizer or (default_checkpoint_dir() / "config.json").is_file():
@@ -113,7 +134,9 @@ def _run_semantic(args: argparse.Namespace) -> int:
         torch.manual_seed(0)
         ssl = SSLConfig(num_layers=args.layer, frame_rate=args.frame_rate)
         cfg = TokenizerConfig(source="ssl", layer=args.layer, vocab_size=256, frame_rate=ssl.frame_rate, ssl=ssl)
-        tok = SemanticTokenizer(cfg, SSLFeatures(SSLEncoder(ssl), args.layer), {"centroids": torch.randn(256, ssl.hidden_size)})
+        tok = SemanticTokenizer(
+            cfg, SSLFeatures(SSLEncoder(ssl), args.layer), {"centroids": torch.randn(256, ssl.hidden_size)}
+        )
         note = "untrained default-size encoder (no shipped tokenizer)"
     tok = tok.to(args.device)
     n = int(args.seconds * 24000)
@@ -129,20 +152,28 @@ def _run_semantic(args: argparse.Namespace) -> int:
     result = {
         "benchmark": "semantic tokenize (24 kHz input, resampling included)",
         "tokenizer": note if note != "trained" else str(args.tokenizer or default_checkpoint_dir()),
-        "layer": tok.layer, "vocab_size": tok.vocab_size, "frame_rate": tok.frame_rate,
-        "audio_seconds_per_call": audio_seconds, "batch_size": args.batch_size,
-        "median_seconds": median, "best_seconds": best,
-        "realtime_factor": audio_seconds / median, "realtime_factor_best": audio_seconds / best,
+        "layer": tok.layer,
+        "vocab_size": tok.vocab_size,
+        "frame_rate": tok.frame_rate,
+        "audio_seconds_per_call": audio_seconds,
+        "batch_size": args.batch_size,
+        "median_seconds": median,
+        "best_seconds": best,
+        "realtime_factor": audio_seconds / median,
+        "realtime_factor_best": audio_seconds / best,
         "tokens": list(tokens.shape),
-        "threads": torch.get_num_threads(), "machine": describe_machine(args.device),
+        "threads": torch.get_num_threads(),
+        "machine": describe_machine(args.device),
     }
     if args.json:
         print_json(result)
     else:
-        print(f"semantic tokenizing: {result['realtime_factor']:.0f}x real time median, "
-              f"{result['realtime_factor_best']:.0f}x best "
-              f"({audio_seconds:g} s of audio in {median * 1000:.1f} ms median, layer {tok.layer}, "
-              f"K={tok.vocab_size}, {tok.frame_rate} Hz) on {result['machine']}")
+        print(
+            f"semantic tokenizing: {result['realtime_factor']:.0f}x real time median, "
+            f"{result['realtime_factor_best']:.0f}x best "
+            f"({audio_seconds:g} s of audio in {median * 1000:.1f} ms median, layer {tok.layer}, "
+            f"K={tok.vocab_size}, {tok.frame_rate} Hz) on {result['machine']}"
+        )
     return 0
 
 
@@ -169,8 +200,15 @@ def _run_wavenet(args: argparse.Namespace) -> int:
     config = load_config_file(WaveNetConfig, args.config) if args.config else None
     if args.naive_threads is not None and args.naive_threads < 1:
         raise UsageError("--naive-threads must be >= 1")
-    report = bench_wavenet(args.device, batches, args.samples, args.naive_samples, config, progress=not args.json,
-                           naive_threads=args.naive_threads)
+    report = bench_wavenet(
+        args.device,
+        batches,
+        args.samples,
+        args.naive_samples,
+        config,
+        progress=not args.json,
+        naive_threads=args.naive_threads,
+    )
     if args.json:
         print_json(report)
     else:
@@ -185,23 +223,38 @@ def _setup_decode(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batches", default="1,8", help="comma-separated batch sizes (default 1,8)")
     parser.add_argument("--new-tokens", type=int, default=None, help="tokens per run (default 128 on CPU, 512 on CUDA)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per case; the best counts (default 3)")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
-                        help="weights and cache dtype, for both implementations (default float32)")
+    parser.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16"],
+        default="float32",
+        help="weights and cache dtype, for both implementations (default float32)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--no-hf", action="store_true", help="skip the Hugging Face generate() peer")
-    parser.add_argument("--decode-weights", choices=["float32", "bfloat16"], default=None,
-                        help="our packed CPU decoding weights (default: the model's dtype; bfloat16 is lossy)")
-    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                        help="wall clock, or process CPU time (CPU, --threads 1 only: fair on a shared machine)")
-    parser.add_argument("--compile", action="store_true",
-                        help="also time our decoder with its torch.compile'd step (CPU; impl audiolm-compiled)")
+    parser.add_argument(
+        "--decode-weights",
+        choices=["float32", "bfloat16"],
+        default=None,
+        help="our packed CPU decoding weights (default: the model's dtype; bfloat16 is lossy)",
+    )
+    parser.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="wall clock, or process CPU time (CPU, --threads 1 only: fair on a shared machine)",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time our decoder with its torch.compile'd step (CPU; impl audiolm-compiled)",
+    )
 
 
 def _run_decode(args: argparse.Namespace) -> int:
     import torch  # lazy: keeps `audiolm --help` fast
 
-    from audiolm.evaluation.machine import describe_machine  # lazy: keeps `audiolm --help` fast
     from audiolm.evaluation.lm.bench import SIZES, bench_decode  # lazy: keeps `audiolm --help` fast
+    from audiolm.evaluation.machine import describe_machine  # lazy: keeps `audiolm --help` fast
 
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     unknown = [s for s in sizes if s not in SIZES]
@@ -223,24 +276,32 @@ def _run_decode(args: argparse.Namespace) -> int:
         if compile_unavailable():
             raise UsageError(f"--compile: {compile_unavailable()}")
     if args.device == "cpu" and "bfloat16" in (args.dtype, args.decode_weights):
-        from audiolm.core.cpu_features import bf16_fallback_reason, cpu_bf16_kernels  # lazy: keeps `audiolm --help` fast
+        from audiolm.core.cpu_features import (  # lazy: keeps `audiolm --help` fast
+            bf16_fallback_reason,
+            cpu_bf16_kernels,
+        )
 
         if not cpu_bf16_kernels():  # the run would time float32 packed weights under a bf16 label
             raise UsageError(f"bfloat16 decoding: {bf16_fallback_reason()}")
     device = torch.device(args.device)
     new_tokens = args.new_tokens or (512 if device.type == "cuda" else 128)
     bandwidth, results = bench_decode(
-        sizes, batches, device, new_tokens=new_tokens, repeats=args.repeats, with_hf=not args.no_hf,
-        dtype=getattr(torch, args.dtype), clock=args.clock, decode_weights=args.decode_weights,
+        sizes,
+        batches,
+        device,
+        new_tokens=new_tokens,
+        repeats=args.repeats,
+        with_hf=not args.no_hf,
+        dtype=getattr(torch, args.dtype),
+        clock=args.clock,
+        decode_weights=args.decode_weights,
         compile=args.compile,
     )
     machine = describe_machine(args.device) + ("; timed in process CPU time" if args.clock == "cpu" else "")
     if args.decode_weights:
         machine += f"; our decoding weights {args.decode_weights}"
     if args.json:
-        print_json(
-            {"machine": machine, "bandwidth_GBps": bandwidth, "results": [r.to_json() for r in results]}
-        )
+        print_json({"machine": machine, "bandwidth_GBps": bandwidth, "results": [r.to_json() for r in results]})
         return 0
     print(f"machine: {machine}; read bandwidth {bandwidth:.1f} GB/s; {new_tokens} new tokens per run; {args.dtype}")
     print(f"{'impl':16} {'params':>10} {'batch':>5} {'tokens/s':>10} {'bound':>10} {'of bound':>8}")
@@ -260,14 +321,18 @@ def _setup_fine(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs; the best counts (default 3)")
     parser.add_argument("--max-windows", type=int, default=None, help="cap on held-out windows (default all)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
-    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                        help="wall clock, or process CPU time (--threads 1 only: fair on a shared machine)")
+    parser.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="wall clock, or process CPU time (--threads 1 only: fair on a shared machine)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
 def _run_fine(args: argparse.Namespace) -> int:
-    from audiolm.evaluation.machine import describe_machine  # lazy: keeps `audiolm --help` fast
     from audiolm.evaluation.lm.bench_fine import bench_fine  # lazy: keeps `audiolm --help` fast
+    from audiolm.evaluation.machine import describe_machine  # lazy: keeps `audiolm --help` fast
 
     if args.seconds <= 0 or args.prompt_seconds < 0:
         raise UsageError("--seconds must be > 0 and --prompt-seconds >= 0")
@@ -275,8 +340,13 @@ def _run_fine(args: argparse.Namespace) -> int:
         raise UsageError("--repeats and --max-windows must be >= 1")
     _set_threads(args)
     results = bench_fine(
-        args.stages, args.tokens, seconds=args.seconds, prompt_seconds=args.prompt_seconds,
-        repeats=args.repeats, max_windows=args.max_windows, clock=args.clock,
+        args.stages,
+        args.tokens,
+        seconds=args.seconds,
+        prompt_seconds=args.prompt_seconds,
+        repeats=args.repeats,
+        max_windows=args.max_windows,
+        clock=args.clock,
     )
     machine = describe_machine("cpu") + ("; timed in process CPU time" if args.clock == "cpu" else "")
     if args.json:
@@ -284,7 +354,11 @@ def _run_fine(args: argparse.Namespace) -> int:
         return 0
     levels = list(results[0].ce_nats)
     print(f"machine: {machine}; {results[0].windows} held-out windows ({results[0].frames} frames per level)")
-    print(f"{'style':6} {'params':>10} " + " ".join(f"{'CE L' + str(q):>8}" for q in levels) + f" {'mean':>8} {'gen s':>8}  stage")
+    print(
+        f"{'style':6} {'params':>10} "
+        + " ".join(f"{'CE L' + str(q):>8}" for q in levels)
+        + f" {'mean':>8} {'gen s':>8}  stage"
+    )
     for r in results:
         ce = " ".join(f"{r.ce_nats[q]:>8.3f}" for q in levels)
         print(f"{r.fine_style:6} {r.params:>10,} {ce} {r.ce_mean:>8.3f} {r.generate_s:>8.3f}  {r.stage}")
@@ -333,14 +407,24 @@ def _run_continue(args: argparse.Namespace) -> int:
 def _setup_stream(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seconds", type=float, default=10.0, help="seconds to stream (default 10)")
     p.add_argument("--prompt-seconds", type=float, default=3.0, help="prompt length (default 3)")
-    p.add_argument("--chunk-seconds", type=float, default=0.2, help="smallest chunk where the stages allow (default 0.2)")
+    p.add_argument(
+        "--chunk-seconds", type=float, default=0.2, help="smallest chunk where the stages allow (default 0.2)"
+    )
     p.add_argument("--repeats", type=int, default=1, help="timed runs after a warm-up; the earliest first audio counts")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
-    p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                   help="wall clock, or process CPU time (--threads 1 only: what an idle core would take)")
-    p.add_argument("--first-chunk-seconds", type=float, default=None,
-                   help="end the fine stage's first window this long after the prompt (AudioLM.stream); "
-                   "default: windows as continue_audio")
+    p.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="wall clock, or process CPU time (--threads 1 only: what an idle core would take)",
+    )
+    p.add_argument(
+        "--first-chunk-seconds",
+        type=float,
+        default=None,
+        help="end the fine stage's first window this long after the prompt (AudioLM.stream); "
+        "default: windows as continue_audio",
+    )
     add_pipeline_arguments(p)
 
 
@@ -363,9 +447,15 @@ def _run_stream(args: argparse.Namespace) -> int:
     lm = load_pipeline(args)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="prompt is .* longer than the model context")
-        result = bench_stream(lm, args.seconds, args.prompt_seconds, repeats=args.repeats,
-                              chunk_seconds=args.chunk_seconds, clock_kind=args.clock,
-                              first_chunk_seconds=args.first_chunk_seconds)
+        result = bench_stream(
+            lm,
+            args.seconds,
+            args.prompt_seconds,
+            repeats=args.repeats,
+            chunk_seconds=args.chunk_seconds,
+            clock_kind=args.clock,
+            first_chunk_seconds=args.first_chunk_seconds,
+        )
     machine = describe_machine(args.device)
     if args.json:
         print_json({"machine": machine, "result": result.to_json()})
@@ -375,7 +465,9 @@ def _run_stream(args: argparse.Namespace) -> int:
 
 
 def _setup_serve(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--pipeline", default="default", help="pipeline the server offers and the requests use (default default)")
+    p.add_argument(
+        "--pipeline", default="default", help="pipeline the server offers and the requests use (default default)"
+    )
     p.add_argument("--concurrency", type=int, default=8, help="simultaneous requests per round (default 8)")
     p.add_argument("--rounds", type=int, default=2, help="rounds (default 2; memory is read after each)")
     p.add_argument("--seconds", type=float, default=2.0, help="continuation per request (default 2)")
@@ -402,8 +494,11 @@ def _setup_compare(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="corpus folder (audiolm corpus build)")
     p.add_argument("--split", default="valid", choices=["train", "valid"], help="split (default valid)")
     p.add_argument("--wavenet", help="WaveNet checkpoint or run folder for raw-sample continuation")
-    p.add_argument("--vocoder", help="WaveNet vocoder (codec-token conditioned) checkpoint or run folder "
-                   "(default: checkpoints/wavenet_vocoder when shipped; 'none' for no vocoder rows)")
+    p.add_argument(
+        "--vocoder",
+        help="WaveNet vocoder (codec-token conditioned) checkpoint or run folder "
+        "(default: checkpoints/wavenet_vocoder when shipped; 'none' for no vocoder rows)",
+    )
     p.add_argument("--n", type=int, default=4, help="clips per kind (default 4)")
     p.add_argument("--prompt-seconds", type=float, default=3.0, help="prompt length (default 3)")
     p.add_argument("--seconds", type=float, default=2.0, help="seconds to continue / resynthesize (default 2)")
@@ -426,8 +521,16 @@ def _run_compare(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="prompt is .* longer than the model context")
         report = compare(
-            lm, args.data, wavenet=wavenet, vocoder=vocoder, split=args.split, n=args.n,
-            prompt_seconds=args.prompt_seconds, seconds=args.seconds, seed=args.seed, embedding=args.embed,
+            lm,
+            args.data,
+            wavenet=wavenet,
+            vocoder=vocoder,
+            split=args.split,
+            n=args.n,
+            prompt_seconds=args.prompt_seconds,
+            seconds=args.seconds,
+            seed=args.seed,
+            embedding=args.embed,
         )
     machine = describe_machine(args.device)
     report.update(wavenet=args.wavenet, vocoder=args.vocoder)
@@ -439,7 +542,9 @@ def _setup_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stage", choices=["semantic", "coarse", "fine"], default="coarse")
     parser.add_argument("--tokens", metavar="DIR", help="token directory (default: random tokens, shipped sizes)")
     parser.add_argument("--config", help="stage config JSON (default: the stage's defaults)")
-    parser.add_argument("--processes", default="1,2", help="comma-separated process counts, first = baseline (default 1,2)")
+    parser.add_argument(
+        "--processes", default="1,2", help="comma-separated process counts, first = baseline (default 1,2)"
+    )
     parser.add_argument("--batch-size", type=int, default=8, help="items per process per step (default 8)")
     parser.add_argument("--steps", type=int, default=24, help="steps per run (default 24)")
     parser.add_argument("--threads", type=int, default=1, help="threads per process (default 1)")
@@ -456,8 +561,9 @@ def _run_train(args: argparse.Namespace) -> int:
         raise UsageError(f"--processes: comma-separated integers, got {args.processes!r}") from None
     if not processes or min(processes) < 1 or min(args.batch_size, args.steps, args.threads, args.repeats) < 1:
         raise UsageError("--processes, --batch-size, --steps, --threads and --repeats must be >= 1")
-    report = bench_train(args.stage, args.tokens, args.config, processes, args.batch_size, args.steps, args.threads,
-                         repeats=args.repeats)
+    report = bench_train(
+        args.stage, args.tokens, args.config, processes, args.batch_size, args.steps, args.threads, repeats=args.repeats
+    )
     if args.json:
         print_json(report)
     else:
@@ -483,8 +589,12 @@ def _run_gpu(args: argparse.Namespace) -> int:
 
 def register(cli) -> None:
     cli.add("bench semantic", "semantic tokenizing speed (x real time)", _setup_semantic, _run_semantic)
-    cli.add("bench wavenet", "WaveNet generation speed: fast (ring buffers) vs naive, batch 1 and 16",
-            _setup_wavenet, _run_wavenet)
+    cli.add(
+        "bench wavenet",
+        "WaveNet generation speed: fast (ring buffers) vs naive, batch 1 and 16",
+        _setup_wavenet,
+        _run_wavenet,
+    )
     cli.add(
         "bench decode",
         "decoding speed (tokens/s) of the LM stages vs Hugging Face generate(), and the bandwidth bound",
@@ -497,20 +607,42 @@ def register(cli) -> None:
         _setup_fine,
         _run_fine,
     )
-    cli.add("bench continue", "real-time factor of a pipeline, per stage and end to end", _setup_continue, _run_continue)
-    cli.add("bench stream", "streamed continuation: time to first audio and whether it keeps ahead of playback",
-            _setup_stream, _run_stream)
-    cli.add("bench serve", "load test of `audiolm serve` on localhost: N concurrent requests, latency, memory",
-            _setup_serve, _run_serve)
+    cli.add(
+        "bench continue", "real-time factor of a pipeline, per stage and end to end", _setup_continue, _run_continue
+    )
+    cli.add(
+        "bench stream",
+        "streamed continuation: time to first audio and whether it keeps ahead of playback",
+        _setup_stream,
+        _run_stream,
+    )
+    cli.add(
+        "bench serve",
+        "load test of `audiolm serve` on localhost: N concurrent requests, latency, memory",
+        _setup_serve,
+        _run_serve,
+    )
     cli.add(
         "bench compare",
         "token pipeline vs WaveNet continuation and WaveNet vocoder vs codec decoder: speed and quality",
         _setup_compare,
         _run_compare,
     )
-    cli.add("bench codec", "codec encode / decode speed as multiples of real time (CPU, and GPU if present)",
-            _setup_codec, _run_codec)
-    cli.add("bench train", "LM-stage training samples/s on 1 process and on N DDP CPU processes, side by side",
-            _setup_train, _run_train)
-    cli.add("bench gpu", "every CUDA-only test and the GPU benches (decode, continue, wavenet) in one run, "
-            "under 8 minutes", _setup_gpu, _run_gpu)
+    cli.add(
+        "bench codec",
+        "codec encode / decode speed as multiples of real time (CPU, and GPU if present)",
+        _setup_codec,
+        _run_codec,
+    )
+    cli.add(
+        "bench train",
+        "LM-stage training samples/s on 1 process and on N DDP CPU processes, side by side",
+        _setup_train,
+        _run_train,
+    )
+    cli.add(
+        "bench gpu",
+        "every CUDA-only test and the GPU benches (decode, continue, wavenet) in one run, under 8 minutes",
+        _setup_gpu,
+        _run_gpu,
+    )

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from audiolm.cli.args import add_codec_argument, check_finite, pick_device, UsageError
+from audiolm.cli.args import UsageError, add_codec_argument, check_finite, pick_device
 
 
 def _setup_codec(parser: argparse.ArgumentParser) -> None:
@@ -22,8 +22,11 @@ def _setup_codec(parser: argparse.ArgumentParser) -> None:
     add_codec_argument(parser)
     parser.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
-    parser.add_argument("--save-codes", metavar="FILE",
-                        help='also save the codes (safetensors, "codes" [1, Q, T]), e.g. for a WaveNet vocoder')
+    parser.add_argument(
+        "--save-codes",
+        metavar="FILE",
+        help='also save the codes (safetensors, "codes" [1, Q, T]), e.g. for a WaveNet vocoder',
+    )
 
 
 def _run_codec(args: argparse.Namespace) -> int:
@@ -51,8 +54,11 @@ def _run_codec(args: argparse.Namespace) -> int:
             codes_out.temp.write_bytes(tensors_to_bytes({"codes": result.codes.contiguous()}))
         outputs.publish()
     codes = result.codes
-    print(f"{args.input} -> {out}: {codes.shape[1]} levels x {codes.shape[2]} frames "
-          f"({args.kbps:g} kbps) at {codec.frame_rate} Hz", file=sys.stderr)
+    print(
+        f"{args.input} -> {out}: {codes.shape[1]} levels x {codes.shape[2]} frames "
+        f"({args.kbps:g} kbps) at {codec.frame_rate} Hz",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -63,5 +69,9 @@ def _input_rate(path: str) -> int:
 
 
 def register(cli) -> None:
-    cli.add("codec", "encode and decode an audio file through the codec (a round trip at one bit rate)",
-            _setup_codec, _run_codec)
+    cli.add(
+        "codec",
+        "encode and decode an audio file through the codec (a round trip at one bit rate)",
+        _setup_codec,
+        _run_codec,
+    )

@@ -20,7 +20,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from audiolm.cli.args import check_finite, pick_device, UsageError
+from audiolm.cli.args import UsageError, check_finite, pick_device
 from audiolm.models.lm.config import STAGES
 
 
@@ -62,12 +62,15 @@ def plot_path(text: str) -> Path:
 
 def _setup_continue(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "prompt", nargs="*",
+        "prompt",
+        nargs="*",
         help="prompt audio (wav, flac, ogg, mp3), several, or a folder of them (then -o is a folder); "
         "optional with --prompt-tokens",
     )
     p.add_argument(
-        "-o", "--out", required=True,
+        "-o",
+        "--out",
+        required=True,
         help="output .wav or .flac (OUT-1, OUT-2, ... with --num-samples); a folder for several prompts "
         "(one PROMPT_NAME.wav each); - (stdout) with --stream",
     )
@@ -84,27 +87,40 @@ def _setup_continue(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt-tokens", help="use a prompt saved with --save-prompt instead of encoding audio")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--max-memory", type=float, default=None, metavar="GB",
-                   help="memory for one batch of samples (default: 2 GB or a quarter of the free memory)")
     p.add_argument(
-        "--stream", action="store_true",
+        "--max-memory",
+        type=float,
+        default=None,
+        metavar="GB",
+        help="memory for one batch of samples (default: 2 GB or a quarter of the free memory)",
+    )
+    p.add_argument(
+        "--stream",
+        action="store_true",
         help="write a 16-bit WAV as the audio is made: to stdout with -o - (for aplay / ffplay -), or to a "
         ".wav file that is complete after every chunk",
     )
     p.add_argument(
-        "--first-chunk-seconds", type=float, default=None,
+        "--first-chunk-seconds",
+        type=float,
+        default=None,
         help="end the fine stage's first window this long after the prompt so streamed audio starts sooner "
         "(the fine levels then differ from the default schedule's)",
     )
     p.add_argument(
-        "--same-length", action="store_true",
+        "--same-length",
+        action="store_true",
         help="several prompts: keep the last N seconds of each, N = the shortest prompt, so all run as one batch",
     )
 
 
 def _check_arguments(args: argparse.Namespace):
     """Everything about the arguments that needs no model: ranges, finiteness, output names."""
-    from audiolm.inference.limits import RequestError, check_request, check_sampling  # lazy: keeps `audiolm --help` fast
+    from audiolm.inference.limits import (  # lazy: keeps `audiolm --help` fast
+        RequestError,
+        check_request,
+        check_sampling,
+    )
 
     if not args.prompt and args.prompt_tokens is None:
         raise UsageError("give a PROMPT audio file or --prompt-tokens FILE")
@@ -116,8 +132,12 @@ def _check_arguments(args: argparse.Namespace):
     try:
         check_request(args.seconds, args.num_samples, args.seed)
     except RequestError as e:
-        raise UsageError(str(e).replace("num_samples", "--num-samples").replace("seconds", "--seconds", 1)
-                         .replace("seed must", "--seed must")) from None
+        raise UsageError(
+            str(e)
+            .replace("num_samples", "--num-samples")
+            .replace("seconds", "--seconds", 1)
+            .replace("seed must", "--seed must")
+        ) from None
     out = Path(args.out)
     if _many(args):
         for flag, value in (("--stream", args.stream), ("--plot", args.plot), ("--save-prompt", args.save_prompt)):
@@ -133,8 +153,11 @@ def _check_arguments(args: argparse.Namespace):
     elif out.suffix.lower() not in (".wav", ".flac"):
         raise UsageError(f"{out}: output must end in .wav or .flac")
     sampling = {}
-    for name, flag, cast in (("temperature", "--temperature", float), ("top_k", "--top-k", _int),
-                             ("top_p", "--top-p", float)):
+    for name, flag, cast in (
+        ("temperature", "--temperature", float),
+        ("top_k", "--top-k", _int),
+        ("top_p", "--top-p", float),
+    ):
         value = _per_stage(getattr(args, name), cast, flag)
         try:
             check_sampling(name, value, flag)
@@ -170,9 +193,16 @@ def _run_continue(args: argparse.Namespace) -> int:
     from audiolm.core.audio import audio_duration, check_not_truncated, save_audio  # lazy: keeps `audiolm --help` fast
     from audiolm.core.outputs import OutputSet  # lazy: keeps `audiolm --help` fast
     from audiolm.inference.limits import (  # lazy: keeps `audiolm --help` fast
-        bytes_per_sample, plan_memory, stage_configs_for_recipe,
+        bytes_per_sample,
+        plan_memory,
+        stage_configs_for_recipe,
     )
-    from audiolm.inference.pipeline import AudioLM, PromptTokens, find_recipe, load_recipe  # lazy: keeps `audiolm --help` fast
+    from audiolm.inference.pipeline import (  # lazy: keeps `audiolm --help` fast
+        AudioLM,
+        PromptTokens,
+        find_recipe,
+        load_recipe,
+    )
 
     device = pick_device(args.device)
     # inputs before the 6-7 s model load
@@ -190,7 +220,9 @@ def _run_continue(args: argparse.Namespace) -> int:
     per_sample = bytes_per_sample(stage_configs_for_recipe(stage_dirs), args.seconds, prompt_seconds)
     budget = int(args.max_memory * 1024**3) if args.max_memory else None
     plan = plan_memory(per_sample, args.num_samples, budget)
-    seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little") % (2**32 - args.num_samples + 1)
+    seed = (
+        args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little") % (2**32 - args.num_samples + 1)
+    )
 
     with OutputSet() as outputs:
         audio_claims = [outputs.claim(p, args.overwrite, "-o") for p in outs]
@@ -218,8 +250,10 @@ def _run_continue(args: argparse.Namespace) -> int:
             first = batch * plan.batch_size
             count = min(plan.batch_size, args.num_samples - first)
             if plan.batches > 1:
-                print(f"batch {batch + 1}/{plan.batches}: samples {first + 1}-{first + count} of {args.num_samples}",
-                      file=sys.stderr)
+                print(
+                    f"batch {batch + 1}/{plan.batches}: samples {first + 1}-{first + count} of {args.num_samples}",
+                    file=sys.stderr,
+                )
             bars: dict[str, tqdm] = {}
 
             def progress(stage: str, done: int, total: int) -> None:
@@ -232,17 +266,25 @@ def _run_continue(args: argparse.Namespace) -> int:
                 bar.refresh()
 
             result = lm.generate_continuation(
-                None, None, seconds=args.seconds, seed=seed + first, num_samples=count,
-                progress=progress, prompt=prompt, continuation_only=args.continuation_only,
-                first_chunk_seconds=args.first_chunk_seconds, **sampling,
+                None,
+                None,
+                seconds=args.seconds,
+                seed=seed + first,
+                num_samples=count,
+                progress=progress,
+                prompt=prompt,
+                continuation_only=args.continuation_only,
+                first_chunk_seconds=args.first_chunk_seconds,
+                **sampling,
             )
             for bar in bars.values():
                 bar.close()
             for i in range(count):
                 save_audio(audio_claims[first + i].temp, result.audio[i], result.sample_rate, atomic=False)
                 if plots:
-                    plot_continuation(plot_claims[first + i].temp, result.audio[i, 0], result.sample_rate,
-                                      result.prompt_samples)
+                    plot_continuation(
+                        plot_claims[first + i].temp, result.audio[i, 0], result.sample_rate, result.prompt_samples
+                    )
             del result
             if device.startswith("cuda"):
                 torch.cuda.empty_cache()
@@ -346,8 +388,15 @@ def _run_stream(args: argparse.Namespace, sampling: dict) -> int:
             sinks = [sys.stdout.buffer] if to_stdout else files
             writers = [WavStreamWriter(sink, lm.sample_rate) for sink in sinks]
             stream = lm.stream(
-                None, None, seconds=args.seconds, seed=args.seed, num_samples=args.num_samples, prompt=prompt,
-                continuation_only=args.continuation_only, first_chunk_seconds=args.first_chunk_seconds, **sampling,
+                None,
+                None,
+                seconds=args.seconds,
+                seed=args.seed,
+                num_samples=args.num_samples,
+                prompt=prompt,
+                continuation_only=args.continuation_only,
+                first_chunk_seconds=args.first_chunk_seconds,
+                **sampling,
             )
             for chunk in stream:  # [num_samples, 1, n]
                 for i, writer in enumerate(writers):
@@ -378,8 +427,9 @@ def same_length(lm, prompts: list) -> list:
     that audio, so their token lengths agree and they batch together."""
     frames = min(p.codes.shape[-1] for p in prompts)
     samples = frames * lm.codec.hop_length
-    return [p if p.codes.shape[-1] == frames else lm.encode_prompt(p.audio[:, -samples:], lm.sample_rate)
-            for p in prompts]
+    return [
+        p if p.codes.shape[-1] == frames else lm.encode_prompt(p.audio[:, -samples:], lm.sample_rate) for p in prompts
+    ]
 
 
 def _run_many(args: argparse.Namespace, sampling: dict) -> int:
@@ -401,18 +451,29 @@ def _run_many(args: argparse.Namespace, sampling: dict) -> int:
             raise UsageError(f"{f} and {stems[f.stem]}: two prompts named {f.stem}; outputs would collide")
         stems[f.stem] = f
     out_dir.mkdir(exist_ok=True)
-    seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little") % (2**32 - args.num_samples + 1)
+    seed = (
+        args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little") % (2**32 - args.num_samples + 1)
+    )
     with OutputSet() as outputs:
-        claims = {stem: [outputs.claim(p, args.overwrite, "-o") for p in output_paths(out_dir / f"{stem}.wav", args.num_samples)]
-                  for stem in stems}
+        claims = {
+            stem: [
+                outputs.claim(p, args.overwrite, "-o") for p in output_paths(out_dir / f"{stem}.wav", args.num_samples)
+            ]
+            for stem in stems
+        }
         lm = _load_pipeline(args)
         prompts = _encode(lm, files)
         if args.same_length:
             prompts = same_length(lm, prompts)
         progress, close = _progress_bars()
         results = lm.continue_prompts(
-            prompts, seconds=args.seconds, seed=seed, num_samples=args.num_samples, progress=progress,
-            continuation_only=args.continuation_only, **sampling,
+            prompts,
+            seconds=args.seconds,
+            seed=seed,
+            num_samples=args.num_samples,
+            progress=progress,
+            continuation_only=args.continuation_only,
+            **sampling,
         )
         close()
         for stem, result in zip(stems, results):

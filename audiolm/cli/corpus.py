@@ -12,7 +12,7 @@ import math
 import sys
 from collections import Counter
 
-from audiolm.cli.args import make_output_folder, UsageError
+from audiolm.cli.args import UsageError, make_output_folder
 
 
 def _setup_build(parser: argparse.ArgumentParser) -> None:
@@ -21,12 +21,14 @@ def _setup_build(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--music-minutes", type=float, default=10.0, help="minutes of music (default 10)")
     parser.add_argument("--sample-rate", type=int, default=24000, help="sample rate of the corpus (default 24000)")
     parser.add_argument("--seed", type=int, default=0, help="seed: texts, voices, pieces, instruments (default 0)")
-    parser.add_argument("--jobs", "--workers", dest="jobs", type=int, default=2,
-                        help="rendering processes (default 2)")
-    parser.add_argument("--heldout", action="store_true",
-                        help="build the held-out evaluation set instead: only the reserved voices and soundfont "
-                             "(Festival kal/ked/slt, MBROLA us1-3/en1 where installed, MuseScore_General), "
-                             "every item in the valid split; never train on it")
+    parser.add_argument("--jobs", "--workers", dest="jobs", type=int, default=2, help="rendering processes (default 2)")
+    parser.add_argument(
+        "--heldout",
+        action="store_true",
+        help="build the held-out evaluation set instead: only the reserved voices and soundfont "
+        "(Festival kal/ked/slt, MBROLA us1-3/en1 where installed, MuseScore_General), "
+        "every item in the valid split; never train on it",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -55,8 +57,14 @@ def _run_build(args: argparse.Namespace) -> int:
     from audiolm.training.data.corpus_build import build_corpus  # lazy: keeps `audiolm --help` fast
 
     items = build_corpus(
-        args.out, args.speech_minutes, args.music_minutes, sample_rate=args.sample_rate,
-        seed=args.seed, workers=max(1, args.jobs), progress=not args.no_progress, heldout=args.heldout,
+        args.out,
+        args.speech_minutes,
+        args.music_minutes,
+        sample_rate=args.sample_rate,
+        seed=args.seed,
+        workers=max(1, args.jobs),
+        progress=not args.no_progress,
+        heldout=args.heldout,
     )
     minutes = Counter()
     for item in items:
@@ -68,19 +76,35 @@ def _run_build(args: argparse.Namespace) -> int:
 
 
 def _setup_import(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("src", metavar="SRC", help="a folder of audio files (searched recursively) or a text file "
-                        "listing one audio path per line; never modified")
+    parser.add_argument(
+        "src",
+        metavar="SRC",
+        help="a folder of audio files (searched recursively) or a text file "
+        "listing one audio path per line; never modified",
+    )
     parser.add_argument("out", metavar="OUT", help="output corpus folder (created; an existing import is resumed)")
-    parser.add_argument("--kind", choices=("speech", "music"), default=None,
-                        help="the kind of every file (default: one kind per top-level subfolder speech/ or music/)")
-    parser.add_argument("--group-by", choices=("top", "parent", "file"), default=None,
-                        help="the unit of the train/valid split: top = first folder under the kind's root (speaker), "
-                             "parent = the file's folder (album), file (default: top for speech, parent for music)")
+    parser.add_argument(
+        "--kind",
+        choices=("speech", "music"),
+        default=None,
+        help="the kind of every file (default: one kind per top-level subfolder speech/ or music/)",
+    )
+    parser.add_argument(
+        "--group-by",
+        choices=("top", "parent", "file"),
+        default=None,
+        help="the unit of the train/valid split: top = first folder under the kind's root (speaker), "
+        "parent = the file's folder (album), file (default: top for speech, parent for music)",
+    )
     parser.add_argument("--valid-fraction", type=float, default=0.1, help="share of groups in valid (default 0.1)")
     parser.add_argument("--chunk-seconds", type=float, default=30.0, help="longest chunk (default 30)")
     parser.add_argument("--min-seconds", type=float, default=1.0, help="shortest chunk / file kept (default 1)")
-    parser.add_argument("--split", choices=("silence", "fixed"), default="silence",
-                        help="cut long files at silences (else at the fixed length) or always at the fixed length")
+    parser.add_argument(
+        "--split",
+        choices=("silence", "fixed"),
+        default="silence",
+        help="cut long files at silences (else at the fixed length) or always at the fixed length",
+    )
     parser.add_argument("--sample-rate", type=int, default=24000, help="sample rate of the corpus (default 24000)")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -90,13 +114,23 @@ def _run_import(args: argparse.Namespace) -> int:
     from audiolm.training.data.corpus_import import REPORT_FILE, ImportSettings, import_corpus  # lazy: start-up time
 
     settings = ImportSettings(
-        sample_rate=args.sample_rate, kind=args.kind, chunk_seconds=args.chunk_seconds, min_seconds=args.min_seconds,
-        split=args.split, group_by=args.group_by, valid_fraction=args.valid_fraction,
+        sample_rate=args.sample_rate,
+        kind=args.kind,
+        chunk_seconds=args.chunk_seconds,
+        min_seconds=args.min_seconds,
+        split=args.split,
+        group_by=args.group_by,
+        valid_fraction=args.valid_fraction,
     )
-    items, report = import_corpus(args.src, args.out, settings, workers=max(1, args.jobs), progress=not args.no_progress)
+    items, report = import_corpus(
+        args.src, args.out, settings, workers=max(1, args.jobs), progress=not args.no_progress
+    )
     summary = ", ".join(f"{k} {s / 60:.1f} min" for k, s in report["seconds"].items() if s > 0)
-    print(f"import: {report['imported_files']} files -> {len(items)} items in {args.out} ({summary or 'nothing'}); "
-          f"{len(report['skipped'])} skipped (listed in {REPORT_FILE})", file=sys.stderr)
+    print(
+        f"import: {report['imported_files']} files -> {len(items)} items in {args.out} ({summary or 'nothing'}); "
+        f"{len(report['skipped'])} skipped (listed in {REPORT_FILE})",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -18,8 +18,17 @@ import warnings
 from pathlib import Path
 
 from audiolm.cli.args import (
-    add_codec_argument, add_pipeline_arguments, add_table_output_arguments, check_corpus_and_table_output, claim_output, publish_text,
-    load_pipeline, pick_device, print_json, UsageError, write_report,
+    UsageError,
+    add_codec_argument,
+    add_pipeline_arguments,
+    add_table_output_arguments,
+    check_corpus_and_table_output,
+    claim_output,
+    load_pipeline,
+    pick_device,
+    print_json,
+    publish_text,
+    write_report,
 )
 
 
@@ -27,13 +36,21 @@ def _setup_codec(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, metavar="CORPUS", help="corpus folder (manifest.jsonl)")
     parser.add_argument("--split", default="valid", choices=("train", "valid"), help="split (default valid)")
     add_codec_argument(parser)
-    parser.add_argument("--kbps", type=float, nargs="+", default=None,
-                        help="bit rates to evaluate (default: every bit rate the codec offers up to 12)")
+    parser.add_argument(
+        "--kbps",
+        type=float,
+        nargs="+",
+        default=None,
+        help="bit rates to evaluate (default: every bit rate the codec offers up to 12)",
+    )
     parser.add_argument("--max-items", type=int, default=None, help="at most N clips per kind (default all)")
     parser.add_argument("--no-opus", action="store_true", help="skip the Opus comparison")
     parser.add_argument("--skip-visqol", action="store_true", help="skip ViSQOL (slow; for quick checks only)")
-    parser.add_argument("--skip-judges", action="store_true",
-                        help="skip the listener judges (GE2E speaker similarity, DNSMOS, F0 errors)")
+    parser.add_argument(
+        "--skip-judges",
+        action="store_true",
+        help="skip the listener judges (GE2E speaker similarity, DNSMOS, F0 errors)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
     parser.add_argument("--out", metavar="TABLE.md", help="also save the table (Markdown) here")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
@@ -43,10 +60,10 @@ def _setup_codec(parser: argparse.ArgumentParser) -> None:
 
 def _run_codec(args: argparse.Namespace) -> int:
     table_out = claim_output(args, args.out)
-    from audiolm.models.codec.codec import Codec  # lazy: keeps `audiolm --help` fast
-    from audiolm.evaluation.codec.evaluate import evaluate_codec, format_table  # lazy: keeps `audiolm --help` fast
     from audiolm.core.corpus import read_manifest  # lazy: keeps `audiolm --help` fast
+    from audiolm.evaluation.codec.evaluate import evaluate_codec, format_table  # lazy: keeps `audiolm --help` fast
     from audiolm.evaluation.machine import describe_machine  # lazy: keeps `audiolm --help` fast
+    from audiolm.models.codec.codec import Codec  # lazy: keeps `audiolm --help` fast
 
     device = pick_device(args.device)
     codec = Codec.from_pretrained(args.codec, device=device)
@@ -59,8 +76,15 @@ def _run_codec(args: argparse.Namespace) -> int:
         items += chosen[: args.max_items] if args.max_items is not None else chosen
     if not items:
         raise UsageError(f"{args.data}: no {args.split} items to evaluate")
-    results = evaluate_codec(codec, items, bandwidths, opus=not args.no_opus, use_visqol=not args.skip_visqol,
-                             use_judges=not args.skip_judges, progress=not args.no_progress)
+    results = evaluate_codec(
+        codec,
+        items,
+        bandwidths,
+        opus=not args.no_opus,
+        use_visqol=not args.skip_visqol,
+        use_judges=not args.skip_judges,
+        progress=not args.no_progress,
+    )
     title = f"codec vs Opus on {args.data} ({args.split} split), codec {codec.source}"
     table = format_table(results, title)
     publish_text(table_out, table + "\n")
@@ -98,14 +122,25 @@ def _setup_semantic(p: argparse.ArgumentParser) -> None:
 
 def _run_semantic(args: argparse.Namespace) -> int:
     from audiolm.evaluation.machine import describe_machine  # lazy: keeps `audiolm --help` fast
-    from audiolm.evaluation.semantic.evaluate import evaluate_semantic, format_table  # lazy: keeps `audiolm --help` fast
+    from audiolm.evaluation.semantic.evaluate import (  # lazy: keeps `audiolm --help` fast
+        evaluate_semantic,
+        format_table,
+    )
     from audiolm.models.semantic.kmeans import resolve_device  # lazy: keeps `audiolm --help` fast
-    from audiolm.models.semantic.tokenizer import SemanticTokenizer, load_ssl_encoder  # lazy: keeps `audiolm --help` fast
+    from audiolm.models.semantic.tokenizer import (  # lazy: keeps `audiolm --help` fast
+        SemanticTokenizer,
+        load_ssl_encoder,
+    )
 
     table_out = claim_output(args, args.out)
     device = str(resolve_device(args.device))
-    kwargs = dict(k=args.k, smoothing=args.smoothing, max_kmeans_frames=args.max_kmeans_frames, device=device,
-                  progress=not args.json)
+    kwargs = dict(
+        k=args.k,
+        smoothing=args.smoothing,
+        max_kmeans_frames=args.max_kmeans_frames,
+        device=device,
+        progress=not args.json,
+    )
     if args.ssl:
         result = evaluate_semantic(args.data, encoder=load_ssl_encoder(args.ssl), layers=args.layers, **kwargs)
     else:
@@ -113,6 +148,7 @@ def _run_semantic(args: argparse.Namespace) -> int:
         result = evaluate_semantic(args.data, tokenizer=tok, **kwargs)
     write_report(table_out, args, format_table(result), result | {"machine": describe_machine(device)})
     return 0
+
 
 # audiolm.evaluation.consistency.EMBEDDINGS, default first (repeated: this module imports no torch)
 
@@ -123,22 +159,38 @@ def _setup_continuation(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="corpus folder (audiolm corpus build)")
     p.add_argument("--split", default="valid", choices=["train", "valid"], help="split to evaluate (default valid)")
     p.add_argument("--tokens", help="token folder (audiolm tokenize) for the cross entropy; default: the clips")
-    p.add_argument("--n", type=int, default=24,
-                   help="clips per kind (speech, music), at most one per voice / instrument; default 24")
+    p.add_argument(
+        "--n",
+        type=int,
+        default=24,
+        help="clips per kind (speech, music), at most one per voice / instrument; default 24",
+    )
     p.add_argument("--prompt-seconds", type=float, default=3.0, help="prompt length (default 3)")
     p.add_argument("--seconds", type=float, default=4.0, help="seconds to continue (default 4)")
     p.add_argument("--seed", type=int, default=0, help="clip i is continued with seed + i (default 0)")
-    p.add_argument("--seeds", type=int, default=1,
-                   help="continue every prompt this many times (draw s uses seed + 1000 * s + i) and report the "
-                        "generated continuations' mean consistency (default 1)")
-    p.add_argument("--embed", default=EMBEDDINGS[0], choices=EMBEDDINGS,
-                   help=f"embedding for consistency (default {EMBEDDINGS[0]}; see audiolm/evaluation/consistency.py)")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="continue every prompt this many times (draw s uses seed + 1000 * s + i) and report the "
+        "generated continuations' mean consistency (default 1)",
+    )
+    p.add_argument(
+        "--embed",
+        default=EMBEDDINGS[0],
+        choices=EMBEDDINGS,
+        help=f"embedding for consistency (default {EMBEDDINGS[0]}; see audiolm/evaluation/consistency.py)",
+    )
     p.add_argument("--ce-windows", type=int, default=256, help="windows per stage for the cross entropy")
-    p.add_argument("--kind", choices=("speech", "music"), default=None,
-                   help="evaluate only this kind (default: speech and music)")
-    p.add_argument("--skip-judges", action="store_true",
-                   help="skip the external judges (speech: GE2E speaker retrieval and similarity, DNSMOS; "
-                        "music: key and tempo agreement)")
+    p.add_argument(
+        "--kind", choices=("speech", "music"), default=None, help="evaluate only this kind (default: speech and music)"
+    )
+    p.add_argument(
+        "--skip-judges",
+        action="store_true",
+        help="skip the external judges (speech: GE2E speaker retrieval and similarity, DNSMOS; "
+        "music: key and tempo agreement)",
+    )
     add_table_output_arguments(p)
     add_pipeline_arguments(p)
 
@@ -156,9 +208,19 @@ def _run_continuation(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="prompt is .* longer than the model context")
         report = evaluate_continuation(
-            lm, args.data, split=args.split, tokens_dir=args.tokens, n=args.n, prompt_seconds=args.prompt_seconds,
-            seconds=args.seconds, seed=args.seed, embedding=args.embed, ce_windows=args.ce_windows, seeds=args.seeds,
-            judges=not args.skip_judges, kinds=(args.kind,) if args.kind else ("speech", "music"),
+            lm,
+            args.data,
+            split=args.split,
+            tokens_dir=args.tokens,
+            n=args.n,
+            prompt_seconds=args.prompt_seconds,
+            seconds=args.seconds,
+            seed=args.seed,
+            embedding=args.embed,
+            ce_windows=args.ce_windows,
+            seeds=args.seeds,
+            judges=not args.skip_judges,
+            kinds=(args.kind,) if args.kind else ("speech", "music"),
         )
     machine = describe_machine(args.device)
     write_report(table_out, args, format_table(report) + f"\nMachine: {machine}.\n", {"machine": machine, **report})
@@ -169,8 +231,11 @@ def _setup_stage(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoints", nargs="+", metavar="CKPT", help="stage checkpoint or training run folder(s)")
     p.add_argument("--tokens", required=True, help="token folder (audiolm tokenize)")
     p.add_argument("--split", default="valid", help="split to score (default valid)")
-    p.add_argument("--kinds", default="speech,music",
-                   help="comma-separated kinds, each scored separately; 'all' = every utterance (default speech,music)")
+    p.add_argument(
+        "--kinds",
+        default="speech,music",
+        help="comma-separated kinds, each scored separately; 'all' = every utterance (default speech,music)",
+    )
     p.add_argument("--repeats", type=int, default=4, help="window draws per utterance (default 4)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
@@ -193,8 +258,10 @@ def _run_stage(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"results": results})
         return 0
-    print(f"Cross entropy (nats/token) on the {args.split} split of {args.tokens}, "
-          f"{args.repeats} window draws per utterance:\n")
+    print(
+        f"Cross entropy (nats/token) on the {args.split} split of {args.tokens}, "
+        f"{args.repeats} window draws per utterance:\n"
+    )
     print("| checkpoint | " + " | ".join(kinds) + " |")
     print("|---|" + "---:|" * len(kinds))
     for i, ckpt in enumerate(args.checkpoints):
@@ -204,8 +271,12 @@ def _run_stage(args: argparse.Namespace) -> int:
 
 
 def register(cli) -> None:
-    cli.add("eval semantic", "cross-validated phone purity / PNMI per layer vs an MFCC + k-means baseline",
-            _setup_semantic, _run_semantic)
+    cli.add(
+        "eval semantic",
+        "cross-validated phone purity / PNMI per layer vs an MFCC + k-means baseline",
+        _setup_semantic,
+        _run_semantic,
+    )
     cli.add(
         "eval continuation",
         "continuation quality: per-stage cross entropy, acoustic consistency, external judges (GE2E, DNSMOS, "
@@ -219,6 +290,9 @@ def register(cli) -> None:
         _setup_stage,
         _run_stage,
     )
-    cli.add("eval codec", "codec vs Opus at the same bit rates: mel, SI-SDR, STOI, PESQ, ViSQOL, speaker "
-            "similarity, DNSMOS, F0 errors",
-            _setup_codec, _run_codec)
+    cli.add(
+        "eval codec",
+        "codec vs Opus at the same bit rates: mel, SI-SDR, STOI, PESQ, ViSQOL, speaker similarity, DNSMOS, F0 errors",
+        _setup_codec,
+        _run_codec,
+    )

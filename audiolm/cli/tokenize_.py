@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from audiolm.cli.args import check_finite, UsageError
+from audiolm.cli.args import UsageError, check_finite
 
 
 def _setup_tokenize(parser: argparse.ArgumentParser) -> None:
@@ -21,16 +21,24 @@ def _setup_tokenize(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kbps", type=float, default=6.0, help="codec bandwidth: sets the RVQ levels kept (default 6)")
     parser.add_argument("--shard-size", type=int, default=64, help="utterances per shard (default 64)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it holds other tokens")
-    parser.add_argument("--chunk-seconds", type=float, default=30.0,
-                        help="encode longer files in chunks of this length, in bounded memory (default 30)")
-    parser.add_argument("--context-seconds", type=float, default=5.0,
-                        help="audio either side of a chunk that its encoders also see (default 5)")
+    parser.add_argument(
+        "--chunk-seconds",
+        type=float,
+        default=30.0,
+        help="encode longer files in chunks of this length, in bounded memory (default 30)",
+    )
+    parser.add_argument(
+        "--context-seconds",
+        type=float,
+        default=5.0,
+        help="audio either side of a chunk that its encoders also see (default 5)",
+    )
 
 
 def _run_tokenize(args: argparse.Namespace) -> int:
     from audiolm.models.codec.codec import Codec  # lazy: keeps `audiolm --help` fast
-    from audiolm.training.data.tokenize_corpus import tokenize_corpus  # lazy: keeps `audiolm --help` fast
     from audiolm.models.semantic.tokenizer import SemanticTokenizer  # lazy: keeps `audiolm --help` fast
+    from audiolm.training.data.tokenize_corpus import tokenize_corpus  # lazy: keeps `audiolm --help` fast
 
     if not 1 <= args.shard_size <= 1_000_000:
         raise UsageError(f"--shard-size must be in [1, 1000000], got {args.shard_size}")

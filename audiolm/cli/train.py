@@ -15,18 +15,23 @@ import json
 import os
 import sys
 import time
-
 from pathlib import Path
 
-from audiolm.cli.args import check_finite, check_output, UsageError
+from audiolm.cli.args import UsageError, check_finite, check_output
 from audiolm.core.config import load_config_file
 from audiolm.core.errors import ConfigError
-from audiolm.models.lm.config import StageConfig, STAGES
-
+from audiolm.models.lm.config import STAGES, StageConfig
 
 TRAIN_DEFAULTS = dict(
-    steps=3000, batch_size=8, lr=3e-4, weight_decay=0.0, warmup_steps=50,
-    valid_every=250, valid_batches=4, save_every=250, log_every=10,
+    steps=3000,
+    batch_size=8,
+    lr=3e-4,
+    weight_decay=0.0,
+    warmup_steps=50,
+    valid_every=250,
+    valid_batches=4,
+    save_every=250,
+    log_every=10,
 )
 
 
@@ -40,9 +45,14 @@ def _setup_codec(parser: argparse.ArgumentParser) -> None:
     from audiolm.training.trainer import add_training_arguments  # lazy: keeps `audiolm --help` fast
 
     parser.add_argument("--data", required=True, metavar="CORPUS", help="corpus folder (manifest.jsonl)")
-    parser.add_argument("--cpu-seconds", type=float, default=None, metavar="S",
-                        help="stop (checkpointed) at the first multiple of --save-every steps at which this process "
-                             "has used S CPU seconds, all threads counted: equal-budget comparisons on a shared machine")
+    parser.add_argument(
+        "--cpu-seconds",
+        type=float,
+        default=None,
+        metavar="S",
+        help="stop (checkpointed) at the first multiple of --save-every steps at which this process "
+        "has used S CPU seconds, all threads counted: equal-budget comparisons on a shared machine",
+    )
     add_training_arguments(parser, _codec_train_defaults())
 
 
@@ -91,15 +101,26 @@ def _ssl_train_defaults():
     from audiolm.training.trainer import TrainConfig  # lazy: keeps `audiolm --help` fast
 
     # about half an hour on a small CPU with the default SSLConfig (25 Hz, 8 x 2 s crops per step)
-    return TrainConfig(steps=1500, batch_size=8, lr=1e-3, warmup_steps=100, valid_every=250, valid_batches=8,
-                       save_every=250, log_every=25)
+    return TrainConfig(
+        steps=1500,
+        batch_size=8,
+        lr=1e-3,
+        warmup_steps=100,
+        valid_every=250,
+        valid_batches=8,
+        save_every=250,
+        log_every=25,
+    )
 
 
 def _setup_ssl(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="corpus folder (manifest.jsonl); trains on its train split")
-    p.add_argument("--targets", help="tokenizer directory whose ids the MLM module predicts (HuBERT-style, e.g. "
-                   "`audiolm train kmeans --mfcc`); sets target_clusters to its K unless the config sets it. "
-                   "Pass it again with --resume")
+    p.add_argument(
+        "--targets",
+        help="tokenizer directory whose ids the MLM module predicts (HuBERT-style, e.g. "
+        "`audiolm train kmeans --mfcc`); sets target_clusters to its K unless the config sets it. "
+        "Pass it again with --resume",
+    )
     from audiolm.training.trainer import add_training_arguments  # lazy: keeps `audiolm --help` fast
 
     add_training_arguments(p, _ssl_train_defaults())
@@ -215,14 +236,25 @@ def _json_keys(path: str) -> set[str]:
 def _wavenet_train_defaults():
     from audiolm.training.trainer import TrainConfig  # lazy: keeps `audiolm --help` fast
 
-    return TrainConfig(steps=5000, batch_size=4, lr=1e-3, warmup_steps=200, valid_every=500, valid_batches=4,
-                       save_every=500, log_every=25)
+    return TrainConfig(
+        steps=5000,
+        batch_size=4,
+        lr=1e-3,
+        warmup_steps=200,
+        valid_every=500,
+        valid_batches=4,
+        save_every=500,
+        log_every=25,
+    )
 
 
 def _setup_wavenet(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="a folder of audio files (searched recursively) or a corpus folder")
-    p.add_argument("--gc", action="store_true",
-                   help="global conditioning on the corpus 'speaker' labels (or one subfolder per label)")
+    p.add_argument(
+        "--gc",
+        action="store_true",
+        help="global conditioning on the corpus 'speaker' labels (or one subfolder per label)",
+    )
     p.add_argument("--lc-codec", metavar="DIR", help="codec directory: condition on its codes (a vocoder)")
     p.add_argument("--lc-kbps", type=float, default=6.0, help="codec bit rate for the codes (default 6)")
     from audiolm.training.trainer import add_training_arguments  # lazy: keeps `audiolm --help` fast
@@ -231,8 +263,8 @@ def _setup_wavenet(p: argparse.ArgumentParser) -> None:
 
 
 def _run_wavenet(args: argparse.Namespace) -> int:
-    from audiolm.training.trainer import resolve_model_config, train_from_args  # lazy: keeps `audiolm --help` fast
     from audiolm.models.wavenet.config import WaveNetConfig  # lazy: keeps `audiolm --help` fast
+    from audiolm.training.trainer import resolve_model_config, train_from_args  # lazy: keeps `audiolm --help` fast
     from audiolm.training.wavenet.task import WaveNetTask  # lazy: keeps `audiolm --help` fast
 
     config = resolve_model_config(args, WaveNetConfig, WaveNetConfig())
@@ -242,8 +274,11 @@ def _run_wavenet(args: argparse.Namespace) -> int:
 
         codec = Codec.from_pretrained(args.lc_codec)
     use_gc = args.gc or (args.resume and config.has_gc)
-    train_from_args(lambda: WaveNetTask(config, args.data, gc=use_gc, codec=codec, kbps=args.lc_kbps), args,
-                    _wavenet_train_defaults())
+    train_from_args(
+        lambda: WaveNetTask(config, args.data, gc=use_gc, codec=codec, kbps=args.lc_kbps),
+        args,
+        _wavenet_train_defaults(),
+    )
     return 0
 
 
@@ -296,12 +331,24 @@ def _run_in_locked_dir(run):
 
 
 def register(cli) -> None:
-    cli.add("train ssl", "pretrain the SSL encoder (w2v-BERT: contrastive + masked prediction)",
-            _setup_ssl, _run_in_locked_dir(_run_ssl))
-    cli.add("train kmeans", "fit k-means on one encoder layer and write a SemanticTokenizer directory",
-            _setup_kmeans, _run_kmeans)
-    cli.add("train wavenet", "train a WaveNet on raw μ-law samples (optionally GC / LC conditioned)",
-            _setup_wavenet, _run_in_locked_dir(_run_wavenet))
+    cli.add(
+        "train ssl",
+        "pretrain the SSL encoder (w2v-BERT: contrastive + masked prediction)",
+        _setup_ssl,
+        _run_in_locked_dir(_run_ssl),
+    )
+    cli.add(
+        "train kmeans",
+        "fit k-means on one encoder layer and write a SemanticTokenizer directory",
+        _setup_kmeans,
+        _run_kmeans,
+    )
+    cli.add(
+        "train wavenet",
+        "train a WaveNet on raw μ-law samples (optionally GC / LC conditioned)",
+        _setup_wavenet,
+        _run_in_locked_dir(_run_wavenet),
+    )
     for stage in STAGES:
         cli.add(
             f"train {stage}",
@@ -309,5 +356,9 @@ def register(cli) -> None:
             _setup_stage,
             _run_in_locked_dir(lambda args, stage=stage: _run_stage(args, stage)),
         )
-    cli.add("train codec", "train the codec from scratch on a corpus (RVQ, mel + adversarial losses)",
-            _setup_codec, _run_in_locked_dir(_run_codec))
+    cli.add(
+        "train codec",
+        "train the codec from scratch on a corpus (RVQ, mel + adversarial losses)",
+        _setup_codec,
+        _run_in_locked_dir(_run_codec),
+    )

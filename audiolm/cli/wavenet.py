@@ -11,7 +11,7 @@ import math
 import sys
 from pathlib import Path
 
-from audiolm.cli.args import check_finite, pick_device, UsageError
+from audiolm.cli.args import UsageError, check_finite, pick_device
 from audiolm.core.errors import ConfigError
 
 
@@ -21,10 +21,13 @@ def _setup_generate(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--out", required=True, help="output .wav or .flac (prompt + continuation)")
     p.add_argument("--prompt", metavar="WAV", help="audio to continue")
     p.add_argument("--gc-id", metavar="K", help="speaker / instrument id (a number or a label of the model)")
-    p.add_argument("--codes", metavar="FILE",
-                   help='vocoder models: safetensors with "codes" [Q, T] or [1, Q, T], e.g. from '
-                        '`audiolm codec IN OUT --save-codes FILE` or `audiolm continue --save-prompt FILE`; '
-                        "codes with more levels than the vocoder's are cut to its first levels")
+    p.add_argument(
+        "--codes",
+        metavar="FILE",
+        help='vocoder models: safetensors with "codes" [Q, T] or [1, Q, T], e.g. from '
+        "`audiolm codec IN OUT --save-codes FILE` or `audiolm continue --save-prompt FILE`; "
+        "codes with more levels than the vocoder's are cut to its first levels",
+    )
     p.add_argument("--save-every", type=int, default=0, metavar="N", help="rewrite the output every N samples")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0 = greedy)")
@@ -73,7 +76,10 @@ MAX_SECONDS = 3600.0  # of generated audio in one command
 def _check_generate_arguments(args: argparse.Namespace) -> int:
     """Ranges of every number, the output name, and the model's sample rate (from its
     config.json alone) to bound --samples: all before the model loads. Returns the rate."""
-    from audiolm.core.checkpoint import read_checkpoint_header, resolve_checkpoint_dir  # lazy: keeps `audiolm --help` fast
+    from audiolm.core.checkpoint import (  # lazy: keeps `audiolm --help` fast
+        read_checkpoint_header,
+        resolve_checkpoint_dir,
+    )
 
     out = Path(args.out)
     if out.suffix.lower() not in (".wav", ".flac"):
@@ -88,8 +94,9 @@ def _check_generate_arguments(args: argparse.Namespace) -> int:
     if not isinstance(rate, int) or isinstance(rate, bool) or not 1000 <= rate <= 384_000:
         raise ConfigError(f"{args.checkpoint}: config sample_rate {rate!r} is not a sample rate")
     if args.samples is not None and not 1 <= args.samples <= MAX_SECONDS * rate:
-        raise UsageError(f"--samples must be in [1, {int(MAX_SECONDS * rate)}] ({MAX_SECONDS:g} s at {rate} Hz), "
-                         f"got {args.samples}")
+        raise UsageError(
+            f"--samples must be in [1, {int(MAX_SECONDS * rate)}] ({MAX_SECONDS:g} s at {rate} Hz), got {args.samples}"
+        )
     if args.prompt:
         from audiolm.core.audio import audio_duration, check_not_truncated  # lazy: keeps `audiolm --help` fast
 
@@ -123,8 +130,10 @@ def _run_generate(args: argparse.Namespace) -> int:
         codes = _load_codes(args.codes) if args.codes else None
         if codes is not None and cfg.has_lc and codes.shape[-2] > cfg.lc_n_q:
             # residual VQ: the first levels of a higher bit rate are exactly the lower bit rate's codes
-            print(f"{args.codes}: {codes.shape[-2]} codec levels; this vocoder uses the first {cfg.lc_n_q}",
-                  file=sys.stderr)
+            print(
+                f"{args.codes}: {codes.shape[-2]} codec levels; this vocoder uses the first {cfg.lc_n_q}",
+                file=sys.stderr,
+            )
             codes = codes[..., : cfg.lc_n_q, :]
         n = args.samples
         if n is None:
@@ -150,8 +159,17 @@ def _run_generate(args: argparse.Namespace) -> int:
                 claim.publish()  # the first publish never replaces; later ones replace our own file
                 state["saved"] = valid
 
-        ids = model.generate(n, prompt=prompt, gc=gc, codes=codes, seed=args.seed, temperature=args.temperature,
-                             naive=args.naive, callback=on_progress, callback_every=every)
+        ids = model.generate(
+            n,
+            prompt=prompt,
+            gc=gc,
+            codes=codes,
+            seed=args.seed,
+            temperature=args.temperature,
+            naive=args.naive,
+            callback=on_progress,
+            callback_every=every,
+        )
         bar.update(ids.shape[1] - state["done"])
         bar.close()
         save_audio(claim.temp, model.decode_audio(ids[0].cpu()), cfg.sample_rate, atomic=False)
@@ -161,5 +179,6 @@ def _run_generate(args: argparse.Namespace) -> int:
 
 
 def register(cli) -> None:
-    cli.add("wavenet generate", "generate audio sample by sample with a trained WaveNet",
-            _setup_generate, _run_generate)
+    cli.add(
+        "wavenet generate", "generate audio sample by sample with a trained WaveNet", _setup_generate, _run_generate
+    )

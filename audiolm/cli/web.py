@@ -146,8 +146,13 @@ class Server:
             start = 0 if options["continuation_only"] else prompt.audio.shape[-1]
             job.put(("start", lm.sample_rate, start))
             stream = lm.stream(
-                None, None, seconds=options["seconds"], seed=options["seed"], temperature=options["temperature"],
-                prompt=prompt, continuation_only=options["continuation_only"],
+                None,
+                None,
+                seconds=options["seconds"],
+                seed=options["seed"],
+                temperature=options["temperature"],
+                prompt=prompt,
+                continuation_only=options["continuation_only"],
                 first_chunk_seconds=options["first_chunk_seconds"],
             )
             for chunk in stream:
@@ -196,8 +201,13 @@ class Server:
         first = number("first_chunk_seconds", float, None)
         if first is not None and not 0 < first <= seconds:
             raise HTTPError(400, f"first_chunk_seconds must be in (0, seconds], got {first:g}")
-        return pipeline, {"seconds": seconds, "seed": seed, "temperature": temperature, "continuation_only": only,
-                          "first_chunk_seconds": first}
+        return pipeline, {
+            "seconds": seconds,
+            "seed": seed,
+            "temperature": temperature,
+            "continuation_only": only,
+            "first_chunk_seconds": first,
+        }
 
     async def _read_body(self, request: Request) -> bytes:
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -228,11 +238,14 @@ class Server:
         if self._pending > self.limits.max_waiting:
             return JSONResponse(
                 {"error": f"busy: {self._pending} generations running or queued; try again shortly"},
-                status_code=503, headers={"Retry-After": "5"},
+                status_code=503,
+                headers={"Retry-After": "5"},
             )
         job = _Job(asyncio.get_running_loop())
         self._pending += 1
-        future = asyncio.get_running_loop().run_in_executor(self._worker, self._generate, job, pipeline, wav, sr, options)
+        future = asyncio.get_running_loop().run_in_executor(
+            self._worker, self._generate, job, pipeline, wav, sr, options
+        )
         future.add_done_callback(lambda _: self._finished())
         try:
             first = await job.queue.get()  # waits while queued

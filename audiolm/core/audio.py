@@ -45,9 +45,7 @@ def check_sample_rate(sample_rate: Any, where: str) -> int:
     except (TypeError, ValueError, OverflowError):
         raise AudioError(f"{where}: sample rate {sample_rate!r} is not a number") from None
     if rate != sample_rate or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
-        raise AudioError(
-            f"{where}: sample rate {sample_rate!r} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz"
-        )
+        raise AudioError(f"{where}: sample rate {sample_rate!r} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz")
     return rate
 
 
@@ -126,9 +124,7 @@ def _read_all(path: Path) -> tuple[np.ndarray, int]:
     return data, rate
 
 
-def load_audio(
-    path: str | os.PathLike, sample_rate: int | None = None, mono: bool = False
-) -> tuple[torch.Tensor, int]:
+def load_audio(path: str | os.PathLike, sample_rate: int | None = None, mono: bool = False) -> tuple[torch.Tensor, int]:
     """Load an audio file as float32 `[channels, samples]` and its sample rate.
 
     With `sample_rate`, the audio is resampled (soxr, very high quality) and that rate is
@@ -247,11 +243,14 @@ def check_channels_first(wav: torch.Tensor, where: str, max_channels: int = 64) 
     the reason (transposing silently would guess wrong for short clips)."""
     if wav.dim() == 2 and wav.shape[0] > max_channels:
         hint = " (soundfile's [samples, channels] layout: pass wav.T)" if wav.shape[1] <= max_channels else ""
-        raise AudioError(f"{where}: audio shaped {list(wav.shape)} has {wav.shape[0]} channels{hint}; "
-                         "expected [channels, samples]")
+        raise AudioError(
+            f"{where}: audio shaped {list(wav.shape)} has {wav.shape[0]} channels{hint}; expected [channels, samples]"
+        )
     if wav.dim() == 2 and wav.shape[1] < wav.shape[0]:
-        raise AudioError(f"{where}: audio shaped {list(wav.shape)} looks like [samples, channels] (soundfile's "
-                         "layout): pass wav.T to give [channels, samples]")
+        raise AudioError(
+            f"{where}: audio shaped {list(wav.shape)} looks like [samples, channels] (soundfile's "
+            "layout): pass wav.T to give [channels, samples]"
+        )
 
 
 def _is_float(x: torch.Tensor | np.ndarray) -> bool:
@@ -308,8 +307,10 @@ def save_audio(
     """
     path = Path(path)
     if isinstance(wav, (torch.Tensor, np.ndarray)) and not _is_float(wav):
-        raise AudioError(f"{path}: audio to save must be floating point in [-1, 1], got {wav.dtype} "
-                         "(integer PCM: divide by its full scale, e.g. 32768 for int16)")
+        raise AudioError(
+            f"{path}: audio to save must be floating point in [-1, 1], got {wav.dtype} "
+            "(integer PCM: divide by its full scale, e.g. 32768 for int16)"
+        )
     suffix = path.suffix.lower()
     if suffix not in _WRITE_FORMATS:
         raise AudioError(f"{path}: cannot write '{suffix or '(no extension)'}' audio; use .wav or .flac")

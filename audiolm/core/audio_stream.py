@@ -30,8 +30,9 @@ def file_lengths(files: list[str], sample_rate: int) -> tuple[np.ndarray, np.nda
         except Exception as e:  # noqa: BLE001 - any libsndfile failure is a bad file
             raise AudioError(f"{path}: cannot read audio: {' '.join(str(e).split())}") from None
         frames[i], rates[i] = info.frames, info.samplerate
-    lengths = np.where(rates == sample_rate, frames,
-                       np.round(frames * sample_rate / np.maximum(rates, 1)).astype(np.int64))
+    lengths = np.where(
+        rates == sample_rate, frames, np.round(frames * sample_rate / np.maximum(rates, 1)).astype(np.int64)
+    )
     return lengths, rates
 
 
@@ -65,8 +66,9 @@ def iter_blocks(path: str, sample_rate: int, block_seconds: float = 20.0) -> Ite
         if f.frames == 0:
             return
         rate = int(f.samplerate)
-        stream = None if rate == sample_rate else soxr.ResampleStream(rate, sample_rate, 1, dtype="float32",
-                                                                      quality="VHQ")
+        stream = (
+            None if rate == sample_rate else soxr.ResampleStream(rate, sample_rate, 1, dtype="float32", quality="VHQ")
+        )
         block = max(1, int(block_seconds * rate))
         while True:
             data = f.read(block, dtype="float32", always_2d=True)

@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
 from audiolm.core.config import config_from_dict, config_to_dict
@@ -274,8 +273,10 @@ def load_checkpoint(
         where = f"{directory / CONFIG_FILE}: config"
         missing = _missing_keys(config, getattr(config_cls, "SAVED_KEYS", ()))
         if missing:
-            raise CheckpointError(f"{where} misses {', '.join(missing)} (a saved checkpoint states every field; "
-                                  "a default could build a different model)")
+            raise CheckpointError(
+                f"{where} misses {', '.join(missing)} (a saved checkpoint states every field; "
+                "a default could build a different model)"
+            )
         config = config_from_dict(config_cls, config, where=where)
         check = getattr(config, "check_saved", None)
         if callable(check):
@@ -381,8 +382,12 @@ def _safetensors_end(path: Path) -> int:
     return 8 + n + max(ends, default=0)
 
 
-def newest_intact_checkpoint(checkpoints: Path, kind: str | tuple[str, ...] | None = None,
-                             warn=None, required: tuple[str, ...] = ("trainer_state.json",)) -> Path | None:
+def newest_intact_checkpoint(
+    checkpoints: Path,
+    kind: str | tuple[str, ...] | None = None,
+    warn=None,
+    required: tuple[str, ...] = ("trainer_state.json",),
+) -> Path | None:
     """The step checkpoint to resume from: the one LATEST names if intact, else the newest
     intact `step-*` directory (a kill mid-save, a torn file); None if there is none.
     `required`: files a complete step checkpoint has (save_checkpoint writes the JSON extras

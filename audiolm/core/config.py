@@ -43,8 +43,7 @@ def config_from_dict(cls: type[T], data: dict[str, Any], *, where: str = "") -> 
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(
-            f"{where or cls.__name__}: unknown field(s) {', '.join(unknown)}; "
-            f"known fields: {', '.join(sorted(fields))}"
+            f"{where or cls.__name__}: unknown field(s) {', '.join(unknown)}; known fields: {', '.join(sorted(fields))}"
         )
     hints = typing.get_type_hints(cls)
     kwargs = {}

@@ -132,8 +132,10 @@ class ClaimedOutput:
                         kept = self.temp
                 except OSError:
                     kept = self.temp
-                raise OutputError(f"{self.path}: a file appeared there while this command ran; "
-                                  f"left it untouched, this result is in {kept}")
+                raise OutputError(
+                    f"{self.path}: a file appeared there while this command ran; "
+                    f"left it untouched, this result is in {kept}"
+                )
         _fsync_dir(self.path.parent)
         self.published = True
         return self.path

@@ -61,9 +61,7 @@ def bench_continue(
     for batch in batches:
         best = None
         for run in range(repeats + 1):  # run 0 warms up
-            out = lm.generate_continuation(
-                prompt_audio, lm.sample_rate, seconds=seconds, seed=seed, num_samples=batch
-            )
+            out = lm.generate_continuation(prompt_audio, lm.sample_rate, seconds=seconds, seed=seed, num_samples=batch)
             if run and (best is None or sum(out.timings[s] for s in STAGES) < sum(best[s] for s in STAGES)):
                 best = out.timings
         assert best is not None

@@ -103,8 +103,20 @@ def bench_serve(
     body = PROMPT.read_bytes()
     port = _free_port()
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    cmd = [sys.executable, "-m", "audiolm", "serve", "--port", str(port), "--pipeline", pipeline,
-           "--max-waiting", str(concurrency), "--max-seconds", str(max(seconds, 1.0))]
+    cmd = [
+        sys.executable,
+        "-m",
+        "audiolm",
+        "serve",
+        "--port",
+        str(port),
+        "--pipeline",
+        pipeline,
+        "--max-waiting",
+        str(concurrency),
+        "--max-seconds",
+        str(max(seconds, 1.0)),
+    ]
     server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.time() + 120
@@ -140,19 +152,30 @@ def bench_serve(
     latencies = [r[3] for r in answered] or [math.nan]
     firsts = [r[2] for r in answered] or [math.nan]
     return ServeResult(
-        pipeline=pipeline, concurrency=concurrency, rounds=rounds, seconds=seconds, requests=len(results),
-        answered=len(answered), lost=len(results) - len(answered),
-        latency_p50_s=percentile(latencies, 50), latency_p95_s=percentile(latencies, 95), latency_max_s=max(latencies),
-        first_audio_p50_s=percentile(firsts, 50), first_audio_p95_s=percentile(firsts, 95), rss_mb=rss,
+        pipeline=pipeline,
+        concurrency=concurrency,
+        rounds=rounds,
+        seconds=seconds,
+        requests=len(results),
+        answered=len(answered),
+        lost=len(results) - len(answered),
+        latency_p50_s=percentile(latencies, 50),
+        latency_p95_s=percentile(latencies, 95),
+        latency_max_s=max(latencies),
+        first_audio_p50_s=percentile(firsts, 50),
+        first_audio_p95_s=percentile(firsts, 95),
+        rss_mb=rss,
     )
 
 
 def format_serve(machine: str, r: ServeResult) -> str:
-    return "\n".join([
-        f"machine: {machine}",
-        f"pipeline {r.pipeline}: {r.rounds} rounds x {r.concurrency} concurrent requests, {r.seconds:g} s each",
-        f"answered {r.answered}/{r.requests}, lost {r.lost}",
-        f"latency (to the last byte)  p50 {r.latency_p50_s:.2f} s  p95 {r.latency_p95_s:.2f} s  max {r.latency_max_s:.2f} s",
-        f"first audio                 p50 {r.first_audio_p50_s:.2f} s  p95 {r.first_audio_p95_s:.2f} s",
-        f"server memory after each round: {', '.join(f'{m:.0f} MB' for m in r.rss_mb)}",
-    ])
+    return "\n".join(
+        [
+            f"machine: {machine}",
+            f"pipeline {r.pipeline}: {r.rounds} rounds x {r.concurrency} concurrent requests, {r.seconds:g} s each",
+            f"answered {r.answered}/{r.requests}, lost {r.lost}",
+            f"latency (to the last byte)  p50 {r.latency_p50_s:.2f} s  p95 {r.latency_p95_s:.2f} s  max {r.latency_max_s:.2f} s",
+            f"first audio                 p50 {r.first_audio_p50_s:.2f} s  p95 {r.first_audio_p95_s:.2f} s",
+            f"server memory after each round: {', '.join(f'{m:.0f} MB' for m in r.rss_mb)}",
+        ]
+    )

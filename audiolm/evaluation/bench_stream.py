@@ -56,9 +56,16 @@ def playback_schedule(arrivals: list[tuple[float, float]]) -> tuple[int, float, 
     return sum(m < 0 for m in margins), min(margins), max(0.0, -min(margins))
 
 
-def bench_stream(lm, seconds: float = 10.0, prompt_seconds: float = 3.0, repeats: int = 1, seed: int = 0,
-                 chunk_seconds: float = 0.2, clock_kind: str = "wall",
-                 first_chunk_seconds: float | None = None) -> StreamResult:
+def bench_stream(
+    lm,
+    seconds: float = 10.0,
+    prompt_seconds: float = 3.0,
+    repeats: int = 1,
+    seed: int = 0,
+    chunk_seconds: float = 0.2,
+    clock_kind: str = "wall",
+    first_chunk_seconds: float | None = None,
+) -> StreamResult:
     if clock_kind == "cpu" and (lm.device.type != "cpu" or torch.get_num_threads() != 1):
         raise ValueError("clock 'cpu' needs a CPU pipeline and one torch thread")
     wav = bench_prompt(prompt_seconds, lm.sample_rate, seed)
@@ -71,8 +78,16 @@ def bench_stream(lm, seconds: float = 10.0, prompt_seconds: float = 3.0, repeats
         arrivals = []
         produced = 0
         t0 = clock()
-        for chunk in lm.stream(None, None, seconds=seconds, seed=seed, prompt=prompt, continuation_only=True,
-                               chunk_seconds=chunk_seconds, first_chunk_seconds=first_chunk_seconds):
+        for chunk in lm.stream(
+            None,
+            None,
+            seconds=seconds,
+            seed=seed,
+            prompt=prompt,
+            continuation_only=True,
+            chunk_seconds=chunk_seconds,
+            first_chunk_seconds=first_chunk_seconds,
+        ):
             arrivals.append((clock() - t0, produced / lm.sample_rate))
             produced += chunk.shape[-1]
         total = clock() - t0
@@ -80,10 +95,21 @@ def bench_stream(lm, seconds: float = 10.0, prompt_seconds: float = 3.0, repeats
             continue
         underruns, margin, buffer = playback_schedule(arrivals)
         result = StreamResult(
-            pipeline=lm.recipe.name, device=str(lm.device), clock=clock_kind, first_chunk_seconds=first_chunk_seconds,
-            seconds=seconds, prompt_seconds=prompt_seconds,
-            encode_s=encode, first_audio_s=arrivals[0][0], total_s=total, rtf=total / seconds, chunks=len(arrivals),
-            underruns=underruns, min_margin_s=margin, buffer_needed_s=buffer, arrivals=arrivals,
+            pipeline=lm.recipe.name,
+            device=str(lm.device),
+            clock=clock_kind,
+            first_chunk_seconds=first_chunk_seconds,
+            seconds=seconds,
+            prompt_seconds=prompt_seconds,
+            encode_s=encode,
+            first_audio_s=arrivals[0][0],
+            total_s=total,
+            rtf=total / seconds,
+            chunks=len(arrivals),
+            underruns=underruns,
+            min_margin_s=margin,
+            buffer_needed_s=buffer,
+            arrivals=arrivals,
         )
         if best is None or result.first_audio_s < best.first_audio_s:
             best = result

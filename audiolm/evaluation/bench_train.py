@@ -26,23 +26,38 @@ from typing import Any
 
 import numpy as np
 
-from audiolm.training.data.shards import ShardWriter, Utterance
 from audiolm.core.errors import AudiolmError
 from audiolm.evaluation.machine import describe_machine
+from audiolm.training.data.shards import ShardWriter, Utterance
 
 
 def random_tokens(out: Path, utterances: int = 64, seconds: float = 10.0, seed: int = 0) -> Path:
     """A token directory of random ids (train split only) with the shipped tokenizers' sizes."""
-    writer = ShardWriter(out, {
-        "codec": {"dir": None, "sample_rate": 24000, "frame_rate": 75.0, "codebook_size": 1024, "n_q": 4, "kbps": 3.0},
-        "semantic": {"dir": None, "sample_rate": 16000, "frame_rate": 25.0, "vocab_size": 256},
-    })
+    writer = ShardWriter(
+        out,
+        {
+            "codec": {
+                "dir": None,
+                "sample_rate": 24000,
+                "frame_rate": 75.0,
+                "codebook_size": 1024,
+                "n_q": 4,
+                "kbps": 3.0,
+            },
+            "semantic": {"dir": None, "sample_rate": 16000, "frame_rate": 25.0, "vocab_size": 256},
+        },
+    )
     writer.start()
     rng = np.random.default_rng(seed)
     semantic, frames = int(25 * seconds), int(75 * seconds)
-    writer.write_shard("train", 0, [
-        Utterance(f"u{i}", rng.integers(0, 256, semantic), rng.integers(0, 1024, (frames, 4))) for i in range(utterances)
-    ])
+    writer.write_shard(
+        "train",
+        0,
+        [
+            Utterance(f"u{i}", rng.integers(0, 256, semantic), rng.integers(0, 1024, (frames, 4)))
+            for i in range(utterances)
+        ],
+    )
     writer.finish({"train": 1})
     return out
 
@@ -59,13 +74,39 @@ def _load_average() -> list[float] | None:
         return None
 
 
-def run_case(processes: int, stage: str, tokens: Path, config: Path | None, batch_size: int, steps: int,
-             threads: int, run_dir: Path, log_every: int) -> dict[str, Any]:
+def run_case(
+    processes: int,
+    stage: str,
+    tokens: Path,
+    config: Path | None,
+    batch_size: int,
+    steps: int,
+    threads: int,
+    run_dir: Path,
+    log_every: int,
+) -> dict[str, Any]:
     train_config = run_dir.with_suffix(".train.json")
-    train_config.write_text(json.dumps({"log_every": log_every, "valid_every": steps + 1, "save_every": steps + 1,
-                                        "warmup_steps": 0}))
-    argv = ["-m", "audiolm", "train", stage, "--tokens", str(tokens), "--out", str(run_dir), "--device", "cpu",
-            "--steps", str(steps), "--batch-size", str(batch_size), "--train-config", str(train_config)]
+    train_config.write_text(
+        json.dumps({"log_every": log_every, "valid_every": steps + 1, "save_every": steps + 1, "warmup_steps": 0})
+    )
+    argv = [
+        "-m",
+        "audiolm",
+        "train",
+        stage,
+        "--tokens",
+        str(tokens),
+        "--out",
+        str(run_dir),
+        "--device",
+        "cpu",
+        "--steps",
+        str(steps),
+        "--batch-size",
+        str(batch_size),
+        "--train-config",
+        str(train_config),
+    ]
     if config is not None:
         argv += ["--config", str(config)]
     if processes > 1:
@@ -102,9 +143,17 @@ def run_case(processes: int, stage: str, tokens: Path, config: Path | None, batc
     }
 
 
-def bench_train(stage: str = "coarse", tokens: str | None = None, config: str | None = None,
-                processes: tuple[int, ...] = (1, 2), batch_size: int = 8, steps: int = 24, threads: int = 1,
-                log_every: int = 4, repeats: int = 1) -> dict[str, Any]:
+def bench_train(
+    stage: str = "coarse",
+    tokens: str | None = None,
+    config: str | None = None,
+    processes: tuple[int, ...] = (1, 2),
+    batch_size: int = 8,
+    steps: int = 24,
+    threads: int = 1,
+    log_every: int = 4,
+    repeats: int = 1,
+) -> dict[str, Any]:
     """Runs the cases in turn, `repeats` rounds (1, 2, 1, 2, ...: a load change on a shared
     machine hits both); each case's fastest round counts, every round is listed."""
     rounds: dict[int, list[dict[str, Any]]] = {p: [] for p in processes}
@@ -112,8 +161,19 @@ def bench_train(stage: str = "coarse", tokens: str | None = None, config: str | 
         token_dir = Path(tokens) if tokens else random_tokens(Path(tmp) / "tokens")
         for r in range(repeats):
             for p in processes:
-                rounds[p].append(run_case(p, stage, token_dir, Path(config) if config else None, batch_size, steps,
-                                          threads, Path(tmp) / f"run-{p}-{r}", log_every))
+                rounds[p].append(
+                    run_case(
+                        p,
+                        stage,
+                        token_dir,
+                        Path(config) if config else None,
+                        batch_size,
+                        steps,
+                        threads,
+                        Path(tmp) / f"run-{p}-{r}",
+                        log_every,
+                    )
+                )
     results = []
     for p in processes:
         best = dict(max(rounds[p], key=lambda case: case["samples_per_s"]))
@@ -134,10 +194,14 @@ def bench_train(stage: str = "coarse", tokens: str | None = None, config: str | 
 
 
 def format_table(report: dict[str, Any]) -> str:
-    lines = [f"train {report['stage']} on {report['machine']}, {report['steps']} steps",
-             "processes  threads  global batch  samples/s  speed-up  cpu share  load before -> after"]
+    lines = [
+        f"train {report['stage']} on {report['machine']}, {report['steps']} steps",
+        "processes  threads  global batch  samples/s  speed-up  cpu share  load before -> after",
+    ]
     for r in report["results"]:
-        lines.append(f"{r['processes']:>9}  {r['threads_per_process']:>7}  {r['global_batch']:>12}  "
-                     f"{r['samples_per_s']:>9.2f}  {r['speedup']:>7.2f}x  {r['cpu_share']:>9.2f}  "
-                     f"{r['load_before']} -> {r['load_after']}")
+        lines.append(
+            f"{r['processes']:>9}  {r['threads_per_process']:>7}  {r['global_batch']:>12}  "
+            f"{r['samples_per_s']:>9.2f}  {r['speedup']:>7.2f}x  {r['cpu_share']:>9.2f}  "
+            f"{r['load_before']} -> {r['load_after']}"
+        )
     return "\n".join(lines)

@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from audiolm.core.audio import resample
 from audiolm.core.errors import ConfigError
@@ -28,7 +29,6 @@ from audiolm.core.paths import shipped_checkpoint
 from audiolm.core.timing import Timer
 from audiolm.evaluation.continuation import KINDS, MIN_REAL_SECONDS, embed, load_clips, retrieval_accuracy
 from audiolm.models.codec.metrics import mel_distance
-from tqdm.auto import tqdm
 
 
 def _resample(wav: torch.Tensor, from_sr: int, to_sr: int) -> torch.Tensor:
@@ -64,7 +64,9 @@ def vocoder_kbps(vocoder, codec, where: str) -> float:
     if not cfg.has_lc:
         raise ConfigError(f"{where}: this WaveNet has no local conditioning (lc_n_q 0): it is not a vocoder")
     if cfg.lc_codebook_size != codec.codebook_size:
-        raise ConfigError(f"{where}: vocoder codebooks have {cfg.lc_codebook_size} entries, the codec {codec.codebook_size}")
+        raise ConfigError(
+            f"{where}: vocoder codebooks have {cfg.lc_codebook_size} entries, the codec {codec.codebook_size}"
+        )
     if abs(cfg.sample_rate / cfg.lc_hop - codec.frame_rate) > 1e-6:
         raise ConfigError(
             f"{where}: vocoder expects {cfg.sample_rate / cfg.lc_hop:g} Hz codec frames, the codec gives {codec.frame_rate:g} Hz"
@@ -145,8 +147,10 @@ def compare(
                 made["codec"] += audio.shape[-1] / sr
                 with Timer(vocoder.device) as t:
                     ids = vocoder.generate(
-                        codes.shape[-1] * vocoder.config.lc_hop, codes=codes.to(vocoder.device),
-                        gc=_gc_for(vocoder, item), seed=seed + i,
+                        codes.shape[-1] * vocoder.config.lc_hop,
+                        codes=codes.to(vocoder.device),
+                        gc=_gc_for(vocoder, item),
+                        seed=seed + i,
                     )
                 wall["vocoder"] += t.seconds
                 made["vocoder"] += ids.shape[-1] / vsr
@@ -161,14 +165,31 @@ def compare(
         N = len(clips)
 
         def add(system: str, task: str, rtf=None, mel_value=None, consistency=None) -> None:
-            rows.append({"kind": kind, "n": N, "system": system, "task": task, "rtf": rtf,
-                         "mel_distance": mel_value, "consistency": consistency})
+            rows.append(
+                {
+                    "kind": kind,
+                    "n": N,
+                    "system": system,
+                    "task": task,
+                    "rtf": rtf,
+                    "mel_distance": mel_value,
+                    "consistency": consistency,
+                }
+            )
 
-        add("token pipeline", "continuation", wall["pipeline"] / made["pipeline"],
-            consistency=retrieval_accuracy(prompts, torch.stack(emb["pipeline"])))
+        add(
+            "token pipeline",
+            "continuation",
+            wall["pipeline"] / made["pipeline"],
+            consistency=retrieval_accuracy(prompts, torch.stack(emb["pipeline"])),
+        )
         if wavenet is not None:
-            add("WaveNet", "continuation", wall["wavenet"] / made["wavenet"],
-                consistency=retrieval_accuracy(prompts, torch.stack(emb["wavenet"])))
+            add(
+                "WaveNet",
+                "continuation",
+                wall["wavenet"] / made["wavenet"],
+                consistency=retrieval_accuracy(prompts, torch.stack(emb["wavenet"])),
+            )
         add("real audio", "continuation", consistency=retrieval_accuracy(prompts, torch.stack(emb["real"])))
         add("chance (1/N)", "continuation", consistency=1.0 / N)
         if vocoder is not None:

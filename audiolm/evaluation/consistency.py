@@ -49,7 +49,7 @@ import torch.nn.functional as F
 
 from audiolm.core.audio import resample
 from audiolm.core.errors import AudiolmError
-from audiolm.models.semantic.spectral import analysis_frames, ANALYSIS_HOP, log_mel, mfcc
+from audiolm.models.semantic.spectral import ANALYSIS_HOP, analysis_frames, log_mel, mfcc
 
 EMBEDDINGS = ("logmel-stats", "mfcc-stats", "codec-stats", "codec", "semantic")
 DEFAULT_EMBEDDING = "logmel-stats"
@@ -124,8 +124,10 @@ def similarity(prompts: torch.Tensor, continuations: torch.Tensor, centred: bool
     """prompts, continuations [N, D] -> cosine similarity [N, N]: row i = continuation i against
     every prompt. With `centred`, each side is centred on its own set mean first."""
     if prompts.shape != continuations.shape or prompts.ndim != 2:
-        raise AudiolmError(f"prompts and continuations must both be [N, D], got {tuple(prompts.shape)} and "
-                           f"{tuple(continuations.shape)}")
+        raise AudiolmError(
+            f"prompts and continuations must both be [N, D], got {tuple(prompts.shape)} and "
+            f"{tuple(continuations.shape)}"
+        )
     p, c = prompts.double(), continuations.double()
     if centred:
         p, c = center(p), center(c)

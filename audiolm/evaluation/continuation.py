@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from audiolm.core.audio import load_audio
 from audiolm.core.corpus import read_manifest
@@ -49,7 +50,13 @@ from audiolm.core.errors import AudiolmError
 from audiolm.evaluation import judges as J
 from audiolm.evaluation import music_judges as MJ
 from audiolm.evaluation.consistency import (
-    DEFAULT_EMBEDDING, embed, own_and_others, rank_score, retrieval_accuracy, shuffled_top1, top1,
+    DEFAULT_EMBEDDING,
+    embed,
+    own_and_others,
+    rank_score,
+    retrieval_accuracy,
+    shuffled_top1,
+    top1,
 )
 from audiolm.inference.stages import generate_coarse, generate_fine
 from audiolm.models.codec.metrics import mel_distance
@@ -57,7 +64,6 @@ from audiolm.models.lm.config import STAGES
 from audiolm.models.lm.layouts import IGNORE
 from audiolm.models.lm.stage import complete_stage_config
 from audiolm.training.data.shards import TokenShards
-from tqdm.auto import tqdm
 
 KINDS = ("speech", "music")
 MIN_REAL_SECONDS = 1.0  # a clip needs at least this much real audio after its prompt (or `seconds`)
@@ -109,8 +115,16 @@ def load_clip(item, sample_rate: int, max_seconds: float | None = None) -> Clip:
     return Clip(item.id, item.kind, wav)
 
 
-def load_clips(corpus: str | Path, split: str, kind: str, n: int, sample_rate: int, prompt_seconds: float,
-               seconds: float, distinct: bool = True) -> tuple[list, list[Clip]]:
+def load_clips(
+    corpus: str | Path,
+    split: str,
+    kind: str,
+    n: int,
+    sample_rate: int,
+    prompt_seconds: float,
+    seconds: float,
+    distinct: bool = True,
+) -> tuple[list, list[Clip]]:
     """Up to n (item, clip) pairs whose audio, after trimming leading silence, holds a prompt and
     at least min(seconds, MIN_REAL_SECONDS) of real continuation. With `distinct`, at most one
     clip per speaker (voice or piece), so that a continuation can only find its own prompt by
@@ -187,7 +201,9 @@ def stage_cross_entropy(
             inputs = torch.from_numpy(np.stack([x for x, _ in chunk])).to(lm.device)  # [B, L]
             targets = torch.from_numpy(np.stack([y for _, y in chunk])).to(lm.device)  # [B, L]
             logits = model(inputs)  # [B, L, V]
-            loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="sum")
+            loss = F.cross_entropy(
+                logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="sum"
+            )
             total += float(loss)
             count += int((targets != IGNORE).sum())
         result[name] = total / count if count else None
@@ -245,12 +261,14 @@ def floor_noise(prompt: torch.Tensor, n_samples: int, seed: int) -> torch.Tensor
     return max(rms, 1e-4) * torch.randn(1, n_samples, generator=gen)
 
 
-def judge_speech(audio: dict[str, list[torch.Tensor]], generated: list[list[torch.Tensor]], sample_rate: int,
-                 seeds: list[int]) -> dict[str, Any]:
+def judge_speech(
+    audio: dict[str, list[torch.Tensor]], generated: list[list[torch.Tensor]], sample_rate: int, seeds: list[int]
+) -> dict[str, Any]:
     """GE2E speaker retrieval / similarity and DNSMOS of N speech prompts and their continuations.
 
     audio: {"prompt", "real", "real_codec"} -> N clips [1, n] each; generated: one list of N
     continuations per draw (its seed in `seeds`)."""
+
     def embeddings(clips):
         return np.stack([J.speaker_embedding(c, sample_rate) for c in clips])  # [N, 256]
 
@@ -262,8 +280,10 @@ def judge_speech(audio: dict[str, list[torch.Tensor]], generated: list[list[torc
     for name in JUDGED_SETS:
         speaker[name] = speaker_figures(prompts, embeddings(audio[name]))
     ceiling_sim = embeddings(audio["real_codec"]) @ prompts.T
-    speaker["floor"] = {"top1": shuffled_top1(torch.from_numpy(ceiling_sim.astype(np.float64))),
-                        "cosine_own": speaker["real_codec"]["cosine_others"]}
+    speaker["floor"] = {
+        "top1": shuffled_top1(torch.from_numpy(ceiling_sim.astype(np.float64))),
+        "cosine_own": speaker["real_codec"]["cosine_others"],
+    }
 
     def mos(clips):
         scores = [J.dnsmos(c, sample_rate) for c in clips]
@@ -280,8 +300,9 @@ def judge_speech(audio: dict[str, list[torch.Tensor]], generated: list[list[torc
     return {"speaker": speaker, "dnsmos": quality}
 
 
-def judge_music(audio: dict[str, list[torch.Tensor]], generated: list[list[torch.Tensor]], sample_rate: int,
-                seeds: list[int]) -> dict[str, Any]:
+def judge_music(
+    audio: dict[str, list[torch.Tensor]], generated: list[list[torch.Tensor]], sample_rate: int, seeds: list[int]
+) -> dict[str, Any]:
     """Key and tempo agreement of N music prompts with their continuations (arguments as
     `judge_speech`), with each clip's estimates (generated: the first draw's)."""
     profiles = {name: [MJ.key_profile(c, sample_rate) for c in audio[name]] for name in ("prompt", *JUDGED_SETS)}
@@ -295,16 +316,19 @@ def judge_music(audio: dict[str, list[torch.Tensor]], generated: list[list[torch
         return pairwise_figures(np.array([[MJ.key_agreement(p, c) for p in keys["prompt"]] for c in cont_keys]))
 
     def profile_figures(cont_profiles):
-        return pairwise_figures(np.array([[MJ.profile_correlation(p, c) for p in profiles["prompt"]]
-                                          for c in cont_profiles]))
+        return pairwise_figures(
+            np.array([[MJ.profile_correlation(p, c) for p in profiles["prompt"]] for c in cont_profiles])
+        )
 
     def tempo_figures(cont_tempi):
         return pairwise_figures(np.array([[MJ.tempo_agreement(p, c) for p in tempi["prompt"]] for c in cont_tempi]))
 
     out: dict[str, Any] = {}
-    for judge, figures, estimates, gen_estimates in (("key", key_figures, keys, gen_keys),
-                                                    ("key_profile", profile_figures, profiles, gen_profiles),
-                                                    ("tempo", tempo_figures, tempi, gen_tempi)):
+    for judge, figures, estimates, gen_estimates in (
+        ("key", key_figures, keys, gen_keys),
+        ("key_profile", profile_figures, profiles, gen_profiles),
+        ("tempo", tempo_figures, tempi, gen_tempi),
+    ):
         by_seed = [{"seed": s, **figures(g)} for s, g in zip(seeds, gen_estimates)]
         result: dict[str, Any] = {
             "generated": _mean_dicts([{k: v for k, v in d.items() if k != "seed"} for d in by_seed]),
@@ -334,10 +358,17 @@ def resynthesize(lm, audio: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, 
     semantic = lm.semantic_tokenizer.encode(audio.to(lm.device), lm.sample_rate)  # [1, Ts]
     coarse_stage, fine_stage = lm.stages["coarse"], lm.stages["fine"]
     coarse = generate_coarse(
-        coarse_stage.model, coarse_stage.config, semantic, None, codes.shape[-1], sampling=lm._sampling("coarse", None, None, None),
+        coarse_stage.model,
+        coarse_stage.config,
+        semantic,
+        None,
+        codes.shape[-1],
+        sampling=lm._sampling("coarse", None, None, None),
         seeds=[seed],
     )
-    full = generate_fine(fine_stage.model, fine_stage.config, coarse, sampling=lm._sampling("fine", None, None, None), seeds=[seed])
+    full = generate_fine(
+        fine_stage.model, fine_stage.config, coarse, sampling=lm._sampling("fine", None, None, None), seeds=[seed]
+    )
     resynth = lm.codec.decode(full.to(lm.codec.device))[0].cpu()  # [1, N']
     roundtrip = lm.codec.decode(codes)[0].cpu()
     return resynth[:, : audio.shape[-1]], roundtrip[:, : audio.shape[-1]]
@@ -409,7 +440,9 @@ def evaluate_continuation(
         for i, clip in enumerate(clips):
             prompt, real = clip.audio[:, :cut], clip.audio[:, cut:]
             for s in range(seeds):
-                new = lm.continue_audio(prompt, sr, seconds=seconds, seed=seed + SEED_STRIDE * s + i, continuation_only=True)
+                new = lm.continue_audio(
+                    prompt, sr, seconds=seconds, seed=seed + SEED_STRIDE * s + i, continuation_only=True
+                )
                 generated[s].append(embed(lm, new[0], embedding))  # new [1, 1, N]
                 generated_audio[s].append(new[0].cpu())
                 bar.update(1)
@@ -423,8 +456,11 @@ def evaluate_continuation(
         prompts = torch.stack(emb["prompt"])  # [N, D]
         consistency: dict[str, Any] = {"chance": 1.0 / len(clips)}
         by_seed = [
-            {"seed": seed + SEED_STRIDE * s, "top1": retrieval_accuracy(prompts, torch.stack(g)),
-             "rank": rank_score(prompts, torch.stack(g))}
+            {
+                "seed": seed + SEED_STRIDE * s,
+                "top1": retrieval_accuracy(prompts, torch.stack(g)),
+                "rank": rank_score(prompts, torch.stack(g)),
+            }
             for s, g in enumerate(generated)
         ]
         consistency["generated"] = float(np.mean([d["top1"] for d in by_seed]))
@@ -484,26 +520,37 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-WHO = {"generated": "generated continuation", "real": "real continuation",
-       "real_codec": "real continuation through the codec (ceiling)"}
+WHO = {
+    "generated": "generated continuation",
+    "real": "real continuation",
+    "real_codec": "real continuation through the codec (ceiling)",
+}
 
 
 def _judge_rows(row, seeds: int) -> None:
     """The external judges' rows of `format_table` (a judge's cell is "-" in the other kind)."""
+
     def cell(judge: str, get):
         def fn(k):
             j = k.get("judges")
             return "-" if not j or judge not in j else get(j[judge])
+
         return fn
 
     for name, label in WHO.items():
         row(f"GE2E speaker top-1: {label} finds its prompt", cell("speaker", lambda j, n=name: _fmt(j[n]["top1"], 2)))
-    row("GE2E speaker top-1: shuffled pairing (floor; = chance)", cell("speaker", lambda j: _fmt(j["floor"]["top1"], 2)))
+    row(
+        "GE2E speaker top-1: shuffled pairing (floor; = chance)", cell("speaker", lambda j: _fmt(j["floor"]["top1"], 2))
+    )
     for name, label in WHO.items():
-        row(f"GE2E cosine to own prompt / to other prompts: {label}",
-            cell("speaker", lambda j, n=name: f"{_fmt(j[n]['cosine_own'])} / {_fmt(j[n]['cosine_others'])}"))
-    row("GE2E cosine to own prompt: another clip's real continuation through the codec (floor)",
-        cell("speaker", lambda j: _fmt(j["floor"]["cosine_own"])))
+        row(
+            f"GE2E cosine to own prompt / to other prompts: {label}",
+            cell("speaker", lambda j, n=name: f"{_fmt(j[n]['cosine_own'])} / {_fmt(j[n]['cosine_others'])}"),
+        )
+    row(
+        "GE2E cosine to own prompt: another clip's real continuation through the codec (floor)",
+        cell("speaker", lambda j: _fmt(j["floor"]["cosine_own"])),
+    )
 
     def mos(d):
         return " / ".join(_fmt(d[f], 2) for f in DNSMOS_FIGURES)
@@ -512,25 +559,36 @@ def _judge_rows(row, seeds: int) -> None:
     for name, label in WHO.items():
         row(f"DNSMOS OVRL / SIG / BAK: {label}", cell("dnsmos", lambda j, n=name: mos(j[n])))
     row("DNSMOS OVRL / SIG / BAK: white noise at the prompt's level (floor)", cell("dnsmos", lambda j: mos(j["floor"])))
-    row("DNSMOS OVRL: generated continuation minus its prompt",
-        cell("dnsmos", lambda j: f"{j['generated']['ovrl'] - j['prompt']['ovrl']:+.2f}"))
-    for judge, what in (("key", "key agreement with the prompt (MIREX score)"),
-                        ("key_profile", "key-profile correlation with the prompt (graded key agreement)"),
-                        ("tempo", "tempo agreement with the prompt (8 %, octave errors forgiven)")):
+    row(
+        "DNSMOS OVRL: generated continuation minus its prompt",
+        cell("dnsmos", lambda j: f"{j['generated']['ovrl'] - j['prompt']['ovrl']:+.2f}"),
+    )
+    for judge, what in (
+        ("key", "key agreement with the prompt (MIREX score)"),
+        ("key_profile", "key-profile correlation with the prompt (graded key agreement)"),
+        ("tempo", "tempo agreement with the prompt (8 %, octave errors forgiven)"),
+    ):
         for name, label in WHO.items():
             row(f"{what}: {label}", cell(judge, lambda j, n=name: _fmt(j[n]["agreement"], 2)))
-        row(f"{what}: another piece's real continuation through the codec (floor)",
-            cell(judge, lambda j: _fmt(j["floor"]["agreement"], 2)))
+        row(
+            f"{what}: another piece's real continuation through the codec (floor)",
+            cell(judge, lambda j: _fmt(j["floor"]["agreement"], 2)),
+        )
     if seeds > 1:
+
         def draws(k):
             j = k.get("judges")
             if not j:
                 return "-"
             if "speaker" in j:
-                return ", ".join(f"{d['top1']:.2f} / {e['ovrl']:.2f}" for d, e in
-                                 zip(j["speaker"]["generated_by_seed"], j["dnsmos"]["generated_by_seed"]))
-            return ", ".join(f"{d['agreement']:.2f} / {e['agreement']:.2f}" for d, e in
-                             zip(j["key"]["generated_by_seed"], j["tempo"]["generated_by_seed"]))
+                return ", ".join(
+                    f"{d['top1']:.2f} / {e['ovrl']:.2f}"
+                    for d, e in zip(j["speaker"]["generated_by_seed"], j["dnsmos"]["generated_by_seed"])
+                )
+            return ", ".join(
+                f"{d['agreement']:.2f} / {e['agreement']:.2f}"
+                for d, e in zip(j["key"]["generated_by_seed"], j["tempo"]["generated_by_seed"])
+            )
 
         row("judges of each draw: GE2E top-1 / DNSMOS OVRL (speech), key / tempo agreement (music)", draws)
 
@@ -552,24 +610,37 @@ def format_table(report: dict[str, Any]) -> str:
     source = "token shards" if report.get("tokens") else "the clips"
     for stage in STAGES:
         row(f"{stage} stage cross entropy (nats/token, {source})", lambda k, s=stage: _fmt(k["cross_entropy"].get(s)))
-    who = {"generated": "generated continuation", "real": "real continuation",
-           "real_codec": "real continuation through the codec"}
+    who = {
+        "generated": "generated continuation",
+        "real": "real continuation",
+        "real_codec": "real continuation through the codec",
+    }
     for name, label in who.items():
-        row(f"consistency top-1: {label} finds its prompt ({report['embedding']})",
-            lambda k, n=name: _fmt(k["consistency"][n], 2))
+        row(
+            f"consistency top-1: {label} finds its prompt ({report['embedding']})",
+            lambda k, n=name: _fmt(k["consistency"][n], 2),
+        )
     row("consistency top-1: chance (1/N)", lambda k: _fmt(k["consistency"]["chance"], 2))
     for name, label in who.items():
         row(f"consistency rank score: {label} (chance 0.50)", lambda k, n=name: _fmt(k["consistency"][f"{n}_rank"], 2))
     seeds = report.get("seeds", 1)
     if seeds > 1:
-        row("consistency top-1 / rank score of each draw: generated continuation",
-            lambda k: ", ".join(f"{d['top1']:.2f} / {_fmt(d['rank'], 2)}" for d in k["consistency"]["generated_by_seed"]))
+        row(
+            "consistency top-1 / rank score of each draw: generated continuation",
+            lambda k: ", ".join(
+                f"{d['top1']:.2f} / {_fmt(d['rank'], 2)}" for d in k["consistency"]["generated_by_seed"]
+            ),
+        )
     if report.get("judges"):
         _judge_rows(row, seeds)
     row("resynthesis from semantic tokens: mel distance (lower is better)", lambda k: _fmt(k["resynthesis_mel"]))
     row("codec round trip: mel distance", lambda k: _fmt(k["codec_mel"]))
-    drawn = f"seed {report['seed']}" if seeds == 1 else (
-        f"{seeds} draws per prompt, seeds {report['seed']} + {SEED_STRIDE} × draw; generated-continuation figures are their mean"
+    drawn = (
+        f"seed {report['seed']}"
+        if seeds == 1
+        else (
+            f"{seeds} draws per prompt, seeds {report['seed']} + {SEED_STRIDE} × draw; generated-continuation figures are their mean"
+        )
     )
     title = (
         f"Continuation of pipeline `{report['pipeline']}` on the {report['split']} split: "

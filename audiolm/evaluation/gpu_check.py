@@ -30,12 +30,47 @@ BUDGET_S = 8 * 60
 
 # (name, argv after `audiolm`, time limit in seconds)
 BENCHES: list[tuple[str, list[str], int]] = [
-    ("decode", ["bench", "decode", "--json", "--device", "cuda", "--sizes", "10M,50M", "--batches", "1,8",
-                "--new-tokens", "256", "--repeats", "2"], 150),
-    ("continue", ["bench", "continue", "--json", "--device", "cuda", "--batches", "1,8", "--seconds", "4",
-                  "--repeats", "2"], 120),
-    ("wavenet", ["bench", "wavenet", "--json", "--device", "cuda", "--batches", "1,16", "--samples", "4000",
-                 "--naive-samples", "50"], 90),
+    (
+        "decode",
+        [
+            "bench",
+            "decode",
+            "--json",
+            "--device",
+            "cuda",
+            "--sizes",
+            "10M,50M",
+            "--batches",
+            "1,8",
+            "--new-tokens",
+            "256",
+            "--repeats",
+            "2",
+        ],
+        150,
+    ),
+    (
+        "continue",
+        ["bench", "continue", "--json", "--device", "cuda", "--batches", "1,8", "--seconds", "4", "--repeats", "2"],
+        120,
+    ),
+    (
+        "wavenet",
+        [
+            "bench",
+            "wavenet",
+            "--json",
+            "--device",
+            "cuda",
+            "--batches",
+            "1,16",
+            "--samples",
+            "4000",
+            "--naive-samples",
+            "50",
+        ],
+        90,
+    ),
 ]
 TESTS_LIMIT_S = 150
 
@@ -52,8 +87,9 @@ def run_gpu_check(budget_s: float = BUDGET_S) -> dict[str, Any]:
     if not tests_dir().is_dir():
         raise AudiolmError(f"{tests_dir()}: no tests folder (run `audiolm bench gpu` from a repository checkout)")
     start = time.perf_counter()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(tests_dir().parent),
-                                                                   os.environ.get("PYTHONPATH")])))
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(tests_dir().parent), os.environ.get("PYTHONPATH")]))
+    )
     report: dict[str, Any] = {"machine": describe_machine("cuda"), "gpus": torch.cuda.device_count()}
     report["tests"] = _run_tests(env, min(TESTS_LIMIT_S, budget_s))
     report["benches"] = {}
@@ -64,8 +100,10 @@ def run_gpu_check(budget_s: float = BUDGET_S) -> dict[str, Any]:
             continue
         report["benches"][name] = _run_bench(argv, env, min(limit, left))
     report["seconds"] = round(time.perf_counter() - start, 1)
-    report["ok"] = report["tests"].get("failed", 1) == 0 and report["tests"].get("passed", 0) > 0 and all(
-        "error" not in b and "skipped" not in b for b in report["benches"].values()
+    report["ok"] = (
+        report["tests"].get("failed", 1) == 0
+        and report["tests"].get("passed", 0) > 0
+        and all("error" not in b and "skipped" not in b for b in report["benches"].values())
     )
     return report
 
@@ -94,22 +132,31 @@ def _run_tests(env: dict[str, str], limit: float) -> dict[str, Any]:
 def _run_bench(argv: list[str], env: dict[str, str], limit: float) -> dict[str, Any]:
     t0 = time.perf_counter()
     try:
-        done = subprocess.run([sys.executable, "-m", "audiolm", *argv], env=env, capture_output=True, text=True,
-                              timeout=limit)
+        done = subprocess.run(
+            [sys.executable, "-m", "audiolm", *argv], env=env, capture_output=True, text=True, timeout=limit
+        )
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {limit:.0f} s", "command": "audiolm " + " ".join(argv)}
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
-        return {"error": (done.stderr.strip().splitlines() or ["no output"])[-1], "command": "audiolm " + " ".join(argv)}
-    return {"command": "audiolm " + " ".join(argv), "seconds": round(time.perf_counter() - t0, 1),
-            "result": json.loads(lines[-1])}
+        return {
+            "error": (done.stderr.strip().splitlines() or ["no output"])[-1],
+            "command": "audiolm " + " ".join(argv),
+        }
+    return {
+        "command": "audiolm " + " ".join(argv),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "result": json.loads(lines[-1]),
+    }
 
 
 def format_report(report: dict[str, Any]) -> str:
     tests = report["tests"]
-    lines = [f"GPU check on {report['machine']} ({report['gpus']} GPU), {report['seconds']} s",
-             f"CUDA tests: {tests.get('passed', 0)} passed, {tests.get('failed', 0)} failed, "
-             f"{tests.get('skipped', 0)} skipped" + (f" ({tests['error']})" if "error" in tests else "")]
+    lines = [
+        f"GPU check on {report['machine']} ({report['gpus']} GPU), {report['seconds']} s",
+        f"CUDA tests: {tests.get('passed', 0)} passed, {tests.get('failed', 0)} failed, "
+        f"{tests.get('skipped', 0)} skipped" + (f" ({tests['error']})" if "error" in tests else ""),
+    ]
     lines += [f"  skipped: {reason}" for reason in tests.get("skip_reasons", [])]
     for name, bench in report["benches"].items():
         state = bench.get("error") or bench.get("skipped") or f"done in {bench['seconds']} s"

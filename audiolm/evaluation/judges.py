@@ -90,8 +90,9 @@ class GE2E(nn.Module):
         super().__init__()
         self.lstm = nn.LSTM(self.n_mels, 256, 3, batch_first=True)
         self.linear = nn.Linear(256, 256)
-        self.register_buffer("mel_basis", torch.from_numpy(slaney_mel_filterbank(JUDGE_RATE, self.n_fft, self.n_mels)),
-                             persistent=False)
+        self.register_buffer(
+            "mel_basis", torch.from_numpy(slaney_mel_filterbank(JUDGE_RATE, self.n_fft, self.n_mels)), persistent=False
+        )
         self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
 
     def forward(self, mels: torch.Tensor) -> torch.Tensor:
@@ -101,8 +102,19 @@ class GE2E(nn.Module):
 
     def mel_frames(self, wav: torch.Tensor) -> torch.Tensor:
         """wav [N] at 16 kHz -> power mel [frames, 40] (librosa.feature.melspectrogram)."""
-        spec = torch.stft(wav.float(), self.n_fft, self.hop_length, window=self.window, center=True,
-                          pad_mode="constant", return_complex=True).abs().square()  # [F, frames]
+        spec = (
+            torch.stft(
+                wav.float(),
+                self.n_fft,
+                self.hop_length,
+                window=self.window,
+                center=True,
+                pad_mode="constant",
+                return_complex=True,
+            )
+            .abs()
+            .square()
+        )  # [F, frames]
         return (self.mel_basis @ spec).T
 
     @torch.inference_mode()
@@ -121,7 +133,7 @@ class GE2E(nn.Module):
         if needed >= len(wav):
             wav = np.pad(wav, (0, needed - len(wav)))
         mel = self.mel_frames(torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)))
-        partials = torch.stack([mel[s: s + self.partial_frames] for s in starts])
+        partials = torch.stack([mel[s : s + self.partial_frames] for s in starts])
         embed = self(partials).mean(dim=0)
         return (embed / embed.norm()).numpy()
 
@@ -181,8 +193,9 @@ def _dnsmos_model():
     judge = speechmos_dnsmos.DNSMOS.__new__(speechmos_dnsmos.DNSMOS)
     judge.primary_model_path = str(models / "dnsmos_models" / "sig_bak_ovr.onnx")
     judge.onnx_sess = ort.InferenceSession(judge.primary_model_path, options, providers=["CPUExecutionProvider"])
-    judge.p808_onnx_sess = ort.InferenceSession(str(models / "dnsmos_models" / "model_v8.onnx"), options,
-                                                providers=["CPUExecutionProvider"])
+    judge.p808_onnx_sess = ort.InferenceSession(
+        str(models / "dnsmos_models" / "model_v8.onnx"), options, providers=["CPUExecutionProvider"]
+    )
     return judge
 
 
@@ -192,8 +205,12 @@ def dnsmos(wav, sample_rate: int) -> dict[str, float]:
     if not np.any(audio):
         audio = audio + 1e-6  # an all-zero clip makes DNSMOS' dB mel undefined
     result = _dnsmos_model()(audio, JUDGE_RATE, False)
-    return {"ovrl": float(result["ovrl_mos"]), "sig": float(result["sig_mos"]), "bak": float(result["bak_mos"]),
-            "p808": float(result["p808_mos"])}
+    return {
+        "ovrl": float(result["ovrl_mos"]),
+        "sig": float(result["sig_mos"]),
+        "bak": float(result["bak_mos"]),
+        "p808": float(result["p808_mos"]),
+    }
 
 
 # -- F0 agreement ------------------------------------------------------------------------------

@@ -31,8 +31,16 @@ import torch
 from audiolm.core.audio import resample
 from audiolm.evaluation.judges import JUDGE_RATE, JudgeUnavailable
 
-__all__ = ["KEY_NAMES", "estimate_key", "estimate_tempo", "key_agreement", "key_name", "key_profile",
-           "profile_correlation", "tempo_agreement"]
+__all__ = [
+    "KEY_NAMES",
+    "estimate_key",
+    "estimate_tempo",
+    "key_agreement",
+    "key_name",
+    "key_profile",
+    "profile_correlation",
+    "tempo_agreement",
+]
 
 # Krumhansl & Kessler's probe-tone profiles (Krumhansl 1990), as used by the Krumhansl-Schmuckler
 # key-finding algorithm; index 0 = the tonic

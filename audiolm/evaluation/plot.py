@@ -32,7 +32,9 @@ def plot_continuation(path: str | Path, audio: torch.Tensor, sample_rate: int, s
     db = log_spectrogram(audio, sample_rate)
     seconds = audio.shape[-1] / sample_rate
     fig, ax = plt.subplots(figsize=(10, 4), dpi=100)
-    ax.imshow(db, origin="lower", aspect="auto", extent=(0, seconds, 0, sample_rate / 2000), vmin=db.max() - 80, cmap="magma")
+    ax.imshow(
+        db, origin="lower", aspect="auto", extent=(0, seconds, 0, sample_rate / 2000), vmin=db.max() - 80, cmap="magma"
+    )
     if seam_sample > 0:
         ax.axvline(seam_sample / sample_rate, color="cyan", linewidth=2, linestyle="--", label="continuation starts")
         ax.legend(loc="upper right")

@@ -33,9 +33,9 @@ length of the file (all codes of the file are kept: 8 levels x 75 Hz x 8 bytes =
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import soundfile as sf
@@ -92,7 +92,7 @@ class _Network:
 
     def _lstm(self, layer, x: torch.Tensor, start_f: int, done_f: int, keep_f: int) -> torch.Tensor:
         """EncodecLSTM.forward (lstm(x) + x over [B, D, T]) with the state carried across windows."""
-        new = x[..., done_f - start_f:].permute(2, 0, 1)  # [T, B, D] frames from done_f on
+        new = x[..., done_f - start_f :].permute(2, 0, 1)  # [T, B, D] frames from done_f on
         split = keep_f - done_f
         kept, state = layer.lstm(new[:split], self.state)
         ahead, _ = layer.lstm(new[split:], state) if new.shape[0] > split else (new[:0], None)
@@ -100,7 +100,7 @@ class _Network:
         if self.cache is not None and start_f < done_f:
             if start_f < self.cache_start:
                 raise RuntimeError("codec chunker: window reaches before the kept LSTM outputs")
-            y = torch.cat([self.cache[..., start_f - self.cache_start:], y_new], dim=-1)
+            y = torch.cat([self.cache[..., start_f - self.cache_start :], y_new], dim=-1)
         else:
             y = y_new
         # remember the state at keep_f and the outputs of the frames before it
@@ -156,13 +156,13 @@ class _Chunker:
 
     def _window(self, keep: int, end: int) -> torch.Tensor:
         start = max(0, self._done - self.left)
-        window = self._buffer[..., start - self._start: end - self._start]
+        window = self._buffer[..., start - self._start : end - self._start]
         with torch.inference_mode(), cached_weights():
             out = self._run(window, start, keep)
         out = self._select(out, self._done - start, keep - self._done)
         self._done = keep
         keep_from = max(0, self._done - self.left)  # drop input no later window needs
-        self._buffer = self._buffer[..., keep_from - self._start:]
+        self._buffer = self._buffer[..., keep_from - self._start :]
         self._start = keep_from
         return out
 
@@ -178,8 +178,13 @@ class ChunkedEncoder(_Chunker):
     def __init__(self, codec: Codec, kbps: float = 6.0, chunk_seconds: float = DEFAULT_CHUNK_SECONDS):
         context = codec.chunk_context
         self.hop = context.hop_length
-        super().__init__(codec, _chunk_frames(codec, chunk_seconds) * self.hop, context.encode_left,
-                         context.encode_lookahead, context.encode_edge)
+        super().__init__(
+            codec,
+            _chunk_frames(codec, chunk_seconds) * self.hop,
+            context.encode_left,
+            context.encode_lookahead,
+            context.encode_edge,
+        )
         self.n_q = codec.levels_for_kbps(kbps)
         self._net = _Network(codec.model.encoder, self.hop, context.encode_left // self.hop)
 
@@ -205,7 +210,7 @@ class ChunkedEncoder(_Chunker):
 
     def _select(self, codes: torch.Tensor, offset: int, length: int) -> torch.Tensor:
         first = offset // self.hop
-        return codes[..., first: first + -(-length // self.hop)]
+        return codes[..., first : first + -(-length // self.hop)]
 
     def _cat(self, pieces: list[torch.Tensor]) -> torch.Tensor:
         if pieces:
@@ -231,8 +236,13 @@ class ChunkedDecoder(_Chunker):
             chunk_frames = _chunk_frames(codec, DEFAULT_CHUNK_SECONDS)
         if isinstance(chunk_frames, bool) or not isinstance(chunk_frames, int) or chunk_frames < 1:
             raise CodecInputError(f"chunk_frames must be a positive integer, got {chunk_frames!r}")
-        super().__init__(codec, chunk_frames, context.decode_left // self.hop, context.decode_lookahead // self.hop,
-                         context.decode_edge // self.hop)
+        super().__init__(
+            codec,
+            chunk_frames,
+            context.decode_left // self.hop,
+            context.decode_lookahead // self.hop,
+            context.decode_edge // self.hop,
+        )
         self._net = _Network(codec.model.decoder, 1, self.left)
 
     @property
@@ -256,7 +266,7 @@ class ChunkedDecoder(_Chunker):
         return audio.float() / self.codec.config.input_gain  # [B, 1, len * hop]
 
     def _select(self, audio: torch.Tensor, offset: int, length: int) -> torch.Tensor:
-        return audio[..., offset * self.hop: (offset + length) * self.hop]
+        return audio[..., offset * self.hop : (offset + length) * self.hop]
 
     def _cat(self, pieces: list[torch.Tensor]) -> torch.Tensor:
         if pieces:
@@ -267,8 +277,9 @@ class ChunkedDecoder(_Chunker):
         return torch.zeros(batch, 1, 0, device=self.codec.device)
 
 
-def encode_chunked(codec: Codec, wav, sample_rate: int, kbps: float = 6.0,
-                   chunk_seconds: float = DEFAULT_CHUNK_SECONDS) -> torch.Tensor:
+def encode_chunked(
+    codec: Codec, wav, sample_rate: int, kbps: float = 6.0, chunk_seconds: float = DEFAULT_CHUNK_SECONDS
+) -> torch.Tensor:
     """`codec.encode` of in-memory audio, computed chunk by chunk -> codes [B, Q, T]."""
     audio = codec.prepare_audio(wav, sample_rate)  # [B, 1, N] at the codec rate (validated)
     encoder = ChunkedEncoder(codec, kbps, chunk_seconds)
@@ -282,7 +293,7 @@ def decode_chunked(codec: Codec, codes: torch.Tensor, chunk_frames: int | None =
     codes = codec.check_codes(codes)
     step = decoder.chunk
     for start in range(0, codes.shape[-1], step):
-        piece = decoder.push(codes[..., start: start + step])
+        piece = decoder.push(codes[..., start : start + step])
         if piece.shape[-1]:
             yield piece
     piece = decoder.finish()
@@ -297,8 +308,13 @@ class RoundTrip:
     samples: int  # written (= the input's length)
 
 
-def round_trip_file(codec: Codec, source: str | Path, sink: Callable[[np.ndarray], None], kbps: float = 6.0,
-                    chunk_seconds: float = DEFAULT_CHUNK_SECONDS) -> RoundTrip:
+def round_trip_file(
+    codec: Codec,
+    source: str | Path,
+    sink: Callable[[np.ndarray], None],
+    kbps: float = 6.0,
+    chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
+) -> RoundTrip:
     """Read `source` block by block, mix to mono, encode + decode in chunks, and hand the
     reconstruction (float32 [n] at the input's rate, pieces in order) to `sink`.
 
@@ -351,7 +367,9 @@ def round_trip_file(codec: Codec, source: str | Path, sink: Callable[[np.ndarray
         if total == 0:
             raise AudioError(f"{source}: no audio samples (header only, or the data is missing)")
         if declared is not None and 0 < declared and total < declared:
-            raise AudioError(f"{source}: the header declares {declared} samples but the file holds {total} (truncated?)")
+            raise AudioError(
+                f"{source}: the header declares {declared} samples but the file holds {total} (truncated?)"
+            )
         tail = to_codec(np.zeros(0, np.float32), True)  # the resampler's last samples
         if tail.shape[0]:
             run(encoder.push(torch.from_numpy(tail.copy())))
@@ -367,8 +385,9 @@ class _Resampler:
     """soxr streaming resampler (VHQ, as `core.audio.resample`); identity when the rates match."""
 
     def __init__(self, from_rate: int, to_rate: int):
-        self._stream = None if from_rate == to_rate else soxr.ResampleStream(from_rate, to_rate, 1, dtype="float32",
-                                                                              quality="VHQ")
+        self._stream = (
+            None if from_rate == to_rate else soxr.ResampleStream(from_rate, to_rate, 1, dtype="float32", quality="VHQ")
+        )
 
     def __call__(self, x: np.ndarray, last: bool) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)

@@ -100,7 +100,9 @@ class StreamDecoder:
             audio = self._decode_seanet(codes, end)
         else:
             start = max(0, self.emitted - self.context)
-            audio = self.codec.decode(codes[..., start:ready])[..., (self.emitted - start) * self.hop : (end - start) * self.hop]
+            audio = self.codec.decode(codes[..., start:ready])[
+                ..., (self.emitted - start) * self.hop : (end - start) * self.hop
+            ]
         self.emitted = end
         return audio.float().cpu()
 

@@ -58,9 +58,12 @@ from audiolm.models.lm.transformer import Transformer
 # calls the kernels is C++ too, not Python (less overhead per step; compiling takes longer).
 FREEZE = {"freezing": True, "cpp_wrapper": True}
 FREEZE_AUTOTUNE = {
-    **FREEZE, "max_autotune": True, "max_autotune_gemm_backends": "CPP,ATEN",
+    **FREEZE,
+    "max_autotune": True,
+    "max_autotune_gemm_backends": "CPP,ATEN",
     # inductor writes every autotuning table to stderr by default: a library stays quiet
-    "autotune_num_choices_displayed": 0, "max_autotune_report_choices_stats": False,
+    "autotune_num_choices_displayed": 0,
+    "max_autotune_report_choices_stats": False,
 }
 
 
@@ -88,7 +91,9 @@ def one_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> to
     return (probs * v.float()).sum(-2, keepdim=True).type_as(q)
 
 
-def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+def _attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None = None
+) -> torch.Tensor:
     if q.shape[2] == 1 and attn_mask is None:
         return one_query_attention(q, k, v)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
@@ -187,12 +192,16 @@ class CompiledStep:
             return decode_one_token(model, token, input_pos, seeds, step, sampling, allowed, kv_len=kv_len)
         B = self.batch_size
         if (
-            input_pos.shape != (1,) or seeds.shape != (B,) or step.shape != (1,) or token.shape != (B, 1)
+            input_pos.shape != (1,)
+            or seeds.shape != (B,)
+            or step.shape != (1,)
+            or token.shape != (B, 1)
             or not input_pos.dtype == seeds.dtype == step.dtype == torch.int64
             or (allowed is not None and allowed.dtype != torch.bool)
         ):
-            raise ValueError("CompiledStep: expected int64 token [B, 1], input_pos [1], seeds [B], step [1]"
-                             " and a bool mask")
+            raise ValueError(
+                "CompiledStep: expected int64 token [B, 1], input_pos [1], seeds [B], step [1] and a bool mask"
+            )
         if allowed is not None:  # one layout, [B, V] contiguous, so guards never see another
             allowed = allowed.expand(B, -1).contiguous()
         slots = self.slots[:kv_len]

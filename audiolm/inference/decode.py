@@ -99,8 +99,16 @@ def decode(
     all_logits: list[torch.Tensor] = []
     starts: list[int] = []
     steps = decode_steps(
-        model, prompt, max_new_tokens, sampling=sampling, seeds=seeds, logits_mask=logits_mask,
-        window_keep=window_keep, step_offset=step_offset, cuda_graph=cuda_graph, compile_step=compile_step,
+        model,
+        prompt,
+        max_new_tokens,
+        sampling=sampling,
+        seeds=seeds,
+        logits_mask=logits_mask,
+        window_keep=window_keep,
+        step_offset=step_offset,
+        cuda_graph=cuda_graph,
+        compile_step=compile_step,
         decode_weights=decode_weights,
     )
     with torch.inference_mode():
@@ -188,7 +196,13 @@ def decode_steps(
                         token = sample(logits, sampling, seeds_t, step, allowed)
                     else:
                         token, logits = step_fn(
-                            forward, out[:, cur - 1 : cur], positions[p : p + 1], seeds_t, step, sampling, allowed,
+                            forward,
+                            out[:, cur - 1 : cur],
+                            positions[p : p + 1],
+                            seeds_t,
+                            step,
+                            sampling,
+                            allowed,
                             kv_len=p + 1 if not use_graph else None,
                         )
                 out[:, cur] = token

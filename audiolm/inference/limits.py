@@ -133,7 +133,9 @@ def check_prompt_tokens(audio, semantic, codes) -> None:
         if not isinstance(tensor, torch.Tensor):
             raise RequestError(f"prompt {name}: expected a tensor, got {type(tensor).__name__}")
         if tensor.dim() != dims or tensor.shape[0] != 1 or tensor.numel() == 0:
-            raise RequestError(f"prompt {name}: expected shape [1, ...] with {dims} dimensions, got {list(tensor.shape)}")
+            raise RequestError(
+                f"prompt {name}: expected shape [1, ...] with {dims} dimensions, got {list(tensor.shape)}"
+            )
     if audio.is_floating_point() is False or not torch.isfinite(audio).all():
         raise RequestError("prompt audio: expected finite float samples")
     for name, tensor in (("semantic", semantic), ("codes", codes)):
@@ -168,15 +170,22 @@ def stage_configs_for_recipe(recipe_dirs: dict[str, Path]) -> dict[str, StageCon
     return configs
 
 
-def bytes_per_sample(stages: dict[str, StageConfig], seconds: float, prompt_seconds: float,
-                     sample_rate: int = 24_000, frame_rate: float = 75.0) -> int:
+def bytes_per_sample(
+    stages: dict[str, StageConfig],
+    seconds: float,
+    prompt_seconds: float,
+    sample_rate: int = 24_000,
+    frame_rate: float = 75.0,
+) -> int:
     kv = 0
     prefill = 0
     for config in stages.values():
         m = config.model
         S = m.max_seq_len
         kv += m.n_layers * 2 * m.dim * S * 4
-        prefill = max(prefill, (m.n_heads * S * S + S * max(m.vocab_size, 1) + S * m.mlp_hidden_dim * 3 + S * m.dim * 4) * 4)
+        prefill = max(
+            prefill, (m.n_heads * S * S + S * max(m.vocab_size, 1) + S * m.mlp_hidden_dim * 3 + S * m.dim * 4) * 4
+        )
     total_seconds = seconds + prompt_seconds
     audio = total_seconds * sample_rate * 4 * 4  # decoded, continuation, concatenated, written
     codes = total_seconds * frame_rate * 32 * 8 * 3
@@ -202,8 +211,9 @@ def default_budget() -> int:
     return DEFAULT_BUDGET_BYTES if not available else max(64 * 1024**2, min(DEFAULT_BUDGET_BYTES, available // 4))
 
 
-def plan_memory(per_sample: int, num_samples: int, budget: int | None = None,
-                max_batch: int | None = None) -> MemoryPlan:
+def plan_memory(
+    per_sample: int, num_samples: int, budget: int | None = None, max_batch: int | None = None
+) -> MemoryPlan:
     """Batch size that keeps a batch under `budget`, or RequestError if one sample does not fit."""
     budget = default_budget() if budget is None else budget
     if per_sample > budget:

@@ -44,7 +44,13 @@ from audiolm.core.errors import CheckpointError, ConfigError
 from audiolm.core.paths import PIPELINES_DIR
 from audiolm.core.timing import synced_clock
 from audiolm.inference.codec_stream import StreamDecoder
-from audiolm.inference.limits import PipelineError, check_prompt_audio, check_prompt_tokens, check_request, check_sampling
+from audiolm.inference.limits import (
+    PipelineError,
+    check_prompt_audio,
+    check_prompt_tokens,
+    check_request,
+    check_sampling,
+)
 from audiolm.inference.sampling import SamplingConfig
 from audiolm.inference.stages import Track, coarse_track, fine_track, semantic_track
 from audiolm.models.codec.codec import Codec
@@ -390,8 +396,17 @@ class AudioLM:
         first_chunk_seconds: the fine stage's window schedule of `stream` (default: unchanged).
         """
         return self.generate_continuation(
-            wav, sample_rate, seconds=seconds, seed=seed, num_samples=num_samples, temperature=temperature,
-            top_k=top_k, top_p=top_p, progress=progress, prompt=prompt, continuation_only=continuation_only,
+            wav,
+            sample_rate,
+            seconds=seconds,
+            seed=seed,
+            num_samples=num_samples,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            progress=progress,
+            prompt=prompt,
+            continuation_only=continuation_only,
             first_chunk_seconds=first_chunk_seconds,
         ).audio
 
@@ -419,8 +434,9 @@ class AudioLM:
         if prompt is None:
             prompt = self._encode_given(wav, sample_rate)
             clock.lap("encode")
-        run = self._start([prompt], seconds, seed, num_samples, temperature, top_k, top_p, progress,
-                          first_chunk_seconds)
+        run = self._start(
+            [prompt], seconds, seed, num_samples, temperature, top_k, top_p, progress, first_chunk_seconds
+        )
         run.semantic.fill()
         clock.lap("semantic")
         run.coarse.fill()
@@ -461,7 +477,9 @@ class AudioLM:
         for members in groups.values():
             timings: dict[str, float] = {"encode": 0.0}
             clock = _Stopwatch(self.device, timings)
-            run = self._start([prompts[i] for i in members], seconds, seed, num_samples, temperature, top_k, top_p, progress)
+            run = self._start(
+                [prompts[i] for i in members], seconds, seed, num_samples, temperature, top_k, top_p, progress
+            )
             for name, track in (("semantic", run.semantic), ("coarse", run.coarse), ("fine", run.fine)):
                 track.fill()
                 clock.lap(name)
@@ -515,8 +533,9 @@ class AudioLM:
         with torch.inference_mode():
             if prompt is None:
                 prompt = self._encode_given(wav, sample_rate)
-            run = self._start([prompt], seconds, seed, num_samples, temperature, top_k, top_p, progress,
-                              first_chunk_seconds)
+            run = self._start(
+                [prompt], seconds, seed, num_samples, temperature, top_k, top_p, progress, first_chunk_seconds
+            )
             # the prompt's frames go through the decoder too (the continuation's audio depends on
             # them) without making their audio: the prompt itself is what comes first
             decoder = StreamDecoder(self.codec)
@@ -582,12 +601,23 @@ class AudioLM:
             return self._sampling(stage, temperature, top_k, top_p)
 
         semantic = semantic_track(
-            semantic_stage.model, sem_cfg, s_prompt, n_semantic, sampling=sampling("semantic"), seeds=seeds,
+            semantic_stage.model,
+            sem_cfg,
+            s_prompt,
+            n_semantic,
+            sampling=sampling("semantic"),
+            seeds=seeds,
             progress=stage_progress("semantic", s_prompt.shape[1]),
         )
         coarse = coarse_track(
-            coarse_stage.model, coarse_stage.config, semantic, codes_prompt, total_frames,
-            sampling=sampling("coarse"), seeds=seeds, progress=stage_progress("coarse"),
+            coarse_stage.model,
+            coarse_stage.config,
+            semantic,
+            codes_prompt,
+            total_frames,
+            sampling=sampling("coarse"),
+            seeds=seeds,
+            progress=stage_progress("coarse"),
         )
         first_window = None
         if first_chunk_seconds is not None:
@@ -595,8 +625,14 @@ class AudioLM:
                 raise PipelineError(f"first_chunk_seconds must be positive, got {first_chunk_seconds}")
             first_window = max(1, round(first_chunk_seconds * self.codec.frame_rate))
         fine = fine_track(
-            fine_stage.model, fine_stage.config, coarse, codes_prompt[:, : self.n_q], sampling=sampling("fine"),
-            seeds=seeds, progress=stage_progress("fine"), first_window_frames=first_window,
+            fine_stage.model,
+            fine_stage.config,
+            coarse,
+            codes_prompt[:, : self.n_q],
+            sampling=sampling("fine"),
+            seeds=seeds,
+            progress=stage_progress("fine"),
+            first_window_frames=first_window,
         )
         return _Run(prompts, B, prompt_frames, semantic, coarse, fine)
 

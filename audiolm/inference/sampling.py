@@ -62,7 +62,9 @@ def seeds_tensor(seeds: list[int] | torch.Tensor, device: torch.device | str) ->
             raise ValueError(f"seeds must be integers, got {seeds.dtype}")
         values = seeds.to(device=device, dtype=torch.int64)
         if values.numel() and (int(values.min()) < 0 or int(values.max()) > _MASK32):
-            raise ValueError(f"seeds must be in [0, {_MASK32}], got values from {int(values.min())} to {int(values.max())}")
+            raise ValueError(
+                f"seeds must be in [0, {_MASK32}], got values from {int(values.min())} to {int(values.max())}"
+            )
     else:
         for s in seeds:
             if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= _MASK32:

@@ -199,13 +199,20 @@ def coarse_track(
             n_new = (t1 - done) * Qc
             P = prompt.shape[1]
             for step in decode_steps(
-                model, prompt, n_new, sampling=sampling, seeds=seeds, step_offset=drawn,
+                model,
+                prompt,
+                n_new,
+                sampling=sampling,
+                seeds=seeds,
+                step_offset=drawn,
                 logits_mask=lambda pos: masks[(pos - start) % Qc],
             ):
                 drawn_here = step.index - P + 1
                 if drawn_here % Qc == 0:  # a frame is complete
                     frame = done + drawn_here // Qc - 1
-                    codes[:, :, frame : frame + 1] = layout.tokens_to_codes(step.tokens[:, step.index + 1 - Qc : step.index + 1])
+                    codes[:, :, frame : frame + 1] = layout.tokens_to_codes(
+                        step.tokens[:, step.index + 1 - Qc : step.index + 1]
+                    )
                     track.ready = frame + 1
                     yield
             drawn += n_new
@@ -234,8 +241,15 @@ def generate_coarse(
     progress(done, n_frames) is called after each frame.
     """
     return coarse_track(
-        model, config, semantic, prompt_codes, n_frames, sampling=sampling, seeds=seeds,
-        context_frames=context_frames, progress=progress,
+        model,
+        config,
+        semantic,
+        prompt_codes,
+        n_frames,
+        sampling=sampling,
+        seeds=seeds,
+        context_frames=context_frames,
+        progress=progress,
     ).fill()
 
 
@@ -297,7 +311,12 @@ def fine_track(
             n_new = (t1 - done) * Qf
             P = prompt.shape[1]
             for step in decode_steps(
-                model, prompt, n_new, sampling=sampling, seeds=seeds, step_offset=drawn,
+                model,
+                prompt,
+                n_new,
+                sampling=sampling,
+                seeds=seeds,
+                step_offset=drawn,
                 logits_mask=lambda pos: masks[(pos - start) % Qf],
             ):
                 drawn_here = step.index - P + 1
@@ -332,7 +351,13 @@ def generate_fine(
     called after each frame (each window for a Bark-style stage).
     """
     return fine_track(
-        model, config, coarse, fine_prompt, sampling=sampling, seeds=seeds, context_frames=context_frames,
+        model,
+        config,
+        coarse,
+        fine_prompt,
+        sampling=sampling,
+        seeds=seeds,
+        context_frames=context_frames,
         progress=progress,
     ).fill()
 
@@ -360,7 +385,9 @@ def _fine_bark_track(
     device = coarse.data.device
     context = layout.max_prompt_frames() if context_frames is None else context_frames
     if not 0 <= context <= layout.max_prompt_frames():
-        raise ValueError(f"context_frames must be in [0, {layout.max_prompt_frames()}] for a Bark-style fine stage, got {context}")
+        raise ValueError(
+            f"context_frames must be in [0, {layout.max_prompt_frames()}] for a Bark-style fine stage, got {context}"
+        )
     codes, known_frames = _start_fine_codes(coarse.data, fine_prompt, Qc, Q)
     seed_states = seeds_tensor(list(range(B)) if seeds is None else seeds, device)
     if seed_states.shape != (B,):
@@ -404,7 +431,9 @@ def _fine_bark_track(
     return Track(codes, known_frames, steps, progress)
 
 
-def _start_fine_codes(coarse: torch.Tensor, fine_prompt: torch.Tensor | None, Qc: int, Q: int) -> tuple[torch.Tensor, int]:
+def _start_fine_codes(
+    coarse: torch.Tensor, fine_prompt: torch.Tensor | None, Qc: int, Q: int
+) -> tuple[torch.Tensor, int]:
     """All Q levels [B, Q, T] with the coarse levels (as far as known) and the known fine prompt
     filled in, and how many leading frames are already complete. fine_prompt: [B, Q - Qc, P]
     or [B, Q, P]."""
@@ -413,7 +442,7 @@ def _start_fine_codes(coarse: torch.Tensor, fine_prompt: torch.Tensor | None, Qc
     codes[:, :Qc] = coarse[:, :Qc]
     done = 0
     if fine_prompt is not None:
-        fine_prompt = fine_prompt[:, -(Q - Qc):] if fine_prompt.shape[1] == Q else fine_prompt
+        fine_prompt = fine_prompt[:, -(Q - Qc) :] if fine_prompt.shape[1] == Q else fine_prompt
         done = min(fine_prompt.shape[-1], T)
         codes[:, Qc:, :done] = fine_prompt[:, :, :done]
     return codes, done

@@ -13,7 +13,6 @@ import torch
 from audiolm.inference.sampling import SamplingConfig, sample
 from audiolm.models.lm.transformer import Transformer
 
-
 # forward(tokens [B, T], input_pos [T], kv_len, last_only) -> logits [B, T, V]
 Forward = Callable[..., torch.Tensor]
 

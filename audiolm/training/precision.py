@@ -41,7 +41,7 @@ class Precision:
 
 
 def resolve_precision(requested: str, device_type: str) -> Precision:
-    """"auto": bf16 on a GPU that has it, else fp32. On CPU (where fp32 is faster for small
+    """ "auto": bf16 on a GPU that has it, else fp32. On CPU (where fp32 is faster for small
     models, so "auto" stays fp32) an explicit "bf16" runs bf16 autocast when the CPU has bf16
     kernels and fp32 otherwise; "fp16" runs fp16 autocast with a gradient scaler (correct on any
     CPU, slow without fp16 kernels: a check of the fp16 path, not a speed-up)."""
@@ -58,5 +58,9 @@ def resolve_precision(requested: str, device_type: str) -> Precision:
         if cpu_bf16_kernels():
             return Precision("bf16", device_type, "mixed precision: bf16 autocast on the CPU (native bf16 kernels)")
         return Precision("no", device_type, f"mixed precision: {bf16_fallback_reason()}; training in fp32")
-    return Precision("fp16", device_type, "mixed precision: fp16 autocast on the CPU with a gradient scaler "
-                                          "(slow without fp16 kernels: for checking, use bf16 for speed)")
+    return Precision(
+        "fp16",
+        device_type,
+        "mixed precision: fp16 autocast on the CPU with a gradient scaler "
+        "(slow without fp16 kernels: for checking, use bf16 for speed)",
+    )

@@ -40,15 +40,16 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from audiolm.core.checkpoint import (
-    newest_intact_checkpoint,
     atomic_write_json,
     atomic_write_text,
     flatten_state,
     load_checkpoint,
     load_state_dict_checked,
     load_tensors,
+    newest_intact_checkpoint,
     save_checkpoint,
     unflatten_state,
 )
@@ -57,7 +58,6 @@ from audiolm.core.errors import AudiolmError, ConfigError
 from audiolm.training.precision import resolve_precision
 from audiolm.training.task import ItemKey, Task
 from audiolm.training.trackers import TRACKERS, check_tracker_installed, scalars_for_trackers
-from tqdm.auto import tqdm
 
 
 @dataclass
@@ -195,7 +195,9 @@ class Trainer:
             cpu=use_cpu,
             mixed_precision="no",  # autocast and loss scaling are ours (precision.py)
             log_with=None if config.log_with == "none" else [config.log_with],
-            project_config=ProjectConfiguration(project_dir=str(self.out_dir), logging_dir=str(self.out_dir / "trackers")),
+            project_config=ProjectConfiguration(
+                project_dir=str(self.out_dir), logging_dir=str(self.out_dir / "trackers")
+            ),
         )
         self.scaler = self.precision.scaler()
         self._check_out_dir(resume)  # on every process, before any process writes
@@ -308,7 +310,9 @@ class Trainer:
         log_path = self.out_dir / "log.jsonl"
         bar = None
         if self.progress and acc.is_local_main_process:
-            bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {self.task.kind}", unit="step", dynamic_ncols=True)
+            bar = tqdm(
+                total=cfg.steps, initial=self.step, desc=f"train {self.task.kind}", unit="step", dynamic_ncols=True
+            )
         for module in self.parts.values():
             module.train()
         last_time, last_step, bad_steps = time.perf_counter(), self.step, 0
@@ -655,9 +659,7 @@ def train_config_from_args(args: argparse.Namespace, defaults: TrainConfig) -> T
     return config_from_dict(TrainConfig, merged, where="training config")
 
 
-def train_from_args(
-    task: Task | Callable[[], Task], args: argparse.Namespace, defaults: TrainConfig
-) -> Path:
+def train_from_args(task: Task | Callable[[], Task], args: argparse.Namespace, defaults: TrainConfig) -> Path:
     """Build the TrainConfig from the flags, seed, build the task if given a factory, train.
 
     Pass a factory: `--seed` (the run's own on --resume, also left in `args.seed` for the
@@ -700,7 +702,9 @@ def refuse_single_process_cpu_launch(environ: dict[str, str] | None = None) -> N
     (accelerate's simple launcher): training would silently run on one process. Refuse."""
     env = os.environ if environ is None else environ
     asked_cpu = env.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
-    launched_alone = not any(k in env for k in ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE"))
+    launched_alone = not any(
+        k in env for k in ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+    )
     if asked_cpu and "MASTER_ADDR" in env and launched_alone:
         raise AudiolmError(_ONE_PROCESS_LAUNCH)
 

@@ -38,8 +38,9 @@ def _timed(fn, repeats: int, sync) -> tuple[float, float]:
     return best_wall, best_cpu
 
 
-def bench_codec(codec, seconds: float = 10.0, repeats: int = 3, device: str = "cpu",
-                batch_size: int = 1) -> dict[str, Any]:
+def bench_codec(
+    codec, seconds: float = 10.0, repeats: int = 3, device: str = "cpu", batch_size: int = 1
+) -> dict[str, Any]:
     """Encode / decode speed of `codec` on `device` at each of its bit rates."""
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     codec.to(device)
@@ -53,19 +54,21 @@ def bench_codec(codec, seconds: float = 10.0, repeats: int = 3, device: str = "c
         codes = codec.encode(wav, codec.sample_rate, kbps=kbps)
         encode_s, encode_cpu_s = _timed(lambda: codec.encode(wav, codec.sample_rate, kbps=kbps), repeats, sync)
         decode_s, decode_cpu_s = _timed(lambda: codec.decode(codes), repeats, sync)
-        results.append({
-            "kbps": kbps,
-            "levels": int(codes.shape[1]),
-            "encode_s": encode_s,
-            "decode_s": decode_s,
-            "encode_x_realtime": audio_seconds / encode_s,
-            "decode_x_realtime": audio_seconds / decode_s,
-            "roundtrip_x_realtime": audio_seconds / (encode_s + decode_s),
-            # CPU seconds of all threads: robust to other processes sharing the cores
-            "encode_cpu_s": encode_cpu_s,
-            "decode_cpu_s": decode_cpu_s,
-            "roundtrip_x_realtime_per_cpu_second": audio_seconds / max(encode_cpu_s + decode_cpu_s, 1e-9),
-        })
+        results.append(
+            {
+                "kbps": kbps,
+                "levels": int(codes.shape[1]),
+                "encode_s": encode_s,
+                "decode_s": decode_s,
+                "encode_x_realtime": audio_seconds / encode_s,
+                "decode_x_realtime": audio_seconds / decode_s,
+                "roundtrip_x_realtime": audio_seconds / (encode_s + decode_s),
+                # CPU seconds of all threads: robust to other processes sharing the cores
+                "encode_cpu_s": encode_cpu_s,
+                "decode_cpu_s": decode_cpu_s,
+                "roundtrip_x_realtime_per_cpu_second": audio_seconds / max(encode_cpu_s + decode_cpu_s, 1e-9),
+            }
+        )
     return {
         "load_average_1min": load,
         "device": str(device),
@@ -90,7 +93,9 @@ def format_bench(report: dict[str, Any]) -> str:
         "|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["results"]:
-        lines.append(f"| {r['kbps']:g} | {r['levels']} | {r['encode_x_realtime']:.1f} | "
-                     f"{r['decode_x_realtime']:.1f} | {r['roundtrip_x_realtime']:.1f} | "
-                     f"{r['roundtrip_x_realtime_per_cpu_second']:.1f} |")
+        lines.append(
+            f"| {r['kbps']:g} | {r['levels']} | {r['encode_x_realtime']:.1f} | "
+            f"{r['decode_x_realtime']:.1f} | {r['roundtrip_x_realtime']:.1f} | "
+            f"{r['roundtrip_x_realtime_per_cpu_second']:.1f} |"
+        )
     return "\n".join(lines)

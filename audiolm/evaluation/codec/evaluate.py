@@ -23,19 +23,40 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from audiolm.core.audio import load_audio
 from audiolm.evaluation import judges as J
 from audiolm.evaluation.codec.opus import opus_round_trip
 from audiolm.models.codec import metrics as M
-from tqdm.auto import tqdm
 
-SPEECH_METRICS = ("mel_distance", "si_sdr", "stoi", "pesq_wb", "visqol", "speaker_sim", "dnsmos_ovrl", "dnsmos_sig",
-                  "dnsmos_bak", "f0_gpe", "f0_vde")
+SPEECH_METRICS = (
+    "mel_distance",
+    "si_sdr",
+    "stoi",
+    "pesq_wb",
+    "visqol",
+    "speaker_sim",
+    "dnsmos_ovrl",
+    "dnsmos_sig",
+    "dnsmos_bak",
+    "f0_gpe",
+    "f0_vde",
+)
 MUSIC_METRICS = ("mel_distance", "si_sdr", "visqol")
-HIGHER_IS_BETTER = {"mel_distance": False, "si_sdr": True, "stoi": True, "pesq_wb": True, "visqol": True,
-                    "speaker_sim": True, "dnsmos_ovrl": True, "dnsmos_sig": True, "dnsmos_bak": True,
-                    "f0_gpe": False, "f0_vde": False}
+HIGHER_IS_BETTER = {
+    "mel_distance": False,
+    "si_sdr": True,
+    "stoi": True,
+    "pesq_wb": True,
+    "visqol": True,
+    "speaker_sim": True,
+    "dnsmos_ovrl": True,
+    "dnsmos_sig": True,
+    "dnsmos_bak": True,
+    "f0_gpe": False,
+    "f0_vde": False,
+}
 
 
 @dataclass
@@ -64,8 +85,14 @@ def judge_scores(reference: torch.Tensor | None, estimate: torch.Tensor, sample_
     return scores
 
 
-def score_pair(reference: torch.Tensor, estimate: torch.Tensor, sample_rate: int, kind: str,
-               use_visqol: bool = True, use_judges: bool = False) -> dict[str, float]:
+def score_pair(
+    reference: torch.Tensor,
+    estimate: torch.Tensor,
+    sample_rate: int,
+    kind: str,
+    use_visqol: bool = True,
+    use_judges: bool = False,
+) -> dict[str, float]:
     """All metrics for one clip; reference/estimate are mono [N] at `sample_rate`."""
     scores = {
         "mel_distance": M.mel_distance(reference, estimate, sample_rate),
@@ -81,13 +108,22 @@ def score_pair(reference: torch.Tensor, estimate: torch.Tensor, sample_rate: int
     return scores
 
 
-def evaluate_codec(codec, items, bandwidths: list[float], *, opus: bool = True, use_visqol: bool = True,
-                   use_judges: bool = True, progress: bool = True) -> list[dict[str, Any]]:
+def evaluate_codec(
+    codec,
+    items,
+    bandwidths: list[float],
+    *,
+    opus: bool = True,
+    use_visqol: bool = True,
+    use_judges: bool = True,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
     """Score `codec` (and Opus) on corpus `items` (CorpusItem list) at each bit rate."""
     rows: dict[tuple[str, float, str], Row] = {}
     systems = ["audiolm"] + (["opus"] if opus else [])
-    bar = tqdm(total=len(items) * len(bandwidths), desc="eval codec", unit="clip",
-               disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=len(items) * len(bandwidths), desc="eval codec", unit="clip", disable=not progress, dynamic_ncols=True
+    )
     for item in items:
         wav, sr = load_audio(item.audio_path, sample_rate=codec.sample_rate, mono=True)
         reference = wav[0]  # [N]

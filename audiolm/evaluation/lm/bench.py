@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from audiolm.core.timing import synchronize
 from audiolm.inference.decode import generate
@@ -41,13 +42,14 @@ from audiolm.inference.packed_step import packed_copies
 from audiolm.inference.sampling import SamplingConfig
 from audiolm.models.lm.config import TransformerConfig
 from audiolm.models.lm.transformer import Transformer
-from tqdm.auto import tqdm
 
 # coarse stage vocabulary: K=1024 semantic + PAD + SEP + 2 levels x 1024 codes
 BENCH_VOCAB = 1024 + 2 + 2 * 1024
 SIZES = {
     "10M": TransformerConfig(vocab_size=BENCH_VOCAB, dim=384, n_layers=6, n_heads=6, hidden_dim=1024, max_seq_len=512),
-    "50M": TransformerConfig(vocab_size=BENCH_VOCAB, dim=640, n_layers=10, n_heads=10, hidden_dim=1664, max_seq_len=512),
+    "50M": TransformerConfig(
+        vocab_size=BENCH_VOCAB, dim=640, n_layers=10, n_heads=10, hidden_dim=1664, max_seq_len=512
+    ),
 }
 PROMPT_TOKENS = 16
 SAMPLING = SamplingConfig(temperature=1.0, top_k=50)
@@ -180,9 +182,16 @@ def bench_decode(
             def run_hf(peer=peer):
                 with torch.inference_mode():
                     peer.generate(
-                        prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new_tokens,
-                        min_new_tokens=new_tokens, do_sample=True, temperature=1.0, top_k=50, top_p=1.0,
-                        use_cache=True, pad_token_id=0,
+                        prompt,
+                        attention_mask=torch.ones_like(prompt),
+                        max_new_tokens=new_tokens,
+                        min_new_tokens=new_tokens,
+                        do_sample=True,
+                        temperature=1.0,
+                        top_k=50,
+                        top_p=1.0,
+                        use_cache=True,
+                        pad_token_id=0,
                     )
 
             fns.append(run_hf)

@@ -160,7 +160,9 @@ def bench_fine(
     windows = held_out_windows(valid, F_frames, max_windows)
     rate = stages[0][2].acoustic_frame_rate
     prompt_frames, new_frames = round(prompt_seconds * rate), round(seconds * rate)
-    long_enough = [valid[i].acoustic for i in range(len(valid)) if valid[i].acoustic.shape[0] >= prompt_frames + new_frames]
+    long_enough = [
+        valid[i].acoustic for i in range(len(valid)) if valid[i].acoustic.shape[0] >= prompt_frames + new_frames
+    ]
     if not long_enough:
         raise AudiolmError(f"bench fine: no valid utterance holds {prompt_seconds + seconds:g} s for the speed test")
     results = []
@@ -169,8 +171,14 @@ def bench_fine(
         secs = time_fine_generation(model, config, long_enough[0], prompt_frames, new_frames, repeats, clock=clock)
         results.append(
             FineBenchResult(
-                str(directory), config.fine_style, model.num_parameters(), len(windows),
-                len(windows) * F_frames, ce, secs, new_frames,
+                str(directory),
+                config.fine_style,
+                model.num_parameters(),
+                len(windows),
+                len(windows) * F_frames,
+                ce,
+                secs,
+                new_frames,
             )
         )
     return results

@@ -104,7 +104,12 @@ def score_tokens(
         if len(tr_t) == 0 or len(va_t) == 0:
             continue
         s = cross_validated_scores(tr_t, tr_p, va_t, va_p, vocab_size, len(phone_ids), smoothing)
-        result[inventory] = {"purity": s.purity, "pnmi": s.pnmi, "valid_frames": s.valid_frames, "train_frames": s.train_frames}
+        result[inventory] = {
+            "purity": s.purity,
+            "pnmi": s.pnmi,
+            "valid_frames": s.valid_frames,
+            "train_frames": s.train_frames,
+        }
     if result:
         result["mean"] = {m: float(np.mean([r[m] for r in result.values()])) for m in ("purity", "pnmi")}
     return result
@@ -174,7 +179,9 @@ def evaluate_semantic(
             if fit.shape[0] > max_kmeans_frames:
                 gen = torch.Generator().manual_seed(seed)
                 fit = fit[torch.randperm(fit.shape[0], generator=gen)[:max_kmeans_frames]]
-            centroids = fit_kmeans((fit - mean) / std, k, steps=kmeans_steps, seed=seed, device=device, progress=progress)
+            centroids = fit_kmeans(
+                (fit - mean) / std, k, steps=kmeans_steps, seed=seed, device=device, progress=progress
+            )
 
         def rows_for(indices, item_list, offset):
             out = []
@@ -188,9 +195,18 @@ def evaluate_semantic(
         train_rows = rows_for(train_index, [fit_items[i] for i in train_index], 0)
         valid_rows = rows_for(range(len(valid_speech)), valid_speech, n_fit)
         scores = score_tokens(train_rows, valid_rows, centroids.shape[0], smoothing)
-        label = {"mfcc": "MFCC + k-means (baseline)", "tokenizer": f"tokenizer (layer {getattr(tokenizer, 'layer', '?')})"}.get(name, f"SSL {name}")
-        rows.append({"name": label, "source": name, **scores.get("mean", {"purity": float("nan"), "pnmi": float("nan")}),
-                     "inventories": {inv: s for inv, s in scores.items() if inv != "mean"}})
+        label = {
+            "mfcc": "MFCC + k-means (baseline)",
+            "tokenizer": f"tokenizer (layer {getattr(tokenizer, 'layer', '?')})",
+        }.get(name, f"SSL {name}")
+        rows.append(
+            {
+                "name": label,
+                "source": name,
+                **scores.get("mean", {"purity": float("nan"), "pnmi": float("nan")}),
+                "inventories": {inv: s for inv, s in scores.items() if inv != "mean"},
+            }
+        )
     baseline = next(r for r in rows if r["source"] == "mfcc")
     for r in rows:
         r["purity_vs_mfcc"] = r["purity"] / baseline["purity"] if baseline["purity"] else float("nan")
@@ -211,7 +227,13 @@ def format_table(result: dict) -> str:
         "|" + "---|" * len(head),
     ]
     for r in result["rows"]:
-        cells = [r["name"], f"{r['purity']:.3f}", f"{r['pnmi']:.3f}", f"{r['purity_vs_mfcc']:.2f}", f"{r['pnmi_vs_mfcc']:.2f}"]
+        cells = [
+            r["name"],
+            f"{r['purity']:.3f}",
+            f"{r['pnmi']:.3f}",
+            f"{r['purity_vs_mfcc']:.2f}",
+            f"{r['pnmi_vs_mfcc']:.2f}",
+        ]
         for inv in inventories:
             s = r["inventories"].get(inv)
             cells += [f"{s['purity']:.3f}", f"{s['pnmi']:.3f}"] if s else ["-", "-"]

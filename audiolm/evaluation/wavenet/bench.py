@@ -13,13 +13,13 @@ import os
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from audiolm.core.errors import AudiolmError
 from audiolm.core.timing import synced_clock
 from audiolm.evaluation.machine import describe_machine
 from audiolm.models.wavenet.config import WaveNetConfig
 from audiolm.models.wavenet.model import WaveNet
-from tqdm.auto import tqdm
 
 
 def _timed_generate(model: WaveNet, warm: int, samples: int, batch: int, prompt: torch.Tensor, naive: bool) -> float:
@@ -34,8 +34,9 @@ def _timed_generate(model: WaveNet, warm: int, samples: int, batch: int, prompt:
         if valid in (first, last):
             marks[valid] = now()
 
-    model.generate(warm + samples, batch_size=batch, prompt=prompt, seed=0, naive=naive, callback=clock,
-                   callback_every=1)
+    model.generate(
+        warm + samples, batch_size=batch, prompt=prompt, seed=0, naive=naive, callback=clock, callback_every=1
+    )
     return marks[last] - marks[first]
 
 
@@ -107,6 +108,8 @@ def bench_wavenet(
 def format_table(report: dict[str, Any]) -> str:
     lines = [f"machine: {report['machine']}", f"{'mode':6} {'device':7} {'batch':>5} {'threads':>7} {'samples/s':>12}"]
     for r in report["results"]:
-        lines.append(f"{r['mode']:6} {r['device']:7} {r['batch']:>5} {str(r['threads'] or '-'):>7} {r['samples_per_s']:>12,.1f}")
+        lines.append(
+            f"{r['mode']:6} {r['device']:7} {r['batch']:>5} {str(r['threads'] or '-'):>7} {r['samples_per_s']:>12,.1f}"
+        )
     lines.append("fast / naive: " + ", ".join(f"batch {b}: {s}x" for b, s in report["fast_over_naive"].items()))
     return "\n".join(lines)

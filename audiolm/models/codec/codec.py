@@ -26,16 +26,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn.utils import parametrize
 
 from audiolm.core.audio import as_float_audio, check_channels_first, check_sample_rate, resample
 from audiolm.core.checkpoint import (
-    load_checkpoint, load_state_dict_checked, resolve_checkpoint_dir, save_checkpoint,
+    load_checkpoint,
+    load_state_dict_checked,
+    resolve_checkpoint_dir,
+    save_checkpoint,
 )
 from audiolm.core.errors import AudioError, AudiolmError, CheckpointError
 from audiolm.core.paths import shipped_checkpoint
 from audiolm.models.codec.config import CodecConfig
 from audiolm.models.codec.model import CodecModel
-from torch.nn.utils import parametrize
 
 KIND = "codec"
 
@@ -133,7 +136,9 @@ class Codec:
         for b in self.config.bandwidths:
             if abs(float(kbps) - b) < 1e-6:
                 return self.config.levels_for_kbps_unchecked(b)
-        raise CodecInputError(f"{float(kbps):g} kbps is not offered by this codec; choose one of {_kbps_list(self.bandwidths)}")
+        raise CodecInputError(
+            f"{float(kbps):g} kbps is not offered by this codec; choose one of {_kbps_list(self.bandwidths)}"
+        )
 
     def codebooks(self, n_q: int | None = None) -> list[torch.Tensor]:
         """The first `n_q` (default all) RVQ codebooks, each [codebook_size, latent dim]: code i
@@ -207,8 +212,10 @@ class Codec:
         if wav.shape[-1] == 0 or wav.shape[1] == 0 or wav.shape[0] == 0:
             raise CodecInputError(f"Codec.encode: empty audio {list(wav.shape)}")
         if wav.shape[1] > 64:
-            raise CodecInputError(f"Codec.encode: audio shaped {list(wav.shape)} has {wav.shape[1]} channels; "
-                                  "expected [B, C, N] with few channels (soundfile's [N, C]: transpose it)")
+            raise CodecInputError(
+                f"Codec.encode: audio shaped {list(wav.shape)} has {wav.shape[1]} channels; "
+                "expected [B, C, N] with few channels (soundfile's [N, C]: transpose it)"
+            )
         wav = wav.mean(dim=1, keepdim=True)  # stereo / multi-channel -> mono
         if sample_rate != self.sample_rate:
             wav = resample(wav, sample_rate, self.sample_rate)
@@ -307,7 +314,9 @@ def _seanet_context(network: torch.nn.Module, hop: int) -> tuple[int, int]:
     for module in network.modules():
         name = type(module).__name__
         if name == "GroupNorm":
-            raise CodecInputError("this codec normalises over the whole signal (time_group_norm): it cannot run in chunks")
+            raise CodecInputError(
+                "this codec normalises over the whole signal (time_group_norm): it cannot run in chunks"
+            )
         if name == "EncodecConv1d":
             conv = module.conv
             span = (conv.kernel_size[0] - 1) * conv.dilation[0]
@@ -340,7 +349,9 @@ def config_from_hf(hf_config, where: str) -> CodecConfig:
     if hf_config.audio_channels != 1:
         raise CheckpointError(f"{where}: audio_channels={hf_config.audio_channels}; only mono EnCodec models load")
     if hf_config.normalize or hf_config.chunk_length_s is not None:
-        raise CheckpointError(f"{where}: normalize/chunk_length_s are set (the 48 kHz EnCodec); only the 24 kHz layout loads")
+        raise CheckpointError(
+            f"{where}: normalize/chunk_length_s are set (the 48 kHz EnCodec); only the 24 kHz layout loads"
+        )
     if hf_config.codebook_dim != hf_config.hidden_size:
         raise CheckpointError(f"{where}: codebook_dim {hf_config.codebook_dim} != hidden_size {hf_config.hidden_size}")
     try:

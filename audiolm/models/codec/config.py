@@ -121,10 +121,26 @@ class CodecConfig:
     # keys a saved codec's config.json must hold (a missing one would silently take today's
     # default and build a different network); fields added later get defaults old files lack
     SAVED_KEYS: ClassVar[tuple[str, ...]] = (
-        "sample_rate", "num_filters", "hidden_size", "upsampling_ratios", "num_residual_layers", "num_lstm_layers",
-        "compress", "kernel_size", "last_kernel_size", "residual_kernel_size", "dilation_growth_rate",
-        "use_causal_conv", "pad_mode", "norm_type", "trim_right_ratio", "use_conv_shortcut", "input_gain",
-        "codebook_size", "n_q", "bandwidths",
+        "sample_rate",
+        "num_filters",
+        "hidden_size",
+        "upsampling_ratios",
+        "num_residual_layers",
+        "num_lstm_layers",
+        "compress",
+        "kernel_size",
+        "last_kernel_size",
+        "residual_kernel_size",
+        "dilation_growth_rate",
+        "use_causal_conv",
+        "pad_mode",
+        "norm_type",
+        "trim_right_ratio",
+        "use_conv_shortcut",
+        "input_gain",
+        "codebook_size",
+        "n_q",
+        "bandwidths",
     )
 
     def __post_init__(self) -> None:
@@ -152,8 +168,11 @@ class CodecConfig:
         if not (isinstance(self.ema_decay, (int, float)) and 0.0 < self.ema_decay < 1.0):
             raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
         _check_int(self.kmeans_iters, "kmeans_iters", 0, 10_000)
-        if not (isinstance(self.dead_code_threshold, (int, float)) and math.isfinite(self.dead_code_threshold)
-                and self.dead_code_threshold >= 0):
+        if not (
+            isinstance(self.dead_code_threshold, (int, float))
+            and math.isfinite(self.dead_code_threshold)
+            and self.dead_code_threshold >= 0
+        ):
             raise ValueError(f"dead_code_threshold must be a finite number >= 0, got {self.dead_code_threshold}")
         for kbps in self.bandwidths:
             if not (isinstance(kbps, (int, float)) and math.isfinite(kbps) and kbps > 0):
@@ -169,7 +188,9 @@ class CodecConfig:
         if self.decoder not in ("seanet", "istft"):
             raise ValueError(f"decoder must be 'seanet' or 'istft', got {self.decoder!r}")
         if self.n_fft < self.hop_length or (self.n_fft - self.hop_length) % 2:
-            raise ValueError(f"n_fft must be >= the hop ({self.hop_length}) and differ from it by an even number, got {self.n_fft}")
+            raise ValueError(
+                f"n_fft must be >= the hop ({self.hop_length}) and differ from it by an even number, got {self.n_fft}"
+            )
         if not self.input_gain > 0:
             raise ValueError(f"input_gain must be positive, got {self.input_gain}")
         if not self.bandwidths:

@@ -52,8 +52,7 @@ class ConvNeXtBlock(nn.Module):
 class ConvNeXtBackbone(nn.Module):
     """in_channels -> embedding conv -> LayerNorm -> `layers` ConvNeXt blocks -> LayerNorm."""
 
-    def __init__(self, in_channels: int, dim: int, intermediate: int, layers: int, kernel_size: int,
-                 causal: bool):
+    def __init__(self, in_channels: int, dim: int, intermediate: int, layers: int, kernel_size: int, causal: bool):
         super().__init__()
         self.left = kernel_size - 1 if causal else (kernel_size - 1) // 2
         self.right = kernel_size - 1 - self.left
@@ -110,17 +109,30 @@ class ISTFTHead(nn.Module):
         segments = torch.fft.irfft(spec, n=self.n_fft, dim=1, norm="backward") * window[None, :, None]
         length = (frames - 1) * self.hop_length + self.n_fft
         audio = F.fold(segments, (1, length), (1, self.n_fft), stride=(1, self.hop_length))[:, 0, 0]
-        envelope = F.fold(window.square()[None, :, None].expand(1, -1, frames), (1, length),
-                          (1, self.n_fft), stride=(1, self.hop_length))[0, 0, 0]
-        audio = audio[:, self.pad: length - self.pad] / envelope[self.pad: length - self.pad].clamp(min=1e-11)
+        envelope = F.fold(
+            window.square()[None, :, None].expand(1, -1, frames),
+            (1, length),
+            (1, self.n_fft),
+            stride=(1, self.hop_length),
+        )[0, 0, 0]
+        audio = audio[:, self.pad : length - self.pad] / envelope[self.pad : length - self.pad].clamp(min=1e-11)
         return audio[:, None]  # [B, 1, T * hop]
 
 
 class ISTFTDecoder(nn.Module):
     """Quantized latent z_q [B, D, T] at the frame rate -> waveform [B, 1, T * hop]."""
 
-    def __init__(self, latent_dim: int, dim: int, intermediate: int, layers: int, kernel_size: int,
-                 causal: bool, n_fft: int, hop_length: int):
+    def __init__(
+        self,
+        latent_dim: int,
+        dim: int,
+        intermediate: int,
+        layers: int,
+        kernel_size: int,
+        causal: bool,
+        n_fft: int,
+        hop_length: int,
+    ):
         super().__init__()
         self.backbone = ConvNeXtBackbone(latent_dim, dim, intermediate, layers, kernel_size, causal)
         self.head = ISTFTHead(dim, n_fft, hop_length)
@@ -139,8 +151,17 @@ class ISTFTDecoder(nn.Module):
 class STFTEncoder(nn.Module):
     """Waveform [B, 1, N] -> latent [B, D, ceil(N / hop)] from causal STFT log-magnitudes."""
 
-    def __init__(self, latent_dim: int, dim: int, intermediate: int, layers: int, kernel_size: int,
-                 causal: bool, n_fft: int, hop_length: int):
+    def __init__(
+        self,
+        latent_dim: int,
+        dim: int,
+        intermediate: int,
+        layers: int,
+        kernel_size: int,
+        causal: bool,
+        n_fft: int,
+        hop_length: int,
+    ):
         super().__init__()
         self.n_fft, self.hop_length = n_fft, hop_length
         self.backbone = ConvNeXtBackbone(n_fft // 2 + 1, dim, intermediate, layers, kernel_size, causal)
@@ -152,7 +173,8 @@ class STFTEncoder(nn.Module):
         frames = -(-length // self.hop_length)
         # left context n_fft - hop, right-pad to whole frames: frame t ends at sample (t+1)*hop
         x = F.pad(wav[:, 0].float(), (self.n_fft - self.hop_length, frames * self.hop_length - length))
-        spec = torch.stft(x, self.n_fft, self.hop_length, window=self.window, center=False,
-                          return_complex=True)  # [B, F, frames]
+        spec = torch.stft(
+            x, self.n_fft, self.hop_length, window=self.window, center=False, return_complex=True
+        )  # [B, F, frames]
         features = torch.log(spec.abs().clamp(min=1e-5))
         return self.project(self.backbone(features))

@@ -20,8 +20,9 @@ def mel_to_hz(mel: torch.Tensor) -> torch.Tensor:
     return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
 
 
-def mel_filterbank(n_fft: int, n_mels: int, sample_rate: int, f_min: float = 0.0,
-                   f_max: float | None = None) -> torch.Tensor:
+def mel_filterbank(
+    n_fft: int, n_mels: int, sample_rate: int, f_min: float = 0.0, f_max: float | None = None
+) -> torch.Tensor:
     """Triangular HTK-scale filters [n_mels, n_fft // 2 + 1], peak 1 (torchaudio's defaults)."""
     f_max = sample_rate / 2 if f_max is None else f_max
     fft_freqs = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)
@@ -58,8 +59,9 @@ class MelSpectrogram(nn.Module):
         pad = self.n_fft // 2
         mode = "reflect" if flat.shape[-1] > pad else "constant"
         flat = torch.nn.functional.pad(flat[:, None], (pad, pad), mode=mode)[:, 0]
-        spec = torch.stft(flat, self.n_fft, self.hop_length, window=self.window, center=False,
-                          return_complex=True)  # [B', F, frames]
+        spec = torch.stft(
+            flat, self.n_fft, self.hop_length, window=self.window, center=False, return_complex=True
+        )  # [B', F, frames]
         if self.power == 2:
             spec = spec.real.pow(2) + spec.imag.pow(2)
         else:  # magnitude, kept differentiable at zero
@@ -82,8 +84,9 @@ class MultiScaleMel(nn.Module):
         return [scale(wav) for scale in self.scales]
 
 
-def multiscale_mel_loss(mel: MultiScaleMel, estimate: torch.Tensor, target: torch.Tensor,
-                        log_floor: float = 1e-3) -> torch.Tensor:
+def multiscale_mel_loss(
+    mel: MultiScaleMel, estimate: torch.Tensor, target: torch.Tensor, log_floor: float = 1e-3
+) -> torch.Tensor:
     """Frequency-domain reconstruction loss: mean over scales of L1(mel) + L1(log mel).
 
     `mel` should be built with power=1 (magnitude mel of a window-normalised STFT; speech at

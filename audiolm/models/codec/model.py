@@ -67,12 +67,20 @@ class CodecModel(nn.Module):
 
     def __init__(self, config: CodecConfig):
         super().__init__()
-        from transformers.models.encodec.modeling_encodec import EncodecDecoder, EncodecEncoder  # lazy: transformers takes seconds to import
+        from transformers.models.encodec.modeling_encodec import (  # lazy: transformers takes seconds to import
+            EncodecDecoder,
+            EncodecEncoder,
+        )
 
         self.config = config
-        frame_args = dict(dim=config.frame_dim, intermediate=config.frame_intermediate,
-                          kernel_size=config.frame_kernel_size, causal=config.frame_causal,
-                          n_fft=config.n_fft, hop_length=config.hop_length)
+        frame_args = dict(
+            dim=config.frame_dim,
+            intermediate=config.frame_intermediate,
+            kernel_size=config.frame_kernel_size,
+            causal=config.frame_causal,
+            n_fft=config.n_fft,
+            hop_length=config.hop_length,
+        )
         hf_config = to_hf_config(config)
         if config.encoder == "seanet":
             self.encoder = EncodecEncoder(hf_config)

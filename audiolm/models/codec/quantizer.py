@@ -64,8 +64,15 @@ def kmeans(vectors: torch.Tensor, num_clusters: int, iters: int) -> tuple[torch.
 class EMACodebook(nn.Module):
     """One codebook [K, D] updated by exponential moving averages of its assigned vectors."""
 
-    def __init__(self, codebook_size: int, dim: int, decay: float = 0.99, kmeans_iters: int = 10,
-                 dead_code_threshold: float = 1.0, eps: float = 1e-5):
+    def __init__(
+        self,
+        codebook_size: int,
+        dim: int,
+        decay: float = 0.99,
+        kmeans_iters: int = 10,
+        dead_code_threshold: float = 1.0,
+        eps: float = 1e-5,
+    ):
         super().__init__()
         self.codebook_size = codebook_size
         self.dim = dim
@@ -146,8 +153,15 @@ class QuantizerOutput:
 class ResidualVQ(nn.Module):
     """`n_q` EMA codebooks applied to successive residuals; any prefix of levels decodes."""
 
-    def __init__(self, n_q: int, codebook_size: int, dim: int, decay: float = 0.99,
-                 kmeans_iters: int = 10, dead_code_threshold: float = 1.0):
+    def __init__(
+        self,
+        n_q: int,
+        codebook_size: int,
+        dim: int,
+        decay: float = 0.99,
+        kmeans_iters: int = 10,
+        dead_code_threshold: float = 1.0,
+    ):
         super().__init__()
         self.n_q = n_q
         self.codebook_size = codebook_size
@@ -186,8 +200,7 @@ class ResidualVQ(nn.Module):
             out = x + (quantized - x).detach() if self.training else quantized  # straight-through
         out = out.reshape(batch, frames, dim).permute(0, 2, 1).to(z.dtype)
         codes_t = torch.stack(codes, dim=1).reshape(batch, frames, n_q).permute(0, 2, 1)  # [B, Q, T]
-        metrics = {"perplexity": sum(perplexities) / len(perplexities),
-                   "perplexity_level0": perplexities[0]}
+        metrics = {"perplexity": sum(perplexities) / len(perplexities), "perplexity_level0": perplexities[0]}
         if self.training:
             metrics["dead_codes_replaced"] = float(dead)
             metrics["dead_codes"] = float(self.dead_codes())

@@ -36,8 +36,14 @@ class TransformerConfig:
     causal: bool = True  # False: every position attends to every other (the Bark-style fine stage)
 
     def __post_init__(self) -> None:
-        for name, low, high in (("vocab_size", 0, 1 << 24), ("dim", 2, 1 << 16), ("n_layers", 1, 512),
-                                ("n_heads", 1, 1024), ("hidden_dim", 0, 1 << 18), ("max_seq_len", 2, 1 << 20)):
+        for name, low, high in (
+            ("vocab_size", 0, 1 << 24),
+            ("dim", 2, 1 << 16),
+            ("n_layers", 1, 512),
+            ("n_heads", 1, 1024),
+            ("hidden_dim", 0, 1 << 18),
+            ("max_seq_len", 2, 1 << 20),
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
@@ -114,18 +120,39 @@ class StageConfig:
     # keys a trained stage's config.json must hold: a missing one would silently take today's
     # default (a missing model.causal ran the fine stage with the wrong attention)
     SAVED_KEYS: ClassVar[tuple[str, ...]] = (
-        "stage", "semantic_vocab", "semantic_frame_rate", "codebook_size", "acoustic_frame_rate", "n_q",
-        "coarse_levels", "window_frames", "fine_style", "model.vocab_size", "model.dim", "model.n_layers",
-        "model.n_heads", "model.max_seq_len", "model.causal", "model.mlp",
+        "stage",
+        "semantic_vocab",
+        "semantic_frame_rate",
+        "codebook_size",
+        "acoustic_frame_rate",
+        "n_q",
+        "coarse_levels",
+        "window_frames",
+        "fine_style",
+        "model.vocab_size",
+        "model.dim",
+        "model.n_layers",
+        "model.n_heads",
+        "model.max_seq_len",
+        "model.causal",
+        "model.mlp",
     )
 
     def check_saved(self) -> None:
         """A trained stage's config must be complete: every token source known, a window, the
         attention its style needs. ValueError naming the first problem."""
-        need = {"semantic": ("semantic_vocab", "semantic_frame_rate"),
-                "coarse": ("semantic_vocab", "semantic_frame_rate", "codebook_size", "acoustic_frame_rate", "n_q",
-                           "window_frames"),
-                "fine": ("codebook_size", "acoustic_frame_rate", "n_q", "window_frames")}[self.stage]
+        need = {
+            "semantic": ("semantic_vocab", "semantic_frame_rate"),
+            "coarse": (
+                "semantic_vocab",
+                "semantic_frame_rate",
+                "codebook_size",
+                "acoustic_frame_rate",
+                "n_q",
+                "window_frames",
+            ),
+            "fine": ("codebook_size", "acoustic_frame_rate", "n_q", "window_frames"),
+        }[self.stage]
         for name in need + ("model.vocab_size",):
             value = self.model.vocab_size if name == "model.vocab_size" else getattr(self, name)
             if not value > 0:
@@ -133,8 +160,12 @@ class StageConfig:
         if self.stage != "semantic" and self.coarse_levels > self.n_q:
             raise ValueError(f"coarse_levels {self.coarse_levels} > n_q {self.n_q}")
         if self.stage == "fine" and self.n_q <= self.coarse_levels:
-            raise ValueError(f"the fine stage needs n_q > coarse_levels, got n_q {self.n_q}, coarse_levels {self.coarse_levels}")
+            raise ValueError(
+                f"the fine stage needs n_q > coarse_levels, got n_q {self.n_q}, coarse_levels {self.coarse_levels}"
+            )
         bark = self.stage == "fine" and self.fine_style == "bark"
         if self.model.causal == bark:
-            raise ValueError(f"model.causal is {str(self.model.causal).lower()}, but a {self.stage} stage "
-                             f"({self.fine_style} style) needs {str(not bark).lower()}")
+            raise ValueError(
+                f"model.causal is {str(self.model.causal).lower()}, but a {self.stage} stage "
+                f"({self.fine_style} style) needs {str(not bark).lower()}"
+            )

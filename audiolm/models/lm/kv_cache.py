@@ -31,9 +31,7 @@ class KVCache(nn.Module):
     def max_seq_len(self) -> int:
         return self.k_cache.shape[2]
 
-    def update(
-        self, input_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(self, input_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write k, v [B, H, T, D] at positions input_pos [T]; return the whole cache [B, H, S, D]."""
         self.k_cache.index_copy_(2, input_pos, k)
         self.v_cache.index_copy_(2, input_pos, v)

@@ -220,7 +220,9 @@ class FineLayout:
     def coarse_part(self, frames: np.ndarray) -> np.ndarray:
         """Coarse codes [T, >=Qc] of a window (T <= F) -> coarse tokens + SEP [F*Qc + 1], PAD-filled."""
         out = np.full(self.fine_start, self.pad, dtype=np.int64)
-        body = (np.asarray(frames, dtype=np.int64)[:, : self.n_coarse] + np.asarray(self.level_offsets[: self.n_coarse])).reshape(-1)
+        body = (
+            np.asarray(frames, dtype=np.int64)[:, : self.n_coarse] + np.asarray(self.level_offsets[: self.n_coarse])
+        ).reshape(-1)
         out[: len(body)] = body
         out[-1] = self.sep
         return out

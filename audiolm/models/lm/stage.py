@@ -63,7 +63,9 @@ def complete_stage_config(config: StageConfig, tokens_info: dict[str, Any]) -> S
         )
     bark = config.stage == "fine" and config.fine_style == "bark"
     if not bark and not config.model.causal:
-        raise ConfigError(f"stage config: a {config.stage} stage must be causal (model.causal false is for fine_style \"bark\")")
+        raise ConfigError(
+            f'stage config: a {config.stage} stage must be causal (model.causal false is for fine_style "bark")'
+        )
     # the Bark-style fine stage is the one non-causal model; it sets the flag itself
     config = dataclasses.replace(config, model=dataclasses.replace(config.model, causal=not bark))
     layout = make_layout(config)
@@ -94,12 +96,16 @@ def check_layout(config: StageConfig, where: str) -> None:
     except (ValueError, ZeroDivisionError, KeyError) as e:
         raise CheckpointError(f"{where}: the stage layout cannot be built ({e})") from None
     if vocab != config.model.vocab_size:
-        raise CheckpointError(f"{where}: model.vocab_size {config.model.vocab_size}, but the layout of "
-                              f"{config.n_q} levels x {config.codebook_size} codes (+ {config.semantic_vocab} semantic) "
-                              f"needs {vocab}")
+        raise CheckpointError(
+            f"{where}: model.vocab_size {config.model.vocab_size}, but the layout of "
+            f"{config.n_q} levels x {config.codebook_size} codes (+ {config.semantic_vocab} semantic) "
+            f"needs {vocab}"
+        )
     if context > config.model.max_seq_len:
-        raise CheckpointError(f"{where}: window_frames {config.window_frames} needs {context} tokens, more than "
-                              f"model.max_seq_len {config.model.max_seq_len}")
+        raise CheckpointError(
+            f"{where}: window_frames {config.window_frames} needs {context} tokens, more than "
+            f"model.max_seq_len {config.model.max_seq_len}"
+        )
 
 
 @dataclass
@@ -118,7 +124,7 @@ class Stage:
 
     @property
     def name(self) -> str:
-        """"semantic", "coarse" or "fine"."""
+        """ "semantic", "coarse" or "fine"."""
         return self.config.stage
 
     @property

@@ -70,7 +70,9 @@ class MelFrontend(nn.Module):
         self.stack = config.hop_length // ANALYSIS_HOP
         in_dim = self.stack * (MFCC_DIM if cepstral else config.n_mels)
         self.norm = nn.LayerNorm(in_dim)
-        self.proj = nn.Sequential(nn.Linear(in_dim, config.feature_dim), nn.GELU(), nn.Linear(config.feature_dim, config.feature_dim))
+        self.proj = nn.Sequential(
+            nn.Linear(in_dim, config.feature_dim), nn.GELU(), nn.Linear(config.feature_dim, config.feature_dim)
+        )
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         if self.cepstral:

@@ -104,8 +104,9 @@ def extract_corpus(
     than `max_seconds` are encoded in consecutive chunks (a whole number of frames each).
     """
     out: dict[str, list[torch.Tensor]] = {}
-    for feats in iter_corpus_features(extract, items, device=device, progress=progress, desc=desc,
-                                      max_seconds=max_seconds):
+    for feats in iter_corpus_features(
+        extract, items, device=device, progress=progress, desc=desc, max_seconds=max_seconds
+    ):
         for name, value in feats.items():
             out.setdefault(name, []).append(value)
     return out

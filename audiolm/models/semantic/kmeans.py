@@ -45,8 +45,9 @@ class FrameReservoir:
         self._sum += feats.sum(0, dtype=torch.float64)
         self._sumsq += feats.double().pow(2).sum(0)
         positions = np.arange(self.seen, self.seen + t)
-        slots = np.where(positions < self.capacity, positions,
-                         np.floor(self._rng.random(t) * (positions + 1)).astype(np.int64))
+        slots = np.where(
+            positions < self.capacity, positions, np.floor(self._rng.random(t) * (positions + 1)).astype(np.int64)
+        )
         keep = slots < self.capacity
         # numpy-style assignment with repeated slots: the later frame wins, as in the serial algorithm
         index = torch.from_numpy(slots[keep])
@@ -92,7 +93,9 @@ def assign(x: torch.Tensor, centroids: torch.Tensor, chunk: int = 65536) -> torc
 
 
 @torch.no_grad()
-def kmeans_plus_plus(x: torch.Tensor, k: int, generator: torch.Generator, local_trials: int | None = None) -> torch.Tensor:
+def kmeans_plus_plus(
+    x: torch.Tensor, k: int, generator: torch.Generator, local_trials: int | None = None
+) -> torch.Tensor:
     """Greedy k-means++ seeding (Arthur & Vassilvitskii 2007; the greedy variant sklearn uses):
     each step draws `local_trials` candidates with probability proportional to their squared
     distance to the nearest chosen centroid and keeps the one that lowers the total most.

@@ -77,7 +77,10 @@ def _dct_matrix(n_mels: int, n_mfcc: int) -> torch.Tensor:
 def _deltas(x: torch.Tensor, width: int = 2) -> torch.Tensor:
     """Regression deltas over time. x: [B, F, D] -> [B, F, D]."""
     padded = torch.nn.functional.pad(x.transpose(1, 2), (width, width), mode="replicate").transpose(1, 2)
-    num = sum(n * (padded[:, width + n : width + n + x.shape[1]] - padded[:, width - n : width - n + x.shape[1]]) for n in range(1, width + 1))
+    num = sum(
+        n * (padded[:, width + n : width + n + x.shape[1]] - padded[:, width - n : width - n + x.shape[1]])
+        for n in range(1, width + 1)
+    )
     return num / (2 * sum(n * n for n in range(1, width + 1)))
 
 
@@ -90,7 +93,9 @@ def mfcc_frames(wav: torch.Tensor, hop_length: int, n_mfcc: int = 13, n_mels: in
     return torch.cat([cep, d1, _deltas(d1)], dim=-1)  # [B, F, 39]
 
 
-def mfcc(wav: torch.Tensor, frame_rate: int, n_mfcc: int = 13, n_mels: int = 40, sample_rate: int = 16000) -> torch.Tensor:
+def mfcc(
+    wav: torch.Tensor, frame_rate: int, n_mfcc: int = 13, n_mels: int = 40, sample_rate: int = 16000
+) -> torch.Tensor:
     """The baseline features: 13 MFCCs + deltas + delta-deltas at 100 Hz, mean-pooled to the
     frame rate. wav: [B, N] at 16 kHz -> [B, T, 3 * n_mfcc] with T = N // (16000 / frame_rate)."""
     hop = sample_rate // frame_rate

@@ -24,7 +24,11 @@ from torch import nn
 
 from audiolm.core.audio import resample
 from audiolm.core.checkpoint import (
-    load_checkpoint, load_state_dict_checked, load_tensors, resolve_checkpoint_dir, save_checkpoint,
+    load_checkpoint,
+    load_state_dict_checked,
+    load_tensors,
+    resolve_checkpoint_dir,
+    save_checkpoint,
 )
 from audiolm.core.corpus import read_manifest
 from audiolm.core.errors import AudioError, CheckpointError, ConfigError
@@ -92,7 +96,9 @@ class SemanticTokenizer(nn.Module):
 
     sample_rate: int = SAMPLE_RATE
 
-    def __init__(self, config: TokenizerConfig, source: nn.Module, kmeans: dict[str, torch.Tensor] | None = None) -> None:
+    def __init__(
+        self, config: TokenizerConfig, source: nn.Module, kmeans: dict[str, torch.Tensor] | None = None
+    ) -> None:
         super().__init__()
         self.config = config
         self.source = source.eval()
@@ -105,7 +111,9 @@ class SemanticTokenizer(nn.Module):
     # -- construction ------------------------------------------------------------------------
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path | None = None, device: str | torch.device = "cpu") -> "SemanticTokenizer":
+    def from_pretrained(
+        cls, directory: str | Path | None = None, device: str | torch.device = "cpu"
+    ) -> SemanticTokenizer:
         """Load a tokenizer directory (default: the shipped checkpoints/semantic/)."""
         if directory is None:
             directory = default_checkpoint_dir()
@@ -128,19 +136,27 @@ class SemanticTokenizer(nn.Module):
             source = MFCCFeatures(config.frame_rate)
         tok = cls(config, source, load_centroids(Path(directory) / KMEANS_FILE))
         if tok.vocab_size != config.vocab_size:
-            raise CheckpointError(f"{directory}: {tok.vocab_size} centroids but config says vocab_size {config.vocab_size}")
+            raise CheckpointError(
+                f"{directory}: {tok.vocab_size} centroids but config says vocab_size {config.vocab_size}"
+            )
         return tok.to(device)
 
     @classmethod
-    def from_ssl(cls, path: str | Path, layer: int, kmeans: torch.Tensor | str | Path | None = None) -> "SemanticTokenizer":
+    def from_ssl(
+        cls, path: str | Path, layer: int, kmeans: torch.Tensor | str | Path | None = None
+    ) -> SemanticTokenizer:
         """Our encoder from an SSL run / checkpoint, truncated to `layer`; k-means optional
         (fit with `fit_kmeans`)."""
         encoder = load_ssl_encoder(path, layer)
-        config = TokenizerConfig(source="ssl", layer=layer, vocab_size=0, frame_rate=encoder.config.frame_rate, ssl=encoder.config)
+        config = TokenizerConfig(
+            source="ssl", layer=layer, vocab_size=0, frame_rate=encoder.config.frame_rate, ssl=encoder.config
+        )
         return cls._with_kmeans(config, SSLFeatures(encoder, layer), kmeans)
 
     @classmethod
-    def from_hf(cls, directory: str | Path, layer: int, kmeans: torch.Tensor | str | Path | None = None) -> "SemanticTokenizer":
+    def from_hf(
+        cls, directory: str | Path, layer: int, kmeans: torch.Tensor | str | Path | None = None
+    ) -> SemanticTokenizer:
         """HuBERT, wav2vec 2.0 or w2v-BERT 2.0 from a local transformers directory, layer `layer`,
         with `kmeans` centroids (a [K, D] tensor or a path; None = fit later with `fit_kmeans`)."""
         source = HFLayerFeatures(directory, layer)
@@ -148,13 +164,13 @@ class SemanticTokenizer(nn.Module):
         return cls._with_kmeans(config, source, kmeans)
 
     @classmethod
-    def mfcc(cls, frame_rate: int = 50, kmeans: torch.Tensor | str | Path | None = None) -> "SemanticTokenizer":
+    def mfcc(cls, frame_rate: int = 50, kmeans: torch.Tensor | str | Path | None = None) -> SemanticTokenizer:
         """The baseline: standardized MFCC + Δ + ΔΔ, then k-means."""
         config = TokenizerConfig(source="mfcc", layer=0, vocab_size=0, frame_rate=frame_rate, standardize=True)
         return cls._with_kmeans(config, MFCCFeatures(frame_rate), kmeans)
 
     @classmethod
-    def _with_kmeans(cls, config, source, kmeans) -> "SemanticTokenizer":
+    def _with_kmeans(cls, config, source, kmeans) -> SemanticTokenizer:
         return cls(config, source, None if kmeans is None else load_centroids(kmeans))
 
     def set_kmeans(self, kmeans: dict[str, torch.Tensor]) -> None:
@@ -224,7 +240,9 @@ class SemanticTokenizer(nn.Module):
     def deduplicate(tokens: torch.Tensor) -> torch.Tensor:
         """Collapse runs of repeated tokens per row: [B, T] -> [B, T'] (-1 right-padding)."""
         rows = [torch.unique_consecutive(row[row >= 0]) for row in tokens]
-        out = torch.full((len(rows), max((len(r) for r in rows), default=0)), -1, dtype=torch.long, device=tokens.device)
+        out = torch.full(
+            (len(rows), max((len(r) for r in rows), default=0)), -1, dtype=torch.long, device=tokens.device
+        )
         for i, row in enumerate(rows):
             out[i, : len(row)] = row
         return out
@@ -242,7 +260,7 @@ class SemanticTokenizer(nn.Module):
         seed: int = 0,
         device: str = "auto",
         progress: bool = True,
-    ) -> "SemanticTokenizer":
+    ) -> SemanticTokenizer:
         """Fit K centroids on this source's features of the corpus `split` (speech and music).
 
         Features stream through a reservoir of `max_frames` frames (a uniform sample of every
@@ -251,17 +269,39 @@ class SemanticTokenizer(nn.Module):
         if not items:
             raise ConfigError(f"{corpus}: no {split} items to fit k-means on")
         reservoir = FrameReservoir(max_frames, seed=seed)
-        for feats in iter_corpus_features(lambda w: {"x": self.source(w)}, items, device=self.centroids.device,
-                                          progress=progress, desc="k-means features"):
+        for feats in iter_corpus_features(
+            lambda w: {"x": self.source(w)},
+            items,
+            device=self.centroids.device,
+            progress=progress,
+            desc="k-means features",
+        ):
             reservoir.add(feats["x"])
         if reservoir.seen < k:
             raise ConfigError(f"{corpus}: {reservoir.seen} feature frames in the {split} split, fewer than k={k}")
-        return self.fit_kmeans_on(reservoir.frames(), k, max_frames=max_frames, steps=steps, seed=seed, device=device,
-                                  progress=progress, stats=reservoir.mean_std())
+        return self.fit_kmeans_on(
+            reservoir.frames(),
+            k,
+            max_frames=max_frames,
+            steps=steps,
+            seed=seed,
+            device=device,
+            progress=progress,
+            stats=reservoir.mean_std(),
+        )
 
-    def fit_kmeans_on(self, feats: torch.Tensor, k: int, *, max_frames: int = 400_000, steps: int = 300, seed: int = 0,
-                      device: str = "auto", progress: bool = True,
-                      stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> "SemanticTokenizer":
+    def fit_kmeans_on(
+        self,
+        feats: torch.Tensor,
+        k: int,
+        *,
+        max_frames: int = 400_000,
+        steps: int = 300,
+        seed: int = 0,
+        device: str = "auto",
+        progress: bool = True,
+        stats: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> SemanticTokenizer:
         """Fit K centroids on raw source features [N, D] (standardized first when configured).
         `stats`: (mean, std) of the population `feats` was sampled from (default: of `feats`)."""
         feats = feats.float()
@@ -291,7 +331,9 @@ class SemanticTokenizer(nn.Module):
         meta = {"vocab_size": self.vocab_size, "frame_rate": self.frame_rate, "layer": self.layer}
         tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
         try:
-            staged = save_checkpoint(tmp / "t", KIND, self.config, state, extra_tensors={KMEANS_FILE: kmeans}, meta=meta)
+            staged = save_checkpoint(
+                tmp / "t", KIND, self.config, state, extra_tensors={KMEANS_FILE: kmeans}, meta=meta
+            )
             if self.config.source == "hf":
                 self.source.save(staged / HF_DIR)
             if directory.exists():

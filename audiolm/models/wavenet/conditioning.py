@@ -176,4 +176,3 @@ def init_lc_from_codebooks(conditioning: Conditioning, codebooks: list[torch.Ten
     with torch.no_grad():
         weight = conditioning.lc_embedding.weight
         weight.copy_((rows * scale).reshape(-1, cfg.lc_channels).to(weight))
-

@@ -63,9 +63,7 @@ class WaveNetConfig:
         if self.gc_cardinality < 0 or self.lc_n_q < 0:
             raise ValueError("gc_cardinality and lc_n_q must be >= 0")
         if self.gc_labels and len(self.gc_labels) != self.gc_cardinality:
-            raise ValueError(
-                f"gc_labels has {len(self.gc_labels)} labels but gc_cardinality is {self.gc_cardinality}"
-            )
+            raise ValueError(f"gc_labels has {len(self.gc_labels)} labels but gc_cardinality is {self.gc_cardinality}")
         if self.lc_kernel_size % 2 == 0:
             raise ValueError(f"lc_kernel_size must be odd, got {self.lc_kernel_size}")
         if self.crop_samples <= self.receptive_field:

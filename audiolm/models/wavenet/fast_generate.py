@@ -31,8 +31,7 @@ so both paths give the same samples for the same seed.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from typing import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -132,7 +131,12 @@ class RingBufferState:
         """Generate samples start..total-1 into `ids` (time-major [K + total, B], the first K
         rows padding), reading x[t-K..t-1] from rows t..t+K-1 and writing x[t] to row K + t."""
         K, B, L = self.cfg.input_kernel_size, self.B, self.cfg.layers
-        R, D, S, C = self.cfg.residual_channels, self.cfg.dilation_channels, self.cfg.skip_channels, self.cfg.quantization_channels
+        R, D, S, C = (
+            self.cfg.residual_channels,
+            self.cfg.dilation_channels,
+            self.cfg.skip_channels,
+            self.cfg.quantization_channels,
+        )
         dev = self.table.device
         xs = torch.empty(B, R, device=dev)
         gathered = torch.empty(K * B, R, device=dev)
@@ -148,7 +152,13 @@ class RingBufferState:
         W_skip, b_skip, W_1, b_1, W_2, b_2 = self.W_skip, self.b_skip, self.W_1, self.b_1, self.W_2, self.b_2
         dilations, last = self.dilations, L - 1
         hop, last_frame = self.hop, self.n_frames - 1
-        addmm, addcmul, index_select, argmax, tsum = torch.addmm, torch.addcmul, torch.index_select, torch.argmax, torch.sum
+        addmm, addcmul, index_select, argmax, tsum = (
+            torch.addmm,
+            torch.addcmul,
+            torch.index_select,
+            torch.argmax,
+            torch.sum,
+        )
         layer_range = list(zip(range(L), dilations))
         noise_rows: tuple[torch.Tensor, ...] = ()
         for i, t in enumerate(range(start, total)):

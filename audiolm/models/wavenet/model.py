@@ -17,15 +17,18 @@ activations ("padding"), which is also how generation starts from nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from audiolm.core.checkpoint import (
-    load_checkpoint, load_state_dict_checked, resolve_checkpoint_dir, save_checkpoint,
+    load_checkpoint,
+    load_state_dict_checked,
+    resolve_checkpoint_dir,
+    save_checkpoint,
 )
 from audiolm.core.paths import shipped_checkpoint
 from audiolm.models.wavenet.conditioning import Conditioning
@@ -46,10 +49,17 @@ class WaveNet(nn.Module):
     def __init__(self, config: WaveNetConfig | None = None) -> None:
         super().__init__()
         self.config = config = config or WaveNetConfig()
-        C, R, D, S = config.quantization_channels, config.residual_channels, config.dilation_channels, config.skip_channels
+        C, R, D, S = (
+            config.quantization_channels,
+            config.residual_channels,
+            config.dilation_channels,
+            config.skip_channels,
+        )
         # causal input convolution over one-hot inputs, stored as one table per lag:
         # input_weight[k] maps x[t-1-k] to R channels (a kernel-K conv on one-hot vectors)
-        self.input_weight = nn.Parameter(torch.randn(config.input_kernel_size, C, R) * (1.0 / config.input_kernel_size) ** 0.5)
+        self.input_weight = nn.Parameter(
+            torch.randn(config.input_kernel_size, C, R) * (1.0 / config.input_kernel_size) ** 0.5
+        )
         self.input_bias = nn.Parameter(torch.zeros(R))
         self.dilated = nn.ModuleList(nn.Conv1d(R, 2 * D, kernel_size=2, dilation=d) for d in config.dilations)
         # the last layer feeds only the skip path
@@ -188,7 +198,7 @@ class WaveNet(nn.Module):
         return save_checkpoint(directory, KIND, self.config, self.state_dict())
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> "WaveNet":
+    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> WaveNet:
         """Load a checkpoint directory (or a training run directory) written by
         `save_pretrained` or the trainer; the config travels inside it."""
         path = resolve_checkpoint_dir(directory)

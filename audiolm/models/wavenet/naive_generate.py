@@ -5,7 +5,7 @@ reference that fast generation (fast_generate.py) must match sample for sample.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -22,8 +22,9 @@ from torch import nn
 
 
 class Balancer(nn.Module):
-    def __init__(self, weights: dict[str, float], ema_decay: float = 0.999, total_norm: float = 1.0,
-                 eps: float = 1e-12):
+    def __init__(
+        self, weights: dict[str, float], ema_decay: float = 0.999, total_norm: float = 1.0, eps: float = 1e-12
+    ):
         super().__init__()
         self.weights = dict(weights)
         self.ema_decay = ema_decay

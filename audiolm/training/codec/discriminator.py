@@ -28,9 +28,16 @@ def _same_padding(kernel: tuple[int, int], dilation: tuple[int, int] = (1, 1)) -
 class STFTDiscriminator(nn.Module):
     """One scale: STFT(n_fft, hop n_fft/4) -> conv stack -> logits [B, 1, frames', freq']."""
 
-    def __init__(self, n_fft: int, filters: int = 32, max_filters: int = 1024, filters_scale: int = 1,
-                 kernel: tuple[int, int] = (3, 9), dilations: tuple[int, ...] = (1, 2, 4),
-                 stride: tuple[int, int] = (1, 2)):
+    def __init__(
+        self,
+        n_fft: int,
+        filters: int = 32,
+        max_filters: int = 1024,
+        filters_scale: int = 1,
+        kernel: tuple[int, int] = (3, 9),
+        dilations: tuple[int, ...] = (1, 2, 4),
+        stride: tuple[int, int] = (1, 2),
+    ):
         super().__init__()
         self.n_fft = n_fft
         self.hop_length = n_fft // 4
@@ -39,8 +46,18 @@ class STFTDiscriminator(nn.Module):
         channels = filters
         for i, dilation in enumerate(dilations):
             out = min(filters * filters_scale ** (i + 1), max_filters)  # EnCodec: scale 1, width constant
-            convs.append(weight_norm(nn.Conv2d(channels, out, kernel, stride=stride, dilation=(dilation, 1),
-                                               padding=_same_padding(kernel, (dilation, 1)))))
+            convs.append(
+                weight_norm(
+                    nn.Conv2d(
+                        channels,
+                        out,
+                        kernel,
+                        stride=stride,
+                        dilation=(dilation, 1),
+                        padding=_same_padding(kernel, (dilation, 1)),
+                    )
+                )
+            )
             channels = out
         square = (kernel[0], kernel[0])
         convs.append(weight_norm(nn.Conv2d(channels, channels, square, padding=_same_padding(square))))
@@ -50,8 +67,15 @@ class STFTDiscriminator(nn.Module):
 
     def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """wav [B, 1, N] -> (logits [B, 1, frames, freq'], feature maps)."""
-        spec = torch.stft(wav[:, 0].float(), self.n_fft, self.hop_length, window=self.window,
-                          normalized=True, center=True, return_complex=True)  # [B, F, frames]
+        spec = torch.stft(
+            wav[:, 0].float(),
+            self.n_fft,
+            self.hop_length,
+            window=self.window,
+            normalized=True,
+            center=True,
+            return_complex=True,
+        )  # [B, F, frames]
         x = torch.stack([spec.real, spec.imag], dim=1).transpose(2, 3)  # [B, 2, frames, F]
         features = []
         for conv in self.convs:
@@ -80,15 +104,21 @@ class MultiScaleSTFTDiscriminator(nn.Module):
 class PeriodDiscriminator(nn.Module):
     """One period p: wav [B, 1, N] -> [B, 1, ceil(N / p), p] -> (k, 1) convs -> logits [B, 1, n', p]."""
 
-    def __init__(self, period: int, channels: tuple[int, ...] = (32, 128, 512, 1024, 1024),
-                 kernel_size: int = 5, stride: int = 3):
+    def __init__(
+        self, period: int, channels: tuple[int, ...] = (32, 128, 512, 1024, 1024), kernel_size: int = 5, stride: int = 3
+    ):
         super().__init__()
         self.period = period
         convs, previous = [], 1
         for i, out in enumerate(channels):
             last = i == len(channels) - 1  # HiFi-GAN: the last conv has stride 1
-            convs.append(weight_norm(nn.Conv2d(previous, out, (kernel_size, 1), (1 if last else stride, 1),
-                                               padding=((kernel_size - 1) // 2, 0))))
+            convs.append(
+                weight_norm(
+                    nn.Conv2d(
+                        previous, out, (kernel_size, 1), (1 if last else stride, 1), padding=((kernel_size - 1) // 2, 0)
+                    )
+                )
+            )
             previous = out
         self.convs = nn.ModuleList(convs)
         self.conv_post = weight_norm(nn.Conv2d(previous, 1, (3, 1), padding=(1, 0)))

@@ -59,8 +59,9 @@ def generator_adversarial_loss(kind: str, fake_logits) -> torch.Tensor:
     return (generator_hinge_loss if kind == "hinge" else generator_lsgan_loss)(fake_logits)
 
 
-def feature_matching_loss(real_features: list[list[torch.Tensor]],
-                          fake_features: list[list[torch.Tensor]]) -> torch.Tensor:
+def feature_matching_loss(
+    real_features: list[list[torch.Tensor]], fake_features: list[list[torch.Tensor]]
+) -> torch.Tensor:
     """Relative L1 between the discriminator's feature maps of real and generated audio:
     mean over scales and layers of |f_real - f_fake| / mean|f_real| (EnCodec eq. 2)."""
     total, count = 0.0, 0

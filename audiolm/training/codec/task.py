@@ -26,7 +26,10 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from audiolm.core.corpus import train_valid_audio
 from audiolm.models.codec.config import CodecConfig
+from audiolm.models.codec.metrics import si_sdr
+from audiolm.models.codec.model import CodecModel
 from audiolm.training.codec.balancer import Balancer
 from audiolm.training.codec.discriminator import MultiPeriodDiscriminator, MultiScaleSTFTDiscriminator
 from audiolm.training.codec.losses import (
@@ -37,9 +40,6 @@ from audiolm.training.codec.losses import (
     multiscale_mel_loss,
     waveform_l1_loss,
 )
-from audiolm.core.corpus import train_valid_audio
-from audiolm.models.codec.metrics import si_sdr
-from audiolm.models.codec.model import CodecModel
 from audiolm.training.data.crops import AudioCrops
 from audiolm.training.task import ItemKey, StepOutput, Task
 
@@ -61,15 +61,23 @@ class Critic(nn.Module):
     def __init__(self, config: CodecConfig):
         super().__init__()
         cfg = config.training
-        self.discriminator = (MultiScaleSTFTDiscriminator(cfg.discriminator_n_ffts, cfg.discriminator_filters)
-                              if cfg.discriminator_n_ffts else None)
+        self.discriminator = (
+            MultiScaleSTFTDiscriminator(cfg.discriminator_n_ffts, cfg.discriminator_filters)
+            if cfg.discriminator_n_ffts
+            else None
+        )
         self.period_discriminator = (
             MultiPeriodDiscriminator(cfg.discriminator_periods, cfg.period_discriminator_filters)
-            if cfg.discriminator_periods else None
+            if cfg.discriminator_periods
+            else None
         )
         self.balancer = Balancer(
-            {"l1": cfg.weight_l1, "mel": cfg.weight_mel, "adversarial": cfg.weight_adversarial,
-             "feature_matching": cfg.weight_feature_matching},
+            {
+                "l1": cfg.weight_l1,
+                "mel": cfg.weight_mel,
+                "adversarial": cfg.weight_adversarial,
+                "feature_matching": cfg.weight_feature_matching,
+            },
             ema_decay=cfg.balancer_ema_decay,
         )
 
@@ -91,16 +99,22 @@ def _unwrap(module: nn.Module) -> nn.Module:
 class CodecTask(Task):
     kind = "codec"
 
-    def __init__(self, config: CodecConfig, train_files: list[Path], valid_files: list[Path] | None = None,
-                 seed: int = 0):
+    def __init__(
+        self, config: CodecConfig, train_files: list[Path], valid_files: list[Path] | None = None, seed: int = 0
+    ):
         self.config = config
         self.train_files = list(train_files)
         self.valid_files = list(valid_files or [])
         self.seed = seed
         self.model = CodecModel(config)
         self.critic = Critic(config)
-        self.mel = MultiScaleMel(config.sample_rate, config.training.mel_min_log2,
-                                 config.training.mel_max_log2, config.training.mel_bins, power=1)
+        self.mel = MultiScaleMel(
+            config.sample_rate,
+            config.training.mel_min_log2,
+            config.training.mel_max_log2,
+            config.training.mel_bins,
+            power=1,
+        )
         self.levels = sorted({config.levels_for_kbps_unchecked(b) for b in config.bandwidths})
         self.crop_samples = int(round(config.training.crop_seconds * config.sample_rate))
         self._train_set: AudioCropDataset | None = None
@@ -128,8 +142,9 @@ class CodecTask(Task):
         if not self.valid_files:
             return None
         if self._valid_set is None:
-            self._valid_set = AudioCropDataset(self.valid_files, self.config.sample_rate, self.crop_samples,
-                                               random=False)
+            self._valid_set = AudioCropDataset(
+                self.valid_files, self.config.sample_rate, self.crop_samples, random=False
+            )
         return self._valid_set
 
     def collate(self, items: list[torch.Tensor]) -> torch.Tensor:

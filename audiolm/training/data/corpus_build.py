@@ -52,16 +52,40 @@ from tqdm import tqdm
 from audiolm.core.audio import audio_duration, check_sample_rate, normalize_loudness, resample, save_audio
 from audiolm.core.checkpoint import atomic_write_json
 from audiolm.core.corpus import CorpusItem, write_manifest, write_phones
-from audiolm.training.data.festival_synth import FESTIVAL_VOICES, festival_synth, festival_voices
-from audiolm.training.data.music_render import (INSTRUMENTS, SOUNDFONTS, _corpus_root, available_soundfonts, choose_window,
-                                       find_heldout_soundfont, find_soundfont, music_pieces, piece_id, read_notes,
-                                       render_midi, score_to_midi, write_excerpt_midi)
-from audiolm.training.data.reserved import (RESERVED_FESTIVAL_VOICES, RESERVED_MBROLA_VOICES, is_reserved_soundfont,
-                                   is_reserved_voice, refuse_reserved_soundfont, refuse_reserved_voice)
-from audiolm.training.data.speech_synth import (ESPEAK_VARIANTS, ESPEAK_VOICES, FLITE_VOICES, EspeakEngine, flite_synth,
-                                       require_program)
-from audiolm.training.data.text_source import SentenceSource
 from audiolm.core.errors import AudiolmError
+from audiolm.training.data.festival_synth import FESTIVAL_VOICES, festival_synth, festival_voices
+from audiolm.training.data.music_render import (
+    INSTRUMENTS,
+    SOUNDFONTS,
+    _corpus_root,
+    available_soundfonts,
+    choose_window,
+    find_heldout_soundfont,
+    find_soundfont,
+    music_pieces,
+    piece_id,
+    read_notes,
+    render_midi,
+    score_to_midi,
+    write_excerpt_midi,
+)
+from audiolm.training.data.reserved import (
+    RESERVED_FESTIVAL_VOICES,
+    RESERVED_MBROLA_VOICES,
+    is_reserved_soundfont,
+    is_reserved_voice,
+    refuse_reserved_soundfont,
+    refuse_reserved_voice,
+)
+from audiolm.training.data.speech_synth import (
+    ESPEAK_VARIANTS,
+    ESPEAK_VOICES,
+    FLITE_VOICES,
+    EspeakEngine,
+    flite_synth,
+    require_program,
+)
+from audiolm.training.data.text_source import SentenceSource
 
 BUILD_FILE = "corpus.json"
 ERRORS_FILE = "build_errors.json"
@@ -93,8 +117,16 @@ class Job:
 
     def item(self, duration: float, sample_rate: int, root: Path) -> CorpusItem:
         return CorpusItem(
-            id=self.id, path=self.path, kind=self.kind, split=self.split, duration=duration,
-            sample_rate=sample_rate, labels=self.labels, speaker=self.speaker, text=self.text, phones=self.phones,
+            id=self.id,
+            path=self.path,
+            kind=self.kind,
+            split=self.split,
+            duration=duration,
+            sample_rate=sample_rate,
+            labels=self.labels,
+            speaker=self.speaker,
+            text=self.text,
+            phones=self.phones,
             root=root,
         )
 
@@ -167,16 +199,22 @@ def plan_speech(index: int, seed: int, inventory: dict[str, list[str]], heldout:
     item_id = f"{'h' if heldout else 's'}{index:06d}"
     if heldout:  # every reserved voice equally often, near its natural rate, no warp
         voices = [("festival", v) for v in inventory.get("festival", [])] + [
-            ("mbrola", v) for v in inventory.get("mbrola", [])]
+            ("mbrola", v) for v in inventory.get("mbrola", [])
+        ]
         if not voices:
-            raise AudiolmError("no held-out voice is installed (apt-get install festival festvox-kallpc16k "
-                               "festvox-kdlpc16k festvox-us-slt-hts)")
+            raise AudiolmError(
+                "no held-out voice is installed (apt-get install festival festvox-kallpc16k "
+                "festvox-kdlpc16k festvox-us-slt-hts)"
+            )
         engine, voice = voices[int(rng.integers(len(voices)))]
         warp = 1.0
     else:
         valid = split == "valid"
-        held = {"espeak": set(ESPEAK_VALID_VARIANTS), "flite": set(FLITE_VALID_VOICES),
-                "festival": set(FESTIVAL_VALID_VOICES)}
+        held = {
+            "espeak": set(ESPEAK_VALID_VARIANTS),
+            "flite": set(FLITE_VALID_VOICES),
+            "festival": set(FESTIVAL_VALID_VOICES),
+        }
         pools = {
             "espeak": [v for v in inventory.get("espeak_variants", []) if (v in held["espeak"]) == valid],
             "flite": [v for v in inventory.get("flite", []) if (v in held["flite"]) == valid],
@@ -189,19 +227,27 @@ def plan_speech(index: int, seed: int, inventory: dict[str, list[str]], heldout:
         warp = round(float(rng.uniform(0.9, 1.1)), 3)
     if engine == "espeak":
         base = str(rng.choice(inventory["espeak_voices"]))
-        params = {"rate": int(rng.integers(130, 211)), "pitch": int(rng.integers(25, 76)),
-                  "range": int(rng.integers(20, 81))}
+        params = {
+            "rate": int(rng.integers(130, 211)),
+            "pitch": int(rng.integers(25, 76)),
+            "range": int(rng.integers(20, 81)),
+        }
         name = f"{base}+{voice}"
         labels = {"engine": "espeak", "voice": name, "base_voice": base, "variant": voice, **params}
     elif engine == "mbrola":  # through espeak-ng's mb-XX voices
-        params = {"rate": int(rng.integers(150, 191)), "pitch": int(rng.integers(40, 61)),
-                  "range": int(rng.integers(40, 61))}
+        params = {
+            "rate": int(rng.integers(150, 191)),
+            "pitch": int(rng.integers(40, 61)),
+            "range": int(rng.integers(40, 61)),
+        }
         name = f"mb-{voice}"
         labels = {"engine": "mbrola", "voice": name, **params}
     elif engine == "flite":
         lo, hi = (0.92, 1.08) if heldout else (0.85, 1.2)
-        params = {"stretch": round(float(rng.uniform(lo, hi)), 3),
-                  "f0_mean": round(_FLITE_F0[voice] * float(rng.uniform(lo, hi)), 1)}
+        params = {
+            "stretch": round(float(rng.uniform(lo, hi)), 3),
+            "f0_mean": round(_FLITE_F0[voice] * float(rng.uniform(lo, hi)), 1),
+        }
         name = voice
         labels = {"engine": "flite", "voice": voice, **params}
     else:
@@ -213,8 +259,17 @@ def plan_speech(index: int, seed: int, inventory: dict[str, list[str]], heldout:
     speaker = f"{labels['engine']}:{name}"
     folder = _safe(f"{labels['engine']}-{name}")
     path = f"speech/{folder}/{item_id}.wav"
-    return Job(item_id, "speech", split, path, speaker, labels, text, path[:-4] + ".phones.json",
-               {"engine": engine, "voice": name, "warp": warp, "heldout": heldout, **params})
+    return Job(
+        item_id,
+        "speech",
+        split,
+        path,
+        speaker,
+        labels,
+        text,
+        path[:-4] + ".phones.json",
+        {"engine": engine, "voice": name, "warp": warp, "heldout": heldout, **params},
+    )
 
 
 def music_split(index: int) -> str:
@@ -222,7 +277,11 @@ def music_split(index: int) -> str:
 
 
 def plan_music(
-    index: int, seed: int, pieces: list[str], inventory: dict[str, list[str]], max_seconds: float = 20.0,
+    index: int,
+    seed: int,
+    pieces: list[str],
+    inventory: dict[str, list[str]],
+    max_seconds: float = 20.0,
     heldout: bool = False,
 ) -> Job:
     rng = np.random.default_rng([seed, 2, index])
@@ -230,25 +289,50 @@ def plan_music(
     # held-out music plays the training corpus' valid pieces (slots 1, 11, 21, ...)
     piece = pieces[(10 * slot + 1 if heldout else slot) % len(pieces)]
     if not inventory.get("soundfonts"):
-        raise AudiolmError("no soundfont for this corpus' music" + (
-            " (the held-out set needs MuseScore_General: apt-get install musescore-general-soundfont-small)"
-            if heldout else ""))
+        raise AudiolmError(
+            "no soundfont for this corpus' music"
+            + (
+                " (the held-out set needs MuseScore_General: apt-get install musescore-general-soundfont-small)"
+                if heldout
+                else ""
+            )
+        )
     soundfont = str(rng.choice(inventory["soundfonts"]))
     instrument = str(rng.choice(sorted(INSTRUMENTS)))
     stretch = round(float(rng.uniform(0.6, 1.5)), 3)
     length = round(float(rng.uniform(5.0, max(5.0, min(20.0, max_seconds)))), 2)  # seconds of audio
     item_id = f"{'hm' if heldout else 'm'}{index:06d}"
-    labels = {"instrument": instrument, "program": INSTRUMENTS[instrument], "piece": piece_id(piece),
-              "score": piece, "tempo_scale": round(1.0 / stretch, 3), "soundfont": soundfont}
+    labels = {
+        "instrument": instrument,
+        "program": INSTRUMENTS[instrument],
+        "piece": piece_id(piece),
+        "score": piece,
+        "tempo_scale": round(1.0 / stretch, 3),
+        "soundfont": soundfont,
+    }
     split = "valid" if heldout else music_split(index)
-    return Job(item_id, "music", split, f"music/{piece_id(piece)}/{item_id}.wav", f"{soundfont}:{instrument}",
-               labels, params={"piece": piece, "program": INSTRUMENTS[instrument], "stretch": stretch,
-                               "seconds": length / stretch, "window_seed": [seed, 3, index],
-                               "soundfont": soundfont, "heldout": heldout})
+    return Job(
+        item_id,
+        "music",
+        split,
+        f"music/{piece_id(piece)}/{item_id}.wav",
+        f"{soundfont}:{instrument}",
+        labels,
+        params={
+            "piece": piece,
+            "program": INSTRUMENTS[instrument],
+            "stretch": stretch,
+            "seconds": length / stretch,
+            "window_seed": [seed, 3, index],
+            "soundfont": soundfont,
+            "heldout": heldout,
+        },
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # rendering one job (runs in worker processes)
+
 
 def _finish(samples: np.ndarray, from_rate: int, to_rate: int, out_wav: Path) -> float:
     """Resample, set the level (-23 dB RMS, peaks under 0.99), save atomically; returns seconds."""
@@ -369,8 +453,10 @@ def check_tools(speech: bool, music: bool, heldout: bool = False) -> None:
         require_program("fluidsynth", "fluidsynth")
         if heldout:
             if find_heldout_soundfont() is None:
-                raise AudiolmError("the held-out music needs MuseScore_General: "
-                                   "`apt-get install musescore-general-soundfont-small` (or --music-minutes 0)")
+                raise AudiolmError(
+                    "the held-out music needs MuseScore_General: "
+                    "`apt-get install musescore-general-soundfont-small` (or --music-minutes 0)"
+                )
         else:
             find_soundfont()
         _corpus_root()
@@ -424,8 +510,11 @@ def build_corpus(
     settings = {"format_version": FORMAT_VERSION, "sample_rate": sample_rate, "seed": seed, "heldout": heldout}
     previous = _previous_build(out_dir, settings)
     if inventory is None:
-        inventory = previous["inventory"] if previous and "inventory" in previous else (
-            heldout_inventory() if heldout else training_inventory())
+        inventory = (
+            previous["inventory"]
+            if previous and "inventory" in previous
+            else (heldout_inventory() if heldout else training_inventory())
+        )
     if not heldout:
         check_training_inventory(inventory)
     check_tools(speech_minutes > 0, music_minutes > 0, heldout)
@@ -465,7 +554,9 @@ def build_corpus(
                     if pool is None and workers > 1 and not all(is_done(job, out_dir) for job in jobs):
                         pool = multiprocessing.get_context("spawn").Pool(workers)  # libespeak-ng must not be forked
                     if pool is not None:
-                        window.append((jobs, [pool.apply_async(_render_safely, (j, out_dir, sample_rate)) for j in jobs]))
+                        window.append(
+                            (jobs, [pool.apply_async(_render_safely, (j, out_dir, sample_rate)) for j in jobs])
+                        )
                     else:
                         window.append((jobs, [_render_safely(j, out_dir, sample_rate) for j in jobs]))
                 jobs, pending = window.popleft()
@@ -501,12 +592,19 @@ def build_corpus(
     else:
         (out_dir / ERRORS_FILE).unlink(missing_ok=True)
     seconds = {k: round(sum(i.duration for i in items if i.kind == k), 1) for k in ("speech", "music")}
-    atomic_write_json(out_dir / STATS_FILE, {
-        "wall_s": round(time.monotonic() - began, 1), "cpu_s": round(_cpu_seconds() - cpu_began, 1),
-        "workers": workers, "items": len(items), "audio_s": seconds,
-        "speakers": len({i.speaker for i in items if i.kind == "speech"}), "skipped": len(errors),
-        "note": "this run only: a resumed build counts the time since it resumed",
-    })
+    atomic_write_json(
+        out_dir / STATS_FILE,
+        {
+            "wall_s": round(time.monotonic() - began, 1),
+            "cpu_s": round(_cpu_seconds() - cpu_began, 1),
+            "workers": workers,
+            "items": len(items),
+            "audio_s": seconds,
+            "speakers": len({i.speaker for i in items if i.kind == "speech"}),
+            "skipped": len(errors),
+            "note": "this run only: a resumed build counts the time since it resumed",
+        },
+    )
     return items
 
 

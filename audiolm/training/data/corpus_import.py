@@ -216,8 +216,9 @@ def find_cut(buf: np.ndarray, max_len: int, sample_rate: int, mode: str) -> int:
     return max_len
 
 
-def chunk_stream(blocks: Iterator[np.ndarray], sample_rate: int, chunk_seconds: float, min_seconds: float,
-                 mode: str) -> Iterator[tuple[int, np.ndarray]]:
+def chunk_stream(
+    blocks: Iterator[np.ndarray], sample_rate: int, chunk_seconds: float, min_seconds: float, mode: str
+) -> Iterator[tuple[int, np.ndarray]]:
     """(start sample, chunk) for the whole stream; the last piece, if shorter than
     `min_seconds`, joins the chunk before it. Holds at most ~2 chunks + a block in memory."""
     max_len = int(round(chunk_seconds * sample_rate))
@@ -262,8 +263,13 @@ def import_file(source: Source, out_dir: str, settings: ImportSettings) -> dict[
     try:
         if os.path.getsize(source.path) == 0:
             raise _Skip("empty file (0 bytes)")
-        for start, chunk in chunk_stream(iter_blocks(source.path, sr, _BLOCK_SECONDS), sr, settings.chunk_seconds,
-                                         settings.min_seconds, settings.split):
+        for start, chunk in chunk_stream(
+            iter_blocks(source.path, sr, _BLOCK_SECONDS),
+            sr,
+            settings.chunk_seconds,
+            settings.min_seconds,
+            settings.split,
+        ):
             seconds = len(chunk) / sr
             seconds_in += seconds
             if seconds < settings.min_seconds:
@@ -277,11 +283,17 @@ def import_file(source: Source, out_dir: str, settings: ImportSettings) -> dict[
             rel_path = f"{folder}/{prefix}_{k:04d}.wav"
             written.append(out / rel_path)
             save_audio(out / rel_path, wav, sr)
-            items.append({
-                "id": f"{prefix}_{k:04d}", "path": rel_path, "kind": source.kind, "duration": seconds,
-                "sample_rate": sr, "speaker": f"import:{source.group}",
-                "labels": {"source": source.rel, "group": source.group, "start": round(start / sr, 4), "chunk": k},
-            })
+            items.append(
+                {
+                    "id": f"{prefix}_{k:04d}",
+                    "path": rel_path,
+                    "kind": source.kind,
+                    "duration": seconds,
+                    "sample_rate": sr,
+                    "speaker": f"import:{source.group}",
+                    "labels": {"source": source.rel, "group": source.group, "start": round(start / sr, 4), "chunk": k},
+                }
+            )
         if seconds_in == 0:
             raise _Skip("empty (no samples)")
         reason = None
@@ -295,9 +307,14 @@ def import_file(source: Source, out_dir: str, settings: ImportSettings) -> dict[
         for path in written:  # a file that fails mid-way leaves nothing behind
             path.unlink(missing_ok=True)
         items, reason = [], f"unreadable: {' '.join(str(e).split())[:160] or type(e).__name__}"
-    return {"rel": source.rel, "items": items, "skipped": None if items else reason,
-            "partly_dropped": reason if items else None, "seconds_in": round(seconds_in, 3),
-            "seconds_dropped": round(dropped, 3)}
+    return {
+        "rel": source.rel,
+        "items": items,
+        "skipped": None if items else reason,
+        "partly_dropped": reason if items else None,
+        "seconds_in": round(seconds_in, 3),
+        "seconds_dropped": round(dropped, 3),
+    }
 
 
 class _Skip(Exception):
@@ -328,14 +345,19 @@ def _check_out_dir(src: Path, out_dir: Path, settings: dict[str, Any]) -> None:
             raise AudiolmError(f"{path}: not valid JSON; remove the folder to import again") from None
         for key, value in settings.items():
             if previous.get(key) != value:
-                raise AudiolmError(f"{out_dir} holds an import made with {key}={previous.get(key)!r}, not {value!r}: "
-                                   "use another folder")
+                raise AudiolmError(
+                    f"{out_dir} holds an import made with {key}={previous.get(key)!r}, not {value!r}: "
+                    "use another folder"
+                )
     elif out_dir.exists() and any(out_dir.iterdir()):
         raise AudiolmError(f"{out_dir} exists and is not an import folder: choose an empty or new folder")
 
 
 def import_corpus(
-    src: str | Path, out_dir: str | Path, settings: ImportSettings | None = None, workers: int = 2,
+    src: str | Path,
+    out_dir: str | Path,
+    settings: ImportSettings | None = None,
+    workers: int = 2,
     progress: bool = True,
 ) -> tuple[list[CorpusItem], dict[str, Any]]:
     """Import `src` into `out_dir` (resuming a killed import); returns (manifest items, report)."""
@@ -349,8 +371,11 @@ def import_corpus(
     _check_out_dir(src, out_dir, recorded)
     sources, skipped, ignored = find_sources(src, settings)
     if not sources:
-        hint = " (put them under speech/ or music/, or pass --kind)" if any(
-            s["reason"].startswith("no kind") for s in skipped) else ""
+        hint = (
+            " (put them under speech/ or music/, or pass --kind)"
+            if any(s["reason"].startswith("no kind") for s in skipped)
+            else ""
+        )
         raise AudiolmError(f"{src}: no audio files to import{hint}; {len(skipped)} skipped, {ignored} other files")
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / SETTINGS_FILE, recorded)
@@ -394,17 +419,23 @@ def import_corpus(
         for raw in record["items"]:
             items.append(CorpusItem(**raw, split=splits[(source.kind, source.group)], root=out_dir))
     write_manifest(out_dir, items)
-    seconds = {f"{k}/{s}": round(sum(i.duration for i in items if i.kind == k and i.split == s), 2)
-               for k in KINDS for s in ("train", "valid")}
+    seconds = {
+        f"{k}/{s}": round(sum(i.duration for i in items if i.kind == k and i.split == s), 2)
+        for k in KINDS
+        for s in ("train", "valid")
+    }
     report = {
-        "source": str(src.resolve()), "files": len(sources) + len([s for s in skipped if s["reason"] in
-                                                                    ("not a file", "missing")]),
-        "imported_files": sum(1 for s in sources if records[s.rel]["items"]), "items": len(items),
-        "seconds": seconds, "seconds_read": round(sum(r["seconds_in"] for r in records.values()), 2),
+        "source": str(src.resolve()),
+        "files": len(sources) + len([s for s in skipped if s["reason"] in ("not a file", "missing")]),
+        "imported_files": sum(1 for s in sources if records[s.rel]["items"]),
+        "items": len(items),
+        "seconds": seconds,
+        "seconds_read": round(sum(r["seconds_in"] for r in records.values()), 2),
         "seconds_dropped": round(sum(r["seconds_dropped"] for r in records.values()), 2),
         "groups": {k: len({g for kk, g in groups if kk == k}) for k in KINDS},
         "valid_groups": sorted(f"{k}:{g}" for (k, g), s in splits.items() if s == "valid"),
-        "ignored_non_audio": ignored, "skipped": sorted(skipped, key=lambda s: s["path"]),
+        "ignored_non_audio": ignored,
+        "skipped": sorted(skipped, key=lambda s: s["path"]),
         "wall_s_this_run": round(time.monotonic() - began, 2),
     }
     atomic_write_json(out_dir / REPORT_FILE, report)

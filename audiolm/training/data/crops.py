@@ -37,8 +37,15 @@ def _to_int16(wav: np.ndarray) -> np.ndarray:
 class AudioCrops(Dataset):
     """`crop(key) -> (wav [crop_samples] float, real samples, seed)`; subclasses shape items."""
 
-    def __init__(self, files: list[Path], sample_rate: int, crop_samples: int, random: bool = True,
-                 what: str = "audio", in_memory: bool = False):
+    def __init__(
+        self,
+        files: list[Path],
+        sample_rate: int,
+        crop_samples: int,
+        random: bool = True,
+        what: str = "audio",
+        in_memory: bool = False,
+    ):
         if not files:
             raise AudiolmError(f"no audio files for the {what} dataset (is the corpus split empty?)")
         self.files = [str(f) for f in files]

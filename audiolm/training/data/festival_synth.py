@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from audiolm.training.data.speech_synth import Utterance, parse_psdur, require_program
 from audiolm.core.errors import AudiolmError
+from audiolm.training.data.speech_synth import Utterance, parse_psdur, require_program
 
 FESTIVAL_VOICE_ROOT = Path("/usr/share/festival/voices")
 
@@ -71,8 +71,9 @@ def festival_synth(text: str, voice: str, stretch: float = 1.0, timeout: float =
             f"(utt.save.segs utt {_scheme_string(str(segs))})\n"
         )
         try:
-            result = subprocess.run([festival, "--batch", str(script)], capture_output=True, text=True,
-                                    timeout=timeout, cwd=tmp)
+            result = subprocess.run(
+                [festival, "--batch", str(script)], capture_output=True, text=True, timeout=timeout, cwd=tmp
+            )
         except subprocess.TimeoutExpired:
             raise AudiolmError(f"festival took more than {timeout:.0f} s on one sentence (voice {voice})") from None
         if result.returncode != 0 or not wav.is_file() or not segs.is_file():

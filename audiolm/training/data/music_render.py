@@ -45,36 +45,119 @@ HELDOUT_SOUNDFONTS = (
 
 # General MIDI programs (0-based) that carry polyphonic scores well: name -> program
 INSTRUMENTS = {
-    "piano": 0, "bright-piano": 1, "honky-tonk": 3, "electric-piano": 4, "harpsichord": 6, "clavinet": 7,
-    "celesta": 8, "glockenspiel": 9, "music-box": 10, "vibraphone": 11, "marimba": 12, "xylophone": 13,
-    "tubular-bells": 14, "drawbar-organ": 16, "rock-organ": 18, "church-organ": 19, "reed-organ": 20,
-    "accordion": 21, "harmonica": 22, "nylon-guitar": 24, "steel-guitar": 25, "jazz-guitar": 26,
-    "clean-guitar": 27, "overdriven-guitar": 29, "acoustic-bass": 32, "fingered-bass": 33, "violin": 40,
-    "viola": 41, "cello": 42, "contrabass": 43, "tremolo-strings": 44, "pizzicato": 45, "harp": 46,
-    "strings": 48, "slow-strings": 49, "synth-strings": 50, "choir": 52, "voice-oohs": 53, "trumpet": 56,
-    "trombone": 57, "tuba": 58, "muted-trumpet": 59, "french-horn": 60, "brass": 61, "synth-brass": 62,
-    "soprano-sax": 64, "alto-sax": 65, "tenor-sax": 66, "baritone-sax": 67, "oboe": 68, "english-horn": 69,
-    "bassoon": 70, "clarinet": 71, "piccolo": 72, "flute": 73, "recorder": 74, "pan-flute": 75, "ocarina": 79,
-    "square-lead": 80, "sawtooth-lead": 81, "calliope": 82, "new-age-pad": 88, "warm-pad": 89, "polysynth": 90,
-    "sitar": 104, "banjo": 105, "kalimba": 108, "bagpipe": 109, "fiddle": 110, "steel-drums": 114,
+    "piano": 0,
+    "bright-piano": 1,
+    "honky-tonk": 3,
+    "electric-piano": 4,
+    "harpsichord": 6,
+    "clavinet": 7,
+    "celesta": 8,
+    "glockenspiel": 9,
+    "music-box": 10,
+    "vibraphone": 11,
+    "marimba": 12,
+    "xylophone": 13,
+    "tubular-bells": 14,
+    "drawbar-organ": 16,
+    "rock-organ": 18,
+    "church-organ": 19,
+    "reed-organ": 20,
+    "accordion": 21,
+    "harmonica": 22,
+    "nylon-guitar": 24,
+    "steel-guitar": 25,
+    "jazz-guitar": 26,
+    "clean-guitar": 27,
+    "overdriven-guitar": 29,
+    "acoustic-bass": 32,
+    "fingered-bass": 33,
+    "violin": 40,
+    "viola": 41,
+    "cello": 42,
+    "contrabass": 43,
+    "tremolo-strings": 44,
+    "pizzicato": 45,
+    "harp": 46,
+    "strings": 48,
+    "slow-strings": 49,
+    "synth-strings": 50,
+    "choir": 52,
+    "voice-oohs": 53,
+    "trumpet": 56,
+    "trombone": 57,
+    "tuba": 58,
+    "muted-trumpet": 59,
+    "french-horn": 60,
+    "brass": 61,
+    "synth-brass": 62,
+    "soprano-sax": 64,
+    "alto-sax": 65,
+    "tenor-sax": 66,
+    "baritone-sax": 67,
+    "oboe": 68,
+    "english-horn": 69,
+    "bassoon": 70,
+    "clarinet": 71,
+    "piccolo": 72,
+    "flute": 73,
+    "recorder": 74,
+    "pan-flute": 75,
+    "ocarina": 79,
+    "square-lead": 80,
+    "sawtooth-lead": 81,
+    "calliope": 82,
+    "new-age-pad": 88,
+    "warm-pad": 89,
+    "polysynth": 90,
+    "sitar": 104,
+    "banjo": 105,
+    "kalimba": 108,
+    "bagpipe": 109,
+    "fiddle": 110,
+    "steel-drums": 114,
 }
 
 # (corpus folder, weight) — Bach chorales dominate; scores in .abc/.rntxt are skipped (opus
 # files of many tunes, or harmonic analyses rather than notes)
 _SOURCES = (
-    ("bach", 0.45), ("palestrina", 0.2), ("monteverdi", 0.1),
+    ("bach", 0.45),
+    ("palestrina", 0.2),
+    ("monteverdi", 0.1),
     ("other", 0.25),
 )
-_OTHER = ("trecento", "mozart", "haydn", "beethoven", "schumann_robert", "schumann_clara", "joplin",
-          "chopin", "schubert", "handel", "corelli", "cpebach", "verdi", "weber", "beach", "luca",
-          "lusitano", "ciconia", "johnson_j_r", "liliuokalani", "schoenberg", "webern")
+_OTHER = (
+    "trecento",
+    "mozart",
+    "haydn",
+    "beethoven",
+    "schumann_robert",
+    "schumann_clara",
+    "joplin",
+    "chopin",
+    "schubert",
+    "handel",
+    "corelli",
+    "cpebach",
+    "verdi",
+    "weber",
+    "beach",
+    "luca",
+    "lusitano",
+    "ciconia",
+    "johnson_j_r",
+    "liliuokalani",
+    "schoenberg",
+    "webern",
+)
 _SCORE_EXTENSIONS = (".mxl", ".xml", ".musicxml", ".krn")
 _TAIL_S = 1.0  # silence after the last note-off: lets release and reverb ring out
 
 
 def available_soundfonts() -> dict[str, Path]:
     """The training soundfonts installed here, name -> path (never a reserved one)."""
-    return {name: Path(path) for name, path, _ in SOUNDFONTS if Path(path).is_file() and not is_reserved_soundfont(path)}
+    return {
+        name: Path(path) for name, path, _ in SOUNDFONTS if Path(path).is_file() and not is_reserved_soundfont(path)
+    }
 
 
 def find_soundfont(name: str | None = None) -> Path:
@@ -265,8 +348,23 @@ def render_midi(midi_path: Path, out_wav: Path, sample_rate: int, expected_secon
     fluidsynth = require_program("fluidsynth", "fluidsynth")
     max_bytes = int((expected_seconds * 2 + 10) * sample_rate * 2 * 2) + 1_000_000  # stereo s16
     timeout = 30.0 + 3.0 * expected_seconds
-    cmd = [fluidsynth, "-ni", "-q", "-F", str(out_wav), "-r", str(sample_rate), "-T", "wav", "-O", "s16",
-           "-g", "0.5", str(soundfont), str(midi_path)]
+    cmd = [
+        fluidsynth,
+        "-ni",
+        "-q",
+        "-F",
+        str(out_wav),
+        "-r",
+        str(sample_rate),
+        "-T",
+        "wav",
+        "-O",
+        "s16",
+        "-g",
+        "0.5",
+        str(soundfont),
+        str(midi_path),
+    ]
     errors = tempfile.TemporaryFile()  # a file, not a pipe: a chatty fluidsynth cannot block on it
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errors)
     began = time.monotonic()
@@ -278,7 +376,9 @@ def render_midi(midi_path: Path, out_wav: Path, sample_rate: int, expected_secon
                 proc.kill()
                 proc.wait()
                 elapsed = time.monotonic() - began
-                raise AudiolmError(f"fluidsynth ran away rendering {midi_path} ({size} bytes, {elapsed:.0f} s); stopped")
+                raise AudiolmError(
+                    f"fluidsynth ran away rendering {midi_path} ({size} bytes, {elapsed:.0f} s); stopped"
+                )
     finally:
         if proc.poll() is None:
             proc.kill()

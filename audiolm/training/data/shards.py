@@ -157,7 +157,9 @@ def read_token_index(directory: str | Path) -> dict[str, Any]:
     path = directory / INDEX_FILE
     if not path.is_file():
         if (directory / SETTINGS_FILE).is_file():
-            raise AudiolmError(f"{directory}: tokenization did not finish (no {INDEX_FILE}); rerun `audiolm tokenize` to resume")
+            raise AudiolmError(
+                f"{directory}: tokenization did not finish (no {INDEX_FILE}); rerun `audiolm tokenize` to resume"
+            )
         raise AudiolmError(f"{directory}: not a token directory (no {INDEX_FILE}); make one with `audiolm tokenize`")
     try:
         index = json.loads(path.read_text())

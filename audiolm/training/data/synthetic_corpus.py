@@ -17,16 +17,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 import numpy as np
+import torch
 
 from audiolm.core.audio import normalize_loudness, save_audio
 from audiolm.core.corpus import CorpusItem, write_manifest, write_phones
 
 # (F1, F2, F3) in Hz for a few vowels; None marks a fricative (shaped noise)
 _PHONES = {
-    "aa": (730, 1090, 2440), "iy": (270, 2290, 3010), "uw": (300, 870, 2240),
-    "eh": (530, 1840, 2480), "ao": (570, 840, 2410), "s": None, "f": None, "sh": None,
+    "aa": (730, 1090, 2440),
+    "iy": (270, 2290, 3010),
+    "uw": (300, 870, 2240),
+    "eh": (530, 1840, 2480),
+    "ao": (570, 840, 2410),
+    "s": None,
+    "f": None,
+    "sh": None,
 }
 _INSTRUMENTS = {  # relative amplitudes of the first partials
     "synth-flute": [1.0, 0.3, 0.1, 0.05],
@@ -79,7 +85,7 @@ def _music(rng: np.random.Generator, partials: list[float], seconds: float, sr: 
         freq = 440.0 * 2 ** ((note - 69) / 12)
         t = np.arange(length) / sr
         env = np.minimum(t / 0.01, 1.0) * np.exp(-3.0 * t)
-        env[-min(200, length):] *= np.linspace(1, 0, min(200, length))  # note-off
+        env[-min(200, length) :] *= np.linspace(1, 0, min(200, length))  # note-off
         tone = sum(
             a * np.sin(2 * np.pi * freq * (k + 1) * t) for k, a in enumerate(partials) if freq * (k + 1) < sr / 2
         )
@@ -115,10 +121,16 @@ def make_synthetic_corpus(
         write_phones(out_dir / phones_rel, engine, phones)
         items.append(
             CorpusItem(
-                id=f"s{i:04d}", path=rel, kind="speech", split="valid" if v >= 4 else "train",
-                duration=wav.shape[-1] / sample_rate, sample_rate=sample_rate,
-                labels={"engine": engine, "voice": voice, "f0": f0}, speaker=f"{engine}:{voice}",
-                text=" ".join(p for _, _, p in phones), phones=phones_rel,
+                id=f"s{i:04d}",
+                path=rel,
+                kind="speech",
+                split="valid" if v >= 4 else "train",
+                duration=wav.shape[-1] / sample_rate,
+                sample_rate=sample_rate,
+                labels={"engine": engine, "voice": voice, "f0": f0},
+                speaker=f"{engine}:{voice}",
+                text=" ".join(p for _, _, p in phones),
+                phones=phones_rel,
             )
         )
     names = list(_INSTRUMENTS)
@@ -131,10 +143,16 @@ def make_synthetic_corpus(
         save_audio(out_dir / rel, wav, sample_rate)
         items.append(
             CorpusItem(
-                id=f"m{j:04d}", path=rel, kind="music", split="valid" if j == n_music - 1 else "train",
-                duration=wav.shape[-1] / sample_rate, sample_rate=sample_rate,
-                labels={"instrument": instrument, "piece": piece}, speaker=f"gm:{instrument}",
-                text=None, phones=None,
+                id=f"m{j:04d}",
+                path=rel,
+                kind="music",
+                split="valid" if j == n_music - 1 else "train",
+                duration=wav.shape[-1] / sample_rate,
+                sample_rate=sample_rate,
+                labels={"instrument": instrument, "piece": piece},
+                speaker=f"gm:{instrument}",
+                text=None,
+                phones=None,
             )
         )
     write_manifest(out_dir, items)

@@ -41,10 +41,27 @@ roll save search see sell send shake share sing sketch start steal stop study sw
 swing take tell throw touch trade turn visit wash watch weave whisper wrap write
 """
 _IRREGULAR_PAST = {
-    "catch": "caught", "draw": "drew", "find": "found", "hide": "hid", "hold": "held",
-    "keep": "kept", "light": "lit", "ring": "rang", "see": "saw", "sell": "sold", "send": "sent",
-    "shake": "shook", "sing": "sang", "steal": "stole", "sweep": "swept", "swing": "swung",
-    "take": "took", "tell": "told", "throw": "threw", "weave": "wove", "write": "wrote",
+    "catch": "caught",
+    "draw": "drew",
+    "find": "found",
+    "hide": "hid",
+    "hold": "held",
+    "keep": "kept",
+    "light": "lit",
+    "ring": "rang",
+    "see": "saw",
+    "sell": "sold",
+    "send": "sent",
+    "shake": "shook",
+    "sing": "sang",
+    "steal": "stole",
+    "sweep": "swept",
+    "swing": "swung",
+    "take": "took",
+    "tell": "told",
+    "throw": "threw",
+    "weave": "wove",
+    "write": "wrote",
 }
 _ADJECTIVES = """
 ancient angry bright broken busy calm careful cheerful clever cold colorful crooked curious
@@ -151,8 +168,11 @@ def _vocabulary() -> dict[str, tuple[str, ...]]:
     """Word lists by role: the core lists plus suffix-picked words from the stdlib's prose."""
     words = set(re.findall(r"\b[a-z]{5,14}\b", _pydoc_text()))
     extra_nouns = {w for w in words if w.endswith(("tion", "ment", "ness", "ity", "ance", "ence", "ship"))}
-    extra_adjs = {w for w in words if w.endswith(("ous", "ive", "able", "ible", "ful", "less"))
-                  and len(w) > 6 and not w.startswith(("en", "dis"))}  # not enable/disable/table
+    extra_adjs = {
+        w
+        for w in words
+        if w.endswith(("ous", "ive", "able", "ible", "ful", "less")) and len(w) > 6 and not w.startswith(("en", "dis"))
+    }  # not enable/disable/table
     return {
         "noun": tuple(sorted(set(_NOUNS.split()) | extra_nouns)),
         "core_noun": tuple(_NOUNS.split()),
@@ -204,10 +224,18 @@ class SentenceSource:
 
         number = int(rng.choice([rng.integers(2, 20), rng.integers(20, 100), rng.integers(100, 3000)]))
         fields = {
-            "adj": pick("adj"), "adj2": pick("adj"), "noun": pick("noun"),
-            "core_noun": pick("core_noun"), "core_noun2": pick("core_noun"),
-            "verb": pick("verb"), "adv": pick("adv"), "name": pick("name"), "name2": pick("name"),
-            "place": pick("place"), "time": pick("time"), "prep": pick("prep"),
+            "adj": pick("adj"),
+            "adj2": pick("adj"),
+            "noun": pick("noun"),
+            "core_noun": pick("core_noun"),
+            "core_noun2": pick("core_noun"),
+            "verb": pick("verb"),
+            "adv": pick("adv"),
+            "name": pick("name"),
+            "name2": pick("name"),
+            "place": pick("place"),
+            "time": pick("time"),
+            "prep": pick("prep"),
             "number": number_words(number),
         }
         fields["past"] = _past(fields["verb"])

@@ -25,7 +25,6 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-
 from tqdm.auto import tqdm
 
 from audiolm.core.audio_stream import file_lengths, read_segment
@@ -110,8 +109,12 @@ def encode_chunked(
 
 
 def tokenize_item(
-    item: Any, codec: AcousticTokenizer, semantic: SemanticTokenizerLike, kbps: float,
-    chunk_seconds: float = CHUNK_SECONDS, context_seconds: float = CONTEXT_SECONDS,
+    item: Any,
+    codec: AcousticTokenizer,
+    semantic: SemanticTokenizerLike,
+    kbps: float,
+    chunk_seconds: float = CHUNK_SECONDS,
+    context_seconds: float = CONTEXT_SECONDS,
 ) -> Utterance:
     """One corpus item -> Utterance(semantic [Ts], acoustic [Ta, Q]), long files in chunks."""
     path = str(item.audio_path)
@@ -127,8 +130,9 @@ def tokenize_item(
             with torch.inference_mode():
                 return torch.as_tensor(run(torch.from_numpy(np.ascontiguousarray(wav))[None])).cpu().numpy()[0]
 
-        return encode_chunked(encode, lambda s, c: read_segment(path, int(file_rate), rate, s, c), int(n), hop,
-                              frames, context)
+        return encode_chunked(
+            encode, lambda s, c: read_segment(path, int(file_rate), rate, s, c), int(n), hop, frames, context
+        )
 
     codes = stream(codec, lambda wav: codec.encode(wav[None], codec.sample_rate, kbps=kbps))  # [Q, Ta]
     tokens = stream(semantic, lambda wav: semantic.encode(wav, semantic.sample_rate))  # [Ts]

@@ -16,12 +16,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from audiolm.training.data.shards import TokenShards
 from audiolm.core.errors import AudiolmError
 from audiolm.models.lm.config import StageConfig
-from audiolm.models.lm.stage import Layout, complete_stage_config, make_layout, stage_kind
 from audiolm.models.lm.layouts import IGNORE
+from audiolm.models.lm.stage import Layout, complete_stage_config, make_layout, stage_kind
 from audiolm.models.lm.transformer import Transformer
+from audiolm.training.data.shards import TokenShards
 from audiolm.training.task import ItemKey, StepOutput, Task
 
 

@@ -97,8 +97,12 @@ class W2vBertModel(nn.Module):
         self.config = config
         self.encoder = SSLEncoder(config)
         self.quantizer = GumbelProductQuantizer(
-            config.feature_dim, config.codebook_groups, config.codebook_size, config.codevector_dim,
-            config.codebook_logit_scale, config.gumbel_noise_scale,
+            config.feature_dim,
+            config.codebook_groups,
+            config.codebook_size,
+            config.codevector_dim,
+            config.codebook_logit_scale,
+            config.gumbel_noise_scale,
         )
         self.project_context = nn.Linear(config.hidden_size, config.codevector_dim)
         self.project_targets = nn.Linear(config.codevector_dim, config.codevector_dim)

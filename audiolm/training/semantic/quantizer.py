@@ -24,8 +24,15 @@ class QuantizerOutput:
 
 
 class GumbelProductQuantizer(nn.Module):
-    def __init__(self, in_dim: int, groups: int, entries: int, codevector_dim: int, logit_scale: float = 4.0,
-                 noise_scale: float = 1.0) -> None:
+    def __init__(
+        self,
+        in_dim: int,
+        groups: int,
+        entries: int,
+        codevector_dim: int,
+        logit_scale: float = 4.0,
+        noise_scale: float = 1.0,
+    ) -> None:
         super().__init__()
         self.noise_scale = noise_scale
         if codevector_dim % groups:

@@ -46,9 +46,15 @@ def _unwrap(module: nn.Module) -> nn.Module:
 class SSLTask(Task):
     kind = KIND
 
-    def __init__(self, config: SSLConfig, train_files: list[Path], valid_files: list[Path] | None = None,
-                 data_dir: str | Path | None = None, targets: SemanticTokenizer | None = None,
-                 targets_dir: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        config: SSLConfig,
+        train_files: list[Path],
+        valid_files: list[Path] | None = None,
+        data_dir: str | Path | None = None,
+        targets: SemanticTokenizer | None = None,
+        targets_dir: str | Path | None = None,
+    ) -> None:
         check_targets(config, targets)
         self.config = config
         self.targets = targets
@@ -62,7 +68,7 @@ class SSLTask(Task):
         self._valid: CropDataset | None = None
 
     @classmethod
-    def from_corpus(cls, config: SSLConfig, corpus_dir: str | Path, targets_dir: str | Path | None = None) -> "SSLTask":
+    def from_corpus(cls, config: SSLConfig, corpus_dir: str | Path, targets_dir: str | Path | None = None) -> SSLTask:
         train, valid = train_valid_audio(corpus_dir)
         targets = None if targets_dir is None else SemanticTokenizer.from_pretrained(targets_dir)
         return cls(config, train, valid, data_dir=corpus_dir, targets=targets, targets_dir=targets_dir)
@@ -141,6 +147,4 @@ def check_targets(config: SSLConfig, targets: SemanticTokenizer | None) -> None:
             f"target tokenizer has K={targets.vocab_size} but the config says target_clusters={config.target_clusters}"
         )
     if targets.frame_rate != config.frame_rate:
-        raise ConfigError(
-            f"target tokenizer runs at {targets.frame_rate} Hz but the encoder at {config.frame_rate} Hz"
-        )
+        raise ConfigError(f"target tokenizer runs at {targets.frame_rate} Hz but the encoder at {config.frame_rate} Hz")

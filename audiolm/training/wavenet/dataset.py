@@ -25,12 +25,11 @@ from tqdm.auto import tqdm
 from audiolm.core.audio import load_audio
 from audiolm.core.audio_stream import file_lengths, read_segment
 from audiolm.core.corpus import read_manifest
-
 from audiolm.core.errors import ConfigError
-from audiolm.training.task import ItemKey
 from audiolm.models.wavenet.conditioning import pad_codes_for_samples
 from audiolm.models.wavenet.config import WaveNetConfig
 from audiolm.models.wavenet.mulaw import mulaw_encode
+from audiolm.training.task import ItemKey
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif")
 
@@ -51,8 +50,9 @@ class Clip:
 
     def ids(self, start: int, count: int, config: WaveNetConfig) -> torch.Tensor:
         """μ-law ids [count] of samples [start, start + count) at the model rate."""
-        wav = torch.from_numpy(np.ascontiguousarray(read_segment(str(self.path), self.rate, config.sample_rate,
-                                                                 start, count)))
+        wav = torch.from_numpy(
+            np.ascontiguousarray(read_segment(str(self.path), self.rate, config.sample_rate, start, count))
+        )
         return mulaw_encode(wav, config.quantization_channels)
 
 
@@ -95,13 +95,15 @@ def load_clips(
     folder = tempfile.mkdtemp(prefix="audiolm-wavenet-codes-")
     # the file is unlinked at once: the mapping keeps it alive, and nothing is left behind
     dtype = np.int16 if config.lc_codebook_size <= 32768 else np.int32
-    store = np.lib.format.open_memmap(f"{folder}/codes.npy", mode="w+", dtype=dtype,
-                                      shape=(config.lc_n_q, max(1, sum(frames))))
+    store = np.lib.format.open_memmap(
+        f"{folder}/codes.npy", mode="w+", dtype=dtype, shape=(config.lc_n_q, max(1, sum(frames)))
+    )
     Path(f"{folder}/codes.npy").unlink()
     Path(folder).rmdir()
     offset = 0
-    for clip, n_frames in zip(tqdm(clips, desc="encode codes", unit="file", disable=not progress or len(clips) < 2),
-                              frames):
+    for clip, n_frames in zip(
+        tqdm(clips, desc="encode codes", unit="file", disable=not progress or len(clips) < 2), frames
+    ):
         wav = load_audio(clip.path, sample_rate=config.sample_rate, mono=True)[0][0]  # [N]
         codes = codec.encode(wav, config.sample_rate, kbps=kbps)[0].cpu()  # [Q, F]
         if codes.shape[0] < config.lc_n_q:
