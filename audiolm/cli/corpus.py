@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections import Counter
+from collections import defaultdict
 
 from audiolm.cli.args import UsageError, make_output_folder
 
@@ -66,7 +66,7 @@ def _run_build(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         heldout=args.heldout,
     )
-    minutes = Counter()
+    minutes: dict[tuple[str, str], float] = defaultdict(float)
     for item in items:
         minutes[(item.kind, item.split)] += item.duration / 60
     summary = ", ".join(f"{kind}/{split} {m:.1f} min" for (kind, split), m in sorted(minutes.items()))

@@ -20,7 +20,7 @@ from pathlib import Path
 from audiolm.cli.args import UsageError, check_finite, check_output
 from audiolm.core.config import load_config_file
 from audiolm.core.errors import ConfigError
-from audiolm.models.lm.config import STAGES, StageConfig
+from audiolm.models.lm.config import STAGES, StageConfig, StageName
 
 TRAIN_DEFAULTS = dict(
     steps=3000,
@@ -203,7 +203,7 @@ def stage_train_defaults():
     return TrainConfig(steps=2000, batch_size=16, lr=3e-4, warmup_steps=100, valid_every=200, save_every=200)
 
 
-def _run_stage(args: argparse.Namespace, stage: str) -> int:
+def _run_stage(args: argparse.Namespace, stage: StageName) -> int:
     from audiolm.models.lm.stage import complete_stage_config  # lazy: keeps `audiolm --help` fast
     from audiolm.training.lm.task import StageTask  # lazy: keeps `audiolm --help` fast
     from audiolm.training.trainer import resolve_model_config, train_from_args  # lazy: keeps `audiolm --help` fast

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import soundfile as sf
@@ -170,6 +170,10 @@ def audio_sample_rate(path: str | os.PathLike) -> int:
     return check_sample_rate(info.samplerate, str(path))
 
 
+@overload
+def resample(wav: torch.Tensor, from_sr: int, to_sr: int) -> torch.Tensor: ...
+@overload
+def resample(wav: np.ndarray, from_sr: int, to_sr: int) -> np.ndarray: ...
 def resample(wav: torch.Tensor | np.ndarray, from_sr: int, to_sr: int) -> torch.Tensor | np.ndarray:
     """Resample `wav` [..., N] from `from_sr` to `to_sr` with soxr (VHQ); same type and dtype out.
 
@@ -180,7 +184,7 @@ def resample(wav: torch.Tensor | np.ndarray, from_sr: int, to_sr: int) -> torch.
     if from_sr == to_sr:
         return wav
     is_tensor = isinstance(wav, torch.Tensor)
-    array = wav.detach().cpu().numpy() if is_tensor else np.asarray(wav)
+    array = wav.detach().cpu().numpy() if isinstance(wav, torch.Tensor) else np.asarray(wav)
     dtype = array.dtype if array.dtype in (np.float32, np.float64) else np.dtype(np.float32)
     lead, n = array.shape[:-1], array.shape[-1]
     flat = array.reshape(int(np.prod(lead)), n).astype(dtype, copy=False)  # [channels, N]

@@ -98,7 +98,7 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
 
 def tensors_to_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
     """Serialize a flat dict of tensors with safetensors (shared storage is copied apart)."""
-    seen: set[tuple[int, int]] = set()
+    seen: set[tuple[int, object]] = set()
     clean = {}
     for name, t in tensors.items():
         t = t.detach().cpu().contiguous()

@@ -39,7 +39,7 @@ def config_from_dict(cls: type[T], data: dict[str, Any], *, where: str = "") -> 
     """Build dataclass `cls` from `data`, checking keys and types. `where` prefixes errors."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where or cls.__name__}: expected a JSON object, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]  # T is a dataclass
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(
@@ -81,7 +81,7 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if value in args:
             return value
         raise ConfigError(f"{where}: expected one of {list(args)}, got {value!r}")
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return config_from_dict(hint, value, where=where)
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):

@@ -164,7 +164,7 @@ def compare(
         prompts = torch.stack(emb["prompt"])
         N = len(clips)
 
-        def add(system: str, task: str, rtf=None, mel_value=None, consistency=None) -> None:
+        def add(system: str, task: str, rtf=None, mel_value=None, consistency=None, kind=kind, N=N) -> None:
             rows.append(
                 {
                     "kind": kind,

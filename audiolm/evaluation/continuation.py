@@ -186,7 +186,7 @@ def stage_cross_entropy(
     for name, stage in lm.stages.items():
         model, config, layout = stage.model, stage.config, stage.layout
         window = layout.sequence_length() if name == "semantic" else config.window_frames
-        examples = []
+        examples: list = []
         for u in utterances:
             n = len(u.semantic) if name == "semantic" else u.acoustic.shape[0]
             if n < 2:
@@ -465,7 +465,7 @@ def evaluate_continuation(
         ]
         consistency["generated"] = float(np.mean([d["top1"] for d in by_seed]))
         ranks = [d["rank"] for d in by_seed]
-        consistency["generated_rank"] = None if None in ranks else float(np.mean(ranks))
+        consistency["generated_rank"] = None if None in ranks else float(np.mean(ranks))  # type: ignore[arg-type]
         consistency["generated_by_seed"] = by_seed
         for name in ("real", "real_codec"):
             consistency[name] = retrieval_accuracy(prompts, torch.stack(emb[name]))

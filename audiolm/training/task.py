@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 class ItemKey(NamedTuple):
     """What the trainer passes to `dataset[key]`: which item, and a seed for its randomness."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # the field shadows tuple.index, as NamedTuple allows
     seed: int
 
 

@@ -117,7 +117,7 @@ def item_keys_for_batch(
     """
     keys = []
     first = (global_batch_index * world_size + rank) * batch_size
-    cached_epoch, perm = -1, None
+    cached_epoch, perm = -1, torch.empty(0, dtype=torch.long)
     for p in range(first, first + batch_size):
         epoch, offset = divmod(p, num_items)
         if epoch != cached_epoch:
@@ -266,7 +266,8 @@ class Trainer:
             "weight_decay": self.config.weight_decay,
         }
         settings.update(self.task.optimizer_settings(name))
-        decay, no_decay = [], []
+        decay: list[torch.nn.Parameter] = []
+        no_decay: list[torch.nn.Parameter] = []
         for p in module.parameters():
             if p.requires_grad:
                 (decay if p.dim() >= 2 else no_decay).append(p)
@@ -274,7 +275,7 @@ class Trainer:
             {"params": decay, "weight_decay": settings.pop("weight_decay")},
             {"params": no_decay, "weight_decay": 0.0},
         ]
-        return torch.optim.AdamW(groups, **settings)
+        return torch.optim.AdamW(groups, **settings)  # type: ignore[arg-type]  # settings: AdamW keywords
 
     def _loader(self, dataset, start_batch: int) -> Iterator[Any]:
         sampler = _KeyBatchSampler(
@@ -303,7 +304,7 @@ class Trainer:
         """Train to `config.steps` (or stop early after step `stop_after`, checkpointing
         there) and export the model."""
         cfg, acc = self.config, self.accelerator
-        train_set = self.task.train_dataset()
+        train_set: Any = self.task.train_dataset()  # map-style: __len__ and __getitem__(ItemKey)
         if len(train_set) == 0:
             raise AudiolmError("the training set is empty")
         batches = self._loader(train_set, start_batch=self.step * cfg.grad_accum)
@@ -428,7 +429,7 @@ class Trainer:
         """Process 0 only, on the unwrapped parts (a DDP forward would wait for the others)."""
         if not self.accelerator.is_main_process:
             return {}
-        dataset = self.task.valid_dataset()
+        dataset: Any = self.task.valid_dataset()  # map-style, or None
         if dataset is None or len(dataset) == 0:
             return {}
         parts = {name: self._unwrapped(name) for name in self.part_names}
@@ -632,9 +633,9 @@ def _read_run_file(out: Path) -> dict[str, Any]:
 def resolve_model_config(args: argparse.Namespace, config_cls: type, default: Any) -> Any:
     """The model config: the run's own on --resume, else --config, else `default`."""
     if getattr(args, "resume", False):
-        saved = config_from_dict(config_cls, _read_run_file(Path(args.out))["model_config"], where="run.json")
+        saved: Any = config_from_dict(config_cls, _read_run_file(Path(args.out))["model_config"], where="run.json")
         if args.config:
-            given = load_config_file(config_cls, args.config)
+            given: Any = load_config_file(config_cls, args.config)
             if given != saved:
                 raise ConfigError(f"{args.config}: differs from the model config of the run in {args.out}")
         return saved

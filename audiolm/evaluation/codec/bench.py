@@ -52,8 +52,10 @@ def bench_codec(
     results = []
     for kbps in codec.bandwidths:
         codes = codec.encode(wav, codec.sample_rate, kbps=kbps)
-        encode_s, encode_cpu_s = _timed(lambda: codec.encode(wav, codec.sample_rate, kbps=kbps), repeats, sync)
-        decode_s, decode_cpu_s = _timed(lambda: codec.decode(codes), repeats, sync)
+        encode_s, encode_cpu_s = _timed(
+            lambda kbps=kbps: codec.encode(wav, codec.sample_rate, kbps=kbps), repeats, sync
+        )
+        decode_s, decode_cpu_s = _timed(lambda codes=codes: codec.decode(codes), repeats, sync)
         results.append(
             {
                 "kbps": kbps,

@@ -30,6 +30,7 @@ same model in the same rounds; its compile happens in the untimed warm-up.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,7 +99,7 @@ def streamed_weight_bytes(model: torch.nn.Module, embedding: torch.nn.Embedding,
     """Bytes a one-token step reads: all weights but the embedding table, plus B of its rows;
     matrices that decode through packed copies (`inference/packed_step.py`) count at the
     packed dtype."""
-    sizes = {p: p.numel() * p.element_size() for p in model.parameters()}
+    sizes: dict[torch.Tensor, int] = {p: p.numel() * p.element_size() for p in model.parameters()}
     if isinstance(model, Transformer):
         for layer, packed in packed_copies(model).items():
             sizes[layer.weight] = layer.weight.numel() * packed.dtype.itemsize
@@ -109,7 +110,7 @@ def streamed_weight_bytes(model: torch.nn.Module, embedding: torch.nn.Embedding,
 def hf_peer(config: TransformerConfig, device: torch.device):
     from transformers import LlamaConfig, LlamaForCausalLM  # lazy: transformers takes seconds to import
 
-    hf_config = LlamaConfig(
+    hf_config = LlamaConfig(  # type: ignore[call-arg]  # rope_theta, attn_implementation: **kwargs
         vocab_size=config.vocab_size,
         hidden_size=config.dim,
         intermediate_size=config.mlp_hidden_dim,
@@ -122,7 +123,7 @@ def hf_peer(config: TransformerConfig, device: torch.device):
         tie_word_embeddings=False,
         attn_implementation="sdpa",
     )
-    return LlamaForCausalLM(hf_config).to(device).eval()
+    return LlamaForCausalLM(hf_config).to(device).eval()  # type: ignore[arg-type]  # transformers' .to stub
 
 
 def _time_interleaved(fns: list, repeats: int, device: torch.device, clock: str = "wall") -> list[float]:
@@ -171,15 +172,19 @@ def bench_decode(
         # decode_weights None: packed in the model's dtype (CPU)
         ours_kwargs = dict(sampling=SAMPLING, seeds=list(range(batch)), decode_weights=decode_weights)
         cases = [("audiolm", ours, ours.tok_embeddings)]
-        fns = [lambda: generate(ours, prompt, new_tokens, **ours_kwargs)]
+
+        def run_ours(compile_step: bool = False, ours=ours, prompt=prompt, kw=ours_kwargs) -> None:
+            generate(ours, prompt, new_tokens, compile_step=compile_step, **kw)
+
+        fns: list[Callable[[], object]] = [run_ours]
         if compile:
             cases.append(("audiolm-compiled", ours, ours.tok_embeddings))
-            fns.append(lambda: generate(ours, prompt, new_tokens, compile_step=True, **ours_kwargs))
+            fns.append(lambda: run_ours(compile_step=True))
         if with_hf:
             peer = hf_peer(config, device).to(dtype)
             cases.append(("hf", peer, peer.model.embed_tokens))
 
-            def run_hf(peer=peer):
+            def run_hf(peer=peer, prompt=prompt):
                 with torch.inference_mode():
                     peer.generate(
                         prompt,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -88,7 +89,7 @@ def score_tokens(
     for inventory in sorted({inv for _, inv, _ in train} & {inv for _, inv, _ in valid}):
         phone_ids: dict[str, int] = {}
 
-        def flatten(rows):
+        def flatten(rows, inventory=inventory, phone_ids=phone_ids):
             toks, labs = [], []
             for tokens, inv, labels in rows:
                 if inv != inventory:
@@ -164,9 +165,9 @@ def evaluate_semantic(
     feats = extract_corpus(extract, items, device=device, progress=progress, desc="eval features")
     n_fit = len(fit_items)
     train_index = [i for i, it in enumerate(fit_items) if it.kind == "speech" and it.phones]
-    phones = {it.id: read_phones(it.phones_path) for it in train_speech + valid_speech}
+    phones = {it.id: read_phones(it.phones_path) for it in train_speech + valid_speech if it.phones_path}
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, per_item in feats.items():
         if name == "tokenizer":
             mean, std, centroids = tokenizer.mean.cpu(), tokenizer.std.cpu(), tokenizer.centroids.cpu()
@@ -183,7 +184,7 @@ def evaluate_semantic(
                 (fit - mean) / std, k, steps=kmeans_steps, seed=seed, device=device, progress=progress
             )
 
-        def rows_for(indices, item_list, offset):
+        def rows_for(indices, item_list, offset, per_item=per_item, mean=mean, std=std, centroids=centroids):
             out = []
             for i, item in zip(indices, item_list):
                 x = (per_item[offset + i].float() - mean) / std

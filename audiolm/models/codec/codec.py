@@ -23,6 +23,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -395,7 +396,7 @@ def _load_hf_encodec(directory: Path) -> CodecModel:
     model.decoder.load_state_dict(hf.decoder.state_dict())
     with torch.no_grad():
         for ours, theirs in zip(model.quantizer.layers, hf.quantizer.layers):
-            book = theirs.codebook
+            book: Any = theirs.codebook
             ours.embed.copy_(book.embed)
             ours.embed_avg.copy_(book.embed_avg)
             ours.cluster_size.copy_(book.cluster_size)

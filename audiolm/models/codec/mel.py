@@ -43,6 +43,9 @@ class MelSpectrogram(nn.Module):
     scale does not depend on the window size).
     """
 
+    window: torch.Tensor  # buffer
+    filters: torch.Tensor  # buffer
+
     def __init__(self, sample_rate: int, n_fft: int, hop_length: int, n_mels: int, power: int = 2):
         super().__init__()
         if power not in (1, 2):

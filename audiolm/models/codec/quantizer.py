@@ -21,6 +21,7 @@ Buffer names per level (`layers.{i}.`): `embed [K, D]`, `embed_avg [K, D]`, `clu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -63,6 +64,11 @@ def kmeans(vectors: torch.Tensor, num_clusters: int, iters: int) -> tuple[torch.
 
 class EMACodebook(nn.Module):
     """One codebook [K, D] updated by exponential moving averages of its assigned vectors."""
+
+    inited: torch.Tensor  # buffer
+    cluster_size: torch.Tensor  # buffer
+    embed: torch.Tensor  # buffer
+    embed_avg: torch.Tensor  # buffer
 
     def __init__(
         self,
@@ -166,8 +172,12 @@ class ResidualVQ(nn.Module):
         self.n_q = n_q
         self.codebook_size = codebook_size
         self.dim = dim
-        self.layers = nn.ModuleList(
-            EMACodebook(codebook_size, dim, decay, kmeans_iters, dead_code_threshold) for _ in range(n_q)
+        # a ModuleList, typed as the codebooks it holds (its items are plain Modules to mypy)
+        self.layers = cast(
+            "list[EMACodebook]",
+            nn.ModuleList(
+                EMACodebook(codebook_size, dim, decay, kmeans_iters, dead_code_threshold) for _ in range(n_q)
+            ),
         )
 
     def forward(self, z: torch.Tensor, n_q: int | None = None) -> QuantizerOutput:
@@ -225,10 +235,9 @@ class ResidualVQ(nn.Module):
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """codes [B, Q, T] -> quantized latents [B, D, T] (sum of the Q levels' entries)."""
-        out = None
-        for level in range(codes.shape[1]):
-            chosen = self.layers[level].decode(codes[:, level])  # [B, T, D]
-            out = chosen if out is None else out + chosen
+        out = self.layers[0].decode(codes[:, 0])  # [B, T, D]
+        for level in range(1, codes.shape[1]):
+            out = out + self.layers[level].decode(codes[:, level])
         return out.permute(0, 2, 1)
 
 

@@ -15,7 +15,8 @@ import math
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
-STAGES = ("semantic", "coarse", "fine")
+StageName = Literal["semantic", "coarse", "fine"]
+STAGES: tuple[StageName, ...] = ("semantic", "coarse", "fine")
 FINE_STYLES = ("ar", "bark")
 
 
@@ -83,7 +84,7 @@ class StageConfig:
     of `window_frames` acoustic frames (0: as many as fit in `max_seq_len`).
     """
 
-    stage: Literal["semantic", "coarse", "fine"] = "semantic"
+    stage: StageName = "semantic"
     model: TransformerConfig = field(default_factory=TransformerConfig)
     # token sources; 0 = read from the token shards' index
     semantic_vocab: int = 0

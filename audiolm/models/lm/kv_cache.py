@@ -12,6 +12,9 @@ from torch import nn
 
 
 class KVCache(nn.Module):
+    k_cache: torch.Tensor  # buffer
+    v_cache: torch.Tensor  # buffer
+
     def __init__(
         self,
         batch_size: int,

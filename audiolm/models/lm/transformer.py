@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -71,6 +72,8 @@ class RMSNorm(nn.Module):
     Written as vector_norm + one addcmul (eps kept as a 0-dim buffer, so no Python scalar
     gets wrapped per call): on CPU at batch 1 this is cheaper than `F.rms_norm`, and a
     decoding step calls it 2 * n_layers + 1 times. x [..., dim] -> [..., dim]."""
+
+    eps: torch.Tensor  # buffer
 
     def __init__(self, dim: int, eps: float) -> None:
         super().__init__()
@@ -180,13 +183,16 @@ class Block(nn.Module):
 
 
 class Transformer(nn.Module):
+    rope: torch.Tensor  # buffer
+
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
         if config.vocab_size < 1:
             raise ValueError("TransformerConfig.vocab_size must be set (the layout fills it in)")
         self.config = config
         self.tok_embeddings = nn.Embedding(config.vocab_size, config.dim)
-        self.layers = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        # a ModuleList, typed as the blocks it holds (its items are plain Modules to mypy)
+        self.layers = cast("list[Block]", nn.ModuleList(Block(config) for _ in range(config.n_layers)))
         self.norm = RMSNorm(config.dim, eps=config.norm_eps)
         self.output = nn.Linear(config.dim, config.vocab_size, bias=False)
         self.register_buffer(

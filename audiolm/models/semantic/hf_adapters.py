@@ -95,8 +95,8 @@ class HFLayerFeatures(nn.Module):
         n_frames = wav.shape[-1] // self.hop
         device = next(self.model.parameters()).device
         if self.feature_extractor is not None:
-            padded = torch.nn.functional.pad(wav, self.pad).cpu().numpy().astype(np.float32)
-            inputs = self.feature_extractor(list(padded), sampling_rate=SAMPLE_RATE, return_tensors="pt")
+            array = torch.nn.functional.pad(wav, self.pad).cpu().numpy().astype(np.float32)
+            inputs = self.feature_extractor(list(array), sampling_rate=SAMPLE_RATE, return_tensors="pt")
             out = self.model(
                 input_features=inputs["input_features"].to(device),
                 attention_mask=inputs["attention_mask"].to(device),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import cast
 
 import torch
 
@@ -77,9 +78,12 @@ def _dct_matrix(n_mels: int, n_mfcc: int) -> torch.Tensor:
 def _deltas(x: torch.Tensor, width: int = 2) -> torch.Tensor:
     """Regression deltas over time. x: [B, F, D] -> [B, F, D]."""
     padded = torch.nn.functional.pad(x.transpose(1, 2), (width, width), mode="replicate").transpose(1, 2)
-    num = sum(
-        n * (padded[:, width + n : width + n + x.shape[1]] - padded[:, width - n : width - n + x.shape[1]])
-        for n in range(1, width + 1)
+    num = cast(
+        torch.Tensor,
+        sum(
+            n * (padded[:, width + n : width + n + x.shape[1]] - padded[:, width - n : width - n + x.shape[1]])
+            for n in range(1, width + 1)
+        ),
     )
     return num / (2 * sum(n * n for n in range(1, width + 1)))
 

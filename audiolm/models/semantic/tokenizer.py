@@ -17,6 +17,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -96,15 +97,21 @@ class SemanticTokenizer(nn.Module):
 
     sample_rate: int = SAMPLE_RATE
 
+    # the feature source: an SSL encoder layer, a transformers adapter or MFCCs (.dim, features)
+    source: Any
+    centroids: torch.Tensor  # buffer
+    mean: torch.Tensor  # buffer
+    std: torch.Tensor  # buffer
+
     def __init__(
         self, config: TokenizerConfig, source: nn.Module, kmeans: dict[str, torch.Tensor] | None = None
     ) -> None:
         super().__init__()
         self.config = config
         self.source = source.eval()
-        self.register_buffer("centroids", torch.zeros(0, source.dim), persistent=False)
-        self.register_buffer("mean", torch.zeros(source.dim), persistent=False)
-        self.register_buffer("std", torch.ones(source.dim), persistent=False)
+        self.register_buffer("centroids", torch.zeros(0, self.source.dim), persistent=False)
+        self.register_buffer("mean", torch.zeros(self.source.dim), persistent=False)
+        self.register_buffer("std", torch.ones(self.source.dim), persistent=False)
         if kmeans is not None:
             self.set_kmeans(kmeans)
 

@@ -24,6 +24,8 @@ from audiolm.models.wavenet.config import WaveNetConfig
 
 
 class Conditioning(nn.Module):
+    level_offsets: torch.Tensor  # buffer
+
     def __init__(self, config: WaveNetConfig) -> None:
         super().__init__()
         self.config = config

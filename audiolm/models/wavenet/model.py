@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -61,7 +62,10 @@ class WaveNet(nn.Module):
             torch.randn(config.input_kernel_size, C, R) * (1.0 / config.input_kernel_size) ** 0.5
         )
         self.input_bias = nn.Parameter(torch.zeros(R))
-        self.dilated = nn.ModuleList(nn.Conv1d(R, 2 * D, kernel_size=2, dilation=d) for d in config.dilations)
+        # ModuleLists, typed as the convolutions they hold (their items are plain Modules to mypy)
+        self.dilated = cast(
+            "list[nn.Conv1d]", nn.ModuleList(nn.Conv1d(R, 2 * D, kernel_size=2, dilation=d) for d in config.dilations)
+        )
         # the last layer feeds only the skip path
         self.residual = nn.ModuleList(nn.Conv1d(D, R, 1) for _ in range(config.layers - 1))
         self.skip = nn.ModuleList(nn.Conv1d(D, S, 1) for _ in range(config.layers))
@@ -104,7 +108,7 @@ class WaveNet(nn.Module):
         Returns (logits [B, classes, T], each layer's input [B, R, T] if keep_inputs)."""
         G = self.config.gate_channels
         h = self.input_layer(x)
-        skip = 0.0
+        skip: torch.Tensor | float = 0.0
         inputs = []
         for l, conv in enumerate(self.dilated):
             if keep_inputs:
@@ -117,7 +121,7 @@ class WaveNet(nn.Module):
             skip = skip + self.skip[l](z)
             if l < len(self.residual):
                 h = h + self.residual[l](z)
-        logits = self.post2(F.relu(self.post1(F.relu(skip))))
+        logits = self.post2(F.relu(self.post1(F.relu(cast(torch.Tensor, skip)))))
         return logits, inputs
 
     def forward(

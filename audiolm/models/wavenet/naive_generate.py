@@ -32,7 +32,7 @@ def naive_generate(
     ids = torch.zeros(batch_size, total, dtype=torch.long, device=model.device)
     ids[:, :P] = inputs.prompt
     noise_source = GumbelNoise(seed, batch_size, model.config.quantization_channels, model.device)
-    noise = None
+    noise: torch.Tensor | None = None
     for i, t in enumerate(range(P, total)):
         if i % NOISE_CHUNK == 0:
             noise = noise_source.chunk()
@@ -43,6 +43,7 @@ def naive_generate(
         cond = model.conditioning.at_samples(inputs.bias, start, window.shape[1])
         logits = model.run_layers(window, cond)[0][:, :, -1]  # [B, classes]
         if temperature > 0:
+            assert noise is not None
             logits = logits + temperature * noise[i % NOISE_CHUNK]
         ids[:, t] = logits.argmax(dim=1)
         if callback is not None and callback_every and (i + 1) % callback_every == 0:

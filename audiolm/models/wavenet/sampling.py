@@ -79,6 +79,6 @@ def prepare_inputs(
                 f"{prompt.shape[1]} prompt + {n_samples} new samples were asked for"
             )
     bias = model.conditioning.layer_bias(
-        None if gc is None else gc.to(device), None if codes is None else codes.to(device)
+        None if gc is None else torch.as_tensor(gc).to(device), None if codes is None else codes.to(device)
     )
     return GenerationInputs(prompt=prompt, bias=bias, total=total)

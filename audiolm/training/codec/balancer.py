@@ -22,6 +22,9 @@ from torch import nn
 
 
 class Balancer(nn.Module):
+    norm_sum: torch.Tensor  # buffer
+    norm_weight: torch.Tensor  # buffer
+
     def __init__(
         self, weights: dict[str, float], ema_decay: float = 0.999, total_norm: float = 1.0, eps: float = 1e-12
     ):

@@ -28,6 +28,8 @@ def _same_padding(kernel: tuple[int, int], dilation: tuple[int, int] = (1, 1)) -
 class STFTDiscriminator(nn.Module):
     """One scale: STFT(n_fft, hop n_fft/4) -> conv stack -> logits [B, 1, frames', freq']."""
 
+    window: torch.Tensor  # buffer
+
     def __init__(
         self,
         n_fft: int,

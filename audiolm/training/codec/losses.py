@@ -6,6 +6,8 @@ this module re-exports it so the training code finds every loss in one place.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 
@@ -30,12 +32,12 @@ def waveform_l1_loss(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tens
 def discriminator_hinge_loss(real_logits: list[torch.Tensor], fake_logits: list[torch.Tensor]) -> torch.Tensor:
     """mean over scales of E[max(0, 1 - D(x))] + E[max(0, 1 + D(G(x)))]."""
     total = sum(F.relu(1 - r).mean() + F.relu(1 + f).mean() for r, f in zip(real_logits, fake_logits))
-    return total / len(real_logits)
+    return cast(torch.Tensor, total) / len(real_logits)
 
 
 def generator_hinge_loss(fake_logits: list[torch.Tensor]) -> torch.Tensor:
     """mean over scales of E[max(0, 1 - D(G(x)))] (EnCodec's generator hinge)."""
-    return sum(F.relu(1 - f).mean() for f in fake_logits) / len(fake_logits)
+    return cast(torch.Tensor, sum(F.relu(1 - f).mean() for f in fake_logits)) / len(fake_logits)
 
 
 def discriminator_lsgan_loss(real_logits: list[torch.Tensor], fake_logits: list[torch.Tensor]) -> torch.Tensor:
@@ -64,10 +66,11 @@ def feature_matching_loss(
 ) -> torch.Tensor:
     """Relative L1 between the discriminator's feature maps of real and generated audio:
     mean over scales and layers of |f_real - f_fake| / mean|f_real| (EnCodec eq. 2)."""
-    total, count = 0.0, 0
+    total: torch.Tensor | float = 0.0
+    count = 0
     for reals, fakes in zip(real_features, fake_features):
         for real, fake in zip(reals, fakes):
             real = real.detach()
             total = total + (real - fake).abs().mean() / (real.abs().mean() + 1e-8)
             count += 1
-    return total / max(count, 1)
+    return cast(torch.Tensor, total / max(count, 1))

@@ -92,7 +92,7 @@ class Critic(nn.Module):
         return logits, features
 
 
-def _unwrap(module: nn.Module) -> nn.Module:
+def _unwrap(module: nn.Module) -> Any:
     return getattr(module, "module", module)  # DDP / accelerate wrappers keep the model in .module
 
 

@@ -362,6 +362,7 @@ def render_job(job: Job, out_dir: str | Path, sample_rate: int, cache_dir: str |
 
 def _render_speech(job: Job, wav_path: Path, phones_path: Path | None, sample_rate: int) -> float:
     p = job.params
+    assert job.text is not None, "a speech job carries its text"
     if not p.get("heldout"):
         refuse_reserved_voice(p["engine"], p["voice"])
     elif not is_reserved_voice(p["engine"], p["voice"]):

@@ -265,7 +265,8 @@ def read_notes(midi_path: Path) -> list[Note]:
         midi = mido.MidiFile(str(midi_path))
     except (OSError, ValueError, EOFError, KeyError, IndexError) as e:
         raise AudiolmError(f"{midi_path}: unreadable MIDI ({e})") from None
-    notes, held = [], {}
+    notes: list = []
+    held: dict = {}
     now = 0.0
     for msg in midi:  # merged tracks, delta times in seconds
         now += msg.time

@@ -258,7 +258,7 @@ class EspeakEngine:
 
 def parse_psdur(output: str, duration: float) -> list[tuple[float, float, str]]:
     """flite's `-psdur` line ("pau:0.253 dh:0.283 ...", end times) -> phones fitted to `duration`."""
-    ends = []
+    ends: list[tuple[str, float]] = []
     for token in output.split():
         phone, sep, end = token.rpartition(":")
         if not sep:
@@ -269,15 +269,15 @@ def parse_psdur(output: str, duration: float) -> list[tuple[float, float, str]]:
             continue
     if not ends:
         return []
-    last = ends[-1][1]
+    last = float(ends[-1][1])
     # kal16 reports times ~5% longer than its audio; clustergen voices match within 5 ms
     scale = duration / last if last > 0 else 1.0
     phones, start = [], 0.0
-    for phone, end in ends:
-        end = min(end * scale, duration)
-        if end > start:
-            phones.append((start, end, phone))
-            start = end
+    for phone, phone_end in ends:
+        phone_end = min(phone_end * scale, duration)
+        if phone_end > start:
+            phones.append((start, phone_end, phone))
+            start = phone_end
     return phones
 
 

@@ -24,7 +24,7 @@ from audiolm.core.audio import normalize_loudness, save_audio
 from audiolm.core.corpus import CorpusItem, write_manifest, write_phones
 
 # (F1, F2, F3) in Hz for a few vowels; None marks a fricative (shaped noise)
-_PHONES = {
+_PHONES: dict[str, tuple[int, int, int] | None] = {
     "aa": (730, 1090, 2440),
     "iy": (270, 2290, 3010),
     "uw": (300, 870, 2240),
@@ -59,11 +59,12 @@ def _speech(rng: np.random.Generator, f0: float, seconds: float, sr: int) -> tup
             continue
         seg = slice(start, end)
         ramp = np.hanning(end - start)
-        if _PHONES[name] is None:  # fricative: differentiated (high-passed) noise
+        formants = _PHONES[name]
+        if formants is None:  # fricative: differentiated (high-passed) noise
             noise = np.diff(rng.normal(size=end - start + 1)) * 0.15
             out[seg] += noise * ramp
             continue
-        f1, f2, f3 = _PHONES[name]
+        f1, f2, f3 = formants
         for k in range(1, int(5000 / f0)):
             freq = k * pitch[seg]
             amp = sum(np.exp(-(((freq - f) / (0.08 * f + 60)) ** 2)) / (i + 1) for i, f in enumerate((f1, f2, f3)))
@@ -113,8 +114,8 @@ def make_synthetic_corpus(
         voice = f"synth{v}"
         f0 = 95.0 + 35.0 * v
         seconds = float(rng.uniform(1.0, 2.0))
-        wav, phones = _speech(rng, f0, seconds, sample_rate)
-        wav = normalize_loudness(_as_tensor(wav), target_db=-23.0)
+        samples, phones = _speech(rng, f0, seconds, sample_rate)
+        wav = normalize_loudness(_as_tensor(samples), target_db=-23.0)
         rel = f"speech/{engine}-{voice}/s{i:04d}.wav"
         save_audio(out_dir / rel, wav, sample_rate)
         phones_rel = rel[:-4] + ".phones.json"
@@ -159,5 +160,5 @@ def make_synthetic_corpus(
     return out_dir
 
 
-def _as_tensor(x: np.ndarray):
+def _as_tensor(x: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(x.astype(np.float32))[None]  # [1, N]

@@ -36,9 +36,12 @@ CONTEXT_SECONDS = 5.0
 
 
 class AcousticTokenizer(Protocol):
-    sample_rate: int
-    frame_rate: float
-    codebook_size: int
+    @property
+    def sample_rate(self) -> int: ...
+    @property
+    def frame_rate(self) -> float: ...
+    @property
+    def codebook_size(self) -> int: ...
 
     def encode(self, wav: Any, sample_rate: int, kbps: float = 6) -> Any: ...  # [B, Q, T]
 
@@ -46,9 +49,12 @@ class AcousticTokenizer(Protocol):
 
 
 class SemanticTokenizerLike(Protocol):
-    sample_rate: int
-    frame_rate: float
-    vocab_size: int
+    @property
+    def sample_rate(self) -> int: ...
+    @property
+    def frame_rate(self) -> float: ...
+    @property
+    def vocab_size(self) -> int: ...
 
     def encode(self, wav: Any, sample_rate: int) -> Any: ...  # [B, T]
 

@@ -57,7 +57,7 @@ def draw_masks(config: SSLConfig, num_frames: torch.Tensor, total_frames: int, s
             (b, total_frames),
             mask_prob=config.mask_prob,
             mask_length=min(config.mask_span_frames, max(1, int(num_frames.min()) - 1)),
-            attention_mask=valid.long(),
+            attention_mask=valid.long(),  # type: ignore[arg-type]  # a LongTensor
             min_masks=2,
         )
         negatives = _sample_negative_indices((b, total_frames), config.num_negatives, valid.numpy())

@@ -39,7 +39,7 @@ class CropDataset(AudioCrops):
         return {"wav": crop, "length": length, "seed": seed % 2**31}
 
 
-def _unwrap(module: nn.Module) -> nn.Module:
+def _unwrap(module: nn.Module) -> Any:
     return getattr(module, "module", module)
 
 

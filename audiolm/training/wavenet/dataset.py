@@ -156,6 +156,7 @@ class CropDataset(Dataset):
             start = int(rng.integers(0, n - crop + 1))
         item = {"x": clip.ids(start, crop, self.config).long()}
         if self.label_ids is not None:
+            assert clip.label is not None, "global conditioning needs a label per clip"
             item["gc"] = torch.tensor(self.label_ids[clip.label], dtype=torch.long)
         if self.config.has_lc:
             assert clip.codes is not None

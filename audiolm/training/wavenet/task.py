@@ -48,7 +48,7 @@ def settle_gc(config: WaveNetConfig, labels: list[str | None], use_gc: bool, whe
             f"{where}: global conditioning needs a label per file: a corpus with 'speaker' labels, "
             "or one subfolder per speaker / instrument"
         )
-    found = sorted(set(labels))  # type: ignore[arg-type]
+    found = sorted({label for label in labels if label is not None})
     if config.gc_cardinality and config.gc_cardinality != len(found):
         raise ConfigError(
             f"the config has gc_cardinality={config.gc_cardinality} but {where} holds {len(found)} labels "
