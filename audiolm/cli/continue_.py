@@ -256,7 +256,7 @@ def _run_continue(args: argparse.Namespace) -> int:
                 )
             bars: dict[str, tqdm] = {}
 
-            def progress(stage: str, done: int, total: int) -> None:
+            def progress(stage: str, done: int, total: int, bars: dict[str, tqdm] = bars) -> None:
                 bar = bars.get(stage)
                 if bar is None:
                     unit = "frame" if stage in ("coarse", "fine") else ("token" if stage == "semantic" else "step")

@@ -416,7 +416,7 @@ def remove_stale_temps(directory: Path) -> list[Path]:
     """Remove what killed writers leave in `directory` (not recursive): hidden `.NAME.*.tmp`
     files and directories and `.NAME.old` directories. Only call it while holding the
     directory's lock (core/outputs.RunLock): a live writer's temp files look the same."""
-    removed = []
+    removed: list[Path] = []
     if not directory.is_dir():
         return removed
     for path in directory.iterdir():

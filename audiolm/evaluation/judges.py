@@ -86,6 +86,9 @@ class GE2E(nn.Module):
 
     n_mels, n_fft, hop_length, partial_frames = 40, 400, 160, 160
 
+    mel_basis: torch.Tensor  # buffer
+    window: torch.Tensor  # buffer
+
     def __init__(self):
         super().__init__()
         self.lstm = nn.LSTM(self.n_mels, 256, 3, batch_first=True)

@@ -86,6 +86,8 @@ class ISTFTHead(nn.Module):
     this cut makes harmless, so the overlap-add is written out with `F.fold`.)
     """
 
+    window: torch.Tensor  # buffer
+
     def __init__(self, dim: int, n_fft: int, hop_length: int, max_log_magnitude: float = 4.6):
         super().__init__()
         if (n_fft - hop_length) % 2 or n_fft < hop_length:
@@ -150,6 +152,8 @@ class ISTFTDecoder(nn.Module):
 
 class STFTEncoder(nn.Module):
     """Waveform [B, 1, N] -> latent [B, D, ceil(N / hop)] from causal STFT log-magnitudes."""
+
+    window: torch.Tensor  # buffer
 
     def __init__(
         self,

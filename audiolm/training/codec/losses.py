@@ -43,12 +43,12 @@ def generator_hinge_loss(fake_logits: list[torch.Tensor]) -> torch.Tensor:
 def discriminator_lsgan_loss(real_logits: list[torch.Tensor], fake_logits: list[torch.Tensor]) -> torch.Tensor:
     """mean over sub-discriminators of E[(1 - D(x))^2] + E[D(G(x))^2] (HiFi-GAN)."""
     total = sum((1 - r).square().mean() + f.square().mean() for r, f in zip(real_logits, fake_logits))
-    return total / len(real_logits)
+    return cast(torch.Tensor, total) / len(real_logits)
 
 
 def generator_lsgan_loss(fake_logits: list[torch.Tensor]) -> torch.Tensor:
     """mean over sub-discriminators of E[(1 - D(G(x)))^2] (HiFi-GAN)."""
-    return sum((1 - f).square().mean() for f in fake_logits) / len(fake_logits)
+    return cast(torch.Tensor, sum((1 - f).square().mean() for f in fake_logits)) / len(fake_logits)
 
 
 def discriminator_adversarial_loss(kind: str, real_logits, fake_logits) -> torch.Tensor:

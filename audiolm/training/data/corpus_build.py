@@ -225,6 +225,7 @@ def plan_speech(index: int, seed: int, inventory: dict[str, list[str]], heldout:
         engine = engines[int(rng.choice(len(engines), p=weights / weights.sum()))]
         voice = str(rng.choice(pools[engine]))
         warp = round(float(rng.uniform(0.9, 1.1)), 3)
+    params: dict[str, Any]
     if engine == "espeak":
         base = str(rng.choice(inventory["espeak_voices"]))
         params = {
