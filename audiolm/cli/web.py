@@ -28,6 +28,7 @@ import json
 import math
 import threading
 import warnings
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from importlib import resources
@@ -96,7 +97,7 @@ class _Job:
 class Server:
     """Pipelines (loaded on first use), the worker thread and the queue bound."""
 
-    def __init__(self, pipelines: dict[str, str | Path], limits: Limits | None = None, device: str = "cpu") -> None:
+    def __init__(self, pipelines: Mapping[str, str | Path], limits: Limits | None = None, device: str = "cpu") -> None:
         """pipelines: the names offered -> what `AudioLM.from_pretrained` loads for each."""
         if not pipelines:
             raise AudiolmError("serve: no pipelines to offer")
@@ -297,7 +298,7 @@ class Server:
         self._worker.shutdown(wait=False, cancel_futures=True)
 
 
-def create_app(pipelines: dict[str, str | Path], limits: Limits | None = None, device: str = "cpu") -> Starlette:
+def create_app(pipelines: Mapping[str, str | Path], limits: Limits | None = None, device: str = "cpu") -> Starlette:
     server = Server(pipelines, limits, device)
 
     @contextlib.asynccontextmanager

@@ -122,7 +122,8 @@ def bench_serve(
         deadline = time.time() + 120
         while True:
             if server.poll() is not None:
-                raise AudiolmError(f"bench serve: the server exited: {server.stderr.read().decode()[-500:]}")
+                err = server.stderr.read().decode() if server.stderr is not None else ""
+                raise AudiolmError(f"bench serve: the server exited: {err[-500:]}")
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
                 conn.request("GET", "/api/info")

@@ -234,7 +234,8 @@ def _mean_dicts(dicts: list[dict[str, float | None]]) -> dict[str, float | None]
     out: dict[str, float | None] = {}
     for key in dicts[0]:
         values = [d[key] for d in dicts]
-        out[key] = None if any(v is None for v in values) else float(np.mean(values))
+        present = [v for v in values if v is not None]
+        out[key] = None if len(present) < len(values) else float(np.mean(present))
     return out
 
 

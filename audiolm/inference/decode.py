@@ -59,7 +59,7 @@ class DecodeStep(NamedTuple):
     """One sampled token, as `decode_steps` yields it."""
 
     tokens: torch.Tensor  # [B, T + N]: the prompt and every token so far (the buffer being filled)
-    index: int  # position in `tokens` of the token just sampled
+    index: int  # type: ignore[assignment]  # position in `tokens` of the token just sampled (shadows tuple.index)
     logits: torch.Tensor  # [B, V] it was sampled from
     window_start: int  # position in `tokens` of the first token the logits saw
 

@@ -30,7 +30,7 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -211,13 +211,13 @@ class AudioLM:
         self,
         codec: Codec,
         semantic_tokenizer: SemanticTokenizer,
-        stages: dict[str, Stage],
+        stages: Mapping[str, Stage],
         recipe: PipelineRecipe,
         source: Path | None = None,
     ):
         self.codec = codec
         self.semantic_tokenizer = semantic_tokenizer
-        self.stages = stages  # {"semantic": Stage, "coarse": Stage, "fine": Stage}
+        self.stages = dict(stages)  # {"semantic": Stage, "coarse": Stage, "fine": Stage}
         self.recipe = recipe
         self.source = source
         self._check_components()
@@ -235,7 +235,7 @@ class AudioLM:
 
         codec = Codec.from_pretrained(where(recipe.codec), device=device)
         tokenizer = SemanticTokenizer.from_pretrained(where(recipe.semantic_tokenizer), device=device)
-        stages = {
+        stages: dict[str, Stage] = {
             name: load_stage(where(getattr(recipe, f"{name}_stage")), name, device=device) for name in STAGE_NAMES
         }
         return cls(codec, tokenizer, stages, recipe, source=recipe_path)
@@ -505,7 +505,7 @@ class AudioLM:
         continuation_only: bool = False,
         chunk_seconds: float = 0.2,
         first_chunk_seconds: float | None = None,
-    ) -> Iterator[torch.Tensor]:
+    ) -> Generator[torch.Tensor, None, None]:
         """`continue_audio` as audio chunks [num_samples, 1, n] yielded as soon as they are made.
 
         The stages run interleaved: the fine stage asks for the coarse frames of its next window,
