@@ -88,7 +88,7 @@ def test_semantic_stage_learns_and_generates_the_pattern(trained):
     valid = [r["valid"] for r in log if "valid" in r]
     assert valid and valid[-1]["model_loss"] < 0.2
     loaded = load_stage(model_dir, "semantic")
-    cfg = loaded.config
+    model, cfg = loaded.model, loaded.config
     prompt = torch.from_numpy(semantic_pattern(5, phase=2))[None]
     # 60 new tokens: beyond the 32-token context, so the window slides
     out = generate_semantic(model, cfg, prompt, 60, sampling=GREEDY)
@@ -101,7 +101,7 @@ def test_semantic_stage_learns_and_generates_the_pattern(trained):
 def test_coarse_stage_generates_codes_for_semantic_tokens(trained):
     model_dir, _ = trained["coarse"]
     loaded = load_stage(model_dir, "coarse")
-    cfg = loaded.config
+    model, cfg = loaded.model, loaded.config
     assert cfg.window_frames == 13 and cfg.model.vocab_size == 6 + 2 + 2 * C
     semantic = semantic_pattern(14, phase=1)  # 42 frames: several windows
     truth = torch.from_numpy(acoustic_pattern(semantic)).T[None]  # [1, Q, T]
@@ -114,7 +114,7 @@ def test_coarse_stage_generates_codes_for_semantic_tokens(trained):
 def test_fine_stage_generates_fine_levels(trained):
     model_dir, _ = trained["fine"]
     loaded = load_stage(model_dir, "fine")
-    cfg = loaded.config
+    model, cfg = loaded.model, loaded.config
     assert cfg.window_frames == 8
     truth = torch.from_numpy(acoustic_pattern(semantic_pattern(10, phase=3))).T[None]  # [1, 4, 30]
     codes = generate_fine(model, cfg, truth[:, :2], sampling=GREEDY)
@@ -127,7 +127,7 @@ def test_bark_style_fine_stage_learns_and_generates_fine_levels(trained, tokens)
     model_dir, log = trained["fine_bark"]
     valid = [r["valid"] for r in log if "valid" in r]
     loaded = load_stage(model_dir, "fine")
-    cfg = loaded.config
+    model, cfg = loaded.model, loaded.config
     # the validation loss falls from an untrained model's (about ln V) to near zero
     task = StageTask(small("fine_bark"), tokens)
     from audiolm.training.task import ItemKey
@@ -154,7 +154,7 @@ def test_bark_style_fine_stage_learns_and_generates_fine_levels(trained, tokens)
 
 def test_bark_style_generation_is_deterministic_and_batch_independent(trained):
     loaded = load_stage(trained["fine_bark"][0], "fine")
-    cfg = loaded.config
+    model, cfg = loaded.model, loaded.config
     coarse = torch.from_numpy(acoustic_pattern(semantic_pattern(12))).T[None, :2].repeat(2, 1, 1)  # [2, 2, 36]
     sampling = SamplingConfig(temperature=1.5, top_k=5)
     both = generate_fine(model, cfg, coarse, sampling=sampling, seeds=[5, 6])
@@ -169,7 +169,7 @@ def test_bark_style_generation_is_deterministic_and_batch_independent(trained):
 
 def test_stage_generation_batched_equals_per_sample(trained):
     loaded = load_stage(trained["coarse"][0], "coarse")
-    cfg = loaded.config
+    model, cfg = loaded.model, loaded.config
     semantic = torch.from_numpy(semantic_pattern(9))[None].repeat(2, 1)
     sampling = SamplingConfig(temperature=1.5)
     both = generate_coarse(model, cfg, semantic, None, sampling=sampling, seeds=[5, 6])
