@@ -216,7 +216,7 @@ def _run_continue(args: argparse.Namespace) -> int:
     # the memory plan from the stage configs alone (no weights read)
     recipe_path = find_recipe(args.pipeline)
     recipe = load_recipe(recipe_path)
-    stage_dirs = {s: (recipe_path.parent / getattr(recipe, f"{s}_stage")).resolve() for s in STAGES}
+    stage_dirs: dict[str, Path] = {s: (recipe_path.parent / getattr(recipe, f"{s}_stage")).resolve() for s in STAGES}
     per_sample = bytes_per_sample(stage_configs_for_recipe(stage_dirs), args.seconds, prompt_seconds)
     budget = int(args.max_memory * 1024**3) if args.max_memory else None
     plan = plan_memory(per_sample, args.num_samples, budget)
