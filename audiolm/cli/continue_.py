@@ -188,7 +188,6 @@ def _run_continue(args: argparse.Namespace) -> int:
     plots = output_paths(plot_path(args.plot), args.num_samples) if args.plot else []
 
     import torch  # lazy: keeps `audiolm --help` fast
-    from tqdm.auto import tqdm  # lazy: keeps `audiolm --help` fast
 
     from audiolm.core.audio import audio_duration, check_not_truncated, save_audio  # lazy: keeps `audiolm --help` fast
     from audiolm.core.outputs import OutputSet  # lazy: keeps `audiolm --help` fast
@@ -254,17 +253,7 @@ def _run_continue(args: argparse.Namespace) -> int:
                     f"batch {batch + 1}/{plan.batches}: samples {first + 1}-{first + count} of {args.num_samples}",
                     file=sys.stderr,
                 )
-            bars: dict[str, tqdm] = {}
-
-            def progress(stage: str, done: int, total: int, bars: dict[str, tqdm] = bars) -> None:
-                bar = bars.get(stage)
-                if bar is None:
-                    unit = "frame" if stage in ("coarse", "fine") else ("token" if stage == "semantic" else "step")
-                    bar = bars[stage] = tqdm(total=total, desc=stage, unit=unit, leave=True, dynamic_ncols=True)
-                bar.total = total
-                bar.n = done
-                bar.refresh()
-
+            progress, close_bars = _progress_bars()
             result = lm.generate_continuation(
                 None,
                 None,
@@ -277,8 +266,7 @@ def _run_continue(args: argparse.Namespace) -> int:
                 first_chunk_seconds=args.first_chunk_seconds,
                 **sampling,
             )
-            for bar in bars.values():
-                bar.close()
+            close_bars()
             for i in range(count):
                 save_audio(audio_claims[first + i].temp, result.audio[i], result.sample_rate, atomic=False)
                 if plots:
