@@ -457,10 +457,7 @@ def _run_stream(args: argparse.Namespace) -> int:
             first_chunk_seconds=args.first_chunk_seconds,
         )
     machine = describe_machine(args.device)
-    if args.json:
-        print_json({"machine": machine, "result": result.to_json()})
-    else:
-        print(format_stream(machine, result))
+    write_report(None, args, format_stream(machine, result) + "\n", {"machine": machine, "result": result.to_json()})
     return 0
 
 
@@ -483,10 +480,7 @@ def _run_serve(args: argparse.Namespace) -> int:
 
     result = bench_serve(args.pipeline, args.concurrency, args.rounds, args.seconds, threads=args.threads)
     machine = describe_machine("cpu")
-    if args.json:
-        print_json({"machine": machine, "result": result.to_json()})
-    else:
-        print(format_serve(machine, result))
+    write_report(None, args, format_serve(machine, result) + "\n", {"machine": machine, "result": result.to_json()})
     return 0
 
 

@@ -188,7 +188,6 @@ def _run_continue(args: argparse.Namespace) -> int:
     plots = output_paths(plot_path(args.plot), args.num_samples) if args.plot else []
 
     import torch  # lazy: keeps `audiolm --help` fast
-    from tqdm.auto import tqdm  # lazy: keeps `audiolm --help` fast
 
     from audiolm.core.audio import audio_duration, check_not_truncated, save_audio  # lazy: keeps `audiolm --help` fast
     from audiolm.core.outputs import OutputSet  # lazy: keeps `audiolm --help` fast
@@ -216,7 +215,7 @@ def _run_continue(args: argparse.Namespace) -> int:
     # the memory plan from the stage configs alone (no weights read)
     recipe_path = find_recipe(args.pipeline)
     recipe = load_recipe(recipe_path)
-    stage_dirs = {s: (recipe_path.parent / getattr(recipe, f"{s}_stage")).resolve() for s in STAGES}
+    stage_dirs: dict[str, Path] = {s: (recipe_path.parent / getattr(recipe, f"{s}_stage")).resolve() for s in STAGES}
     per_sample = bytes_per_sample(stage_configs_for_recipe(stage_dirs), args.seconds, prompt_seconds)
     budget = int(args.max_memory * 1024**3) if args.max_memory else None
     plan = plan_memory(per_sample, args.num_samples, budget)
@@ -254,17 +253,7 @@ def _run_continue(args: argparse.Namespace) -> int:
                     f"batch {batch + 1}/{plan.batches}: samples {first + 1}-{first + count} of {args.num_samples}",
                     file=sys.stderr,
                 )
-            bars: dict[str, tqdm] = {}
-
-            def progress(stage: str, done: int, total: int, bars: dict[str, tqdm] = bars) -> None:
-                bar = bars.get(stage)
-                if bar is None:
-                    unit = "frame" if stage in ("coarse", "fine") else ("token" if stage == "semantic" else "step")
-                    bar = bars[stage] = tqdm(total=total, desc=stage, unit=unit, leave=True, dynamic_ncols=True)
-                bar.total = total
-                bar.n = done
-                bar.refresh()
-
+            progress, close_bars = _progress_bars()
             result = lm.generate_continuation(
                 None,
                 None,
@@ -277,8 +266,7 @@ def _run_continue(args: argparse.Namespace) -> int:
                 first_chunk_seconds=args.first_chunk_seconds,
                 **sampling,
             )
-            for bar in bars.values():
-                bar.close()
+            close_bars()
             for i in range(count):
                 save_audio(audio_claims[first + i].temp, result.audio[i], result.sample_rate, atomic=False)
                 if plots:

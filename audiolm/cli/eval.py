@@ -27,7 +27,6 @@ from audiolm.cli.args import (
     load_pipeline,
     pick_device,
     print_json,
-    publish_text,
     write_report,
 )
 
@@ -87,7 +86,6 @@ def _run_codec(args: argparse.Namespace) -> int:
     )
     title = f"codec vs Opus on {args.data} ({args.split} split), codec {codec.source}"
     table = format_table(results, title)
-    publish_text(table_out, table + "\n")
     report = {
         "machine": describe_machine(device),
         "codec": codec.source,
@@ -98,10 +96,7 @@ def _run_codec(args: argparse.Namespace) -> int:
         "judges": not args.skip_judges,
         "results": results,
     }
-    if args.json:
-        print_json(report)
-    else:
-        print(table)
+    write_report(table_out, args, table + "\n", report)
     return 0
 
 

@@ -376,7 +376,7 @@ class AudioWriter:
         self.rate = check_sample_rate(sample_rate, str(self.path))
         self.major, default_subtype = _WRITE_FORMATS[suffix]
         self.subtype = (subtype or default_subtype).upper()
-        self._file = None
+        self._file: sf.SoundFile | None = None
         self._tmp: str | None = None
         self.samples = 0
 
@@ -399,10 +399,12 @@ class AudioWriter:
             raise AudioError(f"{self.path}: refusing to save NaN or infinite samples")
         if not self.subtype.startswith(("FLOAT", "DOUBLE")):
             block = np.clip(block, -1.0, 1.0)
+        assert self._file is not None
         self._file.write(block)
         self.samples += block.shape[0]
 
     def commit(self) -> Path:
+        assert self._file is not None
         self._file.close()
         self._raw.flush()
         os.fsync(self._raw.fileno())

@@ -180,8 +180,8 @@ def bench_train(
         best["rounds_samples_per_s"] = [case["samples_per_s"] for case in rounds[p]]
         results.append(best)
     base = results[0]["samples_per_s"]
-    for r in results:
-        r["speedup"] = round(r["samples_per_s"] / base, 3)
+    for result in results:
+        result["speedup"] = round(result["samples_per_s"] / base, 3)
     return {
         "machine": describe_machine(),
         "stage": stage,

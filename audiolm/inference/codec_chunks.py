@@ -140,7 +140,7 @@ class _Chunker:
         self._buffer = x if self._buffer is None else torch.cat([self._buffer, x], dim=-1)
 
     def _ready(self) -> list[torch.Tensor]:
-        out = []
+        out: list[torch.Tensor] = []
         while True:
             # a window that starts at the signal's start also needs the edge lookahead
             ahead = self.edge if self._done <= self.left else self.ahead
@@ -154,7 +154,14 @@ class _Chunker:
         self._finished = True
         return [self._window(self._end, self._end)] if self._end > self._done else []
 
+    def _run(self, window: torch.Tensor, start: int, keep: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _select(self, out: torch.Tensor, offset: int, length: int) -> torch.Tensor:
+        raise NotImplementedError
+
     def _window(self, keep: int, end: int) -> torch.Tensor:
+        assert self._buffer is not None  # _window runs only on pushed input
         start = max(0, self._done - self.left)
         window = self._buffer[..., start - self._start : end - self._start]
         with torch.inference_mode(), cached_weights():

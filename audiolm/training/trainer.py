@@ -407,6 +407,7 @@ class Trainer:
             if name in stepped or self.schedulers[name].last_epoch > 0:
                 self.schedulers[name].step()
         if scaled_steps:
+            assert self.scaler is not None
             metric_sums["loss_scale"] = float(self.scaler.get_scale())
             self.scaler.update()  # once per step, after every optimizer has stepped
         return loss_sums, metric_sums
@@ -418,7 +419,7 @@ class Trainer:
         return dict(zip(values, mean.tolist()))
 
     def _clip_gradients(self, name: str) -> torch.Tensor:
-        module = self.parts[name]
+        module: Any = self.parts[name]  # DDP/FSDP-wrapped
         if hasattr(module, "clip_grad_norm_"):  # FSDP shards gradients: it computes the global norm
             return module.clip_grad_norm_(self.config.grad_clip)
         # DDP has averaged the gradients already: every process computes the same norm

@@ -263,7 +263,7 @@ class cached_weights:
         return self._ctx.__exit__(*exc)
 
 
-def chunk_context(model: torch.nn.Module, config: CodecConfig) -> ChunkContext:
+def chunk_context(model: CodecModel, config: CodecConfig) -> ChunkContext:
     """Context for `model`'s encoder and decoder, read from their layers (see ChunkContext).
 
     A module may declare `context_samples` / `lookahead_samples` (ints, samples at the codec
@@ -319,7 +319,7 @@ def _seanet_context(network: torch.nn.Module, hop: int) -> tuple[int, int]:
                 "this codec normalises over the whole signal (time_group_norm): it cannot run in chunks"
             )
         if name == "EncodecConv1d":
-            conv = module.conv
+            conv: Any = module.conv
             span = (conv.kernel_size[0] - 1) * conv.dilation[0]
             left += (span if module.causal else span / 2) * scale
             ahead += (0 if module.causal else span / 2) * scale

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -73,7 +74,7 @@ class CodecModel(nn.Module):
         )
 
         self.config = config
-        frame_args = dict(
+        frame_args: dict[str, Any] = dict(
             dim=config.frame_dim,
             intermediate=config.frame_intermediate,
             kernel_size=config.frame_kernel_size,
@@ -82,6 +83,8 @@ class CodecModel(nn.Module):
             hop_length=config.hop_length,
         )
         hf_config = to_hf_config(config)
+        self.encoder: nn.Module
+        self.decoder: nn.Module
         if config.encoder == "seanet":
             self.encoder = EncodecEncoder(hf_config)
         else:

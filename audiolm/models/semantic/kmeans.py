@@ -42,6 +42,7 @@ class FrameReservoir:
         if self._frames is None:
             self._frames = torch.zeros(self.capacity, d, dtype=torch.float16)
             self._sum, self._sumsq = torch.zeros(d, dtype=torch.float64), torch.zeros(d, dtype=torch.float64)
+        assert self._sum is not None and self._sumsq is not None
         self._sum += feats.sum(0, dtype=torch.float64)
         self._sumsq += feats.double().pow(2).sum(0)
         positions = np.arange(self.seen, self.seen + t)
@@ -67,6 +68,7 @@ class FrameReservoir:
         """Mean and (unbiased) standard deviation of every frame seen, float32 [D]."""
         if not self.seen:
             raise ValueError("no frames seen")
+        assert self._sum is not None and self._sumsq is not None
         mean = self._sum / self.seen
         var = (self._sumsq - self.seen * mean.pow(2)) / max(1, self.seen - 1)
         return mean.float(), var.clamp_min(0).sqrt().float()

@@ -90,6 +90,7 @@ class AudioCrops(Dataset):
         """int16 samples [start, start + count) of file `file` at `sample_rate` (fewer at its end)."""
         if self.in_memory:
             return self._load()[file][start : start + count].numpy()
+        assert self._rates is not None  # set by _index(), which crop() calls first
         return _to_int16(read_segment(self.files[file], int(self._rates[file]), self.sample_rate, start, count))
 
     def crop(self, key: ItemKey | int) -> tuple[torch.Tensor, int, int]:
