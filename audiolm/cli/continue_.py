@@ -204,7 +204,7 @@ def _run_continue(args: argparse.Namespace) -> int:
     )
 
     device = pick_device(args.device)
-    # inputs before the 6-7 s model load
+    # check the inputs before the model load (seconds on a CPU), so a bad one fails at once
     if args.prompt_tokens:
         given_prompt = PromptTokens.load(args.prompt_tokens)
         prompt_seconds = given_prompt.audio.shape[-1] / 24_000

@@ -1,7 +1,7 @@
 """What this CPU's bfloat16 kernels can do, checked once before any bf16 CPU path is taken.
 
 oneDNN packs and multiplies bf16 matrices only on CPUs with AVX-512 BW/VL/DQ, AVX-NE-CONVERT
-or AMX; elsewhere (an AVX2-only AMD EPYC, say) `mkldnn._reorder_linear_weight` in bf16 raises
+or AMX; elsewhere (an AVX2-only CPU, say) `mkldnn._reorder_linear_weight` in bf16 raises
 and CPU autocast in bf16 falls back to slow reference kernels. Callers ask
 `cpu_bf16_kernels()` and fall back to float32 with `bf16_fallback_reason()` as their one line.
 """

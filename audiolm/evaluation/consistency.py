@@ -23,7 +23,7 @@ instrument) rather than content decides:
   instrument body), standard deviations how much it moves.
 - "mfcc-stats": the same statistics of 13 MFCCs + deltas + delta-deltas -> [78].
 - "codec-stats": the same statistics of the codec encoder's frames -> [2 * D].
-- "codec": the mean codec-encoder frame -> [D] (the first session's embedding).
+- "codec": the mean codec-encoder frame -> [D].
 - "semantic": the mean frame of the semantic tokenizer's source features.
 
 Active frames are those within 40 dB of the clip's loudest frame, so pauses do not count.
@@ -32,14 +32,12 @@ own set mean. Without it the direction every clip shares dominates the cosine, a
 audio, which always comes out of the codec, sits apart from raw prompts as a group; with it,
 what is compared is how an item differs from the others of its set.
 
-Chosen on REAL continuations of the corpus (prompt = a clip's first 3 s, continuation = its next
-4 s, one clip per voice / instrument): raw, and passed through the codec (what a perfect LM
-would give back), it retrieves its prompt best on average over speech and music, valid
-(N = 11 / 17) and train (N = 24) splits: mean rank score (chance 0.5) 0.96 raw / 0.86 through
-the codec, against 0.90 / 0.88 for codec-stats and 0.95 / 0.84 for mfcc-stats; the old mean
-codec-encoder embedding ranked 0.62-0.88 raw. Dividing by the set standard deviation as well
-(full standardization) scored 0.94 / 0.79: it gives many noisy dimensions the weight of the
-few informative ones. Figures: BENCHMARKS.md.
+The default (centred logmel-stats) was chosen on real continuations of the corpus (prompt = a
+clip's first 3 s, continuation = its next 4 s, one clip per voice / instrument), raw and passed
+through the codec (what a perfect LM would give back): it retrieves its prompt best on average
+over speech and music. Centring only, not dividing by the set standard deviation as well: full
+standardization gives many noisy dimensions the weight of the few informative ones. Figures:
+BENCHMARKS.md, "Choosing the embedding on real continuations".
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """`audiolm bench gpu`: everything that needs a CUDA GPU, in one command that fits the few
-minutes a GPU machine is lent for (under 8 minutes on one H200).
+minutes a GPU machine is lent for (its run time: BENCHMARKS.md, "Figures moved out of the code").
 
 1. The CUDA-only tests (`pytest -m cuda`): CUDA-graph decoding step == eager step, bf16 and
    fp16 training steps against an fp32 step, DDP over NCCL when there are 2 GPUs.

@@ -1,7 +1,7 @@
 """Judges that hear what a listener hears: pretrained models whose weights ship in their wheels.
 
     speaker_similarity(ref, est, sr)   cosine of GE2E speaker embeddings (Resemblyzer's weights),
-                                       1 = same voice; different speakers sit near 0.5-0.75
+                                       1 = same voice, lower for different speakers
     dnsmos(wav, sr)                    DNSMOS P.835 OVRL / SIG / BAK and P.808 MOS (speechmos' ONNX
                                        models), 1..5, no reference needed
     f0_errors(ref, est, sr)            gross pitch error (voiced in both, |f0 error| > 20 %) and

@@ -41,7 +41,7 @@ from audiolm.core.audio import resample
 from audiolm.core.checkpoint import load_tensors, save_tensors
 from audiolm.core.config import config_from_dict
 from audiolm.core.errors import CheckpointError, ConfigError
-from audiolm.core.paths import PIPELINES_DIR
+from audiolm.core.paths import PIPELINES_DIR, resolve_checkpoint
 from audiolm.core.timing import synced_clock
 from audiolm.inference.codec_stream import StreamDecoder
 from audiolm.inference.limits import (
@@ -92,7 +92,8 @@ class StageSampling:
 
 @dataclass
 class PipelineRecipe:
-    """pipelines/NAME.json. Paths are relative to the recipe file."""
+    """pipelines/NAME.json. Paths are relative to the recipe file; those that land in the shipped
+    checkpoints folder follow AUDIOLM_CHECKPOINTS (`core.paths.resolve_checkpoint`)."""
 
     name: str
     codec: str
@@ -231,7 +232,8 @@ class AudioLM:
         root = recipe_path.parent
 
         def where(p: str) -> Path:
-            return (root / p).resolve()
+            # relative to the recipe; into the shipped checkpoints folder -> $AUDIOLM_CHECKPOINTS if set
+            return resolve_checkpoint(root / p)
 
         codec = Codec.from_pretrained(where(recipe.codec), device=device)
         tokenizer = SemanticTokenizer.from_pretrained(where(recipe.semantic_tokenizer), device=device)

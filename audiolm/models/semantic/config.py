@@ -52,8 +52,8 @@ class SSLConfig:
     # losses
     # MLM targets: 0 = the Gumbel quantizer's ids (w2v-BERT); K > 0 = ids from an external
     # K-cluster tokenizer (HuBERT-style: k-means of MFCCs, then of an earlier run's layer).
-    # On our ~1 h CPU runs the quantizer ids gave a collapsed codebook and no phonetic layers;
-    # cluster targets give the MLM module a stable, phone-correlated task from step 0.
+    # Cluster targets give the MLM module a stable, phone-correlated task from step 0; the
+    # quantizer's own ids can collapse on short CPU runs (BENCHMARKS.md, "Semantic tokens").
     target_clusters: int = 0
     contrastive_weight: float = 1.0  # scales contrastive + diversity (0 = HuBERT-style MLM only)
     num_negatives: int = 50
