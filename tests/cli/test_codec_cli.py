@@ -92,19 +92,34 @@ def test_bench_codec_json(tiny_codec_dir, capsys):
 
 
 def test_train_codec_command_and_resume(tiny_corpus, tmp_path, capsys):
+    """3 steps + --resume to 6 == 6 steps in one go, weight for weight (the resumed steps include
+    the start of adversarial training, tiny: step 5; constant LR, so the schedule's length does not
+    matter)."""
+    from audiolm.core.checkpoint import load_tensors
     from audiolm.core.config import config_to_dict
 
     config = tmp_path / "tiny.json"
     config.write_text(json.dumps(config_to_dict(CodecConfig.tiny())))
-    run = tmp_path / "run"
-    args = ["train", "codec", "--data", str(tiny_corpus), "--out", str(run), "--config", str(config),
-            "--steps", "3", "--batch-size", "2", "--save-every", "2", "--valid-every", "3"]
-    assert main(args) == 0
+    train_config = tmp_path / "train.json"
+    train_config.write_text(json.dumps({"min_lr_ratio": 1.0, "warmup_steps": 0}))
+
+    def args(run):
+        return ["train", "codec", "--data", str(tiny_corpus), "--out", str(run), "--config", str(config),
+                "--train-config", str(train_config), "--batch-size", "2", "--save-every", "2",
+                "--valid-every", "3", "--device", "cpu"]
+
+    whole, run = tmp_path / "whole", tmp_path / "run"
+    assert main(args(whole) + ["--steps", "6"]) == 0
+    assert main(args(run) + ["--steps", "3"]) == 0
     assert (run / "model" / "config.json").is_file()
-    assert main(args) == 2  # the run exists: needs --resume
+    assert main(args(run) + ["--steps", "3"]) == 2  # the run exists: needs --resume
     assert "--resume" in capsys.readouterr().err
-    assert main(["train", "codec", "--data", str(tiny_corpus), "--out", str(run), "--resume", "--steps", "4"]) == 0
-    assert json.loads((run / "model" / "config.json").read_text())["step"] == 4
+    assert main(["train", "codec", "--data", str(tiny_corpus), "--out", str(run), "--resume", "--steps", "6"]) == 0
+    assert json.loads((run / "model" / "config.json").read_text())["step"] == 6
+    resumed, uninterrupted = load_tensors(run / "model" / "model.safetensors"), load_tensors(whole / "model" / "model.safetensors")
+    assert resumed.keys() == uninterrupted.keys()
+    for name in resumed:
+        assert torch.equal(resumed[name], uninterrupted[name]), name
 
 
 def test_train_codec_stops_at_the_cpu_budget(tiny_corpus, tmp_path, capsys):

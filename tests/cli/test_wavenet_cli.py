@@ -105,13 +105,25 @@ def test_train_command_then_generate_and_resume(tmp_path, capsys):
     config = tmp_path / "wavenet.json"
     config.write_text(json.dumps({"sample_rate": 8000, "layers": 4, "stacks": 2, "residual_channels": 8,
                                   "dilation_channels": 8, "skip_channels": 16, "crop_samples": 64}))
-    run = tmp_path / "run"
-    args = ["train", "wavenet", "--data", str(root), "--out", str(run), "--config", str(config), "--gc",
-            "--steps", "4", "--batch-size", "2", "--save-every", "2", "--device", "cpu"]
-    assert main(args) == 0
+    train_config = tmp_path / "train.json"
+    train_config.write_text(json.dumps({"min_lr_ratio": 1.0, "warmup_steps": 0}))  # constant LR
+
+    def args(run):
+        return ["train", "wavenet", "--data", str(root), "--out", str(run), "--config", str(config), "--gc",
+                "--train-config", str(train_config), "--batch-size", "2", "--save-every", "2", "--device", "cpu"]
+
+    whole, run = tmp_path / "whole", tmp_path / "run"
+    assert main(args(whole) + ["--steps", "6"]) == 0
+    assert main(args(run) + ["--steps", "3"]) == 0
     assert json.loads((run / "model" / "config.json").read_text())["config"]["gc_labels"] == ["s1", "s2"]
-    # --resume finishes the run to more steps (GC settings come back from the run itself)
+    # --resume finishes the run to more steps (GC settings come back from the run itself) and
+    # ends where the uninterrupted 6-step run ends, weight for weight
     assert main(["train", "wavenet", "--data", str(root), "--out", str(run), "--resume", "--steps", "6"]) == 0
+    assert json.loads((run / "model" / "config.json").read_text())["step"] == 6
+    resumed, uninterrupted = load_file(str(run / "model" / "model.safetensors")), load_file(str(whole / "model" / "model.safetensors"))
+    assert resumed.keys() == uninterrupted.keys()
+    for name in resumed:
+        assert torch.equal(resumed[name], uninterrupted[name]), name
     out = tmp_path / "g.wav"
     assert main(["wavenet", "generate", str(run), "--samples", "30", "-o", str(out), "--gc-id", "1"]) == 0
     assert len(sf.read(out)[0]) == 30
