@@ -35,17 +35,19 @@ def decoding_forward(
     linear: Linear = plain_linear,
     rope: torch.Tensor | None = None,
     attention: AttentionKernel = F.scaled_dot_product_attention,
+    left_pad: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """tokens [B, T] (or [B, T, L]) at cache slots input_pos [T] -> logits [B, T, V] ([B, 1, V]
     with last_only), through the model's KV cache (`setup_caches` first).
 
     rope: the rotation table indexed by position, `model.rope` [S, D/2] (complex, the default)
-    or its `view_as_real` [S, D/2, 2] (see `apply_rope`)."""
+    or its `view_as_real` [S, D/2, 2] (see `apply_rope`). left_pad [B]: a left-padded batch,
+    as in `Transformer.forward` (per-row positions and a key-padding mask)."""
     if not model.config.causal:
         raise ValueError("a non-causal model has no KV-cache decoding: call it without input_pos")
-    table = model.rope if rope is None else rope
-    rotation = table[input_pos][:, None, None]  # [T, 1, 1, D/2] (or [T, 1, 1, D/2, 2])
-    mask = model.cache_mask(input_pos, kv_len)
+    # [T, 1, 1, D/2] (or [T, 1, 1, D/2, 2]); per row [B, T, 1, 1, ...] with left_pad
+    rotation = model.rotation(input_pos, left_pad, rope)
+    mask = model.cache_mask(input_pos, kv_len, left_pad)
     x = model.embed(tokens)  # [B, T, C]
     for block in model.layers:
         attn, mlp = block.attention, block.mlp

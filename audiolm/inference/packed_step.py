@@ -7,7 +7,9 @@ them (figures: BENCHMARKS.md, "LM decoding").
 
 `packed_model(model, precision)` packs every matrix of `model.linears()` and returns a
 `PackedModel`, called like the model with input_pos: the same decoding forward
-(`fast_forward.decoding_forward`), each product through its packed copy. The copies are kept
+(`fast_forward.decoding_forward`), each product through its packed copy. It takes a
+left-padded batch (`left_pad`) like the model: the padding changes only the positions and the
+attention mask, never a matrix product, so packed weights apply unchanged. The copies are kept
 per model (weakly: they go when the model goes) and re-packed by the next `packed_model` call
 when a weight changed (an optimizer step, `load_state_dict`, `.to()`); a stale copy is never
 used: that product falls back to `F.linear` on the current weight.
@@ -54,10 +56,11 @@ class PackedModel:
         input_pos: torch.Tensor | None = None,
         kv_len: int | None = None,
         last_only: bool = False,
+        left_pad: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if input_pos is None:
-            return self.model(tokens, last_only=last_only)
-        return decoding_forward(self.model, tokens, input_pos, kv_len, last_only, linear=self.linear)
+            return self.model(tokens, last_only=last_only, left_pad=left_pad)
+        return decoding_forward(self.model, tokens, input_pos, kv_len, last_only, linear=self.linear, left_pad=left_pad)
 
 
 def check_precision(precision: str | None) -> None:

@@ -104,13 +104,14 @@ def vocab_keys(vocab_size: int, device: torch.device) -> torch.Tensor:
 def gumbel_noise(
     seeds: torch.Tensor, step: torch.Tensor, vocab_size: int, ids: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Gumbel(0, 1) noise for seed states [B] (`seeds_tensor`), draw number step [1] (int64),
+    """Gumbel(0, 1) noise for seed states [B] (`seeds_tensor`), draw number step [1] or per row
+    [B] (int64),
     for every id of the vocabulary ([B, V] out) or only for `ids` [B, n] ([B, n] out). An id's
     noise is the same either way, so a draw among the top-k candidates equals the draw over
     the whole vocabulary with the other ids masked out."""
     keys = vocab_keys(vocab_size, seeds.device)
     keys = keys[None] if ids is None else keys[ids]  # [1, V] or [B, n]
-    state = hash32(seeds[:, None] ^ step.view(1, 1))  # [B, 1]
+    state = hash32(seeds[:, None] ^ step.view(-1, 1))  # [B, 1]
     bits = hash32(state ^ keys)
     # 24 random bits -> uniform in (0, 1), never exactly 0 or 1
     uniform = ((bits >> 8).to(torch.float32) + 0.5) * (1.0 / (1 << 24))

@@ -31,11 +31,16 @@ def decode_one_token(
     sampling: SamplingConfig,
     allowed: torch.Tensor | None = None,
     kv_len: int | None = None,
+    left_pad: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The pure step: token [B, 1] at cache slot input_pos [1] -> (next token [B], logits [B, V]).
 
-    With kv_len None every shape is static (this is what gets graph-captured / compiled)."""
-    logits = model(token, input_pos, kv_len=kv_len)[:, -1]
+    With kv_len None every shape is static (this is what gets graph-captured / compiled).
+    left_pad [B]: a left-padded batch (`Transformer.forward`); step [1] or per row [B]."""
+    if left_pad is None:
+        logits = model(token, input_pos, kv_len=kv_len)[:, -1]
+    else:
+        logits = model(token, input_pos, kv_len=kv_len, left_pad=left_pad)[:, -1]
     return sample(logits, sampling, seeds, step, allowed), logits
 
 

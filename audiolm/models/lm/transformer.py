@@ -5,7 +5,7 @@ embeddings (RoPE on interleaved pairs, one complex multiply); `F.scaled_dot_prod
 SwiGLU or GELU MLP; a final RMSNorm and an untied output projection. The architecture matches
 Hugging Face's Llama (the benchmark's peer) up to the RoPE pair convention.
 
-Two ways to call `forward(tokens [B, T], input_pos=None, kv_len=None)`:
+Two ways to call `forward(tokens [B, T], input_pos=None, kv_len=None, left_pad=None)`:
 - training / a full pass: `input_pos=None` — plain causal attention over the T tokens, no cache;
 - decoding (gpt-fast style): after `setup_caches(B, S)`, `input_pos [T]` says where the tokens
   sit; their keys and values are written into the static cache at those positions and the
@@ -13,6 +13,15 @@ Two ways to call `forward(tokens [B, T], input_pos=None, kv_len=None)`:
   `input_pos[-1] + 1`) lets an eager caller attend to only the first `kv_len` cache slots,
   which saves reading the unused rest of the cache on CPU; graph-captured steps leave it
   None and keep every shape static.
+
+Rows of different lengths batch together left-padded: `left_pad [B]` says how many leading
+positions (cache slots, when decoding) of each row are padding. Row b's tokens then sit at
+positions `slot - left_pad[b]` (its RoPE rotations are those of the row alone) and its queries
+see no padding slot (a key-padding mask on top of the causal one), so each row's logits are
+those of the row run alone, up to float summation order. The cache itself needs nothing per
+row: every row writes the same slot per step, only its positions and its mask differ. A
+padding query sees only its own slot, so no softmax row is empty (an empty one would give
+NaNs that the next layer's keys and values would carry into every row's attention).
 
 The model is plain: it always multiplies by its own parameters (`F.linear`), rotates with the
 complex RoPE table and attends with `F.scaled_dot_product_attention`. The fast decoding paths
@@ -64,6 +73,16 @@ def apply_rope(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
         return torch.stack((re * cos - im * sin, re * sin + im * cos), dim=-1).flatten(-2).type_as(x)
     pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
     return torch.view_as_real(pairs * rotation).flatten(-2).type_as(x)
+
+
+def padding_mask(allowed: torch.Tensor, positions: torch.Tensor, left_pad: torch.Tensor) -> torch.Tensor:
+    """allowed [T, L] (the causal mask of queries at slots positions [T]) and left_pad [B] ->
+    [B, 1, T, L]: row b's queries may not see its first left_pad[b] slots, except that a query
+    always sees its own slot (a padding query sees only that: no empty softmax row)."""
+    slots = torch.arange(allowed.shape[-1], device=allowed.device)
+    real = slots[None] >= left_pad[:, None]  # [B, L]
+    own = slots[None] == positions[:, None]  # [T, L]
+    return (allowed[None] & (real[:, None] | own[None]))[:, None]
 
 
 class RMSNorm(nn.Module):
@@ -121,7 +140,9 @@ class Attention(nn.Module):
     ) -> torch.Tensor:
         """Projected qkv [B, T, 3C] -> attention output [B, T, C], before the output projection:
         RoPE on q and k, then (decoding, input_pos [T]) the cache write and read of the first
-        kv_len slots, and `attention` over the heads."""
+        kv_len slots, and `attention` over the heads. rotation [T, 1, 1, D/2] (one position per
+        token) or [B, T, 1, 1, D/2] (per row: a left-padded batch); mask None, bool [T, L] or
+        [B, 1, T, L] (True = may attend)."""
         B, T, _ = qkv.shape
         qkv = qkv.view(B, T, 3, self.n_heads, self.head_dim)
         # RoPE on queries and keys at once: qk [B, T, 2, H, D], rotation [T, 1, 1, D/2]
@@ -131,7 +152,12 @@ class Attention(nn.Module):
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, H, T, D]
         if input_pos is None:
             y = F.scaled_dot_product_attention(
-                q, k, v, is_causal=self.causal, dropout_p=self.dropout if self.training else 0.0
+                q,
+                k,
+                v,
+                attn_mask=mask,
+                is_causal=self.causal and mask is None,
+                dropout_p=self.dropout if self.training else 0.0,
             )
         else:
             assert self.kv_cache is not None, "call setup_caches() before decoding with input_pos"
@@ -273,16 +299,34 @@ class Transformer(nn.Module):
             return (x * present.unsqueeze(-1).to(x.dtype)).sum(2)  # [B, T, C]
         return F.embedding(tokens, self.tok_embeddings.weight)
 
-    def cache_mask(self, input_pos: torch.Tensor, kv_len: int | None) -> torch.Tensor | None:
+    def cache_mask(
+        self, input_pos: torch.Tensor, kv_len: int | None, left_pad: torch.Tensor | None = None
+    ) -> torch.Tensor | None:
         """Which cache slots the queries at input_pos [T] may see: bool [T, S] (kv_len None: a
         static shape for graph capture), [T, kv_len], or None for one query that sees every
-        slot before kv_len."""
+        slot before kv_len. With left_pad [B]: [B, 1, T, L], row b's first left_pad[b] slots
+        hidden from its real queries (`padding_mask`)."""
         assert self.causal_mask is not None, "call setup_caches() before decoding with input_pos"
+        if left_pad is not None:
+            causal = self.causal_mask[input_pos] if kv_len is None else self.causal_mask[input_pos, :kv_len]
+            return padding_mask(causal, input_pos, left_pad)
         if kv_len is None:
             return self.causal_mask[input_pos]
         if input_pos.shape[0] == 1:
             return None
         return self.causal_mask[input_pos, :kv_len]
+
+    def rotation(
+        self, positions: torch.Tensor, left_pad: torch.Tensor | None = None, table: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """RoPE rotations for the tokens at slots positions [T]: [T, 1, 1, D/2], or per row
+        [B, T, 1, 1, D/2] with left_pad [B] (row b's slot p is its position p - left_pad[b];
+        padding slots take position 0). table: `self.rope` (default) or its `view_as_real`."""
+        table = self.rope if table is None else table
+        if left_pad is None:
+            return table[positions][:, None, None]
+        per_row = (positions[None] - left_pad[:, None]).clamp_min(0)  # [B, T]
+        return table[per_row][:, :, None, None]
 
     def forward(
         self,
@@ -290,20 +334,28 @@ class Transformer(nn.Module):
         input_pos: torch.Tensor | None = None,
         kv_len: int | None = None,
         last_only: bool = False,
+        left_pad: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """tokens [B, T] (or [B, T, L], summed per position) -> logits [B, T, V] (or [B, 1, V]
-        with last_only)."""
+        with last_only). left_pad [B] (int64): leading padding positions per row (see the
+        module docstring); the logits at padding positions mean nothing."""
         T = tokens.shape[1]
         if input_pos is not None and not self.config.causal:
             raise ValueError("a non-causal model has no KV-cache decoding: call it without input_pos")
         if input_pos is None:
             if T > self.config.max_seq_len:
                 raise ValueError(f"sequence of {T} tokens exceeds max_seq_len {self.config.max_seq_len}")
-            rotation = self.rope[:T, None, None]  # [T, 1, 1, D/2]
             mask = None
+            if left_pad is None:
+                rotation = self.rope[:T, None, None]  # [T, 1, 1, D/2]
+            else:
+                positions = torch.arange(T, device=tokens.device)
+                rotation = self.rotation(positions, left_pad)  # [B, T, 1, 1, D/2]
+                causal = torch.ones(T, T, dtype=torch.bool, device=tokens.device)
+                mask = padding_mask(causal.tril() if self.config.causal else causal, positions, left_pad)
         else:
-            rotation = self.rope[input_pos, None, None]
-            mask = self.cache_mask(input_pos, kv_len)
+            rotation = self.rope[input_pos, None, None] if left_pad is None else self.rotation(input_pos, left_pad)
+            mask = self.cache_mask(input_pos, kv_len, left_pad)
         x = self.embed(tokens)  # [B, T, C]
         for layer in self.layers:
             x = layer.forward(x, rotation, input_pos, mask, kv_len)
