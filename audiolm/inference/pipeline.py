@@ -195,7 +195,9 @@ class _Run:
 
     prompts: list[PromptTokens]
     batch: int  # rows: num_samples per prompt
-    prompt_frames: int
+    prompt_frames: list[int]  # per prompt: its acoustic frames
+    total_frames: list[int]  # per prompt: prompt + continuation frames (its rows' length in `fine`)
+    total_semantic: list[int]  # per prompt: its rows' length in `semantic`
     semantic: Track
     coarse: Track
     fine: Track
@@ -468,29 +470,33 @@ class AudioLM:
     ) -> list[Continuation]:
         """Continue several encoded prompts, one `Continuation` per prompt (its `num_samples`
         samples), each equal to `generate_continuation` of that prompt alone with the same seed.
-        Prompts of the same encoded length run through the stages as one batch."""
+        All prompts run through the stages as one batch, whatever their lengths: rows of other
+        lengths are left-padded and masked in each stage's decoder (`stages`, `decode.py`);
+        the codec decodes the prompts of each length together. `timings` are the batch's."""
         if seed is None:
             seed = _random_seed()
-        groups: dict[tuple[int, int], list[int]] = {}
-        for i, prompt in enumerate(prompts):
-            self._check_prompt(prompt)
-            groups.setdefault((prompt.semantic.shape[-1], prompt.codes.shape[-1]), []).append(i)
-        results: list[Continuation | None] = [None] * len(prompts)
-        for members in groups.values():
-            timings: dict[str, float] = {"encode": 0.0}
-            clock = _Stopwatch(self.device, timings)
-            run = self._start(
-                [prompts[i] for i in members], seconds, seed, num_samples, temperature, top_k, top_p, progress
-            )
-            for name, track in (("semantic", run.semantic), ("coarse", run.coarse), ("fine", run.fine)):
-                track.fill()
-                clock.lap(name)
-            decoded = self.codec.decode(run.fine.data.to(self.codec.device)).cpu()
-            clock.lap("codec")
+        if not prompts:
+            return []
+        timings: dict[str, float] = {"encode": 0.0}
+        clock = _Stopwatch(self.device, timings)
+        run = self._start(prompts, seconds, seed, num_samples, temperature, top_k, top_p, progress)
+        for name, track in (("semantic", run.semantic), ("coarse", run.coarse), ("fine", run.fine)):
+            track.fill()
+            clock.lap(name)
+        groups: dict[int, list[int]] = {}  # total frames -> prompts
+        for i, frames in enumerate(run.total_frames):
+            groups.setdefault(frames, []).append(i)
+        decoded: dict[int, torch.Tensor] = {}
+        for frames, members in groups.items():
+            rows = torch.tensor([i * num_samples + j for i in members for j in range(num_samples)])
+            audio = self.codec.decode(run.fine.data[rows.to(self.device), :, :frames].to(self.codec.device)).cpu()
             for k, i in enumerate(members):
-                rows = slice(k * num_samples, (k + 1) * num_samples)
-                results[i] = self._result(run, k, decoded[rows], continuation_only, timings, rows)
-        return [r for r in results if r is not None]
+                decoded[i] = audio[k * num_samples : (k + 1) * num_samples]
+        clock.lap("codec")
+        return [
+            self._result(run, i, decoded[i], continuation_only, timings, slice(i * num_samples, (i + 1) * num_samples))
+            for i in range(len(prompts))
+        ]
 
     def stream(
         self,
@@ -541,7 +547,7 @@ class AudioLM:
             # the prompt's frames go through the decoder too (the continuation's audio depends on
             # them) without making their audio: the prompt itself is what comes first
             decoder = StreamDecoder(self.codec)
-            decoder.skip(run.fine.data[..., : run.prompt_frames])
+            decoder.skip(run.fine.data[..., : run.prompt_frames[0]])
             min_frames = max(1, round(chunk_seconds * self.codec.frame_rate))
         if not continuation_only:
             yield prompt.audio[None].expand(run.batch, -1, -1).clone()
@@ -567,8 +573,9 @@ class AudioLM:
         self, prompts, seconds, seed, num_samples, temperature, top_k, top_p, progress, first_chunk_seconds=None
     ) -> _Run:
         """Check the request and set up the three stage tracks (nothing is generated yet).
-        prompts: encoded prompts of one shape; sample j of prompt i is row i * num_samples + j,
-        with seed `seed + j`."""
+        prompts: encoded prompts, of one length or not; sample j of prompt i is row
+        i * num_samples + j, with seed `seed + j`. Prompts of different lengths run as one
+        batch of rows of different lengths (`stages`), each row as it would run alone."""
         check_request(seconds, num_samples, seed)  # ranges, finiteness, 32-bit seeds (limits.py)
         for name, value in (("temperature", temperature), ("top_k", top_k), ("top_p", top_p)):
             check_sampling(name, value)
@@ -582,17 +589,32 @@ class AudioLM:
         semantic_stage, coarse_stage, fine_stage = (self.stages[name] for name in STAGE_NAMES)
         sem_cfg = semantic_stage.config
 
-        def rows(t: torch.Tensor) -> torch.Tensor:  # [1, ...] per prompt -> [B, ...]
-            return torch.cat([p.expand(num_samples, *p.shape[1:]) for p in t]).to(device)
+        def rows(values: list) -> list:  # one value per prompt -> one per row
+            return [v for v in values for _ in range(num_samples)]
 
-        semantic_prompt = rows(torch.stack([p.semantic for p in prompts]))
-        codes_prompt = rows(torch.stack([p.codes for p in prompts]))
-        prompt_frames = codes_prompt.shape[-1]
-        total_frames = prompt_frames + max(1, round(seconds * self.codec.frame_rate))
+        def padded(tensors: list[torch.Tensor]) -> torch.Tensor:  # [1, ..., T_i] -> [B, ..., max T_i], zeros after
+            out = tensors[0].new_zeros(B, *tensors[0].shape[1:-1], max(t.shape[-1] for t in tensors))
+            for b, t in enumerate(rows(tensors)):
+                out[b, ..., : t.shape[-1]] = t[0]
+            return out.to(device)
+
+        new_frames = max(1, round(seconds * self.codec.frame_rate))
+        prompt_frames = [p.codes.shape[-1] for p in prompts]
+        total_frames = [n + new_frames for n in prompt_frames]
         # semantic tokens covering every acoustic frame of prompt + continuation
-        total_semantic = math.ceil(total_frames * sem_cfg.semantic_frame_rate / self.codec.frame_rate)
-        s_prompt = semantic_prompt[:, :total_semantic]
-        n_semantic = max(0, total_semantic - s_prompt.shape[1])
+        total_semantic = [
+            math.ceil(n * sem_cfg.semantic_frame_rate / self.codec.frame_rate) for n in total_frames
+        ]
+        s_lengths = [min(p.semantic.shape[-1], n) for p, n in zip(prompts, total_semantic)]
+        s_prompt = padded([p.semantic[:, :n] for p, n in zip(prompts, s_lengths)])
+        codes_prompt = padded([p.codes[:, : self.n_q] for p in prompts])
+        # one length for every prompt: ints, the batch-of-equals path
+        even = len(set(prompt_frames)) == 1 and len(set(s_lengths)) == 1
+        n_semantic: int | list[int] = (
+            max(0, total_semantic[0] - s_lengths[0])
+            if even
+            else rows([max(0, t - n) for t, n in zip(total_semantic, s_lengths)])
+        )
 
         def stage_progress(stage, offset=0):
             if progress is None:
@@ -609,17 +631,19 @@ class AudioLM:
             n_semantic,
             sampling=sampling("semantic"),
             seeds=seeds,
-            progress=stage_progress("semantic", s_prompt.shape[1]),
+            progress=stage_progress("semantic", min(s_lengths)),
+            prompt_lengths=None if even else rows(s_lengths),
         )
         coarse = coarse_track(
             coarse_stage.model,
             coarse_stage.config,
             semantic,
             codes_prompt,
-            total_frames,
+            total_frames[0] if even else rows(total_frames),
             sampling=sampling("coarse"),
             seeds=seeds,
             progress=stage_progress("coarse"),
+            prompt_frames=None if even else rows(prompt_frames),
         )
         first_window = None
         if first_chunk_seconds is not None:
@@ -630,25 +654,27 @@ class AudioLM:
             fine_stage.model,
             fine_stage.config,
             coarse,
-            codes_prompt[:, : self.n_q],
+            codes_prompt,
             sampling=sampling("fine"),
             seeds=seeds,
             progress=stage_progress("fine"),
             first_window_frames=first_window,
+            fine_prompt_frames=None if even else rows(prompt_frames),
         )
-        return _Run(prompts, B, prompt_frames, semantic, coarse, fine)
+        return _Run(prompts, B, prompt_frames, total_frames, total_semantic, semantic, coarse, fine)
 
     def _result(self, run, index, decoded, continuation_only, timings, rows=slice(None)) -> Continuation:
         """The Continuation of prompt `index` of a run from its decoded audio [n, 1, N]."""
         prompt = run.prompts[index]
-        continuation = decoded[..., run.prompt_frames * self.codec.hop_length :]
+        continuation = decoded[..., run.prompt_frames[index] * self.codec.hop_length :]
         n = continuation.shape[0]
         if continuation_only:
             audio, start = continuation, 0
         else:
             audio = torch.cat([prompt.audio[None].expand(n, -1, -1), continuation], dim=-1)
             start = prompt.audio.shape[-1]
-        semantic, codes = run.semantic.data[rows].cpu(), run.fine.data[rows].cpu()
+        semantic = run.semantic.data[rows, : run.total_semantic[index]].cpu()
+        codes = run.fine.data[rows, :, : run.total_frames[index]].cpu()
         return Continuation(audio, self.sample_rate, start, semantic, codes, dict(timings))
 
     def _check_prompt(self, prompt: PromptTokens) -> None:

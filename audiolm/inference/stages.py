@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-from audiolm.inference.decode import decode_steps
+from audiolm.inference.decode import decode_steps, left_padded
 from audiolm.inference.sampling import SamplingConfig, position_seeds, sample, seeds_tensor
 from audiolm.models.lm.config import StageConfig
 from audiolm.models.lm.fine_bark import EMPTY, FineBarkLayout
@@ -45,6 +45,8 @@ FrameProgress = Callable[[int, int], None]
 class Track:
     """A tensor [B, ..., T] filled left to right: frames [0, ready) are final.
 
+    Rows may be of different lengths (`lengths`, row b's frames [0, lengths[b]), zeros after):
+    then frames [0, min(ready, lengths[b])) of every row b are final (`set_ready`).
     `steps` is a generator that writes into `data`, raises `ready` and yields each time it has
     made progress (a token, a frame or a window); it is started lazily, on the first `fill` or
     `advance`. progress(ready, T) is called after every step.
@@ -53,15 +55,26 @@ class Track:
     def __init__(
         self,
         data: torch.Tensor,
-        ready: int,
+        ready: int | list[int],
         steps: Callable[[Track], Iterator[None]],
         progress: FrameProgress | None = None,
+        lengths: list[int] | None = None,
     ) -> None:
         self.data = data
-        self.ready = min(ready, data.shape[-1])
+        self.lengths = [data.shape[-1]] * data.shape[0] if lengths is None else list(lengths)
+        self.ready = 0
+        self.set_ready(ready)
         self._make_steps = steps
         self._steps: Iterator[None] | None = None
         self.progress = progress
+
+    def set_ready(self, ready: int | list[int]) -> None:
+        """Frames final so far: one count for every row, or one per row (a finished row counts
+        as the whole width, so `ready` is how far every unfinished row has come)."""
+        if isinstance(ready, int):
+            self.ready = min(ready, self.length)
+        else:
+            self.ready = min((r if r < n else self.length for r, n in zip(ready, self.lengths)), default=self.length)
 
     @property
     def length(self) -> int:
@@ -105,25 +118,49 @@ def semantic_track(
     model: Transformer,
     config: StageConfig,
     prompt: torch.Tensor,
-    n_new: int,
+    n_new: int | list[int],
     *,
     sampling: SamplingConfig | None = None,
     seeds: list[int] | None = None,
     progress: FrameProgress | None = None,
+    prompt_lengths: list[int] | None = None,
 ) -> Track:
-    """Semantic tokens [B, Ts + n_new], the prompt [B, Ts] ready; one step per sampled token."""
+    """Semantic tokens [B, Ts + n_new], the prompt [B, Ts] ready; one step per sampled token.
+
+    Rows of different lengths: prompt_lengths[b] (row b's prompt is prompt[b, :prompt_lengths[b]])
+    and n_new per row; the track's rows are then lengths[b] = prompt_lengths[b] + n_new[b]
+    long, padded with zeros, and all decode as one left-padded batch (`decode_steps`)."""
     _check_stage(config, "semantic")
     B, Ts = prompt.shape
-    data = torch.empty(B, Ts + max(0, n_new), dtype=torch.long, device=prompt.device)
-    data[:, :Ts] = prompt
+    lengths = _per_row(prompt_lengths, B, Ts)
+    news = [max(0, n) for n in _per_row(n_new, B, 0)]
+    totals = [n + k for n, k in zip(lengths, news)]
+    data = torch.zeros(B, max(totals), dtype=torch.long, device=prompt.device)
+    if len(set(lengths)) == 1:
+        data[:, : lengths[0]] = prompt[:, : lengths[0]]
+    else:
+        for b, n in enumerate(lengths):
+            data[b, :n] = prompt[b, :n]
 
     def steps(track: Track) -> Iterator[None]:
-        for step in decode_steps(model, prompt, n_new, sampling=sampling, seeds=seeds):
-            data[:, step.index] = step.tokens[:, step.index]
-            track.ready = step.index + 1
+        rows = [data[b : b + 1, :n] for b, n in enumerate(lengths)]
+        window, window_lengths, _ = _window_batch(rows, [0])
+        width = window.shape[1]
+        even = len(set(lengths)) == 1 and len(set(news)) == 1
+        for step in decode_steps(
+            model, window, max(news), sampling=sampling, seeds=seeds, prompt_lengths=window_lengths
+        ):
+            k = step.index - width  # tokens drawn before this one
+            if even:
+                data[:, lengths[0] + k] = step.tokens[:, step.index]
+            else:
+                for b in range(B):
+                    if k < news[b]:
+                        data[b, lengths[b] + k] = step.tokens[b, step.index]
+            track.set_ready([n + min(k + 1, m) for n, m in zip(lengths, news)])
             yield
 
-    return Track(data, Ts, steps, progress)
+    return Track(data, lengths, steps, progress, lengths=totals)
 
 
 def generate_semantic(
@@ -151,6 +188,29 @@ def _given(tokens: torch.Tensor) -> Track:
     return Track(tokens, tokens.shape[-1], steps)
 
 
+def _per_row(value: int | list[int] | None, B: int, default: int) -> list[int]:
+    if value is None:
+        return [default] * B
+    if isinstance(value, int):
+        return [value] * B
+    if len(value) != B:
+        raise ValueError(f"expected {B} values (one per row), got {len(value)}")
+    return [int(v) for v in value]
+
+
+def _window_batch(
+    prompts: list[torch.Tensor], drawn: list[int]
+) -> tuple[torch.Tensor, list[int] | None, int | list[int]]:
+    """Per-row window prompts [1, P_b] -> (prompt [B, max P_b] left-padded, its lengths or None
+    when all agree, the draw offsets: one int when all agree). Rows that agree run exactly the
+    batch-of-equals path."""
+    if len({p.shape[-1] for p in prompts}) == 1:
+        tokens, lengths = torch.cat(prompts), None
+    else:
+        tokens, lengths = left_padded([p[0] for p in prompts])
+    return tokens, lengths, drawn[0] if len(set(drawn)) == 1 else drawn
+
+
 # -- coarse ---------------------------------------------------------------------------------
 
 
@@ -159,66 +219,100 @@ def coarse_track(
     config: StageConfig,
     semantic: Track | torch.Tensor,
     prompt_codes: torch.Tensor | None = None,
-    n_frames: int | None = None,
+    n_frames: int | list[int] | None = None,
     *,
     sampling: SamplingConfig | None = None,
     seeds: list[int] | None = None,
     context_frames: int | None = None,
     progress: FrameProgress | None = None,
+    prompt_frames: list[int] | None = None,
 ) -> Track:
     """Coarse codes [B, Qc, n_frames] for semantic tokens (a tensor [B, Ts] or a track that
     fills as needed); the prompt frames ready; one step per generated frame. Arguments as in
-    `generate_coarse`."""
+    `generate_coarse`; rows of different lengths: n_frames and prompt_frames (row b's prompt is
+    prompt_codes[b, :, :prompt_frames[b]]) per row, its semantic tokens `semantic.lengths[b]`.
+    Each row walks its own windows; window k of every row decodes in one left-padded batch."""
     _check_stage(config, "coarse")
     semantic = semantic if isinstance(semantic, Track) else _given(semantic)
     layout = CoarseLayout(config)
     F, Qc = config.window_frames, config.coarse_levels
-    B, Ts = semantic.data.shape
+    B = semantic.data.shape[0]
+    semantic_lengths = semantic.lengths
     device = semantic.data.device
-    if n_frames is None:
-        n_frames = int(Ts * config.acoustic_frame_rate / config.semantic_frame_rate)
+    frames = [
+        int(ts * config.acoustic_frame_rate / config.semantic_frame_rate) if n is None else n
+        for ts, n in zip(semantic_lengths, [n_frames] * B if not isinstance(n_frames, list) else n_frames)
+    ]
     context = F // 2 if context_frames is None else context_frames
     if not 0 <= context < F:
         raise ValueError(f"context_frames must be in [0, {F - 1}], got {context}")
-    codes = torch.zeros(B, Qc, n_frames, dtype=torch.long, device=device)
-    known = 0
+    codes = torch.zeros(B, Qc, max(frames), dtype=torch.long, device=device)
+    known = [0] * B
     if prompt_codes is not None:
-        known = min(prompt_codes.shape[-1], n_frames)
-        codes[:, :, :known] = prompt_codes[:, :Qc, :known]
+        given = _per_row(prompt_frames, B, prompt_codes.shape[-1])
+        known = [min(g, n) for g, n in zip(given, frames)]
+        for b in range(B):
+            codes[b, :, : known[b]] = prompt_codes[b, :Qc, : known[b]]
     masks = layout.level_masks(device)
-    start = layout.prefix_length
+    seed_list = list(range(B)) if seeds is None else list(seeds)
 
     def steps(track: Track) -> Iterator[None]:
-        done, drawn = track.ready, 0
-        while done < n_frames:
-            t0 = max(0, done - context)
-            t1 = min(t0 + F, n_frames)
-            j0, j1 = semantic_span(t0, t1, config.semantic_frame_rate, config.acoustic_frame_rate, Ts)
-            window_semantic = semantic.fill(j1)[:, j0:j1]
-            prompt = torch.cat([layout.prefix_tokens(window_semantic), layout.codes_to_tokens(codes[:, :, t0:done])], 1)
-            n_new = (t1 - done) * Qc
+        done, drawn = list(known), [0] * B
+        while True:
+            rows = [b for b in range(B) if done[b] < frames[b]]
+            if not rows:
+                return
+            t0 = {b: max(0, done[b] - context) for b in rows}
+            t1 = {b: min(t0[b] + F, frames[b]) for b in rows}
+            spans = {
+                b: semantic_span(
+                    t0[b], t1[b], config.semantic_frame_rate, config.acoustic_frame_rate, semantic_lengths[b]
+                )
+                for b in rows
+            }
+            tokens = semantic.fill(max(j1 for _, j1 in spans.values()))
+            prompts = [
+                torch.cat(
+                    [
+                        layout.prefix_tokens(tokens[b : b + 1, spans[b][0] : spans[b][1]]),
+                        layout.codes_to_tokens(codes[b : b + 1, :, t0[b] : done[b]]),
+                    ],
+                    1,
+                )
+                for b in rows
+            ]
+            prompt, lengths, offsets = _window_batch(prompts, [drawn[b] for b in rows])
+            n_new = {b: (t1[b] - done[b]) * Qc for b in rows}
             P = prompt.shape[1]
+            even = len(rows) == B and len({(done[b], t1[b]) for b in rows}) == 1
             for step in decode_steps(
                 model,
                 prompt,
-                n_new,
+                max(n_new.values()),
                 sampling=sampling,
-                seeds=seeds,
-                step_offset=drawn,
-                logits_mask=lambda pos: masks[(pos - start) % Qc],
+                seeds=[seed_list[b] for b in rows],
+                step_offset=offsets,
+                logits_mask=lambda pos: masks[(pos - P) % Qc],
+                prompt_lengths=lengths,
             ):
                 drawn_here = step.index - P + 1
-                if drawn_here % Qc == 0:  # a frame is complete
-                    frame = done + drawn_here // Qc - 1
-                    codes[:, :, frame : frame + 1] = layout.tokens_to_codes(
-                        step.tokens[:, step.index + 1 - Qc : step.index + 1]
-                    )
-                    track.ready = frame + 1
-                    yield
-            drawn += n_new
-            done = t1
+                if drawn_here % Qc:
+                    continue
+                new = layout.tokens_to_codes(step.tokens[:, step.index + 1 - Qc : step.index + 1])  # [rows, Qc, 1]
+                frame = drawn_here // Qc - 1  # frame of the window, counted from done
+                if even:
+                    codes[:, :, done[0] + frame : done[0] + frame + 1] = new
+                else:
+                    for i, b in enumerate(rows):
+                        if done[b] + frame < t1[b]:
+                            codes[b, :, done[b] + frame] = new[i, :, 0]
+                track.set_ready([min(d + frame + 1, t1[b]) if b in t1 else d for b, d in enumerate(done)])
+                yield
+            for b in rows:
+                drawn[b] += n_new[b]
+                done[b] = t1[b]
 
-    return Track(codes, known, steps, progress)
+    return Track(codes, known, steps, progress, lengths=frames)
 
 
 def generate_coarse(
@@ -234,6 +328,7 @@ def generate_coarse(
     progress: FrameProgress | None = None,
 ) -> torch.Tensor:
     """Coarse codes [B, Qc, n_frames] for semantic tokens [B, Ts] (prompt + continuation).
+    (Rows of different lengths: `coarse_track`.)
 
     prompt_codes [B, >=Qc, Tp]: known first frames (only levels < Qc are used), copied as is.
     n_frames: default = the frames the semantic tokens cover (Ts * fa / fs).
@@ -267,9 +362,13 @@ def fine_track(
     context_frames: int | None = None,
     progress: FrameProgress | None = None,
     first_window_frames: int | None = None,
+    fine_prompt_frames: list[int] | None = None,
 ) -> Track:
     """All levels [B, Q, T] from coarse codes (a tensor [B, >=Qc, T] or a track that fills as
     needed); the prompt frames ready; one step per frame (a window for a Bark-style stage).
+    Rows of different lengths: the coarse track's `lengths`, and fine_prompt_frames per row
+    (row b's fine prompt is fine_prompt[b, :, :fine_prompt_frames[b]]); each row walks its own
+    windows, window k of every row in one batch.
     Arguments as in `generate_fine`; first_window_frames: the first window generates at most
     this many frames and each next one at most twice as many as the one before (until windows
     are full), so audio can start sooner and keep ahead of playback while the windows grow
@@ -280,56 +379,88 @@ def fine_track(
         raise ValueError(f"first_window_frames must be >= 1, got {first_window_frames}")
     if config.fine_style == "bark":
         return _fine_bark_track(
-            model, config, coarse, fine_prompt, sampling, seeds, context_frames, progress, first_window_frames
+            model,
+            config,
+            coarse,
+            fine_prompt,
+            sampling,
+            seeds,
+            context_frames,
+            progress,
+            first_window_frames,
+            fine_prompt_frames,
         )
     layout = FineLayout(config)
     F, Qc, Q = config.window_frames, config.coarse_levels, config.n_q
     Qf = Q - Qc
-    B, _, T = coarse.data.shape
+    B = coarse.data.shape[0]
+    frames = coarse.lengths
     device = coarse.data.device
     context = F // 4 if context_frames is None else context_frames
     if not 0 <= context < F:
         raise ValueError(f"context_frames must be in [0, {F - 1}], got {context}")
-    codes, known = _start_fine_codes(coarse.data, fine_prompt, Qc, Q)
+    codes, known = _start_fine_codes(coarse, fine_prompt, Qc, Q, fine_prompt_frames)
     masks = layout.fine_level_masks(device)
-    start = layout.fine_start
+    seed_list = list(range(B)) if seeds is None else list(seeds)
 
     def steps(track: Track) -> Iterator[None]:
-        done, drawn = track.ready, 0
+        done, drawn = list(known), [0] * B
         limit = first_window_frames
-        while done < T:
-            t0 = max(0, min(done - context, T - F))  # full windows where the audio allows
-            t1 = min(t0 + F, T)
+        while True:
+            rows = [b for b in range(B) if done[b] < frames[b]]
+            if not rows:
+                return
+            t0 = {b: max(0, min(done[b] - context, frames[b] - F)) for b in rows}  # full windows where the audio allows
+            t1 = {b: min(t0[b] + F, frames[b]) for b in rows}
             if limit is not None:  # a short first window; each next one at most twice as long
-                t1 = min(t1, done + limit)
+                t1 = {b: min(t1[b], done[b] + limit) for b in rows}
                 limit = None if 2 * limit >= F else 2 * limit
-            window_coarse = coarse.fill(t1)[:, :Qc, t0:t1]
-            codes[:, :Qc, done:t1] = window_coarse[:, :, done - t0 :]
-            prompt = torch.cat(
-                [layout.coarse_part_tokens(window_coarse), layout.fine_codes_to_tokens(codes[:, Qc:, t0:done])], 1
-            )
-            n_new = (t1 - done) * Qf
+            coarse_codes = coarse.fill(max(t1.values()))
+            prompts = []
+            for b in rows:
+                window_coarse = coarse_codes[b : b + 1, :Qc, t0[b] : t1[b]]
+                codes[b, :Qc, done[b] : t1[b]] = window_coarse[0, :, done[b] - t0[b] :]
+                prompts.append(
+                    torch.cat(
+                        [
+                            layout.coarse_part_tokens(window_coarse),
+                            layout.fine_codes_to_tokens(codes[b : b + 1, Qc:, t0[b] : done[b]]),
+                        ],
+                        1,
+                    )
+                )
+            prompt, lengths, offsets = _window_batch(prompts, [drawn[b] for b in rows])
+            n_new = {b: (t1[b] - done[b]) * Qf for b in rows}
             P = prompt.shape[1]
+            even = len(rows) == B and len({(done[b], t1[b]) for b in rows}) == 1
             for step in decode_steps(
                 model,
                 prompt,
-                n_new,
+                max(n_new.values()),
                 sampling=sampling,
-                seeds=seeds,
-                step_offset=drawn,
-                logits_mask=lambda pos: masks[(pos - start) % Qf],
+                seeds=[seed_list[b] for b in rows],
+                step_offset=offsets,
+                logits_mask=lambda pos: masks[(pos - P) % Qf],
+                prompt_lengths=lengths,
             ):
                 drawn_here = step.index - P + 1
-                if drawn_here % Qf == 0:  # a frame is complete
-                    frame = done + drawn_here // Qf - 1
-                    new = step.tokens[:, step.index + 1 - Qf : step.index + 1]
-                    codes[:, Qc:, frame : frame + 1] = layout.tokens_to_fine_codes(new)
-                    track.ready = frame + 1
-                    yield
-            drawn += n_new
-            done = t1
+                if drawn_here % Qf:
+                    continue
+                new = layout.tokens_to_fine_codes(step.tokens[:, step.index + 1 - Qf : step.index + 1])  # [rows, Qf, 1]
+                frame = drawn_here // Qf - 1  # frame of the window, counted from done
+                if even:
+                    codes[:, Qc:, done[0] + frame : done[0] + frame + 1] = new
+                else:
+                    for i, b in enumerate(rows):
+                        if done[b] + frame < t1[b]:
+                            codes[b, Qc:, done[b] + frame] = new[i, :, 0]
+                track.set_ready([min(d + frame + 1, t1[b]) if b in t1 else d for b, d in enumerate(done)])
+                yield
+            for b in rows:
+                drawn[b] += n_new[b]
+                done[b] = t1[b]
 
-    return Track(codes, known, steps, progress)
+    return Track(codes, known, steps, progress, lengths=frames)
 
 
 def generate_fine(
@@ -346,7 +477,7 @@ def generate_fine(
     """All levels [B, Q, T] from coarse codes [B, >=Qc, T].
 
     fine_prompt [B, Q-Qc, Tp] (or [B, Q, Tp]: levels >= Qc are used): known fine codes of the
-    first frames. context_frames: fine frames carried into each next window (default F // 4;
+    first frames. (Rows of different lengths: `fine_track`.) context_frames: fine frames carried into each next window (default F // 4;
     for a Bark-style stage at most the layout's `max_prompt_frames`). progress(done, T) is
     called after each frame (each window for a Bark-style stage).
     """
@@ -372,77 +503,101 @@ def _fine_bark_track(
     context_frames: int | None,
     progress: FrameProgress | None,
     first_window_frames: int | None = None,
+    fine_prompt_frames: list[int] | None = None,
 ) -> Track:
     """`fine_track` for a Bark-style stage: per window, one forward pass per fine level.
 
     Windows are always F frames, as in training: the last one is PAD-filled past the end. Its
     first `known` frames (at most F // 4, the most training showed) carry fine codes from the
-    previous window or the prompt as level-q inputs; the rest of level q is sampled at once."""
+    previous window or the prompt as level-q inputs; the rest of level q is sampled at once.
+    Every row's window is F frames, so rows of different lengths batch with no padding mask:
+    only which frames of its window a row samples differs."""
     layout = FineBarkLayout(config)
     sampling = sampling or SamplingConfig()
     F, Qc, Q = config.window_frames, config.coarse_levels, config.n_q
-    B, _, T = coarse.data.shape
+    B = coarse.data.shape[0]
+    frames = coarse.lengths
     device = coarse.data.device
     context = layout.max_prompt_frames() if context_frames is None else context_frames
     if not 0 <= context <= layout.max_prompt_frames():
         raise ValueError(
             f"context_frames must be in [0, {layout.max_prompt_frames()}] for a Bark-style fine stage, got {context}"
         )
-    codes, known_frames = _start_fine_codes(coarse.data, fine_prompt, Qc, Q)
+    codes, known_frames = _start_fine_codes(coarse, fine_prompt, Qc, Q, fine_prompt_frames)
     seed_states = seeds_tensor(list(range(B)) if seeds is None else seeds, device)
     if seed_states.shape != (B,):
         raise ValueError(f"expected {B} seeds, got {tuple(seed_states.shape)}")
     masks = [layout.level_mask(q, device) for q in range(Q)]
 
     def steps(track: Track) -> Iterator[None]:
-        done = track.ready
+        done = list(known_frames)
         limit = first_window_frames
-        while done < T:
-            t0 = max(0, done - context)
-            t1 = min(t0 + F, T)
+        while True:
+            rows = [b for b in range(B) if done[b] < frames[b]]
+            if not rows:
+                return
+            t0 = {b: max(0, done[b] - context) for b in rows}
+            t1 = {b: min(t0[b] + F, frames[b]) for b in rows}
             if limit is not None:  # a short first window (PAD-filled past t1, like the last one);
-                t1 = min(t1, done + limit)  # each next one at most twice as long, up to F
+                t1 = {b: min(t1[b], done[b] + limit) for b in rows}  # each next one at most twice as long, up to F
                 limit = None if 2 * limit >= F else 2 * limit
-            window_coarse = coarse.fill(t1)[:, :Qc, t0:t1]
+            coarse_codes = coarse.fill(max(t1.values()))
+            known = [done[b] - t0[b] for b in rows]  # prompt frames of each row's window
+            real = [t1[b] - t0[b] for b in rows]  # frames before the padding
             was_training = model.training
             model.eval()
             try:
                 with torch.inference_mode():
-                    codes[:, :Qc, done:t1] = window_coarse[:, :, done - t0 :]
-                    known, real = done - t0, t1 - t0  # prompt frames, frames before the padding
-                    window = torch.zeros(B, Q, F, dtype=torch.long, device=device)
-                    window[:, :, :real] = codes[:, :, t0:t1]
-                    frame_states = position_seeds(seed_states, torch.arange(done, t1, device=device)).reshape(-1)
+                    window = torch.zeros(len(rows), Q, F, dtype=torch.long, device=device)
+                    for i, b in enumerate(rows):
+                        codes[b, :Qc, done[b] : t1[b]] = coarse_codes[b, :Qc, done[b] : t1[b]]
+                        window[i, :, : real[i]] = codes[b, :, t0[b] : t1[b]]
+                    # draws keyed by (seed, absolute frame, level): one state per sampled frame
+                    frame_states = torch.cat(
+                        [
+                            position_seeds(seed_states[b : b + 1], torch.arange(done[b], t1[b], device=device))[0]
+                            for b in rows
+                        ]
+                    )
                     for q in range(Qc, Q):
-                        inputs = layout.level_input_tokens(window, q, known)  # [B, F, Q]
-                        inputs[:, real:] = EMPTY
-                        inputs[:, real:, 0] = layout.pad
-                        logits = model(inputs)[:, known:real]  # [B, n, V]
-                        n = real - known
+                        inputs = torch.cat(
+                            [layout.level_input_tokens(window[i : i + 1], q, known[i]) for i in range(len(rows))]
+                        )  # [rows, F, Q]
+                        for i in range(len(rows)):
+                            inputs[i, real[i] :] = EMPTY
+                            inputs[i, real[i] :, 0] = layout.pad
+                        logits = model(inputs)  # [rows, F, V]
+                        picked = torch.cat([logits[i, known[i] : real[i]] for i in range(len(rows))])  # [n, V]
                         step = torch.full((1,), q, dtype=torch.long, device=device)
-                        drawn = sample(logits.reshape(B * n, -1), sampling, frame_states, step, masks[q])
-                        window[:, q, known:real] = drawn.view(B, n) - layout.level_offsets[q]
-                    codes[:, Qc:, done:t1] = window[:, Qc:, known:real]
+                        drawn = sample(picked, sampling, frame_states, step, masks[q]) - layout.level_offsets[q]
+                        for i, part in enumerate(drawn.split([r - k for k, r in zip(known, real)])):
+                            window[i, q, known[i] : real[i]] = part
+                    for i, b in enumerate(rows):
+                        codes[b, Qc:, done[b] : t1[b]] = window[i, Qc:, known[i] : real[i]]
             finally:
                 model.train(was_training)
-            done = track.ready = t1
+            for b in rows:
+                done[b] = t1[b]
+            track.set_ready(done)
             yield
 
-    return Track(codes, known_frames, steps, progress)
+    return Track(codes, known_frames, steps, progress, lengths=frames)
 
 
 def _start_fine_codes(
-    coarse: torch.Tensor, fine_prompt: torch.Tensor | None, Qc: int, Q: int
-) -> tuple[torch.Tensor, int]:
+    coarse: Track, fine_prompt: torch.Tensor | None, Qc: int, Q: int, fine_prompt_frames: list[int] | None = None
+) -> tuple[torch.Tensor, list[int]]:
     """All Q levels [B, Q, T] with the coarse levels (as far as known) and the known fine prompt
-    filled in, and how many leading frames are already complete. fine_prompt: [B, Q - Qc, P]
-    or [B, Q, P]."""
-    B, _, T = coarse.shape
-    codes = torch.zeros(B, Q, T, dtype=torch.long, device=coarse.device)
-    codes[:, :Qc] = coarse[:, :Qc]
-    done = 0
+    filled in, and how many leading frames of each row are already complete. fine_prompt:
+    [B, Q - Qc, P] or [B, Q, P], row b's first fine_prompt_frames[b] frames (default all P)."""
+    B, _, T = coarse.data.shape
+    codes = torch.zeros(B, Q, T, dtype=torch.long, device=coarse.data.device)
+    codes[:, :Qc] = coarse.data[:, :Qc]
+    done = [0] * B
     if fine_prompt is not None:
         fine_prompt = fine_prompt[:, -(Q - Qc) :] if fine_prompt.shape[1] == Q else fine_prompt
-        done = min(fine_prompt.shape[-1], T)
-        codes[:, Qc:, :done] = fine_prompt[:, :, :done]
+        given = _per_row(fine_prompt_frames, B, fine_prompt.shape[-1])
+        done = [min(g, n) for g, n in zip(given, coarse.lengths)]
+        for b in range(B):
+            codes[b, Qc:, : done[b]] = fine_prompt[b, :, : done[b]]
     return codes, done
