@@ -6,7 +6,8 @@ the audio. Sampling flags take one value for every stage or three (semantic,coar
                      [--plot OUT.png] [--continuation-only] [--save-prompt P] [--prompt-tokens P]
                      [--overwrite] [--device cpu|cuda]
     audiolm continue PROMPT --stream -o OUT.wav|-    # audio written as it is made (- = stdout)
-    audiolm continue P1 P2 ... | FOLDER -o DIR       # one output per prompt, prompts batched
+    audiolm continue P1 P2 ... | FOLDER -o DIR       # one output per prompt, all in one batch
+                                                     # (prompts of other lengths padded and masked)
 
 Only cheap modules are imported at module level; torch and the models load inside the run
 functions (start-up time: `audiolm --help` imports every command module).
@@ -421,7 +422,8 @@ def same_length(lm, prompts: list) -> list:
 
 
 def _run_many(args: argparse.Namespace, sampling: dict) -> int:
-    """Several prompts (or a folder): one output per prompt into the folder -o, batched."""
+    """Several prompts (or a folder): one output per prompt into the folder -o, all prompts in
+    one batch through the stages (`AudioLM.continue_prompts`), whatever their lengths."""
     from audiolm.core.audio import save_audio  # lazy: keeps `audiolm --help` fast
     from audiolm.core.outputs import OutputSet  # lazy: keeps `audiolm --help` fast
 

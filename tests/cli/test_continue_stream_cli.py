@@ -139,19 +139,28 @@ def test_stream_usage_errors(recipe, prompt_wav, tmp_path, capsys, extra, messag
 # -- several prompts --------------------------------------------------------------------------
 
 
-def test_folder_of_prompts_into_a_folder(recipe, lm, tmp_path, capsys):
-    """Two prompts of one length run as one batch, the third alone; each output equals the
+def test_folder_of_prompts_into_a_folder(recipe, lm, tmp_path, capsys, monkeypatch):
+    """Prompts of three lengths run as one batch (padded and masked); each output equals the
     single-prompt run with the same seed."""
+    batches = []
+    original = AudioLM._start
+
+    def spy(self, prompts, *args, **kwargs):
+        batches.append(len(prompts))
+        return original(self, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(AudioLM, "_start", spy)
     src = tmp_path / "prompts"
     src.mkdir()
     save_audio(src / "a.wav", tone(0.5, freq=200), SR)
-    save_audio(src / "b.wav", tone(0.5, freq=300), SR)
+    save_audio(src / "b.wav", tone(0.6, freq=300), SR)
     save_audio(src / "c.flac", tone(0.7, freq=250), SR)
     (src / "notes.txt").write_text("not audio")
     out = tmp_path / "out"
     args = ["continue", str(src), "-o", str(out), "--pipeline", str(recipe), "--seconds", "0.3", "--seed", "7"]
     assert main(args) == 0, capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["a.wav", "b.wav", "c.wav"]
+    assert batches == [3]
     for name in ("a.wav", "b.wav", "c.flac"):
         wav = load_audio(src / name)[0]
         expected = lm.continue_audio(wav, SR, seconds=0.3, seed=7)[0]
