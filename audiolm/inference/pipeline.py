@@ -602,9 +602,7 @@ class AudioLM:
         prompt_frames = [p.codes.shape[-1] for p in prompts]
         total_frames = [n + new_frames for n in prompt_frames]
         # semantic tokens covering every acoustic frame of prompt + continuation
-        total_semantic = [
-            math.ceil(n * sem_cfg.semantic_frame_rate / self.codec.frame_rate) for n in total_frames
-        ]
+        total_semantic = [math.ceil(n * sem_cfg.semantic_frame_rate / self.codec.frame_rate) for n in total_frames]
         s_lengths = [min(p.semantic.shape[-1], n) for p, n in zip(prompts, total_semantic)]
         s_prompt = padded([p.semantic[:, :n] for p, n in zip(prompts, s_lengths)])
         codes_prompt = padded([p.codes[:, : self.n_q] for p in prompts])

@@ -292,7 +292,7 @@ def coarse_track(
                 sampling=sampling,
                 seeds=[seed_list[b] for b in rows],
                 step_offset=offsets,
-                logits_mask=lambda pos: masks[(pos - P) % Qc],
+                logits_mask=lambda pos, P=P: masks[(pos - P) % Qc],  # P: this window's prompt width
                 prompt_lengths=lengths,
             ):
                 drawn_here = step.index - P + 1
@@ -440,7 +440,7 @@ def fine_track(
                 sampling=sampling,
                 seeds=[seed_list[b] for b in rows],
                 step_offset=offsets,
-                logits_mask=lambda pos: masks[(pos - P) % Qf],
+                logits_mask=lambda pos, P=P: masks[(pos - P) % Qf],  # P: this window's prompt width
                 prompt_lengths=lengths,
             ):
                 drawn_here = step.index - P + 1

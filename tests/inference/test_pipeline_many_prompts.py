@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from pipeline_helpers import COARSE_LEVELS, build_tiny_pipeline, save_stage, tokens_info, tone, write_recipe
 
 from audiolm.inference import stages
 from audiolm.inference.pipeline import AudioLM
-from pipeline_helpers import COARSE_LEVELS, build_tiny_pipeline, save_stage, tokens_info, tone, write_recipe
 
 SR = 24000
 
@@ -44,7 +44,10 @@ def bark_lm(tiny_root) -> AudioLM:
     from audiolm.models.lm.stage import complete_stage_config
 
     config = StageConfig(
-        stage="fine", fine_style="bark", window_frames=16, coarse_levels=COARSE_LEVELS,
+        stage="fine",
+        fine_style="bark",
+        window_frames=16,
+        coarse_levels=COARSE_LEVELS,
         model=TransformerConfig(dim=32, n_layers=1, n_heads=2, max_seq_len=16, causal=False),
     )
     save_stage(tiny_root / "fine_bark_stage", complete_stage_config(config, tokens_info()), seed=5)
@@ -54,7 +57,9 @@ def bark_lm(tiny_root) -> AudioLM:
 def _prompts(lm):
     # 0.3 s, 0.55 s and 1.1 s: 22, 41 and 82 frames; 1.1 s + 0.6 s passes the semantic stage's
     # 64-token context, so that row's window slides while the others' do not
-    return [lm.encode_prompt(tone(s, freq=f, seed=i), SR) for i, (s, f) in enumerate([(0.3, 200), (0.55, 330), (1.1, 250)])]
+    return [
+        lm.encode_prompt(tone(s, freq=f, seed=i), SR) for i, (s, f) in enumerate([(0.3, 200), (0.55, 330), (1.1, 250)])
+    ]
 
 
 def _decode_batches(monkeypatch) -> list[int]:
@@ -82,8 +87,9 @@ def test_prompts_of_three_lengths_equal_single_runs(lm, bark_lm, pipeline, tempe
     assert sizes and sizes[0] == 6 and max(sizes) == 6
     assert len(results) == 3
     for prompt, result in zip(prompts, results):
-        single = model.generate_continuation(None, None, seconds=0.6, seed=5, num_samples=2, prompt=prompt,
-                                             temperature=temperature)
+        single = model.generate_continuation(
+            None, None, seconds=0.6, seed=5, num_samples=2, prompt=prompt, temperature=temperature
+        )
         assert torch.equal(result.semantic, single.semantic)
         assert torch.equal(result.codes, single.codes)
         assert result.audio.shape == single.audio.shape and result.prompt_samples == single.prompt_samples

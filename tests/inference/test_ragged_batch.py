@@ -79,12 +79,31 @@ def test_ragged_decode_equals_each_row_alone(temperature, weights):
     tokens, lengths = left_padded(seqs)
     sampling = SamplingConfig(temperature=temperature, top_k=10)
     seeds, offsets = [3, 9, 4], [0, 7, 2]
-    gen = decode(model, tokens, 50, sampling=sampling, seeds=seeds, step_offset=offsets, prompt_lengths=lengths,
-                 return_logits=True, decode_weights=weights, window_keep=12)
+    gen = decode(
+        model,
+        tokens,
+        50,
+        sampling=sampling,
+        seeds=seeds,
+        step_offset=offsets,
+        prompt_lengths=lengths,
+        return_logits=True,
+        decode_weights=weights,
+        window_keep=12,
+    )
     assert gen.tokens.shape == (3, 80)
     for b, seq in enumerate(seqs):
-        alone = decode(model, seq[None], 50, sampling=sampling, seeds=[seeds[b]], step_offset=offsets[b],
-                       return_logits=True, decode_weights=weights, window_keep=12)
+        alone = decode(
+            model,
+            seq[None],
+            50,
+            sampling=sampling,
+            seeds=[seeds[b]],
+            step_offset=offsets[b],
+            return_logits=True,
+            decode_weights=weights,
+            window_keep=12,
+        )
         assert torch.equal(gen.tokens[b, 30 - len(seq) :], alone.tokens[0]), b
         torch.testing.assert_close(gen.logits[b], alone.logits[0], atol=1e-4, rtol=0)
         assert torch.equal(gen.tokens[b, : 30 - len(seq)], torch.zeros(30 - len(seq), dtype=torch.long))
