@@ -1,8 +1,10 @@
-"""`audiolm bench {codec,semantic,decode,fine,continue,compare,wavenet,train,gpu}`: speed (--json: one JSON object).
+"""`audiolm bench {codec,semantic,decode,fine,continue,prompts,compare,wavenet,train,gpu}`: speed (--json: one JSON object).
 
     audiolm bench codec [--codec DIR | --random] [--device cpu|cuda|all] [--threads N] [--json]
     audiolm bench continue [--pipeline P] [--json] [--device cpu|cuda] [--batches 1,8] [--seconds S]
                                                                      (audiolm/evaluation/bench_continue.py)
+    audiolm bench prompts [--pipeline P] [--prompt-seconds 1,1.5,...] [--seconds S] [--repeats N]
+                                                                     (audiolm/evaluation/bench_prompts.py)
     audiolm bench stream [--pipeline P] [--json] [--seconds 10] [--prompt-seconds 3]
                                                                      (audiolm/evaluation/bench_stream.py)
     audiolm bench serve [--pipeline P] [--concurrency 8] [--rounds 2] [--seconds 2] [--json]
@@ -404,6 +406,39 @@ def _run_continue(args: argparse.Namespace) -> int:
     return 0
 
 
+def _setup_prompts(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--prompt-seconds",
+        default="1,1.5,2,2.5,3,3.5",
+        help="comma-separated prompt lengths, one prompt each (default 1,1.5,2,2.5,3,3.5)",
+    )
+    p.add_argument("--seconds", type=float, default=4.0, help="seconds to generate per prompt (default 4)")
+    p.add_argument("--repeats", type=int, default=1, help="timed runs per way after a warm-up; the fastest counts")
+    add_pipeline_arguments(p)
+
+
+def _run_prompts(args: argparse.Namespace) -> int:
+    try:
+        prompt_seconds = [float(s) for s in args.prompt_seconds.split(",")]
+    except ValueError:
+        raise UsageError(f"--prompt-seconds: expected comma-separated numbers, got '{args.prompt_seconds}'") from None
+    if not all(s > 0 for s in prompt_seconds) or not args.seconds > 0 or args.repeats < 1:
+        raise UsageError("--prompt-seconds, --seconds and --repeats must be positive")
+    from audiolm.evaluation.bench_prompts import bench_prompts, format_result  # lazy: keeps `audiolm --help` fast
+    from audiolm.evaluation.machine import describe_machine  # lazy: keeps `audiolm --help` fast
+
+    lm = load_pipeline(args)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="prompt is .* longer than the model context")
+        result = bench_prompts(lm, prompt_seconds, args.seconds, repeats=args.repeats)
+    machine = describe_machine(args.device)
+    if args.json:
+        print_json({"machine": machine, "result": result.to_json()})
+    else:
+        print(format_result(machine, result))
+    return 0
+
+
 def _setup_stream(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seconds", type=float, default=10.0, help="seconds to stream (default 10)")
     p.add_argument("--prompt-seconds", type=float, default=3.0, help="prompt length (default 3)")
@@ -603,6 +638,12 @@ def register(cli) -> None:
     )
     cli.add(
         "bench continue", "real-time factor of a pipeline, per stage and end to end", _setup_continue, _run_continue
+    )
+    cli.add(
+        "bench prompts",
+        "several prompts of different lengths: one batch (continue_prompts) vs one by one, wall time",
+        _setup_prompts,
+        _run_prompts,
     )
     cli.add(
         "bench stream",

@@ -198,6 +198,12 @@ def _per_row(value: int | list[int] | None, B: int, default: int) -> list[int]:
     return [int(v) for v in value]
 
 
+def _cycling(masks: torch.Tensor, first: int) -> Callable[[int], torch.Tensor]:
+    """logits_mask(pos) for `decode_steps`: masks [L, V] in turn, masks[0] at column `first`
+    (the first new token: a window's new tokens run level 0, 1, .., L-1, 0, ..)."""
+    return lambda pos: masks[(pos - first) % masks.shape[0]]
+
+
 def _window_batch(
     prompts: list[torch.Tensor], drawn: list[int]
 ) -> tuple[torch.Tensor, list[int] | None, int | list[int]]:
@@ -292,7 +298,7 @@ def coarse_track(
                 sampling=sampling,
                 seeds=[seed_list[b] for b in rows],
                 step_offset=offsets,
-                logits_mask=lambda pos, P=P: masks[(pos - P) % Qc],  # P: this window's prompt width
+                logits_mask=_cycling(masks, P),
                 prompt_lengths=lengths,
             ):
                 drawn_here = step.index - P + 1
@@ -440,7 +446,7 @@ def fine_track(
                 sampling=sampling,
                 seeds=[seed_list[b] for b in rows],
                 step_offset=offsets,
-                logits_mask=lambda pos, P=P: masks[(pos - P) % Qf],  # P: this window's prompt width
+                logits_mask=_cycling(masks, P),
                 prompt_lengths=lengths,
             ):
                 drawn_here = step.index - P + 1
