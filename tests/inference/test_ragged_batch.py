@@ -156,3 +156,37 @@ def test_ragged_arguments_are_checked():
         decode(model, tokens, 3, prompt_lengths=[5])
     with pytest.raises(ValueError, match="step offsets"):
         decode(model, tokens, 3, step_offset=[0, 1, 2])
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_ragged_decode_on_cuda_equals_graph_captured_rows_alone():
+    """On CUDA a ragged batch runs eager masked steps; each row alone runs the graph-captured
+    step: the same tokens, logits to float rounding."""
+    model = tiny().cuda()
+    seqs = [s.cuda() for s in rows(4, 15, 30)]
+    tokens, lengths = left_padded(seqs)
+    sampling = SamplingConfig(temperature=0.9, top_k=10)
+    gen = decode(
+        model,
+        tokens,
+        50,
+        sampling=sampling,
+        seeds=[3, 9, 4],
+        prompt_lengths=lengths,
+        return_logits=True,
+        window_keep=12,
+    )
+    for b, seq in enumerate(seqs):
+        alone = decode(
+            model,
+            seq[None],
+            50,
+            sampling=sampling,
+            seeds=[[3, 9, 4][b]],
+            return_logits=True,
+            window_keep=12,
+            cuda_graph=True,
+        )
+        assert torch.equal(gen.tokens[b, 30 - len(seq) :], alone.tokens[0]), b
+        torch.testing.assert_close(gen.logits[b], alone.logits[0], atol=1e-4, rtol=0)
