@@ -421,6 +421,21 @@ def same_length(lm, prompts: list) -> list:
     ]
 
 
+def prompt_batches(lm, prompts: list, seconds: float, num_samples: int, max_memory: float | None) -> list[list[int]]:
+    """Prompt indices in batches whose rows (num_samples per prompt) fit the memory budget
+    (`--max-memory`, as for one prompt's samples), shortest prompts first so that a batch pads
+    little. A prompt's output does not depend on its batch (same seed, rows independent)."""
+    from audiolm.inference.limits import bytes_per_sample, plan_memory  # lazy: keeps `audiolm --help` fast
+
+    longest = max(p.audio.shape[-1] for p in prompts) / lm.sample_rate
+    configs = {name: stage.config for name, stage in lm.stages.items()}
+    budget = int(max_memory * 1024**3) if max_memory else None
+    plan = plan_memory(bytes_per_sample(configs, seconds, longest), len(prompts) * num_samples, budget)
+    per_batch = max(1, plan.batch_size // num_samples)  # a prompt's samples stay in one batch
+    order = sorted(range(len(prompts)), key=lambda i: prompts[i].codes.shape[-1])
+    return [order[i : i + per_batch] for i in range(0, len(order), per_batch)]
+
+
 def _run_many(args: argparse.Namespace, sampling: dict) -> int:
     """Several prompts (or a folder): one output per prompt into the folder -o, all prompts in
     one batch through the stages (`AudioLM.continue_prompts`), whatever their lengths."""
@@ -455,20 +470,26 @@ def _run_many(args: argparse.Namespace, sampling: dict) -> int:
         prompts = _encode(lm, files)
         if args.same_length:
             prompts = same_length(lm, prompts)
-        progress, close = _progress_bars()
-        results = lm.continue_prompts(
-            prompts,
-            seconds=args.seconds,
-            seed=seed,
-            num_samples=args.num_samples,
-            progress=progress,
-            continuation_only=args.continuation_only,
-            **sampling,
-        )
-        close()
-        for stem, result in zip(stems, results):
-            for i, claim in enumerate(claims[stem]):
-                save_audio(claim.temp, result.audio[i], result.sample_rate, atomic=False)
+        batches = prompt_batches(lm, prompts, args.seconds, args.num_samples, args.max_memory)
+        names = list(stems)
+        for n, members in enumerate(batches):
+            if len(batches) > 1:
+                print(f"batch {n + 1}/{len(batches)}: {len(members)} of {len(prompts)} prompts", file=sys.stderr)
+            progress, close = _progress_bars()
+            results = lm.continue_prompts(
+                [prompts[i] for i in members],
+                seconds=args.seconds,
+                seed=seed,
+                num_samples=args.num_samples,
+                progress=progress,
+                continuation_only=args.continuation_only,
+                **sampling,
+            )
+            close()
+            for i, result in zip(members, results):
+                for k, claim in enumerate(claims[names[i]]):
+                    save_audio(claim.temp, result.audio[k], result.sample_rate, atomic=False)
+            del results
         paths = [c.path for cs in claims.values() for c in cs]
         outputs.publish()
     for path in paths:

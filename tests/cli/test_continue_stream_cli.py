@@ -230,3 +230,33 @@ def test_many_prompts_errors(recipe, tmp_path, capsys):
         code = main(["continue", *prompts, "-o", str(tmp_path / "out"), "--pipeline", str(recipe)])
         err = capsys.readouterr().err
         assert code == 2 and message in err and err.count("\n") == 1, err
+
+
+def test_many_prompts_split_by_max_memory(recipe, lm, tmp_path, capsys, monkeypatch):
+    """--max-memory bounds the rows of a batch: prompts go in batches (shortest first), and each
+    output is still the prompt's single run."""
+    from audiolm.inference.limits import bytes_per_sample
+
+    src = tmp_path / "prompts"
+    src.mkdir()
+    for name, seconds in (("a", 0.7), ("b", 0.4), ("c", 0.55)):
+        save_audio(src / f"{name}.wav", tone(seconds, freq=100 + 300 * seconds), SR)
+    configs = {name: stage.config for name, stage in lm.stages.items()}
+    per_sample = bytes_per_sample(configs, 0.2, 0.7)
+    batches = []
+    original = AudioLM._start
+
+    def spy(self, prompts, *args, **kwargs):
+        batches.append([p.codes.shape[-1] for p in prompts])
+        return original(self, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(AudioLM, "_start", spy)
+    out = tmp_path / "out"
+    args = ["continue", str(src), "-o", str(out), "--pipeline", str(recipe), "--seconds", "0.2", "--seed", "4",
+            "--max-memory", str(2.5 * per_sample / 1024**3)]
+    assert main(args) == 0
+    assert "batch 1/2: 2 of 3 prompts" in capsys.readouterr().err
+    assert batches == [[30, 41], [52]]  # b, c, then a (whole codec frames)
+    for name in ("a", "b", "c"):
+        expected = lm.continue_audio(load_audio(src / f"{name}.wav")[0], SR, seconds=0.2, seed=4)[0]
+        assert torch.allclose(load_audio(out / f"{name}.wav")[0], expected, atol=2 / 32767), name
