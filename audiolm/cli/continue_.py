@@ -93,7 +93,8 @@ def _setup_continue(p: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         metavar="GB",
-        help="memory for one batch of samples (default: 2 GB or a quarter of the free memory)",
+        help="memory for one batch of samples, or of several prompts' samples (default: 2 GB or a quarter of "
+        "the free memory)",
     )
     p.add_argument(
         "--stream",
