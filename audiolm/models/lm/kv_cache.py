@@ -3,6 +3,10 @@
 Preallocation (instead of `torch.cat` per token) keeps memory bounded and every tensor shape
 fixed, which is what lets the one-token step be graph-captured or compiled. The buffers are
 non-persistent so they never enter a state dict or a checkpoint.
+
+Rows of different lengths (a left-padded batch) share the slots: every row writes the same
+slot per step, so the writes stay one `index_copy_`. What differs per row lives in the
+transformer (`left_pad`): the position its token at a slot has, and which slots it may see.
 """
 
 from __future__ import annotations
