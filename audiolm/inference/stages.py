@@ -153,11 +153,12 @@ def semantic_track(
             k = step.index - width  # tokens drawn before this one
             if even:
                 data[:, lengths[0] + k] = step.tokens[:, step.index]
+                track.set_ready(lengths[0] + k + 1)
             else:
                 for b in range(B):
                     if k < news[b]:
                         data[b, lengths[b] + k] = step.tokens[b, step.index]
-            track.set_ready([n + min(k + 1, m) for n, m in zip(lengths, news)])
+                track.set_ready([n + min(k + 1, m) for n, m in zip(lengths, news)])
             yield
 
     return Track(data, lengths, steps, progress, lengths=totals)
@@ -308,11 +309,12 @@ def coarse_track(
                 frame = drawn_here // Qc - 1  # frame of the window, counted from done
                 if even:
                     codes[:, :, done[0] + frame : done[0] + frame + 1] = new
+                    track.set_ready(done[0] + frame + 1)
                 else:
                     for i, b in enumerate(rows):
                         if done[b] + frame < t1[b]:
                             codes[b, :, done[b] + frame] = new[i, :, 0]
-                track.set_ready([min(d + frame + 1, t1[b]) if b in t1 else d for b, d in enumerate(done)])
+                    track.set_ready([min(d + frame + 1, t1[b]) if b in t1 else d for b, d in enumerate(done)])
                 yield
             for b in rows:
                 drawn[b] += n_new[b]
@@ -456,11 +458,12 @@ def fine_track(
                 frame = drawn_here // Qf - 1  # frame of the window, counted from done
                 if even:
                     codes[:, Qc:, done[0] + frame : done[0] + frame + 1] = new
+                    track.set_ready(done[0] + frame + 1)
                 else:
                     for i, b in enumerate(rows):
                         if done[b] + frame < t1[b]:
                             codes[b, Qc:, done[b] + frame] = new[i, :, 0]
-                track.set_ready([min(d + frame + 1, t1[b]) if b in t1 else d for b, d in enumerate(done)])
+                    track.set_ready([min(d + frame + 1, t1[b]) if b in t1 else d for b, d in enumerate(done)])
                 yield
             for b in rows:
                 drawn[b] += n_new[b]
