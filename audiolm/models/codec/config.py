@@ -36,6 +36,8 @@ class CodecTrainingConfig:
     weight_mel: float = 1.0
     weight_adversarial: float = 3.0
     weight_feature_matching: float = 3.0
+    # phase-derivative loss (instantaneous frequency + group delay, losses.py); 0 = off
+    weight_phase: float = 0.0
     weight_commitment: float = 1.0  # never balanced: its gradient does not pass through the decoder
     balancer: bool = True  # EnCodec's gradient balancer; False = plain weighted sum
     balancer_ema_decay: float = 0.999
@@ -55,6 +57,10 @@ class CodecTrainingConfig:
     adversarial_loss: str = "hinge"  # "hinge" (EnCodec) or "lsgan" (HiFi-GAN)
 
     def __post_init__(self) -> None:
+        if not (
+            isinstance(self.weight_phase, (int, float)) and math.isfinite(self.weight_phase) and self.weight_phase >= 0
+        ):
+            raise ValueError(f"weight_phase must be a finite number >= 0, got {self.weight_phase}")
         if self.adversarial_loss not in ("hinge", "lsgan"):
             raise ValueError(f"adversarial_loss must be 'hinge' or 'lsgan', got {self.adversarial_loss!r}")
         if not self.discriminator_n_ffts and not self.discriminator_periods:
@@ -100,6 +106,9 @@ class CodecConfig:
     frame_kernel_size: int = 7
     frame_causal: bool = True  # left-padded convolutions (streaming); False = centred
     n_fft: int = 1280  # STFT / iSTFT window (4 x hop); the iSTFT adds (n_fft - hop) / 2 samples of lookahead
+    # iSTFT phase: "direct" = each frame's angle predicted outright (Vocos); "integrated" = each
+    # bin's per-hop advance predicted and summed over frames, coherent by construction (frame_rate.py)
+    istft_phase: str = "direct"
     # The encoder sees wav * input_gain and the decoder's output is divided by it. Our corpus
     # sits at -23 dB RMS (~0.07); at that scale a randomly initialised SEANet encoder gives
     # nearly the same latent for every frame and clip, and the quantizer collapses onto one
@@ -187,6 +196,8 @@ class CodecConfig:
             raise ValueError(f"encoder must be 'seanet' or 'stft', got {self.encoder!r}")
         if self.decoder not in ("seanet", "istft"):
             raise ValueError(f"decoder must be 'seanet' or 'istft', got {self.decoder!r}")
+        if self.istft_phase not in ("direct", "integrated"):
+            raise ValueError(f"istft_phase must be 'direct' or 'integrated', got {self.istft_phase!r}")
         if self.n_fft < self.hop_length or (self.n_fft - self.hop_length) % 2:
             raise ValueError(
                 f"n_fft must be >= the hop ({self.hop_length}) and differ from it by an even number, got {self.n_fft}"

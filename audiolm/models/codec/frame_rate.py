@@ -10,6 +10,17 @@ these networks do all their work at the frame rate, which is why they are cheap 
                   --linear--> log-magnitude, angle [B, F, T] each
                   --mag * (cos + i sin), inverse STFT, "same" padding--> wav [B, 1, T * hop]
 
+Phase (`ISTFTHead(phase=...)`): "direct" predicts each frame's angle outright (Vocos). A
+convolution stack cannot keep a sinusoid's phase advancing coherently from frame to frame
+without an adversarial critic teaching it (which takes far more steps than a CPU run has):
+trained on L1 + mel alone, each frame's phase is an independent guess and the waveform buzzes
+at the frame rate (a pitch tracker hears 75 Hz in every voice). "integrated" predicts how far
+each bin's phase advances over one hop, as the bin-centre advance 2*pi*k*hop/n_fft plus a
+learned deviation in (-pi, pi), and sums the advances over time (a phase vocoder's
+instantaneous frequency): a steady partial keeps one coherent phase track by construction. The
+running phase is state: `ISTFTDecoder.forward(z, phase_prefix=...)` continues it across chunks
+(codec_chunks.py passes the phases of the context frames), so chunked decoding equals one pass.
+
 Causality and latency (`ISTFTDecoder.lookahead_samples`): with `causal=True` every convolution
 pads on the left only, so the backbone's frame t sees latent frames <= t. The iSTFT then
 overlap-adds frame t's window (n_fft samples) over output samples
@@ -23,9 +34,13 @@ The encoder's frame t covers samples [t*hop - (n_fft - hop), (t + 1)*hop): it is
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+PHASE_MODES = ("direct", "integrated")
 
 
 class ConvNeXtBlock(nn.Module):
@@ -77,35 +92,64 @@ class ConvNeXtBackbone(nn.Module):
 
 
 class ISTFTHead(nn.Module):
-    """[B, C, T] -> waveform [B, 1, T * hop]: log-magnitude and angle per bin, inverse STFT.
+    """[B, C, T] -> waveform [B, 1, T * hop]: log-magnitude and phase per bin, inverse STFT.
 
     "same" padding: frames overlap-add into (T - 1) * hop + n_fft samples, divided by the
     summed squared window, and (n_fft - hop) / 2 samples are cut from each end, so T frames
     give exactly T * hop samples and frame t is centred on samples [t*hop, (t+1)*hop).
     (torch.istft's center=False mode refuses windows whose sum vanishes at the edges, which
     this cut makes harmless, so the overlap-add is written out with `F.fold`.)
+    `phase`: "direct" or "integrated" (see the module docstring).
     """
 
     window: torch.Tensor  # buffer
+    bin_advance: torch.Tensor  # buffer [F, 1]: 2*pi*k*hop/n_fft mod 2*pi
 
-    def __init__(self, dim: int, n_fft: int, hop_length: int, max_log_magnitude: float = 4.6):
+    def __init__(self, dim: int, n_fft: int, hop_length: int, max_log_magnitude: float = 4.6, phase: str = "direct"):
         super().__init__()
         if (n_fft - hop_length) % 2 or n_fft < hop_length:
             raise ValueError(f"n_fft - hop_length must be even and >= 0, got n_fft {n_fft}, hop {hop_length}")
-        self.n_fft, self.hop_length = n_fft, hop_length
+        if phase not in PHASE_MODES:
+            raise ValueError(f"phase must be one of {PHASE_MODES}, got {phase!r}")
+        self.n_fft, self.hop_length, self.phase = n_fft, hop_length, phase
         self.pad = (n_fft - hop_length) // 2
         self.max_log_magnitude = max_log_magnitude  # exp(4.6) ~ 100, Vocos' clip
         self.out = nn.Linear(dim, n_fft + 2)  # (n_fft / 2 + 1) log-magnitudes + as many angles
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+        bins = torch.arange(n_fft // 2 + 1, dtype=torch.float64)
+        advance = torch.remainder(2 * math.pi * bins * hop_length / n_fft, 2 * math.pi)
+        self.register_buffer("bin_advance", advance.float()[:, None], persistent=False)
 
-    def spectrum(self, x: torch.Tensor) -> torch.Tensor:
-        """x [B, C, T] -> complex STFT [B, n_fft / 2 + 1, T]."""
+    def spectrum(self, x: torch.Tensor, phase_prefix: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [B, C, T] -> (complex STFT [B, F, T], phase [B, F, T]), F = n_fft / 2 + 1.
+
+        phase_prefix [B, F, p] ("integrated" only): the phases of the first p frames, known from
+        an earlier pass; frames p.. continue from the last of them."""
         log_magnitude, angle = self.out(x.transpose(1, 2)).transpose(1, 2).float().chunk(2, dim=1)
+        if self.phase == "integrated":
+            angle = self._integrate(self.bin_advance + math.pi * torch.tanh(angle), phase_prefix)
+        elif phase_prefix is not None:
+            raise ValueError("phase_prefix needs phase='integrated'")
         magnitude = torch.exp(log_magnitude.clamp(max=self.max_log_magnitude))
-        return torch.complex(magnitude * torch.cos(angle), magnitude * torch.sin(angle))
+        return torch.complex(magnitude * torch.cos(angle), magnitude * torch.sin(angle)), angle
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        spec = self.spectrum(x)
+    @staticmethod
+    def _integrate(advance: torch.Tensor, prefix: torch.Tensor | None) -> torch.Tensor:
+        """Per-hop phase advances [B, F, T] -> running phase [B, F, T] in [0, 2*pi), summed in
+        float64 so hours of frames keep their precision."""
+        if prefix is None:
+            start = torch.zeros_like(advance[..., :1], dtype=torch.float64)
+            known = advance[..., :0]
+        else:
+            p = prefix.shape[-1]
+            if p > advance.shape[-1] or prefix.shape[:2] != advance.shape[:2]:
+                raise ValueError(f"phase_prefix {list(prefix.shape)} does not fit frames {list(advance.shape)}")
+            start, known, advance = prefix[..., -1:].double(), prefix.to(advance.dtype), advance[..., p:]
+        running = torch.remainder(start + torch.cumsum(advance.double(), dim=-1), 2 * math.pi)
+        return torch.cat([known, running.to(advance.dtype)], dim=-1)
+
+    def synthesize(self, spec: torch.Tensor) -> torch.Tensor:
+        """complex STFT [B, F, T] -> waveform [B, 1, T * hop] ("same" padded inverse STFT)."""
         frames = spec.shape[-1]
         window = self.window.to(spec.real.dtype)
         segments = torch.fft.irfft(spec, n=self.n_fft, dim=1, norm="backward") * window[None, :, None]
@@ -119,6 +163,9 @@ class ISTFTHead(nn.Module):
         )[0, 0, 0]
         audio = audio[:, self.pad : length - self.pad] / envelope[self.pad : length - self.pad].clamp(min=1e-11)
         return audio[:, None]  # [B, 1, T * hop]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.synthesize(self.spectrum(x)[0])
 
 
 class ISTFTDecoder(nn.Module):
@@ -134,10 +181,17 @@ class ISTFTDecoder(nn.Module):
         causal: bool,
         n_fft: int,
         hop_length: int,
+        phase: str = "direct",
     ):
         super().__init__()
         self.backbone = ConvNeXtBackbone(latent_dim, dim, intermediate, layers, kernel_size, causal)
-        self.head = ISTFTHead(dim, n_fft, hop_length)
+        self.head = ISTFTHead(dim, n_fft, hop_length, phase=phase)
+
+    @property
+    def integrates_phase(self) -> bool:
+        """True when the output depends on a running phase carried from frame 0 (see
+        `forward_with_phase`): chunked decoding must pass it on."""
+        return self.head.phase == "integrated"
 
     @property
     def lookahead_samples(self) -> int:
@@ -148,6 +202,14 @@ class ISTFTDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(z))
+
+    def forward_with_phase(
+        self, z: torch.Tensor, phase_prefix: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """z [B, D, T] -> (waveform [B, 1, T * hop], phase [B, F, T]); phase_prefix [B, F, p]
+        gives the phases of the first p frames (from an earlier window that covered them)."""
+        spec, phase = self.head.spectrum(self.backbone(z), phase_prefix)
+        return self.head.synthesize(spec), phase
 
 
 class STFTEncoder(nn.Module):

@@ -92,7 +92,9 @@ class CodecModel(nn.Module):
         if config.decoder == "seanet":
             self.decoder = EncodecDecoder(hf_config)
         else:
-            self.decoder = ISTFTDecoder(config.hidden_size, layers=config.decoder_layers, **frame_args)
+            self.decoder = ISTFTDecoder(
+                config.hidden_size, layers=config.decoder_layers, phase=config.istft_phase, **frame_args
+            )
         self.quantizer = ResidualVQ(
             n_q=config.n_q,
             codebook_size=config.codebook_size,

@@ -38,6 +38,7 @@ from audiolm.training.codec.losses import (
     feature_matching_loss,
     generator_adversarial_loss,
     multiscale_mel_loss,
+    phase_derivative_loss,
     waveform_l1_loss,
 )
 from audiolm.training.data.crops import AudioCrops
@@ -71,15 +72,15 @@ class Critic(nn.Module):
             if cfg.discriminator_periods
             else None
         )
-        self.balancer = Balancer(
-            {
-                "l1": cfg.weight_l1,
-                "mel": cfg.weight_mel,
-                "adversarial": cfg.weight_adversarial,
-                "feature_matching": cfg.weight_feature_matching,
-            },
-            ema_decay=cfg.balancer_ema_decay,
-        )
+        weights = {
+            "l1": cfg.weight_l1,
+            "mel": cfg.weight_mel,
+            "adversarial": cfg.weight_adversarial,
+            "feature_matching": cfg.weight_feature_matching,
+        }
+        if cfg.weight_phase > 0:  # only then: the balancer's state of older runs stays loadable
+            weights["phase"] = cfg.weight_phase
+        self.balancer = Balancer(weights, ema_decay=cfg.balancer_ema_decay)
 
     def forward(self, wav: torch.Tensor) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
         """wav [B, 1, N] -> (logits, feature maps), one entry per sub-discriminator of each."""
@@ -170,6 +171,8 @@ class CodecTask(Task):
         y = out.audio.float()  # [B, 1, N]
         mel = self.mel.to(y.device)
         losses = {"l1": waveform_l1_loss(y, wav), "mel": multiscale_mel_loss(mel, y, wav, cfg.mel_log_floor)}
+        if cfg.weight_phase > 0:
+            losses["phase"] = phase_derivative_loss(y, wav)
         adversarial = step >= cfg.adversarial_start_step
         disc_loss = torch.zeros((), device=y.device)
         if adversarial:
