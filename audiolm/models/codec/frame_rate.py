@@ -82,6 +82,11 @@ class ConvNeXtBackbone(nn.Module):
     def lookahead_frames(self) -> int:
         return self.right * (1 + len(self.blocks))
 
+    @property
+    def context_frames(self) -> int:
+        """Input frames before frame t that output frame t depends on (receptive field)."""
+        return self.left * (1 + len(self.blocks))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [B, in_channels, T] -> [B, dim, T]."""
         x = self.embed(F.pad(x, (self.left, self.right)))
@@ -199,6 +204,12 @@ class ISTFTDecoder(nn.Module):
         output sample s is final once latent frame floor((s + pad) / hop) + the backbone's
         lookahead frames have arrived."""
         return self.head.pad + self.backbone.lookahead_frames * self.head.hop_length
+
+    @property
+    def context_samples(self) -> int:
+        """Left context of an output sample, in samples at the frame grid: the backbone's
+        receptive field plus the frames whose windows overlap the sample (n_fft)."""
+        return self.backbone.context_frames * self.head.hop_length + self.head.n_fft
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(z))
