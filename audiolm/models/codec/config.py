@@ -38,6 +38,8 @@ class CodecTrainingConfig:
     weight_feature_matching: float = 3.0
     # phase-derivative loss (instantaneous frequency + group delay, losses.py); 0 = off
     weight_phase: float = 0.0
+    # multi-resolution linear-frequency STFT magnitude loss (losses.py); 0 = off
+    weight_stft: float = 0.0
     weight_commitment: float = 1.0  # never balanced: its gradient does not pass through the decoder
     balancer: bool = True  # EnCodec's gradient balancer; False = plain weighted sum
     balancer_ema_decay: float = 0.999
@@ -57,10 +59,10 @@ class CodecTrainingConfig:
     adversarial_loss: str = "hinge"  # "hinge" (EnCodec) or "lsgan" (HiFi-GAN)
 
     def __post_init__(self) -> None:
-        if not (
-            isinstance(self.weight_phase, (int, float)) and math.isfinite(self.weight_phase) and self.weight_phase >= 0
-        ):
-            raise ValueError(f"weight_phase must be a finite number >= 0, got {self.weight_phase}")
+        for name in ("weight_phase", "weight_stft"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
         if self.adversarial_loss not in ("hinge", "lsgan"):
             raise ValueError(f"adversarial_loss must be 'hinge' or 'lsgan', got {self.adversarial_loss!r}")
         if not self.discriminator_n_ffts and not self.discriminator_periods:

@@ -39,6 +39,7 @@ from audiolm.training.codec.losses import (
     generator_adversarial_loss,
     multiscale_mel_loss,
     phase_derivative_loss,
+    stft_magnitude_loss,
     waveform_l1_loss,
 )
 from audiolm.training.data.crops import AudioCrops
@@ -78,8 +79,11 @@ class Critic(nn.Module):
             "adversarial": cfg.weight_adversarial,
             "feature_matching": cfg.weight_feature_matching,
         }
-        if cfg.weight_phase > 0:  # only then: the balancer's state of older runs stays loadable
+        # optional terms join only when weighted: the balancer's state of older runs stays loadable
+        if cfg.weight_phase > 0:
             weights["phase"] = cfg.weight_phase
+        if cfg.weight_stft > 0:
+            weights["stft"] = cfg.weight_stft
         self.balancer = Balancer(weights, ema_decay=cfg.balancer_ema_decay)
 
     def forward(self, wav: torch.Tensor) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
@@ -173,6 +177,8 @@ class CodecTask(Task):
         losses = {"l1": waveform_l1_loss(y, wav), "mel": multiscale_mel_loss(mel, y, wav, cfg.mel_log_floor)}
         if cfg.weight_phase > 0:
             losses["phase"] = phase_derivative_loss(y, wav)
+        if cfg.weight_stft > 0:
+            losses["stft"] = stft_magnitude_loss(y, wav)
         adversarial = step >= cfg.adversarial_start_step
         disc_loss = torch.zeros((), device=y.device)
         if adversarial:
