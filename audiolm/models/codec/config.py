@@ -40,6 +40,12 @@ class CodecTrainingConfig:
     weight_phase: float = 0.0
     # multi-resolution linear-frequency STFT magnitude loss (losses.py); 0 = off
     weight_stft: float = 0.0
+    # iSTFT decoder only: losses on the head's own outputs against the target's STFT in the
+    # head's framing (losses.head_spectral_losses), added beside the balanced terms; 0 = off.
+    # magnitude: L1 of log-magnitudes; phase: anti-wrapped per-hop phase advance (instantaneous
+    # frequency) weighted by the target's magnitude
+    weight_head_magnitude: float = 0.0
+    weight_head_phase: float = 0.0
     weight_commitment: float = 1.0  # never balanced: its gradient does not pass through the decoder
     balancer: bool = True  # EnCodec's gradient balancer; False = plain weighted sum
     balancer_ema_decay: float = 0.999
@@ -59,7 +65,7 @@ class CodecTrainingConfig:
     adversarial_loss: str = "hinge"  # "hinge" (EnCodec) or "lsgan" (HiFi-GAN)
 
     def __post_init__(self) -> None:
-        for name in ("weight_phase", "weight_stft"):
+        for name in ("weight_phase", "weight_stft", "weight_head_magnitude", "weight_head_phase"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value}")
@@ -111,6 +117,10 @@ class CodecConfig:
     # iSTFT phase: "direct" = each frame's angle predicted outright (Vocos); "integrated" = each
     # bin's per-hop advance predicted and summed over frames, coherent by construction (frame_rate.py)
     istft_phase: str = "direct"
+    # clip of the iSTFT head's log-magnitudes. 4.6 (|X| <= 100) is Vocos' clip for audio at unit
+    # scale; at input_gain 15 the strongest harmonics of voiced speech reach |X| ~ 1000 (n_fft
+    # 1280), so 4.6 flattens them by up to 20 dB. New configs use 7.6; 4.6 keeps older checkpoints.
+    istft_max_log_magnitude: float = 4.6
     # The encoder sees wav * input_gain and the decoder's output is divided by it. Our corpus
     # sits at -23 dB RMS (~0.07); at that scale a randomly initialised SEANet encoder gives
     # nearly the same latent for every frame and clip, and the quantizer collapses onto one
@@ -198,6 +208,8 @@ class CodecConfig:
             raise ValueError(f"encoder must be 'seanet' or 'stft', got {self.encoder!r}")
         if self.decoder not in ("seanet", "istft"):
             raise ValueError(f"decoder must be 'seanet' or 'istft', got {self.decoder!r}")
+        if not (isinstance(self.istft_max_log_magnitude, (int, float)) and 0 < self.istft_max_log_magnitude <= 20):
+            raise ValueError(f"istft_max_log_magnitude must be in (0, 20], got {self.istft_max_log_magnitude}")
         if self.istft_phase not in ("direct", "integrated"):
             raise ValueError(f"istft_phase must be 'direct' or 'integrated', got {self.istft_phase!r}")
         if self.n_fft < self.hop_length or (self.n_fft - self.hop_length) % 2:

@@ -125,18 +125,43 @@ class ISTFTHead(nn.Module):
         advance = torch.remainder(2 * math.pi * bins * hop_length / n_fft, 2 * math.pi)
         self.register_buffer("bin_advance", advance.float()[:, None], persistent=False)
 
+    def predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [B, C, T] -> (log-magnitude [B, F, T], before the clip; phase parameter [B, F, T]:
+        the angle ("direct") or the phase advance from frame t - 1 to t ("integrated"))."""
+        log_magnitude, param = self.out(x.transpose(1, 2)).transpose(1, 2).float().chunk(2, dim=1)
+        if self.phase == "integrated":
+            param = self.bin_advance + math.pi * torch.tanh(param)
+        return log_magnitude, param
+
     def spectrum(self, x: torch.Tensor, phase_prefix: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """x [B, C, T] -> (complex STFT [B, F, T], phase [B, F, T]), F = n_fft / 2 + 1.
 
         phase_prefix [B, F, p] ("integrated" only): the phases of the first p frames, known from
         an earlier pass; frames p.. continue from the last of them."""
-        log_magnitude, angle = self.out(x.transpose(1, 2)).transpose(1, 2).float().chunk(2, dim=1)
+        log_magnitude, param = self.predict(x)
+        return self.compose(log_magnitude, param, phase_prefix)
+
+    def compose(
+        self, log_magnitude: torch.Tensor, param: torch.Tensor, phase_prefix: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`predict`'s outputs -> (complex STFT [B, F, T], phase [B, F, T])."""
         if self.phase == "integrated":
-            angle = self._integrate(self.bin_advance + math.pi * torch.tanh(angle), phase_prefix)
+            angle = self._integrate(param, phase_prefix)
         elif phase_prefix is not None:
             raise ValueError("phase_prefix needs phase='integrated'")
+        else:
+            angle = param
         magnitude = torch.exp(log_magnitude.clamp(max=self.max_log_magnitude))
         return torch.complex(magnitude * torch.cos(angle), magnitude * torch.sin(angle)), angle
+
+    def analyse(self, wav: torch.Tensor, frames: int) -> torch.Tensor:
+        """The STFT of wav [B, 1, N] in this head's framing -> complex [B, F, frames]: the
+        spectrum whose `synthesize` gives wav back (frame t centred on [t*hop, (t+1)*hop)), the
+        target of the head's own outputs in training."""
+        x = wav[:, 0].float()
+        x = F.pad(x, (self.pad, self.pad + max(0, frames * self.hop_length - x.shape[-1])))
+        spec = torch.stft(x, self.n_fft, self.hop_length, window=self.window, center=False, return_complex=True)
+        return spec[..., :frames]
 
     @staticmethod
     def _integrate(advance: torch.Tensor, prefix: torch.Tensor | None) -> torch.Tensor:
@@ -187,10 +212,11 @@ class ISTFTDecoder(nn.Module):
         n_fft: int,
         hop_length: int,
         phase: str = "direct",
+        max_log_magnitude: float = 4.6,
     ):
         super().__init__()
         self.backbone = ConvNeXtBackbone(latent_dim, dim, intermediate, layers, kernel_size, causal)
-        self.head = ISTFTHead(dim, n_fft, hop_length, phase=phase)
+        self.head = ISTFTHead(dim, n_fft, hop_length, max_log_magnitude=max_log_magnitude, phase=phase)
 
     @property
     def integrates_phase(self) -> bool:
@@ -213,6 +239,13 @@ class ISTFTDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(z))
+
+    def forward_supervised(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training pass: z [B, D, T] -> (waveform [B, 1, T * hop], the head's log-magnitude and
+        phase parameter [B, F, T] each, for the losses on the head's own outputs)."""
+        log_magnitude, param = self.head.predict(self.backbone(z))
+        spec, _ = self.head.compose(log_magnitude, param)
+        return self.head.synthesize(spec), log_magnitude, param
 
     def forward_with_phase(
         self, z: torch.Tensor, phase_prefix: torch.Tensor | None = None

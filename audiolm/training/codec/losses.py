@@ -23,6 +23,7 @@ __all__ = [
     "generator_adversarial_loss",
     "generator_hinge_loss",
     "multiscale_mel_loss",
+    "head_spectral_losses",
     "phase_derivative_loss",
     "stft_magnitude_loss",
     "waveform_l1_loss",
@@ -84,6 +85,33 @@ def phase_derivative_loss(
     inst_freq = _anti_wrap(phase.diff(dim=2) - ref_phase.diff(dim=2))  # [B, F, T - 1]
     group_delay = _anti_wrap(phase.diff(dim=1) - ref_phase.diff(dim=1))  # [B, F - 1, T]
     return (weight[..., 1:] * inst_freq).mean() + (weight[:, 1:] * group_delay).mean()
+
+
+def head_spectral_losses(
+    head, log_magnitude: torch.Tensor, param: torch.Tensor, target: torch.Tensor, floor: float = 1e-2
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Losses on an iSTFT head's own outputs (APNet-style direct spectral supervision) against
+    the target waveform's STFT in the head's framing (`ISTFTHead.analyse`; target at the
+    decoder's scale, i.e. times input_gain):
+
+    magnitude: L1 between log-magnitudes [B, F, T] (target floored at `floor`, clipped at the
+               head's clip): the harmonics must come through the codes, whatever the phase;
+    phase:     anti-wrapped difference between the predicted per-hop phase advance (frame t-1
+               -> t; "direct": the difference of the predicted angles) and the target's,
+               weighted by the target's magnitude: a voiced partial advances at its own
+               frequency, so this is what keeps its pitch.
+    """
+    frames = log_magnitude.shape[-1]
+    spec = head.analyse(target, frames)  # [B, F, T]
+    magnitude = spec.abs()
+    target_log = torch.log(magnitude.clamp(min=floor)).clamp(max=head.max_log_magnitude)
+    magnitude_loss = (log_magnitude - target_log).abs().mean()
+    advance = param[..., 1:] if head.phase == "integrated" else param.diff(dim=-1)  # [B, F, T - 1]
+    target_advance = torch.angle(spec).diff(dim=-1)
+    weight = magnitude[..., 1:]
+    weight = weight / weight.mean(dim=(1, 2), keepdim=True).clamp(min=1e-8)
+    phase_loss = (weight * _anti_wrap(advance - target_advance)).mean()
+    return magnitude_loss, phase_loss
 
 
 def discriminator_hinge_loss(real_logits: list[torch.Tensor], fake_logits: list[torch.Tensor]) -> torch.Tensor:

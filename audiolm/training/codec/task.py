@@ -37,6 +37,7 @@ from audiolm.training.codec.losses import (
     discriminator_adversarial_loss,
     feature_matching_loss,
     generator_adversarial_loss,
+    head_spectral_losses,
     multiscale_mel_loss,
     phase_derivative_loss,
     stft_magnitude_loss,
@@ -194,19 +195,33 @@ class CodecTask(Task):
             )
             disc_loss = discriminator_adversarial_loss(cfg.adversarial_loss, real_logits, fake_logits)
         metrics = {name: float(loss.detach()) for name, loss in losses.items()}
+        head_loss = self._head_losses(model, out, wav, metrics)
         if cfg.balancer:
             generator_loss, norms = _unwrap(critic).balancer.balance(losses, y)
             metrics.update(norms)
         else:
             weights = _unwrap(critic).balancer.weights
             generator_loss = sum(weights[name] * loss for name, loss in losses.items())
-        model_loss = generator_loss + cfg.weight_commitment * out.commitment_loss
+        model_loss = generator_loss + cfg.weight_commitment * out.commitment_loss + head_loss
         metrics.update(out.metrics)
         metrics["commitment"] = float(out.commitment_loss.detach())
         metrics["n_q"] = float(n_q)
         if adversarial:
             metrics["discriminator"] = float(disc_loss.detach())
         return StepOutput(losses={"model": model_loss, "discriminator": disc_loss}, metrics=metrics)
+
+    def _head_losses(self, model: nn.Module, out, wav: torch.Tensor, metrics: dict[str, float]) -> torch.Tensor:
+        """The iSTFT head's own spectral losses, weighted, outside the balancer (their gradient
+        does not pass through the output waveform the balancer measures at)."""
+        cfg = self.config.training
+        if out.head is None or not (cfg.weight_head_magnitude > 0 or cfg.weight_head_phase > 0):
+            return torch.zeros((), device=wav.device)
+        head = _unwrap(model).decoder.head
+        log_magnitude, param = out.head
+        magnitude_loss, phase_loss = head_spectral_losses(head, log_magnitude, param, wav * self.config.input_gain)
+        metrics["head_magnitude"] = float(magnitude_loss.detach())
+        metrics["head_phase"] = float(phase_loss.detach())
+        return cfg.weight_head_magnitude * magnitude_loss + cfg.weight_head_phase * phase_loss
 
     @torch.no_grad()
     def validation_step(self, parts: dict[str, nn.Module], batch: torch.Tensor) -> dict[str, float]:
