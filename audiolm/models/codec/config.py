@@ -115,7 +115,8 @@ class CodecConfig:
     frame_causal: bool = True  # left-padded convolutions (streaming); False = centred
     n_fft: int = 1280  # STFT / iSTFT window (4 x hop); the iSTFT adds (n_fft - hop) / 2 samples of lookahead
     # iSTFT phase: "direct" = each frame's angle predicted outright (Vocos); "integrated" = each
-    # bin's per-hop advance predicted and summed over frames, coherent by construction (frame_rate.py)
+    # bin's per-hop advance predicted and summed over frames, coherent by construction; "harmonic" =
+    # "integrated" with one predicted F0 per frame that the harmonics' bins follow (frame_rate.py)
     istft_phase: str = "direct"
     # clip of the iSTFT head's log-magnitudes. 4.6 (|X| <= 100) is Vocos' clip for audio at unit
     # scale; at input_gain 15 the strongest harmonics of voiced speech reach |X| ~ 1000 (n_fft
@@ -210,8 +211,8 @@ class CodecConfig:
             raise ValueError(f"decoder must be 'seanet' or 'istft', got {self.decoder!r}")
         if not (isinstance(self.istft_max_log_magnitude, (int, float)) and 0 < self.istft_max_log_magnitude <= 20):
             raise ValueError(f"istft_max_log_magnitude must be in (0, 20], got {self.istft_max_log_magnitude}")
-        if self.istft_phase not in ("direct", "integrated"):
-            raise ValueError(f"istft_phase must be 'direct' or 'integrated', got {self.istft_phase!r}")
+        if self.istft_phase not in ("direct", "integrated", "harmonic"):
+            raise ValueError(f"istft_phase must be 'direct', 'integrated' or 'harmonic', got {self.istft_phase!r}")
         if self.n_fft < self.hop_length or (self.n_fft - self.hop_length) % 2:
             raise ValueError(
                 f"n_fft must be >= the hop ({self.hop_length}) and differ from it by an even number, got {self.n_fft}"

@@ -20,6 +20,12 @@ learned deviation in (-pi, pi), and sums the advances over time (a phase vocoder
 instantaneous frequency): a steady partial keeps one coherent phase track by construction. The
 running phase is state: `ISTFTDecoder.forward(z, phase_prefix=...)` continues it across chunks
 (codec_chunks.py passes the phases of the context frames), so chunked decoding equals one pass.
+"harmonic" is "integrated" with a pitch: the head also predicts one F0 per frame and, per bin,
+how much of the bin follows it. A partial at frequency f advances every bin of its main lobe by
+2*pi*f*hop/sr per hop, so a bin led by harmonic h = round(k / F0) (F0 in bins) advances at
+h * F0: one number per frame locks every harmonic's phase track, where "integrated" must learn
+each bin's frequency to a fraction of a bin from the codes. The rest of each bin follows its
+own learned deviation (noise, and music that no single F0 explains).
 
 Causality and latency (`ISTFTDecoder.lookahead_samples`): with `causal=True` every convolution
 pads on the left only, so the backbone's frame t sees latent frames <= t. The iSTFT then
@@ -40,7 +46,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-PHASE_MODES = ("direct", "integrated")
+PHASE_MODES = ("direct", "integrated", "harmonic")
+F0_BINS = (2.0, 64.0)  # the harmonic head's F0 range in bins (37.5-1200 Hz at 24 kHz, n_fft 1280)
 
 
 class ConvNeXtBlock(nn.Module):
@@ -104,11 +111,12 @@ class ISTFTHead(nn.Module):
     give exactly T * hop samples and frame t is centred on samples [t*hop, (t+1)*hop).
     (torch.istft's center=False mode refuses windows whose sum vanishes at the edges, which
     this cut makes harmless, so the overlap-add is written out with `F.fold`.)
-    `phase`: "direct" or "integrated" (see the module docstring).
+    `phase`: "direct", "integrated" or "harmonic" (see the module docstring).
     """
 
     window: torch.Tensor  # buffer
     bin_advance: torch.Tensor  # buffer [F, 1]: 2*pi*k*hop/n_fft mod 2*pi
+    start_phase: torch.Tensor  # buffer [F, 1]: pi*k mod 2*pi
 
     def __init__(self, dim: int, n_fft: int, hop_length: int, max_log_magnitude: float = 4.6, phase: str = "direct"):
         super().__init__()
@@ -119,24 +127,45 @@ class ISTFTHead(nn.Module):
         self.n_fft, self.hop_length, self.phase = n_fft, hop_length, phase
         self.pad = (n_fft - hop_length) // 2
         self.max_log_magnitude = max_log_magnitude  # exp(4.6) ~ 100, Vocos' clip
-        self.out = nn.Linear(dim, n_fft + 2)  # (n_fft / 2 + 1) log-magnitudes + as many angles
+        bins = n_fft // 2 + 1
+        # per bin: log-magnitude and angle / advance deviation; "harmonic" adds per bin the
+        # share that follows F0, and F0 itself
+        self.out = nn.Linear(dim, 3 * bins + 1 if phase == "harmonic" else 2 * bins)
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
-        bins = torch.arange(n_fft // 2 + 1, dtype=torch.float64)
-        advance = torch.remainder(2 * math.pi * bins * hop_length / n_fft, 2 * math.pi)
+        bin_index = torch.arange(bins, dtype=torch.float64)
+        advance = torch.remainder(2 * math.pi * bin_index * hop_length / n_fft, 2 * math.pi)
         self.register_buffer("bin_advance", advance.float()[:, None], persistent=False)
+        # the running phase starts at pi * k: the linear phase of content centred in the frame
+        # (a partial's main-lobe bins alternate by pi); equal start phases would put every
+        # frame's energy at its edges, where the window removes it
+        self.register_buffer(
+            "start_phase", torch.remainder(math.pi * bin_index, 2 * math.pi).float()[:, None], persistent=False
+        )
 
     def predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x [B, C, T] -> (log-magnitude [B, F, T], before the clip; phase parameter [B, F, T]:
         the angle ("direct") or the phase advance from frame t - 1 to t ("integrated"))."""
-        log_magnitude, param = self.out(x.transpose(1, 2)).transpose(1, 2).float().chunk(2, dim=1)
-        if self.phase == "integrated":
-            param = self.bin_advance + math.pi * torch.tanh(param)
-        return log_magnitude, param
+        out = self.out(x.transpose(1, 2)).transpose(1, 2).float()
+        bins = self.n_fft // 2 + 1
+        log_magnitude, param = out[:, :bins], out[:, bins : 2 * bins]
+        if self.phase == "direct":
+            return log_magnitude, param
+        deviation = math.pi * torch.tanh(param)  # [B, F, T]: the bin's own frequency offset
+        if self.phase == "harmonic":
+            low, high = math.log(F0_BINS[0]), math.log(F0_BINS[1])
+            f0 = torch.exp(low + (high - low) * torch.sigmoid(out[:, -1:]))  # [B, 1, T] in bins
+            k = torch.arange(bins, device=out.device, dtype=out.dtype)[:, None]  # [F, 1]
+            harmonic = (k / f0).round().clamp(min=1) * f0  # [B, F, T]: the nearest harmonic, in bins
+            offset = 2 * math.pi * (harmonic - k) * self.hop_length / self.n_fft
+            offset = offset - 2 * math.pi * torch.round(offset / (2 * math.pi))  # wrapped to [-pi, pi]
+            share = torch.sigmoid(out[:, 2 * bins : 3 * bins])
+            deviation = share * offset + (1 - share) * deviation
+        return log_magnitude, self.bin_advance + deviation
 
     def spectrum(self, x: torch.Tensor, phase_prefix: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """x [B, C, T] -> (complex STFT [B, F, T], phase [B, F, T]), F = n_fft / 2 + 1.
 
-        phase_prefix [B, F, p] ("integrated" only): the phases of the first p frames, known from
+        phase_prefix [B, F, p] (a running phase only): the phases of the first p frames, known from
         an earlier pass; frames p.. continue from the last of them."""
         log_magnitude, param = self.predict(x)
         return self.compose(log_magnitude, param, phase_prefix)
@@ -145,10 +174,10 @@ class ISTFTHead(nn.Module):
         self, log_magnitude: torch.Tensor, param: torch.Tensor, phase_prefix: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """`predict`'s outputs -> (complex STFT [B, F, T], phase [B, F, T])."""
-        if self.phase == "integrated":
+        if self.phase != "direct":
             angle = self._integrate(param, phase_prefix)
         elif phase_prefix is not None:
-            raise ValueError("phase_prefix needs phase='integrated'")
+            raise ValueError("phase_prefix needs a running phase ('integrated' or 'harmonic')")
         else:
             angle = param
         magnitude = torch.exp(log_magnitude.clamp(max=self.max_log_magnitude))
@@ -163,12 +192,12 @@ class ISTFTHead(nn.Module):
         spec = torch.stft(x, self.n_fft, self.hop_length, window=self.window, center=False, return_complex=True)
         return spec[..., :frames]
 
-    @staticmethod
-    def _integrate(advance: torch.Tensor, prefix: torch.Tensor | None) -> torch.Tensor:
+    def _integrate(self, advance: torch.Tensor, prefix: torch.Tensor | None) -> torch.Tensor:
         """Per-hop phase advances [B, F, T] -> running phase [B, F, T] in [0, 2*pi), summed in
         float64 so hours of frames keep their precision."""
         if prefix is None:
-            start = torch.zeros_like(advance[..., :1], dtype=torch.float64)
+            # the phase "before frame 0"; frame 0 adds its own advance, like every later frame
+            start = self.start_phase.double().expand_as(advance[..., :1])
             known = advance[..., :0]
         else:
             p = prefix.shape[-1]
@@ -222,7 +251,7 @@ class ISTFTDecoder(nn.Module):
     def integrates_phase(self) -> bool:
         """True when the output depends on a running phase carried from frame 0 (see
         `forward_with_phase`): chunked decoding must pass it on."""
-        return self.head.phase == "integrated"
+        return self.head.phase != "direct"
 
     @property
     def lookahead_samples(self) -> int:

@@ -106,7 +106,7 @@ def head_spectral_losses(
     magnitude = spec.abs()
     target_log = torch.log(magnitude.clamp(min=floor)).clamp(max=head.max_log_magnitude)
     magnitude_loss = (log_magnitude - target_log).abs().mean()
-    advance = param[..., 1:] if head.phase == "integrated" else param.diff(dim=-1)  # [B, F, T - 1]
+    advance = param.diff(dim=-1) if head.phase == "direct" else param[..., 1:]  # [B, F, T - 1]
     target_advance = torch.angle(spec).diff(dim=-1)
     weight = magnitude[..., 1:]
     weight = weight / weight.mean(dim=(1, 2), keepdim=True).clamp(min=1e-8)
