@@ -193,7 +193,7 @@ def _frame_rate_codec(phase: str) -> Codec:
     return Codec(model)
 
 
-@pytest.mark.parametrize("phase", ["direct", "integrated"])
+@pytest.mark.parametrize("phase", ["direct", "integrated", "harmonic"])
 def test_frame_rate_istft_codec_runs_in_chunks_with_its_declared_lookahead(phase):
     """The frame-rate codec (STFT encoder / iSTFT decoder) declares its decoder's lookahead;
     its encoder gets the conservative default. Chunked == whole file either way; with
@@ -223,7 +223,7 @@ def test_integrated_phase_chunks_differ_without_the_carried_phase(monkeypatch):
     assert (chunked - whole).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("phase", [None, "direct", "integrated"])
+@pytest.mark.parametrize("phase", [None, "direct", "integrated", "harmonic"])
 def test_streaming_skip_and_push_ready_equal_whole_decode(codec, phase):
     """The streaming use: a prompt's frames skipped (no audio), then frames pushed in uneven
     pieces come out as soon as their lookahead has arrived, and equal one whole decode."""

@@ -72,6 +72,42 @@ def test_integrated_phase_makes_a_steady_partial_coherent():
     assert share(spectra["direct"]) < 0.7  # energy spread to the frame-rate sidebands
 
 
+def _harmonic_head_output(share_logit: float, f0_bins: float, frames: int = 80) -> torch.Tensor:
+    """A harmonic head with a flat magnitude spectrum, F0 fixed at `f0_bins`, and every bin's
+    share of following F0 at sigmoid(share_logit) -> waveform [N] away from the ends."""
+    import math
+
+    from audiolm.models.codec.frame_rate import F0_BINS
+
+    bins = 1280 // 2 + 1
+    head = ISTFTHead(dim=4, n_fft=1280, hop_length=HOP, max_log_magnitude=7.6, phase="harmonic")
+    low, high = math.log(F0_BINS[0]), math.log(F0_BINS[1])
+    unit = (math.log(f0_bins) - low) / (high - low)
+    with torch.no_grad():
+        head.out.weight.zero_()
+        head.out.bias.zero_()
+        head.out.bias[2 * bins : 3 * bins] = share_logit
+        head.out.bias[-1] = math.log(unit / (1 - unit))
+        return head(torch.zeros(1, 4, frames))[0, 0, 10 * HOP : -10 * HOP]
+
+
+def _autocorrelation(x: torch.Tensor, lag: float) -> float:
+    x = x - x.mean()
+    lag = int(round(lag))
+    return float((x[:-lag] * x[lag:]).sum() / (x * x).sum())
+
+
+def test_harmonic_phase_makes_every_bin_follow_f0():
+    """Every bin following F0 (5.5 bins = 103 Hz): the output repeats every pitch period, a
+    voice's periodicity from a flat spectrum. Every bin on its own (share 0, no deviation):
+    no periodicity at that lag."""
+    period = 1280 / 5.5  # samples
+    voiced = _harmonic_head_output(20.0, 5.5)
+    assert _autocorrelation(voiced, period) > 0.8 and _autocorrelation(voiced, period / 2) < 0.3
+    unvoiced = _harmonic_head_output(-20.0, 5.5)
+    assert abs(_autocorrelation(unvoiced, period)) < 0.1
+
+
 def test_phase_prefix_continues_the_running_phase():
     torch.manual_seed(0)
     decoder = ISTFTDecoder(8, 16, 32, layers=2, kernel_size=7, causal=True, n_fft=1280, hop_length=HOP,
