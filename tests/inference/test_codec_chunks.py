@@ -1,6 +1,6 @@
 """Chunked codec encode/decode equals the whole-file result (inference/codec_chunks.py).
 
-Stated tolerance (module docstring, BENCHMARKS.md "Chunked codec"): decoded audio within 1e-5
+Stated tolerance (module docstring, BENCHMARKS.md "Chunked codec"): decoded audio within 1e-5 (1e-4 for a harmonic iSTFT head)
 absolute of whole-file decoding; codes identical except float-rounding near-ties (>= 99.9%).
 """
 
@@ -204,9 +204,11 @@ def test_frame_rate_istft_codec_runs_in_chunks_with_its_declared_lookahead(phase
     wav = _signal(1.0)
     codes = codec.encode(wav, 24000, kbps=6)
     whole = codec.decode(codes)
+    # a harmonic head multiplies F0's float rounding by the harmonic number (up to ~300)
+    tolerance = 1e-4 if phase == "harmonic" else 1e-5
     for chunk_frames in (1, 5, 40):
         chunked = torch.cat(list(decode_chunked(codec, codes, chunk_frames)), dim=-1)
-        assert chunked.shape == whole.shape and (chunked - whole).abs().max() < 1e-5
+        assert chunked.shape == whole.shape and (chunked - whole).abs().max() < tolerance
     assert (encode_chunked(codec, wav, 24000, 6, chunk_seconds=0.1) == codes).float().mean() >= 0.999
 
 
@@ -245,7 +247,7 @@ def test_streaming_skip_and_push_ready_equal_whole_decode(codec, phase):
     assert decoder.frames_done == 180
     streamed = torch.cat(out, dim=-1)
     assert streamed.shape[-1] == 110 * HOP
-    assert (streamed - whole[..., 70 * HOP :]).abs().max() < 1e-5
+    assert (streamed - whole[..., 70 * HOP :]).abs().max() < (1e-4 if phase == "harmonic" else 1e-5)
 
 
 def test_push_ready_waits_for_the_lookahead():
