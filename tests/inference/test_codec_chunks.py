@@ -1,7 +1,7 @@
 """Chunked codec encode/decode equals the whole-file result (inference/codec_chunks.py).
 
-Stated tolerance (module docstring, BENCHMARKS.md "Chunked codec"): decoded audio within 1e-5 (1e-4 for a harmonic iSTFT head)
-absolute of whole-file decoding; codes identical except float-rounding near-ties (>= 99.9%).
+Stated tolerance (module docstring, BENCHMARKS.md "Chunked codec"): decoded audio within 1e-5
+absolute of whole-file decoding (1e-4 with a harmonic iSTFT head); codes identical except float-rounding near-ties (>= 99.9%).
 """
 
 from __future__ import annotations
