@@ -155,8 +155,12 @@ class ISTFTHead(nn.Module):
             low, high = math.log(F0_BINS[0]), math.log(F0_BINS[1])
             f0 = torch.exp(low + (high - low) * torch.sigmoid(out[:, -1:]))  # [B, 1, T] in bins
             k = torch.arange(bins, device=out.device, dtype=out.dtype)[:, None]  # [F, 1]
-            harmonic = (k / f0).round().clamp(min=1) * f0  # [B, F, T]: the nearest harmonic, in bins
-            offset = 2 * math.pi * (harmonic - k) * self.hop_length / self.n_fft
+            number = (k / f0).round().clamp(min=1)  # [B, F, T]: the harmonic nearest each bin
+            # harmonic h moves h times as fast as F0: its gradient is scaled by 1 / h, so every
+            # bin pulls on F0 as the fundamental does (unscaled, the top harmonics' gradients,
+            # ~300x, swamp the backbone and stall the magnitudes)
+            f0_scaled = f0.detach() + (f0 - f0.detach()) / number
+            offset = 2 * math.pi * (number * f0_scaled - k) * self.hop_length / self.n_fft
             offset = offset - 2 * math.pi * torch.round(offset / (2 * math.pi))  # wrapped to [-pi, pi]
             share = torch.sigmoid(out[:, 2 * bins : 3 * bins])
             deviation = share * offset + (1 - share) * deviation
