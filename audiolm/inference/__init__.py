@@ -9,7 +9,7 @@ a CUDA-graph step (cuda_graph.py); fast_forward.py is the decoding forward they 
     from audiolm.inference.decode import decode_steps            # the same loop, one token at a time
     from audiolm.inference.stages import generate_semantic, generate_coarse, generate_fine
     from audiolm.inference.stages import semantic_track, coarse_track, fine_track   # filled on demand
-    from audiolm.inference.codec_stream import StreamDecoder     # codes -> audio chunk by chunk
+    from audiolm.inference.codec_chunks import ChunkedDecoder    # codes -> audio chunk by chunk (long files, streams)
     from audiolm.inference.pipeline import AudioLM                # .stream(): audio as it is made
 
 Imports only audiolm.core and audiolm.models.

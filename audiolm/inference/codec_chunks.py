@@ -14,15 +14,23 @@ an unknown architecture. Convolutions have finite receptive fields, so they are 
 exactly; an LSTM's state is rebuilt from LSTM_CONTEXT_FRAMES frames of left context, which
 makes chunked output equal to the whole-file output within float rounding for decode and
 within a few near-tie codes for encode (measured tolerance in BENCHMARKS.md, "Chunked codec";
-the tests pin it).
+the tests pin it). An iSTFT decoder with integrated phase carries its running phase the same
+way: each window starts from the phases the previous window gave its context frames.
 
-API (the streaming pipeline reuses ChunkedDecoder):
+API (the streaming pipeline uses ChunkedDecoder too):
 
     enc = ChunkedEncoder(codec, kbps=6, chunk_seconds=20)
     codes = [enc.push(audio_24k) for audio_24k in pieces] + [enc.finish()]    # [B, Q, t] each
     dec = ChunkedDecoder(codec, chunk_frames=1500)
     audio = [dec.push(c) for c in codes] + [dec.finish()]                     # [B, 1, n] each
     # torch.cat(codes, -1) ~= codec.encode(whole); torch.cat(audio, -1) ~= codec.decode(whole codes)
+
+    # streaming: a known prompt's frames make no audio, then every frame whose lookahead has
+    # arrived comes out at once, whatever the chunk size
+    dec = ChunkedDecoder(codec)
+    dec.skip(prompt_codes)
+    audio = dec.push_ready(new_codes)        # [B, 1, n], n = 0 while the lookahead is missing
+    audio = dec.push_ready(last_codes, final=True)
 
     round_trip_file(codec, "in.flac", sink, kbps=6)      # file -> file, what `audiolm codec` runs
 
@@ -75,20 +83,47 @@ class _Network:
         self.state = None  # (h, c) after the last kept frame
         self.cache: torch.Tensor | None = None  # LSTM-layer outputs [B, D, k] of frames [cache_start, done)
         self.cache_start = 0
+        # an iSTFT decoder with integrated phase: its phases [B, F, k] of frames [phase_start, done)
+        self.integrates_phase = bool(getattr(network, "integrates_phase", False))
+        self.phase: torch.Tensor | None = None
+        self.phase_start = 0
 
-    def __call__(self, x: torch.Tensor, start: int, done: int, keep: int) -> torch.Tensor:
+    def __call__(
+        self, x: torch.Tensor, start: int, done: int, keep: int, state_only: bool = False
+    ) -> torch.Tensor | None:
         """x: the window, starting at step `start`; steps before `done` are context (seen
-        before), [done, keep) is kept, the rest is lookahead (seen again next time)."""
+        before), [done, keep) is kept, the rest is lookahead (seen again next time).
+        `state_only`: only carry the state on to `keep` (a SEANet network stops after its
+        LSTM); the output is None."""
+        if self.integrates_phase:
+            return self._with_phase(x, start, done, keep)
         if self.layers is None:
-            return self.network(x)
+            return None if state_only else self.network(x)
         spf = self.steps_per_frame
         start_f, done_f, keep_f = start // spf, done // spf, -(-keep // spf)
         for layer in self.layers:
             if _is_lstm_layer(layer):
                 x = self._lstm(layer, x, start_f, done_f, keep_f)
+                if state_only:
+                    return None
             else:
                 x = layer(x)
         return x
+
+    def _with_phase(self, z: torch.Tensor, start: int, done: int, keep: int) -> torch.Tensor:
+        """The decoder over latent frames [start, ...), its running phase continued from the
+        phases the last window gave frames [start, done)."""
+        prefix = None
+        if done > start:
+            assert self.phase is not None  # a window with context follows a kept one
+            if start < self.phase_start or done > self.phase_start + self.phase.shape[-1]:
+                raise RuntimeError("codec chunker: window reaches outside the kept phases")
+            prefix = self.phase[..., start - self.phase_start : done - self.phase_start]
+        audio, phase = self.network.forward_with_phase(z, prefix)  # type: ignore[operator]  # ISTFTDecoder
+        history = phase[..., : keep - start]  # frames [start, keep)
+        drop = max(0, history.shape[-1] - self.keep_frames)
+        self.phase, self.phase_start = history[..., drop:], start + drop
+        return audio
 
     def _lstm(self, layer, x: torch.Tensor, start_f: int, done_f: int, keep_f: int) -> torch.Tensor:
         """EncodecLSTM.forward (lstm(x) + x over [B, D, T]) with the state carried across windows."""
@@ -167,11 +202,16 @@ class _Chunker:
         with torch.inference_mode(), cached_weights():
             out = self._run(window, start, keep)
         out = self._select(out, self._done - start, keep - self._done)
-        self._done = keep
-        keep_from = max(0, self._done - self.left)  # drop input no later window needs
+        self._advance(keep)
+        return out
+
+    def _advance(self, done: int) -> None:
+        """Steps before `done` are out; drop input no later window needs."""
+        assert self._buffer is not None
+        self._done = done
+        keep_from = max(0, self._done - self.left)
         self._buffer = self._buffer[..., keep_from - self._start :]
         self._start = keep_from
-        return out
 
 
 class ChunkedEncoder(_Chunker):
@@ -213,6 +253,7 @@ class ChunkedEncoder(_Chunker):
     def _run(self, window: torch.Tensor, start: int, keep: int) -> torch.Tensor:
         # CodecModel.encode, with the encoder run by _Network
         z = self._net(window * self.codec.config.input_gain, start, self._done, keep)
+        assert z is not None  # not state_only
         return self.codec.model.quantizer.encode(z, self.n_q)  # [B, Q, ceil(len / hop)]
 
     def _select(self, codes: torch.Tensor, offset: int, length: int) -> torch.Tensor:
@@ -254,22 +295,58 @@ class ChunkedDecoder(_Chunker):
 
     @property
     def frames_done(self) -> int:
-        """Frames whose audio has been returned so far."""
+        """Frames whose audio has been returned (or skipped) so far."""
         return self._done
 
+    @property
+    def lookahead_frames(self) -> int:
+        """Frames past the last one out that must have arrived before it can come out."""
+        return self.edge if self._done <= self.left else self.ahead
+
     def push(self, codes: torch.Tensor) -> torch.Tensor:
-        if isinstance(codes, torch.Tensor) and codes.dim() == 3 and codes.shape[-1] == 0:
+        """Codes [B, Q, t] -> the audio of every whole chunk now ready, [B, 1, n]."""
+        if not self._take(codes):
             return self._empty(codes.shape[0])
-        codes = self.codec.check_codes(codes).to(self.codec.device)
-        self._append(codes)
         return self._cat(self._ready())
+
+    def push_ready(self, codes: torch.Tensor, final: bool = False) -> torch.Tensor:
+        """Codes [B, Q, t] -> the audio of every frame whose lookahead has arrived, in one
+        window whatever its length (streaming); `final`: all of it (then like `finish`)."""
+        self._take(codes)
+        if final:
+            return self.finish()
+        keep = self._end - self.lookahead_frames
+        if keep <= self._done:
+            return self._empty(1 if self._buffer is None else self._buffer.shape[0])
+        return self._window(keep, self._end)
+
+    @torch.inference_mode()
+    def skip(self, codes: torch.Tensor) -> None:
+        """Take codes [B, Q, t] as decoded without returning their audio (a prompt whose audio
+        is known): only the state later frames depend on is computed (a SEANet decoder stops
+        after its LSTM)."""
+        if not self._take(codes):
+            return
+        start = max(0, self._done - self.left)
+        window = self._buffer[..., start - self._start :]  # type: ignore[index]  # _take appended
+        with cached_weights():
+            self._net(self.codec.model.quantizer.decode(window), start, self._done, self._end, state_only=True)
+        self._advance(self._end)
 
     def finish(self) -> torch.Tensor:
         return self._cat(self._last())
 
+    def _take(self, codes: torch.Tensor) -> bool:
+        """Append pushed codes after checking them; False for an empty piece."""
+        if isinstance(codes, torch.Tensor) and codes.dim() == 3 and codes.shape[-1] == 0:
+            return False
+        self._append(self.codec.check_codes(codes).to(self.codec.device))
+        return True
+
     def _run(self, window: torch.Tensor, start: int, keep: int) -> torch.Tensor:
         # CodecModel.decode, with the decoder run by _Network
         audio = self._net(self.codec.model.quantizer.decode(window), start, self._done, keep)
+        assert audio is not None  # not state_only
         return audio.float() / self.codec.config.input_gain  # [B, 1, len * hop]
 
     def _select(self, audio: torch.Tensor, offset: int, length: int) -> torch.Tensor:

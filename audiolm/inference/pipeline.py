@@ -17,7 +17,7 @@ Data flow of one continuation (B = num_samples, seeds seed, seed+1, ...):
 
 Each stage is a `stages.Track` filled on demand: `continue_audio` fills them one after the
 other, `stream` asks the fine track for one window at a time (which pulls coarse frames, which
-pull semantic tokens) and decodes each chunk with `codec_stream.StreamDecoder`.
+pull semantic tokens) and decodes each chunk with `codec_chunks.ChunkedDecoder.push_ready`.
 
 A recipe (pipelines/*.json, see `PipelineRecipe`) names the component checkpoints and the
 sampling defaults per stage. Components that do not fit together (codebook size, number of
@@ -43,7 +43,7 @@ from audiolm.core.config import config_from_dict
 from audiolm.core.errors import CheckpointError, ConfigError
 from audiolm.core.paths import PIPELINES_DIR, resolve_checkpoint
 from audiolm.core.timing import synced_clock
-from audiolm.inference.codec_stream import StreamDecoder
+from audiolm.inference.codec_chunks import ChunkedDecoder
 from audiolm.inference.limits import (
     PipelineError,
     check_prompt_audio,
@@ -518,7 +518,7 @@ class AudioLM:
 
         The stages run interleaved: the fine stage asks for the coarse frames of its next window,
         which asks the semantic stage for just the tokens those frames need, and the codec
-        decodes each chunk of finished frames incrementally (`codec_stream.StreamDecoder`). The
+        decodes each chunk of finished frames incrementally (`codec_chunks.ChunkedDecoder`). The
         tokens are those `continue_audio` samples with the same arguments (same loops, same
         draws); the audio is too, up to float rounding in the codec (its LSTM state is carried
         across chunks instead of run over the whole sequence at once). Without
@@ -546,21 +546,23 @@ class AudioLM:
             )
             # the prompt's frames go through the decoder too (the continuation's audio depends on
             # them) without making their audio: the prompt itself is what comes first
-            decoder = StreamDecoder(self.codec)
+            decoder = ChunkedDecoder(self.codec)
             decoder.skip(run.fine.data[..., : run.prompt_frames[0]])
+            fed = run.prompt_frames[0]  # frames handed to the decoder
             min_frames = max(1, round(chunk_seconds * self.codec.frame_rate))
         if not continuation_only:
             yield prompt.audio[None].expand(run.batch, -1, -1).clone()
         fine = run.fine
-        while decoder.emitted < fine.length:
+        while decoder.frames_done < fine.length:
             with torch.inference_mode():
                 if not fine.done:
                     fine.advance()
-                if fine.ready - decoder.emitted < min_frames + decoder.lookahead and not fine.done:
+                if fine.ready - decoder.frames_done < min_frames + decoder.lookahead_frames and not fine.done:
                     continue
-                audio = decoder.decode(fine.data[..., : fine.ready], final=fine.done)
+                audio = decoder.push_ready(fine.data[..., fed : fine.ready], final=fine.done)
+                fed = fine.ready
             if audio.shape[-1]:
-                yield audio
+                yield audio.float().cpu()
 
     # -- continuation internals ---------------------------------------------------------------
 

@@ -1,6 +1,7 @@
-"""Streaming continuation (`AudioLM.stream`) and incremental codec decoding (`StreamDecoder`) on
-tiny random components: the stream puts together what `continue_audio` gives with the same
-seed, whatever the chunking, and audio comes out before the later stages' work is done."""
+"""Streaming continuation (`AudioLM.stream`) on tiny random components: the stream puts
+together what `continue_audio` gives with the same seed, whatever the chunking, and audio comes
+out before the later stages' work is done. (The incremental codec decoding it uses,
+`ChunkedDecoder.skip` / `push_ready`, is tested in test_codec_chunks.py.)"""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from audiolm.inference.codec_stream import StreamDecoder, decode_lookahead_frames
 from audiolm.inference.pipeline import AudioLM, PipelineError
 from pipeline_helpers import build_tiny_pipeline, save_stage, tone
 
@@ -102,41 +102,6 @@ def test_stream_first_chunk_is_the_prompt(lm):
         next(lm.stream(tone(0.5), SR, seconds=0))
 
 
-# -- StreamDecoder ----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("steps", [[40, 7, 7, 50, 1, 1, 100], [200], [13] * 20])
-def test_stream_decoder_equals_whole_decode(lm, steps):
-    """The SEANet path: LSTM state carried, convolutions given context; exact to rounding
-    once the first chunk holds more frames than the first convolution's kernel."""
-    gen = torch.Generator().manual_seed(0)
-    codes = torch.randint(0, 1024, (2, 4, 180), generator=gen)
-    whole = lm.codec.decode(codes)
-    decoder = StreamDecoder(lm.codec)
-    assert decoder.lookahead == 0
-    out, t = [], 0
-    for n in steps:
-        t = min(codes.shape[-1], t + n)
-        out.append(decoder.decode(codes[..., :t], final=t == codes.shape[-1]))
-        if t == codes.shape[-1]:
-            break
-    if t < codes.shape[-1]:
-        out.append(decoder.decode(codes, final=True))
-    assert torch.allclose(torch.cat(out, -1), whole, atol=1e-5, rtol=0)
-
-
-def test_stream_decoder_skip_is_exact(lm):
-    """Frames taken with `skip` (a prompt) make no audio; the frames after come out as in one
-    whole decode."""
-    codes = torch.randint(0, 1024, (1, 4, 120), generator=torch.Generator().manual_seed(1))
-    whole = lm.codec.decode(codes)
-    decoder = StreamDecoder(lm.codec)
-    decoder.skip(codes[..., :50])
-    decoder.skip(codes[..., :70])
-    out = torch.cat([decoder.decode(codes[..., :90]), decoder.decode(codes, final=True)], -1)
-    assert torch.allclose(out, whole[..., 70 * HOP :], atol=1e-5, rtol=0)
-
-
 def test_first_chunk_seconds(lm, bark_lm):
     """A short first fine window: audio starts sooner; semantic and coarse tokens are those of
     the default schedule, and generate_continuation with the same option gives what the stream
@@ -155,48 +120,3 @@ def test_first_chunk_seconds(lm, bark_lm):
         assert torch.allclose(_joined(chunks), short.audio, atol=1e-5, rtol=0)
     with pytest.raises(PipelineError, match="first_chunk_seconds must be positive"):
         next(lm.stream(tone(0.5), SR, seconds=1.0, first_chunk_seconds=0))
-
-
-class _LookaheadCodec:
-    """A stand-in codec whose decoder sees 2 frames back and 1 frame ahead (like an iSTFT head):
-    frame t's audio = mean of embeddings of frames t-2..t+1, zero-padded at both ends."""
-
-    hop_length = 4
-    decode_context_frames = 2
-    decode_lookahead_frames = 1
-    device = torch.device("cpu")
-    model = object()
-    config = object()
-
-    def check_codes(self, codes):
-        return codes
-
-    def decode(self, codes):
-        x = codes.float()[:, :1]  # [B, 1, T]
-        padded = torch.nn.functional.pad(x, (2, 1))
-        mean = torch.stack([padded[..., i : i + x.shape[-1]] for i in range(4)]).mean(0)
-        return mean.repeat_interleave(self.hop_length, dim=-1)
-
-
-def test_stream_decoder_with_lookahead():
-    codec = _LookaheadCodec()
-    assert decode_lookahead_frames(codec) == 1
-    codes = torch.arange(30).view(1, 1, 30) % 7
-    whole = codec.decode(codes)
-    decoder = StreamDecoder(codec)
-    first = decoder.decode(codes[..., :5])
-    assert first.shape[-1] == 4 * codec.hop_length  # frame 4 waits for frame 5
-    rest = [decoder.decode(codes[..., :t], final=t == 30) for t in (6, 6, 17, 30)]
-    assert torch.equal(torch.cat([first, *rest], -1), whole)
-
-
-def test_lookahead_default_from_config(lm):
-    class Config:
-        n_fft = 1280
-
-    class FrameRateCodec:
-        hop_length = 320
-        config = Config()
-
-    assert decode_lookahead_frames(FrameRateCodec()) == 2  # (1280 - 320) / 2 = 480 samples
-    assert decode_lookahead_frames(lm.codec) == 0  # SEANet: causal

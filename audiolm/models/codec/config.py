@@ -36,6 +36,16 @@ class CodecTrainingConfig:
     weight_mel: float = 1.0
     weight_adversarial: float = 3.0
     weight_feature_matching: float = 3.0
+    # phase-derivative loss (instantaneous frequency + group delay, losses.py); 0 = off
+    weight_phase: float = 0.0
+    # multi-resolution linear-frequency STFT magnitude loss (losses.py); 0 = off
+    weight_stft: float = 0.0
+    # iSTFT decoder only: losses on the head's own outputs against the target's STFT in the
+    # head's framing (losses.head_spectral_losses), added beside the balanced terms; 0 = off.
+    # magnitude: L1 of log-magnitudes; phase: anti-wrapped per-hop phase advance (instantaneous
+    # frequency) weighted by the target's magnitude
+    weight_head_magnitude: float = 0.0
+    weight_head_phase: float = 0.0
     weight_commitment: float = 1.0  # never balanced: its gradient does not pass through the decoder
     balancer: bool = True  # EnCodec's gradient balancer; False = plain weighted sum
     balancer_ema_decay: float = 0.999
@@ -55,6 +65,10 @@ class CodecTrainingConfig:
     adversarial_loss: str = "hinge"  # "hinge" (EnCodec) or "lsgan" (HiFi-GAN)
 
     def __post_init__(self) -> None:
+        for name in ("weight_phase", "weight_stft", "weight_head_magnitude", "weight_head_phase"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
         if self.adversarial_loss not in ("hinge", "lsgan"):
             raise ValueError(f"adversarial_loss must be 'hinge' or 'lsgan', got {self.adversarial_loss!r}")
         if not self.discriminator_n_ffts and not self.discriminator_periods:
@@ -100,6 +114,14 @@ class CodecConfig:
     frame_kernel_size: int = 7
     frame_causal: bool = True  # left-padded convolutions (streaming); False = centred
     n_fft: int = 1280  # STFT / iSTFT window (4 x hop); the iSTFT adds (n_fft - hop) / 2 samples of lookahead
+    # iSTFT phase: "direct" = each frame's angle predicted outright (Vocos); "integrated" = each
+    # bin's per-hop advance predicted and summed over frames, coherent by construction; "harmonic" =
+    # "integrated" with one predicted F0 per frame that the harmonics' bins follow (frame_rate.py)
+    istft_phase: str = "direct"
+    # clip of the iSTFT head's log-magnitudes. 4.6 (|X| <= 100) is Vocos' clip for audio at unit
+    # scale; at input_gain 15 the strongest harmonics of voiced speech reach |X| ~ 1000 (n_fft
+    # 1280), so 4.6 flattens them by up to 20 dB. New configs use 7.6; 4.6 keeps older checkpoints.
+    istft_max_log_magnitude: float = 4.6
     # The encoder sees wav * input_gain and the decoder's output is divided by it. Our corpus
     # sits at -23 dB RMS (~0.07); at that scale a randomly initialised SEANet encoder gives
     # nearly the same latent for every frame and clip, and the quantizer collapses onto one
@@ -187,6 +209,10 @@ class CodecConfig:
             raise ValueError(f"encoder must be 'seanet' or 'stft', got {self.encoder!r}")
         if self.decoder not in ("seanet", "istft"):
             raise ValueError(f"decoder must be 'seanet' or 'istft', got {self.decoder!r}")
+        if not (isinstance(self.istft_max_log_magnitude, (int, float)) and 0 < self.istft_max_log_magnitude <= 20):
+            raise ValueError(f"istft_max_log_magnitude must be in (0, 20], got {self.istft_max_log_magnitude}")
+        if self.istft_phase not in ("direct", "integrated", "harmonic"):
+            raise ValueError(f"istft_phase must be 'direct', 'integrated' or 'harmonic', got {self.istft_phase!r}")
         if self.n_fft < self.hop_length or (self.n_fft - self.hop_length) % 2:
             raise ValueError(
                 f"n_fft must be >= the hop ({self.hop_length}) and differ from it by an even number, got {self.n_fft}"

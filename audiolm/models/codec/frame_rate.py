@@ -10,6 +10,23 @@ these networks do all their work at the frame rate, which is why they are cheap 
                   --linear--> log-magnitude, angle [B, F, T] each
                   --mag * (cos + i sin), inverse STFT, "same" padding--> wav [B, 1, T * hop]
 
+Phase (`ISTFTHead(phase=...)`): "direct" predicts each frame's angle outright (Vocos). A
+convolution stack cannot keep a sinusoid's phase advancing coherently from frame to frame
+without an adversarial critic teaching it (which takes far more steps than a CPU run has):
+trained on L1 + mel alone, each frame's phase is an independent guess and the waveform buzzes
+at the frame rate (a pitch tracker hears 75 Hz in every voice). "integrated" predicts how far
+each bin's phase advances over one hop, as the bin-centre advance 2*pi*k*hop/n_fft plus a
+learned deviation in (-pi, pi), and sums the advances over time (a phase vocoder's
+instantaneous frequency): a steady partial keeps one coherent phase track by construction. The
+running phase is state: `ISTFTDecoder.forward(z, phase_prefix=...)` continues it across chunks
+(codec_chunks.py passes the phases of the context frames), so chunked decoding equals one pass.
+"harmonic" is "integrated" with a pitch: the head also predicts one F0 per frame and, per bin,
+how much of the bin follows it. A partial at frequency f advances every bin of its main lobe by
+2*pi*f*hop/sr per hop, so a bin led by harmonic h = round(k / F0) (F0 in bins) advances at
+h * F0: one number per frame locks every harmonic's phase track, where "integrated" must learn
+each bin's frequency to a fraction of a bin from the codes. The rest of each bin follows its
+own learned deviation (noise, and music that no single F0 explains).
+
 Causality and latency (`ISTFTDecoder.lookahead_samples`): with `causal=True` every convolution
 pads on the left only, so the backbone's frame t sees latent frames <= t. The iSTFT then
 overlap-adds frame t's window (n_fft samples) over output samples
@@ -23,9 +40,14 @@ The encoder's frame t covers samples [t*hop - (n_fft - hop), (t + 1)*hop): it is
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+PHASE_MODES = ("direct", "integrated", "harmonic")
+F0_BINS = (2.0, 64.0)  # the harmonic head's F0 range in bins (37.5-1200 Hz at 24 kHz, n_fft 1280)
 
 
 class ConvNeXtBlock(nn.Module):
@@ -67,6 +89,11 @@ class ConvNeXtBackbone(nn.Module):
     def lookahead_frames(self) -> int:
         return self.right * (1 + len(self.blocks))
 
+    @property
+    def context_frames(self) -> int:
+        """Input frames before frame t that output frame t depends on (receptive field)."""
+        return self.left * (1 + len(self.blocks))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [B, in_channels, T] -> [B, dim, T]."""
         x = self.embed(F.pad(x, (self.left, self.right)))
@@ -77,35 +104,115 @@ class ConvNeXtBackbone(nn.Module):
 
 
 class ISTFTHead(nn.Module):
-    """[B, C, T] -> waveform [B, 1, T * hop]: log-magnitude and angle per bin, inverse STFT.
+    """[B, C, T] -> waveform [B, 1, T * hop]: log-magnitude and phase per bin, inverse STFT.
 
     "same" padding: frames overlap-add into (T - 1) * hop + n_fft samples, divided by the
     summed squared window, and (n_fft - hop) / 2 samples are cut from each end, so T frames
     give exactly T * hop samples and frame t is centred on samples [t*hop, (t+1)*hop).
     (torch.istft's center=False mode refuses windows whose sum vanishes at the edges, which
     this cut makes harmless, so the overlap-add is written out with `F.fold`.)
+    `phase`: "direct", "integrated" or "harmonic" (see the module docstring).
     """
 
     window: torch.Tensor  # buffer
+    bin_advance: torch.Tensor  # buffer [F, 1]: 2*pi*k*hop/n_fft mod 2*pi
+    start_phase: torch.Tensor  # buffer [F, 1]: pi*k mod 2*pi
 
-    def __init__(self, dim: int, n_fft: int, hop_length: int, max_log_magnitude: float = 4.6):
+    def __init__(self, dim: int, n_fft: int, hop_length: int, max_log_magnitude: float = 4.6, phase: str = "direct"):
         super().__init__()
         if (n_fft - hop_length) % 2 or n_fft < hop_length:
             raise ValueError(f"n_fft - hop_length must be even and >= 0, got n_fft {n_fft}, hop {hop_length}")
-        self.n_fft, self.hop_length = n_fft, hop_length
+        if phase not in PHASE_MODES:
+            raise ValueError(f"phase must be one of {PHASE_MODES}, got {phase!r}")
+        self.n_fft, self.hop_length, self.phase = n_fft, hop_length, phase
         self.pad = (n_fft - hop_length) // 2
         self.max_log_magnitude = max_log_magnitude  # exp(4.6) ~ 100, Vocos' clip
-        self.out = nn.Linear(dim, n_fft + 2)  # (n_fft / 2 + 1) log-magnitudes + as many angles
+        bins = n_fft // 2 + 1
+        # per bin: log-magnitude and angle / advance deviation; "harmonic" adds per bin the
+        # share that follows F0, and F0 itself
+        self.out = nn.Linear(dim, 3 * bins + 1 if phase == "harmonic" else 2 * bins)
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+        bin_index = torch.arange(bins, dtype=torch.float64)
+        advance = torch.remainder(2 * math.pi * bin_index * hop_length / n_fft, 2 * math.pi)
+        self.register_buffer("bin_advance", advance.float()[:, None], persistent=False)
+        # the running phase starts at pi * k: the linear phase of content centred in the frame
+        # (a partial's main-lobe bins alternate by pi); equal start phases would put every
+        # frame's energy at its edges, where the window removes it
+        self.register_buffer(
+            "start_phase", torch.remainder(math.pi * bin_index, 2 * math.pi).float()[:, None], persistent=False
+        )
 
-    def spectrum(self, x: torch.Tensor) -> torch.Tensor:
-        """x [B, C, T] -> complex STFT [B, n_fft / 2 + 1, T]."""
-        log_magnitude, angle = self.out(x.transpose(1, 2)).transpose(1, 2).float().chunk(2, dim=1)
+    def predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [B, C, T] -> (log-magnitude [B, F, T], before the clip; phase parameter [B, F, T]:
+        the angle ("direct") or the phase advance from frame t - 1 to t ("integrated"))."""
+        out = self.out(x.transpose(1, 2)).transpose(1, 2).float()
+        bins = self.n_fft // 2 + 1
+        log_magnitude, param = out[:, :bins], out[:, bins : 2 * bins]
+        if self.phase == "direct":
+            return log_magnitude, param
+        deviation = math.pi * torch.tanh(param)  # [B, F, T]: the bin's own frequency offset
+        if self.phase == "harmonic":
+            low, high = math.log(F0_BINS[0]), math.log(F0_BINS[1])
+            f0 = torch.exp(low + (high - low) * torch.sigmoid(out[:, -1:]))  # [B, 1, T] in bins
+            k = torch.arange(bins, device=out.device, dtype=out.dtype)[:, None]  # [F, 1]
+            number = (k / f0).round().clamp(min=1)  # [B, F, T]: the harmonic nearest each bin
+            # harmonic h moves h times as fast as F0: its gradient is scaled by 1 / h, so every
+            # bin pulls on F0 as the fundamental does (unscaled, the top harmonics' gradients,
+            # ~300x, swamp the backbone and stall the magnitudes)
+            f0_scaled = f0.detach() + (f0 - f0.detach()) / number
+            offset = 2 * math.pi * (number * f0_scaled - k) * self.hop_length / self.n_fft
+            offset = offset - 2 * math.pi * torch.round(offset / (2 * math.pi))  # wrapped to [-pi, pi]
+            share = torch.sigmoid(out[:, 2 * bins : 3 * bins])
+            deviation = share * offset + (1 - share) * deviation
+        return log_magnitude, self.bin_advance + deviation
+
+    def spectrum(self, x: torch.Tensor, phase_prefix: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [B, C, T] -> (complex STFT [B, F, T], phase [B, F, T]), F = n_fft / 2 + 1.
+
+        phase_prefix [B, F, p] (a running phase only): the phases of the first p frames, known from
+        an earlier pass; frames p.. continue from the last of them."""
+        log_magnitude, param = self.predict(x)
+        return self.compose(log_magnitude, param, phase_prefix)
+
+    def compose(
+        self, log_magnitude: torch.Tensor, param: torch.Tensor, phase_prefix: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`predict`'s outputs -> (complex STFT [B, F, T], phase [B, F, T])."""
+        if self.phase != "direct":
+            angle = self._integrate(param, phase_prefix)
+        elif phase_prefix is not None:
+            raise ValueError("phase_prefix needs a running phase ('integrated' or 'harmonic')")
+        else:
+            angle = param
         magnitude = torch.exp(log_magnitude.clamp(max=self.max_log_magnitude))
-        return torch.complex(magnitude * torch.cos(angle), magnitude * torch.sin(angle))
+        return torch.complex(magnitude * torch.cos(angle), magnitude * torch.sin(angle)), angle
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        spec = self.spectrum(x)
+    def analyse(self, wav: torch.Tensor, frames: int) -> torch.Tensor:
+        """The STFT of wav [B, 1, N] in this head's framing -> complex [B, F, frames]: the
+        spectrum whose `synthesize` gives wav back (frame t centred on [t*hop, (t+1)*hop)), the
+        target of the head's own outputs in training."""
+        x = wav[:, 0].float()
+        x = F.pad(x, (self.pad, self.pad + max(0, frames * self.hop_length - x.shape[-1])))
+        spec = torch.stft(x, self.n_fft, self.hop_length, window=self.window, center=False, return_complex=True)
+        return spec[..., :frames]
+
+    def _integrate(self, advance: torch.Tensor, prefix: torch.Tensor | None) -> torch.Tensor:
+        """Per-hop phase advances [B, F, T] -> running phase [B, F, T] in [0, 2*pi), summed in
+        float64 so hours of frames keep their precision."""
+        if prefix is None:
+            # the phase "before frame 0"; frame 0 adds its own advance, like every later frame
+            start = self.start_phase.double().expand_as(advance[..., :1])
+            known = advance[..., :0]
+        else:
+            p = prefix.shape[-1]
+            if p > advance.shape[-1] or prefix.shape[:2] != advance.shape[:2]:
+                raise ValueError(f"phase_prefix {list(prefix.shape)} does not fit frames {list(advance.shape)}")
+            start, known, advance = prefix[..., -1:].double(), prefix.to(advance.dtype), advance[..., p:]
+        running = torch.remainder(start + torch.cumsum(advance.double(), dim=-1), 2 * math.pi)
+        return torch.cat([known, running.to(advance.dtype)], dim=-1)
+
+    def synthesize(self, spec: torch.Tensor) -> torch.Tensor:
+        """complex STFT [B, F, T] -> waveform [B, 1, T * hop] ("same" padded inverse STFT)."""
         frames = spec.shape[-1]
         window = self.window.to(spec.real.dtype)
         segments = torch.fft.irfft(spec, n=self.n_fft, dim=1, norm="backward") * window[None, :, None]
@@ -119,6 +226,9 @@ class ISTFTHead(nn.Module):
         )[0, 0, 0]
         audio = audio[:, self.pad : length - self.pad] / envelope[self.pad : length - self.pad].clamp(min=1e-11)
         return audio[:, None]  # [B, 1, T * hop]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.synthesize(self.spectrum(x)[0])
 
 
 class ISTFTDecoder(nn.Module):
@@ -134,10 +244,18 @@ class ISTFTDecoder(nn.Module):
         causal: bool,
         n_fft: int,
         hop_length: int,
+        phase: str = "direct",
+        max_log_magnitude: float = 4.6,
     ):
         super().__init__()
         self.backbone = ConvNeXtBackbone(latent_dim, dim, intermediate, layers, kernel_size, causal)
-        self.head = ISTFTHead(dim, n_fft, hop_length)
+        self.head = ISTFTHead(dim, n_fft, hop_length, max_log_magnitude=max_log_magnitude, phase=phase)
+
+    @property
+    def integrates_phase(self) -> bool:
+        """True when the output depends on a running phase carried from frame 0 (see
+        `forward_with_phase`): chunked decoding must pass it on."""
+        return self.head.phase != "direct"
 
     @property
     def lookahead_samples(self) -> int:
@@ -146,8 +264,29 @@ class ISTFTDecoder(nn.Module):
         lookahead frames have arrived."""
         return self.head.pad + self.backbone.lookahead_frames * self.head.hop_length
 
+    @property
+    def context_samples(self) -> int:
+        """Left context of an output sample, in samples at the frame grid: the backbone's
+        receptive field plus the frames whose windows overlap the sample (n_fft)."""
+        return self.backbone.context_frames * self.head.hop_length + self.head.n_fft
+
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(z))
+
+    def forward_supervised(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training pass: z [B, D, T] -> (waveform [B, 1, T * hop], the head's log-magnitude and
+        phase parameter [B, F, T] each, for the losses on the head's own outputs)."""
+        log_magnitude, param = self.head.predict(self.backbone(z))
+        spec, _ = self.head.compose(log_magnitude, param)
+        return self.head.synthesize(spec), log_magnitude, param
+
+    def forward_with_phase(
+        self, z: torch.Tensor, phase_prefix: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """z [B, D, T] -> (waveform [B, 1, T * hop], phase [B, F, T]); phase_prefix [B, F, p]
+        gives the phases of the first p frames (from an earlier window that covered them)."""
+        spec, phase = self.head.spectrum(self.backbone(z), phase_prefix)
+        return self.head.synthesize(spec), phase
 
 
 class STFTEncoder(nn.Module):

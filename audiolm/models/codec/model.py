@@ -61,6 +61,8 @@ class CodecOutput:
     codes: torch.Tensor  # [B, Q, T]
     commitment_loss: torch.Tensor  # scalar
     metrics: dict[str, float] = field(default_factory=dict)
+    # iSTFT decoder: its head's log-magnitude and phase parameter [B, F, T] (None for SEANet)
+    head: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 class CodecModel(nn.Module):
@@ -92,7 +94,13 @@ class CodecModel(nn.Module):
         if config.decoder == "seanet":
             self.decoder = EncodecDecoder(hf_config)
         else:
-            self.decoder = ISTFTDecoder(config.hidden_size, layers=config.decoder_layers, **frame_args)
+            self.decoder = ISTFTDecoder(
+                config.hidden_size,
+                layers=config.decoder_layers,
+                phase=config.istft_phase,
+                max_log_magnitude=config.istft_max_log_magnitude,
+                **frame_args,
+            )
         self.quantizer = ResidualVQ(
             n_q=config.n_q,
             codebook_size=config.codebook_size,
@@ -112,8 +120,14 @@ class CodecModel(nn.Module):
         gain = self.config.input_gain
         z = self.encoder(wav * gain)  # [B, D, T], T = ceil(N / hop)
         q = self.quantizer(z, n_q)
-        audio = self.decoder(q.quantized)[..., :length] / gain  # [B, 1, T*hop] -> [B, 1, N]
-        return CodecOutput(audio, q.codes, q.commitment_loss, q.metrics)
+        head = None
+        if isinstance(self.decoder, ISTFTDecoder):
+            audio, log_magnitude, param = self.decoder.forward_supervised(q.quantized)
+            head = (log_magnitude, param)
+        else:
+            audio = self.decoder(q.quantized)
+        audio = audio[..., :length] / gain  # [B, 1, T*hop] -> [B, 1, N]
+        return CodecOutput(audio, q.codes, q.commitment_loss, q.metrics, head)
 
     @torch.no_grad()
     def encode(self, wav: torch.Tensor, n_q: int) -> torch.Tensor:

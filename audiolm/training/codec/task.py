@@ -37,7 +37,10 @@ from audiolm.training.codec.losses import (
     discriminator_adversarial_loss,
     feature_matching_loss,
     generator_adversarial_loss,
+    head_spectral_losses,
     multiscale_mel_loss,
+    phase_derivative_loss,
+    stft_magnitude_loss,
     waveform_l1_loss,
 )
 from audiolm.training.data.crops import AudioCrops
@@ -71,15 +74,18 @@ class Critic(nn.Module):
             if cfg.discriminator_periods
             else None
         )
-        self.balancer = Balancer(
-            {
-                "l1": cfg.weight_l1,
-                "mel": cfg.weight_mel,
-                "adversarial": cfg.weight_adversarial,
-                "feature_matching": cfg.weight_feature_matching,
-            },
-            ema_decay=cfg.balancer_ema_decay,
-        )
+        weights = {
+            "l1": cfg.weight_l1,
+            "mel": cfg.weight_mel,
+            "adversarial": cfg.weight_adversarial,
+            "feature_matching": cfg.weight_feature_matching,
+        }
+        # optional terms join only when weighted: the balancer's state of older runs stays loadable
+        if cfg.weight_phase > 0:
+            weights["phase"] = cfg.weight_phase
+        if cfg.weight_stft > 0:
+            weights["stft"] = cfg.weight_stft
+        self.balancer = Balancer(weights, ema_decay=cfg.balancer_ema_decay)
 
     def forward(self, wav: torch.Tensor) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
         """wav [B, 1, N] -> (logits, feature maps), one entry per sub-discriminator of each."""
@@ -170,6 +176,10 @@ class CodecTask(Task):
         y = out.audio.float()  # [B, 1, N]
         mel = self.mel.to(y.device)
         losses = {"l1": waveform_l1_loss(y, wav), "mel": multiscale_mel_loss(mel, y, wav, cfg.mel_log_floor)}
+        if cfg.weight_phase > 0:
+            losses["phase"] = phase_derivative_loss(y, wav)
+        if cfg.weight_stft > 0:
+            losses["stft"] = stft_magnitude_loss(y, wav)
         adversarial = step >= cfg.adversarial_start_step
         disc_loss = torch.zeros((), device=y.device)
         if adversarial:
@@ -185,19 +195,33 @@ class CodecTask(Task):
             )
             disc_loss = discriminator_adversarial_loss(cfg.adversarial_loss, real_logits, fake_logits)
         metrics = {name: float(loss.detach()) for name, loss in losses.items()}
+        head_loss = self._head_losses(model, out, wav, metrics)
         if cfg.balancer:
             generator_loss, norms = _unwrap(critic).balancer.balance(losses, y)
             metrics.update(norms)
         else:
             weights = _unwrap(critic).balancer.weights
             generator_loss = sum(weights[name] * loss for name, loss in losses.items())
-        model_loss = generator_loss + cfg.weight_commitment * out.commitment_loss
+        model_loss = generator_loss + cfg.weight_commitment * out.commitment_loss + head_loss
         metrics.update(out.metrics)
         metrics["commitment"] = float(out.commitment_loss.detach())
         metrics["n_q"] = float(n_q)
         if adversarial:
             metrics["discriminator"] = float(disc_loss.detach())
         return StepOutput(losses={"model": model_loss, "discriminator": disc_loss}, metrics=metrics)
+
+    def _head_losses(self, model: nn.Module, out, wav: torch.Tensor, metrics: dict[str, float]) -> torch.Tensor:
+        """The iSTFT head's own spectral losses, weighted, outside the balancer (their gradient
+        does not pass through the output waveform the balancer measures at)."""
+        cfg = self.config.training
+        if out.head is None or not (cfg.weight_head_magnitude > 0 or cfg.weight_head_phase > 0):
+            return torch.zeros((), device=wav.device)
+        head = _unwrap(model).decoder.head
+        log_magnitude, param = out.head
+        magnitude_loss, phase_loss = head_spectral_losses(head, log_magnitude, param, wav * self.config.input_gain)
+        metrics["head_magnitude"] = float(magnitude_loss.detach())
+        metrics["head_phase"] = float(phase_loss.detach())
+        return cfg.weight_head_magnitude * magnitude_loss + cfg.weight_head_phase * phase_loss
 
     @torch.no_grad()
     def validation_step(self, parts: dict[str, nn.Module], batch: torch.Tensor) -> dict[str, float]:

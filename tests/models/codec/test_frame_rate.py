@@ -33,20 +33,105 @@ def test_istft_head_inverts_a_known_spectrum():
                       return_complex=True)  # frame t centred on [t*hop, (t+1)*hop)
     assert spec.shape[-1] == frames
 
-    def fake_spectrum(x):
-        return spec
-
-    head.spectrum = fake_spectrum  # bypass the linear layer: test the overlap-add alone
-    out = head(torch.zeros(1, 4, frames))
+    out = head.synthesize(spec)  # the overlap-add alone, without the linear layer
     assert out.shape == (1, 1, frames * HOP)
     assert torch.allclose(out[0, 0], signal[0], atol=1e-4)
 
 
+def _one_bin_head(phase: str, k: int) -> ISTFTHead:
+    """A head whose output is a constant spectrum: magnitude 1 in bin k, ~0 elsewhere, angle
+    (direct) or advance deviation (integrated) 0."""
+    head = ISTFTHead(dim=4, n_fft=1280, hop_length=HOP, phase=phase)
+    bins = 1280 // 2 + 1
+    with torch.no_grad():
+        head.out.weight.zero_()
+        head.out.bias.zero_()
+        head.out.bias[:bins] = -20.0
+        head.out.bias[k] = 0.0
+    return head
+
+
+def test_integrated_phase_makes_a_steady_partial_coherent():
+    """One bin held for 60 frames: integrated phase advances it by its own frequency every hop,
+    so the output is a steady sinusoid at the bin's frequency (768.75 Hz); direct phase restarts
+    every frame at the same angle, so the output is modulated at the frame rate (a buzz). (Bin
+    41 advances by a quarter turn per hop; a multiple of 4 would advance by whole turns.)"""
+    k, frames = 41, 60
+    x = torch.zeros(1, 4, frames)
+    middle = slice(10 * HOP, 50 * HOP)  # away from the ends
+    spectra = {}
+    for phase in ("integrated", "direct"):
+        with torch.no_grad():
+            wav = _one_bin_head(phase, k)(x)[0, 0, middle]
+        spectra[phase] = torch.fft.rfft(wav * torch.hann_window(wav.numel())).abs()
+    freq = torch.fft.rfftfreq(40 * HOP, 1 / 24000)
+    peak = spectra["integrated"].argmax()
+    assert abs(float(freq[peak]) - k * 24000 / 1280) < 1.0
+    share = lambda spec: float(spec[peak - 3 : peak + 4].square().sum() / spec.square().sum())  # noqa: E731
+    assert share(spectra["integrated"]) > 0.99
+    assert share(spectra["direct"]) < 0.7  # energy spread to the frame-rate sidebands
+
+
+def _harmonic_head_output(share_logit: float, f0_bins: float, frames: int = 80) -> torch.Tensor:
+    """A harmonic head with a flat magnitude spectrum, F0 fixed at `f0_bins`, and every bin's
+    share of following F0 at sigmoid(share_logit) -> waveform [N] away from the ends."""
+    import math
+
+    from audiolm.models.codec.frame_rate import F0_BINS
+
+    bins = 1280 // 2 + 1
+    head = ISTFTHead(dim=4, n_fft=1280, hop_length=HOP, max_log_magnitude=7.6, phase="harmonic")
+    low, high = math.log(F0_BINS[0]), math.log(F0_BINS[1])
+    unit = (math.log(f0_bins) - low) / (high - low)
+    with torch.no_grad():
+        head.out.weight.zero_()
+        head.out.bias.zero_()
+        head.out.bias[2 * bins : 3 * bins] = share_logit
+        head.out.bias[-1] = math.log(unit / (1 - unit))
+        return head(torch.zeros(1, 4, frames))[0, 0, 10 * HOP : -10 * HOP]
+
+
+def _autocorrelation(x: torch.Tensor, lag: float) -> float:
+    x = x - x.mean()
+    lag = int(round(lag))
+    return float((x[:-lag] * x[lag:]).sum() / (x * x).sum())
+
+
+def test_harmonic_phase_makes_every_bin_follow_f0():
+    """Every bin following F0 (5.5 bins = 103 Hz): the output repeats every pitch period, a
+    voice's periodicity from a flat spectrum. Every bin on its own (share 0, no deviation):
+    no periodicity at that lag."""
+    period = 1280 / 5.5  # samples
+    voiced = _harmonic_head_output(20.0, 5.5)
+    assert _autocorrelation(voiced, period) > 0.8 and _autocorrelation(voiced, period / 2) < 0.3
+    unvoiced = _harmonic_head_output(-20.0, 5.5)
+    assert abs(_autocorrelation(unvoiced, period)) < 0.1
+
+
+def test_phase_prefix_continues_the_running_phase():
+    torch.manual_seed(0)
+    decoder = ISTFTDecoder(8, 16, 32, layers=2, kernel_size=7, causal=True, n_fft=1280, hop_length=HOP,
+                           phase="integrated").eval()
+    assert decoder.integrates_phase and decoder.context_samples == 3 * 6 * HOP + 1280
+    z = torch.randn(2, 8, 30)
+    with torch.no_grad():
+        whole, phase = decoder.forward_with_phase(z)
+        assert torch.equal(whole, decoder(z))
+        # a window over frames 10.. continued from the whole pass's phases of frames 10..14
+        part, part_phase = decoder.forward_with_phase(z[..., 10:], phase[..., 10:15])
+    # phases continue (mod 2 pi; the backbone saw less context, so frames 15.. differ a little)
+    assert torch.equal(part_phase[..., :5], phase[..., 10:15])
+    assert ISTFTDecoder(8, 16, 32, 2, 7, True, 1280, HOP).integrates_phase is False
+    with pytest.raises(ValueError, match="phase must be one of"):
+        ISTFTHead(dim=4, n_fft=1280, hop_length=HOP, phase="bogus")
+
+
+@pytest.mark.parametrize("phase", ["direct", "integrated"])
 @pytest.mark.parametrize("n_fft", [640, 1280])
-def test_decoder_shapes_and_causal_latency(n_fft):
+def test_decoder_shapes_and_causal_latency(n_fft, phase):
     torch.manual_seed(0)
     decoder = ISTFTDecoder(latent_dim=8, dim=16, intermediate=32, layers=3, kernel_size=7, causal=True,
-                           n_fft=n_fft, hop_length=HOP).eval()
+                           n_fft=n_fft, hop_length=HOP, phase=phase).eval()
     assert decoder.lookahead_samples == (n_fft - HOP) // 2  # causal convs: only the iSTFT looks ahead
     frames, changed = 30, 12
     z = torch.randn(1, 8, frames)

@@ -66,6 +66,32 @@ def test_training_step_losses_and_metrics(tiny_corpus):
     assert {task.levels_for_step(s) for s in range(40)} == {2, 4, 8, 16}  # quantizer dropout
 
 
+def test_phase_and_stft_losses_join_the_balanced_losses_when_weighted(tiny_corpus):
+    """weight_phase / weight_stft > 0 add the phase-derivative and linear STFT terms (balanced
+    like the others) and an integrated-phase iSTFT decoder trains through them; weight 0 keeps
+    the balancer of older runs."""
+    import dataclasses
+
+    config = dataclasses.replace(
+        CodecConfig.tiny(), encoder="stft", decoder="istft", frame_dim=16, frame_intermediate=32,
+        encoder_layers=1, decoder_layers=1, istft_phase="integrated", istft_max_log_magnitude=7.6,
+        training=dataclasses.replace(CodecConfig.tiny().training, weight_phase=1.0, weight_stft=1.0,
+                                     weight_head_magnitude=1.0, weight_head_phase=1.0),
+    )
+    torch.manual_seed(0)
+    task = CodecTask.from_corpus(config, tiny_corpus)
+    parts = task.parts()
+    assert {"phase", "stft"} <= set(parts["discriminator"].balancer.weights)
+    assert not {"phase", "stft"} & set(_task(tiny_corpus).parts()["discriminator"].balancer.weights)
+    batch = task.collate([task.train_dataset()[ItemKey(i, i)] for i in range(2)])
+    out = task.training_step(parts, batch, step=0)
+    for key in ("phase", "stft", "head_magnitude", "head_phase"):
+        assert out.metrics[key] > 0, key
+    out.losses["model"].backward()
+    head = parts["model"].decoder.head.out.weight
+    assert head.grad is not None and torch.isfinite(head.grad).all() and head.grad.abs().sum() > 0
+
+
 def test_twenty_steps_lower_the_loss_and_export_a_codec(tiny_corpus, tmp_path):
     out = Trainer(_task(tiny_corpus), _train_config(20), tmp_path / "run", progress=False).fit()
     records = [r for r in _log(tmp_path / "run") if "loss/model" in r]
