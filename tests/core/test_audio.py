@@ -236,6 +236,15 @@ def test_unsupported_format(tmp_path: Path) -> None:
     _raises_naming(tmp_path / "notes.txt", "unsupported or unrecognised")
 
 
+def test_a_file_too_short_to_identify_is_not_called_a_pipe(tmp_path: Path) -> None:
+    """libsndfile says "possibly a pipe?" for a 3-byte mp3 (issue #16): said plainly instead."""
+    (tmp_path / "bad.mp3").write_bytes(b"ID3")
+    for read in (load_audio, audio_duration):
+        with pytest.raises(AudioError, match="not a recognised audio file") as e:
+            read(tmp_path / "bad.mp3")
+        assert "pipe" not in str(e.value)
+
+
 def test_nan_samples(tmp_path: Path) -> None:
     sf.write(tmp_path / "nan.wav", np.array([0.1, np.nan, 0.2], np.float32), 24000, subtype="FLOAT")
     _raises_naming(tmp_path / "nan.wav", "NaN or infinite")
