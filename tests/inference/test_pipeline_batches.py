@@ -96,10 +96,8 @@ def test_cli_num_samples_runs_in_batches_under_max_memory(lm, tiny_pipeline, tmp
     save_audio(prompt, tone(0.5), SR)
     per_sample = lm.plan_batches(0.2, 1, lm.encode_prompt(*load_audio(prompt))).per_sample_bytes
     gb = 2.5 * per_sample / 1024**3  # 2 samples (the CLI counts the whole file as prompt: a little more)
-    code, out, err = run_cli(
-        capsys, "continue", prompt, "-o", tmp_path / "s.wav", "--pipeline", tiny_pipeline, "--seconds", 0.2,
-        "--seed", 20, "--num-samples", 5, "--max-memory", f"{gb:.12f}",
-    )
+    argv = ["continue", prompt, "-o", tmp_path / "s.wav", "--pipeline", tiny_pipeline, "--seconds", 0.2, "--seed", 20]
+    code, out, err = run_cli(capsys, *argv, "--num-samples", 5, "--max-memory", f"{gb:.12f}")
     assert code == 0, err
     assert [n for n, _ in spy] == [2, 2, 1]
     assert "batch 1/3: samples 1-2 of 5" in err and "batch 3/3: samples 5-5 of 5" in err
