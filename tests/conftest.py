@@ -1,4 +1,6 @@
-"""Shared fixtures. `tiny_corpus`: a synthetic corpus in the real manifest format (built once)."""
+"""Shared fixtures. `tiny_corpus`: a synthetic corpus in the real manifest format (built once);
+`tiny_pipeline`: the recipe path of a tiny random pipeline (built once, read only: a test that
+writes beside it builds its own with `tests.helpers.build_tiny_pipeline`). Helpers: tests/helpers.py."""
 
 from __future__ import annotations
 
@@ -17,6 +19,14 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from audiolm.training.data.synthetic_corpus import make_synthetic_corpus
 
     return make_synthetic_corpus(tmp_path_factory.mktemp("tiny_corpus"), n_speech=8, n_music=6, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Recipe path of a tiny random pipeline: codec, MFCC tokenizer, three stages (tests/helpers.py)."""
+    from tests.helpers import build_tiny_pipeline
+
+    return build_tiny_pipeline(tmp_path_factory.mktemp("tiny_pipeline"))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -39,9 +49,21 @@ def _one_thread():
 # -- tiny configs shared by the semantic tests (models, training, evaluation) --
 def tiny_ssl_config(**overrides) -> SSLConfig:
     base = dict(
-        hidden_size=32, num_layers=2, contrastive_layers=1, num_heads=2, intermediate_size=64,
-        feature_dim=32, conv_channels=16, codebook_groups=2, codebook_size=16, codevector_dim=32,
-        num_negatives=10, crop_seconds=1.0, dropout=0.0, depthwise_kernel=5, frame_rate=50,
+        hidden_size=32,
+        num_layers=2,
+        contrastive_layers=1,
+        num_heads=2,
+        intermediate_size=64,
+        feature_dim=32,
+        conv_channels=16,
+        codebook_groups=2,
+        codebook_size=16,
+        codevector_dim=32,
+        num_negatives=10,
+        crop_seconds=1.0,
+        dropout=0.0,
+        depthwise_kernel=5,
+        frame_rate=50,
     )
     base.update(overrides)
     return SSLConfig(**base)

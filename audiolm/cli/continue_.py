@@ -247,28 +247,29 @@ def _run_continue(args: argparse.Namespace) -> int:
         if prompt_claim is not None:
             prompt.save(prompt_claim.temp)
 
-        for batch in range(plan.batches):
-            first = batch * plan.batch_size
-            count = min(plan.batch_size, args.num_samples - first)
+        # batches of plan.batch_size (the plan made before the load), each written out before the next
+        progress, close_bars = _progress_bars()
+        batches = lm.generate_batches(
+            None,
+            None,
+            seconds=args.seconds,
+            seed=seed,
+            num_samples=args.num_samples,
+            progress=progress,
+            prompt=prompt,
+            continuation_only=args.continuation_only,
+            first_chunk_seconds=args.first_chunk_seconds,
+            batch_size=plan.batch_size,
+            **sampling,
+        )
+        for first, result in batches:
+            count = result.audio.shape[0]
             if plan.batches > 1:
                 print(
-                    f"batch {batch + 1}/{plan.batches}: samples {first + 1}-{first + count} of {args.num_samples}",
+                    f"batch {first // plan.batch_size + 1}/{plan.batches}: samples {first + 1}-{first + count} "
+                    f"of {args.num_samples} done",
                     file=sys.stderr,
                 )
-            progress, close_bars = _progress_bars()
-            result = lm.generate_continuation(
-                None,
-                None,
-                seconds=args.seconds,
-                seed=seed + first,
-                num_samples=count,
-                progress=progress,
-                prompt=prompt,
-                continuation_only=args.continuation_only,
-                first_chunk_seconds=args.first_chunk_seconds,
-                **sampling,
-            )
-            close_bars()
             for i in range(count):
                 save_audio(audio_claims[first + i].temp, result.audio[i], result.sample_rate, atomic=False)
                 if plots:
@@ -278,6 +279,7 @@ def _run_continue(args: argparse.Namespace) -> int:
             del result
             if device.startswith("cuda"):
                 torch.cuda.empty_cache()
+        close_bars()
         outputs.publish()
     for path in outs + plots + ([Path(args.save_prompt)] if args.save_prompt else []):
         print(f"wrote {path}")
@@ -325,25 +327,9 @@ def _encode(lm, files: list[Path]) -> list:
 
 def _progress_bars():
     """(progress callback drawing one tqdm bar per stage on stderr, close())."""
-    from tqdm.auto import tqdm  # lazy: keeps `audiolm --help` fast
+    from audiolm.inference.progress import progress_bars  # lazy: keeps `audiolm --help` fast
 
-    bars: dict[str, tqdm] = {}
-
-    def progress(stage: str, done: int, total: int) -> None:
-        bar = bars.get(stage)
-        if bar is None:
-            unit = "frame" if stage in ("coarse", "fine") else ("token" if stage == "semantic" else "step")
-            bar = bars[stage] = tqdm(total=total, desc=stage, unit=unit, leave=True, dynamic_ncols=True)
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
-    def close() -> None:
-        for bar in bars.values():
-            bar.close()
-        bars.clear()
-
-    return progress, close
+    return progress_bars()
 
 
 def _run_stream(args: argparse.Namespace, sampling: dict) -> int:

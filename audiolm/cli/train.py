@@ -303,10 +303,10 @@ def _check_train_flags(args: argparse.Namespace) -> None:
 
 def _run_in_locked_dir(run):
     """Wrap a `train ...` run: check the flags and --out, lock the run directory for the whole
-    run (a second `train --out RUN` fails in one line), remove what a killed run left there."""
+    run (a second `train --out RUN` fails in one line; the Trainer inside shares the lock and
+    removes what a killed run left there)."""
 
     def wrapped(args: argparse.Namespace) -> int:
-        from audiolm.core.checkpoint import remove_stale_temps  # lazy: keeps `audiolm --help` fast
         from audiolm.core.outputs import RunLock  # lazy: keeps `audiolm --help` fast
 
         _check_train_flags(args)
@@ -322,9 +322,6 @@ def _run_in_locked_dir(run):
         if not args.resume and out.is_dir() and any(not p.name.startswith(".") for p in out.iterdir()):
             raise UsageError(f"{out}: already holds files; pass --resume to continue that run or choose another --out")
         with RunLock(out):
-            for folder in (out, out / "checkpoints"):
-                for path in remove_stale_temps(folder):
-                    print(f"audiolm: removed {path} (left by a killed run)", file=sys.stderr)
             return run(args)
 
     return wrapped

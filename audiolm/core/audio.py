@@ -111,10 +111,7 @@ def _read_all(path: Path) -> tuple[np.ndarray, int]:
     except AudioError:
         raise
     except sf.LibsndfileError as e:
-        message = _one_line(e.error_string if hasattr(e, "error_string") else e)
-        if "not recognised" in message.lower() or "unknown format" in message.lower():
-            message = f"unsupported or unrecognised audio format ({message})"
-        raise AudioError(f"{path}: cannot read audio: {message}") from None
+        raise AudioError(f"{path}: cannot read audio: {_sndfile_message(e)}") from None
     except (RuntimeError, ValueError, TypeError, OSError, MemoryError, OverflowError) as e:
         # libsndfile / numpy surface corrupt headers in several ways; all are bad input here
         raise AudioError(f"{path}: cannot read audio: {_one_line(e)}") from None
@@ -147,6 +144,19 @@ def load_audio(path: str | os.PathLike, sample_rate: int | None = None, mono: bo
     return wav, rate
 
 
+def _sndfile_message(e: Exception) -> str:
+    """libsndfile's error in one line. It says "File does not exist or is not a regular file
+    (possibly a pipe?)" for a regular file it cannot identify (a 3-byte mp3): callers have checked
+    the path is a regular file, so that is said as what it is."""
+    message = _one_line(getattr(e, "error_string", e))
+    lower = message.lower()
+    if "possibly a pipe" in lower:
+        return "not a recognised audio file (unsupported format, or too short or damaged to identify)"
+    if "not recognised" in lower or "unknown format" in lower:
+        return f"unsupported or unrecognised audio format ({message})"
+    return message
+
+
 def audio_duration(path: str | os.PathLike) -> float:
     """Duration in seconds from the header (cheap); AudioError for unreadable files."""
     path = Path(path)
@@ -154,7 +164,7 @@ def audio_duration(path: str | os.PathLike) -> float:
     try:
         info = sf.info(str(path))
     except Exception as e:  # noqa: BLE001 - any libsndfile failure is bad input here
-        raise AudioError(f"{path}: cannot read audio: {_one_line(e)}") from None
+        raise AudioError(f"{path}: cannot read audio: {_sndfile_message(e)}") from None
     check_sample_rate(info.samplerate, str(path))
     return info.frames / info.samplerate
 
@@ -166,7 +176,7 @@ def audio_sample_rate(path: str | os.PathLike) -> int:
     try:
         info = sf.info(str(path))
     except Exception as e:  # noqa: BLE001 - any libsndfile failure is bad input here
-        raise AudioError(f"{path}: cannot read audio: {_one_line(e)}") from None
+        raise AudioError(f"{path}: cannot read audio: {_sndfile_message(e)}") from None
     return check_sample_rate(info.samplerate, str(path))
 
 

@@ -270,19 +270,37 @@ class RunLock:
     """An exclusive lock on a run directory (`RUN/.audiolm.lock`, flock: released when the
     process ends, however it ends). A second `train --out RUN` fails at once with one line.
 
+    Held per process, not per object: a RunLock on a directory this process already locks
+    (`audiolm train` holds one, the Trainer inside it takes one too) shares that lock, which is
+    released when the last holder releases it (flock itself would refuse a second open file).
+
     Creates RUN (and parents) if needed; RUN being a file is an OutputError.
     """
+
+    _held: dict[str, list[int]] = {}  # resolved RUN -> [fd, holders] in this process
 
     def __init__(self, directory: str | os.PathLike):
         self.directory = Path(directory)
         self._fd: int | None = None
+        self._key = ""
 
     def acquire(self) -> RunLock:
+        if self._fd is not None:
+            return self
         d = self.directory
         if d.exists() and not d.is_dir():
             raise OutputError(f"{d}: is a file, not a run directory")
         try:
             d.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"{d}: cannot create the run directory ({_one_line(e)})") from None
+        key = str(d.resolve())
+        held = RunLock._held.get(key)
+        if held is not None:
+            held[1] += 1
+            self._fd, self._key = held[0], key
+            return self
+        try:
             fd = os.open(d / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as e:
             raise OutputError(f"{d}: cannot create the run directory ({_one_line(e)})") from None
@@ -294,13 +312,20 @@ class RunLock:
             raise OutputError(f"{d}: another audiolm process (pid {holder}) is using this run directory") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps({"pid": os.getpid()}).encode(), 0)
-        self._fd = fd
+        RunLock._held[key] = [fd, 1]
+        self._fd, self._key = fd, key
         return self
 
     def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # the file stays: unlinking it would race a process waiting on it
-            self._fd = None
+        if self._fd is None:
+            return
+        held = RunLock._held.get(self._key)
+        if held is not None and held[0] == self._fd:
+            held[1] -= 1
+            if held[1] == 0:
+                del RunLock._held[self._key]
+                os.close(self._fd)  # the file stays: unlinking it would race a process waiting on it
+        self._fd = None
 
     def __enter__(self) -> RunLock:
         return self.acquire()

@@ -8,7 +8,7 @@
 - `MemoryPlan`: how many samples fit in one batch under a memory budget, from the stage
   configs alone (config.json headers: no weights are read), so `continue --num-samples N`
   runs in batches of bounded size and a request that cannot fit even one sample is refused
-  in one line.
+  in one line; `plan_batches` is that plan for a loaded pipeline's stages, or a given batch size.
 
 The estimate per sample (bytes, fp32): every stage's KV cache (layers x 2 x dim x S, they
 stay allocated between stages), the largest prefill (attention H x S^2 + logits S x V +
@@ -223,6 +223,30 @@ def plan_memory(
         )
     batch = max(1, min(num_samples, budget // max(per_sample, 1), max_batch or num_samples))
     return MemoryPlan(per_sample, budget, batch, num_samples)
+
+
+def plan_batches(
+    stages: dict[str, StageConfig],
+    seconds: float,
+    prompt_seconds: float,
+    num_samples: int,
+    batch_size: int | None = None,
+    budget: int | None = None,
+) -> MemoryPlan:
+    """How `num_samples` continuations of one prompt run: in batches of at most `batch_size`
+    samples when it is given (and `budget` is not), else of as many as fit in `budget` bytes
+    (default_budget()), at most `batch_size`. RequestError if one sample does not fit."""
+    if batch_size is not None and (not _is_int(batch_size) or batch_size < 1):
+        raise RequestError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if budget is not None and (
+        isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 < budget < math.inf
+    ):
+        raise RequestError(f"the memory budget must be a positive number of bytes, got {budget!r}")
+    per_sample = bytes_per_sample(stages, seconds, prompt_seconds)
+    if batch_size is not None and budget is None:
+        batch = min(batch_size, num_samples)
+        return MemoryPlan(per_sample, per_sample * batch, batch, num_samples)
+    return plan_memory(per_sample, num_samples, None if budget is None else int(budget), max_batch=batch_size)
 
 
 def _size(n: float) -> str:

@@ -2,6 +2,7 @@
 
     lm = AudioLM.from_pretrained()            # the embedded default (pipelines/default.json)
     audio = lm.continue_audio(wav, sample_rate, seconds=4.0, seed=0)   # [num_samples, 1, N]
+    for first, result in lm.generate_batches(wav, sample_rate, num_samples=1000): ...  # bounded batches
     result = lm.generate_continuation(wav, sample_rate, seconds=4.0)    # Continuation: audio + tokens + timings
     for chunk in lm.stream(wav, sample_rate, seconds=10.0, seed=0): ...  # [num_samples, 1, n] as made
     results = lm.continue_prompts([p1, p2], seconds=4.0)                 # encoded prompts, batched
@@ -45,12 +46,15 @@ from audiolm.core.paths import PIPELINES_DIR, resolve_checkpoint
 from audiolm.core.timing import synced_clock
 from audiolm.inference.codec_chunks import ChunkedDecoder
 from audiolm.inference.limits import (
+    MemoryPlan,
     PipelineError,
     check_prompt_audio,
     check_prompt_tokens,
     check_request,
     check_sampling,
+    plan_batches,
 )
+from audiolm.inference.progress import progress_bars
 from audiolm.inference.sampling import SamplingConfig
 from audiolm.inference.stages import Track, coarse_track, fine_track, semantic_track
 from audiolm.models.codec.codec import Codec
@@ -61,7 +65,8 @@ from audiolm.models.semantic.tokenizer import SemanticTokenizer
 DEFAULT_PIPELINE = "default"
 STAGE_NAMES = STAGES
 
-# progress(stage, done, total): stage in "semantic" | "coarse" | "fine" | "codec"
+# progress(stage, done, total): stage in "semantic" | "coarse" | "fine" | "codec", and "samples"
+# (samples done) when many samples run in several batches
 Progress = Callable[[str, int, int], None]
 
 
@@ -386,10 +391,12 @@ class AudioLM:
         temperature: float | dict[str, float] | None = None,
         top_k: int | dict[str, int] | None = None,
         top_p: float | dict[str, float] | None = None,
-        progress: Progress | None = None,
+        progress: Progress | bool | None = None,
         prompt: PromptTokens | None = None,
         continuation_only: bool = False,
         first_chunk_seconds: float | None = None,
+        batch_size: int | None = None,
+        max_memory: int | None = None,
     ) -> torch.Tensor:
         """Continue `wav` (or an already encoded `prompt`) by `seconds`.
 
@@ -398,21 +405,118 @@ class AudioLM:
         one value for every stage or a {stage: value} dict; None takes the recipe's default.
         `generate_continuation` takes the same arguments and returns the tokens too;
         first_chunk_seconds: the fine stage's window schedule of `stream` (default: unchanged).
+        The samples run in batches of bounded size (`generate_batches`: `batch_size`, or as many
+        as fit in `max_memory` bytes); sample i uses seed + i whatever the batching.
+        progress: a callback progress(stage, done, total), or True for tqdm bars on stderr.
         """
-        return self.generate_continuation(
-            wav,
-            sample_rate,
-            seconds=seconds,
-            seed=seed,
-            num_samples=num_samples,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            progress=progress,
-            prompt=prompt,
-            continuation_only=continuation_only,
-            first_chunk_seconds=first_chunk_seconds,
-        ).audio
+        close = None
+        callback: Progress | None
+        if progress is True:
+            callback, close = progress_bars()
+        else:
+            callback = progress or None  # False: none
+        try:
+            parts = [
+                result.audio
+                for _, result in self.generate_batches(
+                    wav,
+                    sample_rate,
+                    seconds=seconds,
+                    seed=seed,
+                    num_samples=num_samples,
+                    temperature=temperature,
+                    top_k=top_k,
+                    top_p=top_p,
+                    progress=callback,
+                    prompt=prompt,
+                    continuation_only=continuation_only,
+                    first_chunk_seconds=first_chunk_seconds,
+                    batch_size=batch_size,
+                    max_memory=max_memory,
+                )
+            ]
+        finally:
+            if close is not None:
+                close()
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def plan_batches(
+        self,
+        seconds: float,
+        num_samples: int,
+        prompt: PromptTokens | None = None,
+        batch_size: int | None = None,
+        max_memory: int | None = None,
+    ) -> MemoryPlan:
+        """The batches `generate_batches` runs `num_samples` samples in (limits.plan_batches on
+        this pipeline's stage configs): `batch_size` if given, else as many samples as fit in
+        `max_memory` bytes (default: 2 GB or a quarter of the free memory). RequestError if one
+        sample does not fit."""
+        check_request(seconds, num_samples, None)
+        prompt_seconds = 0.0 if prompt is None else prompt.audio.shape[-1] / self.sample_rate
+        configs = {name: stage.config for name, stage in self.stages.items()}
+        return plan_batches(configs, seconds, prompt_seconds, num_samples, batch_size, max_memory)
+
+    def generate_batches(
+        self,
+        wav: torch.Tensor | np.ndarray | None,
+        sample_rate: int | None = None,
+        seconds: float = 4.0,
+        seed: int | None = None,
+        num_samples: int = 1,
+        temperature: float | dict[str, float] | None = None,
+        top_k: int | dict[str, int] | None = None,
+        top_p: float | dict[str, float] | None = None,
+        progress: Progress | None = None,
+        prompt: PromptTokens | None = None,
+        continuation_only: bool = False,
+        first_chunk_seconds: float | None = None,
+        batch_size: int | None = None,
+        max_memory: int | None = None,
+    ) -> Generator[tuple[int, Continuation], None, None]:
+        """`generate_continuation` of `num_samples` samples in batches of bounded size (see
+        `plan_batches`): yields (index of the batch's first sample, its Continuation), one batch
+        at a time, so a caller that writes each batch out holds one batch in memory (what
+        `audiolm continue --num-samples N` does). The prompt is encoded once; sample i uses
+        seed + i, so the samples do not depend on the batching. Everything is checked before the
+        first batch runs. With several batches, progress also gets ("samples", done, num_samples)."""
+        check_request(seconds, num_samples, seed)
+        for name, value in (("temperature", temperature), ("top_k", top_k), ("top_p", top_p)):
+            check_sampling(name, value)
+        timings: dict[str, float] = {"encode": 0.0}
+        if prompt is None:
+            clock = _Stopwatch(self.device, timings)
+            prompt = self._encode_given(wav, sample_rate)
+            clock.lap("encode")
+        self._check_prompt(prompt)
+        plan = self.plan_batches(seconds, num_samples, prompt, batch_size, max_memory)
+        if seed is None:
+            seed = _random_seed()
+        for batch in range(plan.batches):
+            first = batch * plan.batch_size
+            count = min(plan.batch_size, num_samples - first)
+            if progress is not None and plan.batches > 1:
+                progress("samples", first, num_samples)
+            result = self.generate_continuation(
+                None,
+                None,
+                seconds=seconds,
+                seed=seed + first,
+                num_samples=count,
+                temperature=temperature,
+                top_k=top_k,
+                top_p=top_p,
+                progress=progress,
+                prompt=prompt,
+                continuation_only=continuation_only,
+                first_chunk_seconds=first_chunk_seconds,
+            )
+            if batch == 0:
+                result.timings["encode"] = timings["encode"]
+            yield first, result
+            del result
+        if progress is not None and plan.batches > 1:
+            progress("samples", num_samples, num_samples)
 
     @torch.inference_mode()
     def generate_continuation(

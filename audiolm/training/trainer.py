@@ -50,11 +50,13 @@ from audiolm.core.checkpoint import (
     load_state_dict_checked,
     load_tensors,
     newest_intact_checkpoint,
+    remove_stale_temps,
     save_checkpoint,
     unflatten_state,
 )
 from audiolm.core.config import config_from_dict, config_to_dict, load_config_file
 from audiolm.core.errors import AudiolmError, ConfigError
+from audiolm.core.outputs import RunLock
 from audiolm.training.precision import resolve_precision
 from audiolm.training.task import ItemKey, Task
 from audiolm.training.trackers import TRACKERS, check_tracker_installed, scalars_for_trackers
@@ -201,6 +203,12 @@ class Trainer:
         )
         self.scaler = self.precision.scaler()
         self._check_out_dir(resume)  # on every process, before any process writes
+        self._lock: RunLock | None = None
+        if self.accelerator.is_main_process:
+            # process 0 holds the run directory until fit() ends (`audiolm train` holds it
+            # already: shared), so what a killed run left there can go before anything loads
+            self._lock = RunLock(self.out_dir).acquire()
+            self._remove_stale_temps()
         self.accelerator.wait_for_everyone()
         if self.precision.note and self.accelerator.is_main_process:
             print(self.precision.note, file=sys.stderr)
@@ -259,6 +267,26 @@ class Trainer:
                 f"{self.out_dir}: already holds files; pass --resume to continue that run or choose another --out"
             )
 
+    def _remove_stale_temps(self) -> None:
+        """Remove the hidden temp files and folders a killed run left in RUN and RUN/checkpoints
+        (`.step-*.tmp`, `.LATEST*.tmp`, `.model.*.tmp`, `.NAME.old`): saves are atomic, so
+        they are never part of a checkpoint. Only under the run directory's lock."""
+        for folder in (self.out_dir, self.out_dir / "checkpoints"):
+            for path in remove_stale_temps(folder):
+                print(f"audiolm: removed {path} (left by a killed run)", file=sys.stderr)
+
+    def close(self) -> None:
+        """Release the run directory (fit() does at its end; a later fit() takes it again)."""
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            lock.release()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # at interpreter exit the lock module may be gone: the process end frees it
+            pass
+
     def _make_optimizer(self, name: str, module: nn.Module) -> torch.optim.Optimizer:
         settings = {
             "lr": self.config.lr,
@@ -303,6 +331,14 @@ class Trainer:
     def fit(self, stop_after: int | None = None) -> Path:
         """Train to `config.steps` (or stop early after step `stop_after`, checkpointing
         there) and export the model."""
+        if self._lock is not None:
+            self._lock.acquire()  # again, after an earlier fit()
+        try:
+            return self._fit(stop_after)
+        finally:
+            self.close()
+
+    def _fit(self, stop_after: int | None) -> Path:
         cfg, acc = self.config, self.accelerator
         train_set: Any = self.task.train_dataset()  # map-style: __len__ and __getitem__(ItemKey)
         if len(train_set) == 0:

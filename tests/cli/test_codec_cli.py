@@ -9,20 +9,15 @@ import shutil
 import pytest
 import torch
 
-from audiolm.core.audio import load_audio, save_audio
 from audiolm.cli.app import main
-from audiolm.models.codec.codec import Codec
+from audiolm.core.audio import load_audio, save_audio
 from audiolm.models.codec.config import CodecConfig
-from audiolm.models.codec.model import CodecModel
+from tests.helpers import save_tiny_codec
 
 
 @pytest.fixture(scope="module")
 def tiny_codec_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    model = CodecModel(CodecConfig.tiny())
-    for layer in model.quantizer.layers:
-        layer.embed.normal_()
-    return Codec(model).save(tmp_path_factory.mktemp("codec") / "tiny")
+    return save_tiny_codec(tmp_path_factory.mktemp("codec") / "tiny")
 
 
 def test_codec_round_trip_command(tiny_codec_dir, tmp_path, capsys):

@@ -19,7 +19,7 @@ from audiolm.cli.app import main
 from audiolm.core.audio import load_audio, save_audio
 from audiolm.core.wav_stream import UNKNOWN, WavStreamWriter
 from audiolm.inference.pipeline import AudioLM
-from pipeline_helpers import build_tiny_pipeline, tone
+from tests.helpers import tone
 
 SR = 24000
 HOP = 320
@@ -27,8 +27,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def recipe(tmp_path_factory) -> Path:
-    return build_tiny_pipeline(tmp_path_factory.mktemp("tiny_stream_cli"))
+def recipe(tiny_pipeline) -> Path:
+    return tiny_pipeline
 
 
 @pytest.fixture(scope="module")

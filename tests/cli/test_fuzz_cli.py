@@ -33,8 +33,7 @@ from hypothesis import strategies as st
 from audiolm.cli.app import main
 from audiolm.core.audio import save_audio
 from audiolm.core.checkpoint import save_tensors
-from pipeline_helpers import build_tiny_pipeline, save_codec, tone
-from wavenet_helpers import random_wavenet, tiny_config
+from tests.helpers import build_tiny_pipeline, random_wavenet, save_tiny_codec, tiny_wavenet_config, tone
 
 _loaded = settings.default.max_examples  # the active hypothesis profile's
 FUZZ_EXAMPLES = int(os.environ.get("AUDIOLM_FUZZ_EXAMPLES", "0")) or (_loaded if _loaded > 100 else 35)
@@ -124,7 +123,7 @@ def world(tmp_path_factory):
 
     codecs = root / "codecs"
     codecs.mkdir()
-    tiny_codec = str(save_codec(codecs / "tiny"))
+    tiny_codec = str(save_tiny_codec(codecs / "tiny"))
     bad_codecs = [
         _mutated(Path(tiny_codec), codecs / "rate0", "config.json", _set("config.sample_rate", 0)),
         _mutated(Path(tiny_codec), codecs / "padbogus", "config.json", _set("config.pad_mode", "bogus")),
@@ -143,7 +142,7 @@ def world(tmp_path_factory):
         _mutated(pipe, pipes / "rate0", "codec/config.json", _set("config.sample_rate", 0)),
     ]
     wavenets = root / "wavenets"
-    wavenet = str(random_wavenet(tiny_config()).save_pretrained(wavenets / "tiny"))
+    wavenet = str(random_wavenet(tiny_wavenet_config()).save_pretrained(wavenets / "tiny"))
     (root / "a_file").write_text("not a folder")
     return dict(root=root, recipe=str(recipe), audio=audio, tokens=tokens, codec=tiny_codec,
                 bad_codecs=bad_codecs, bad_pipes=bad_pipes, wavenet=wavenet)

@@ -6,32 +6,16 @@ import json
 import pytest
 import torch
 
-from audiolm.cli import tokenize_, train
-from audiolm.cli.app import CommandLine
 from audiolm.training.data.shards import TokenShards
-
-
-def run_cli(argv):
-    cli = CommandLine()
-    tokenize_.register(cli)
-    train.register(cli)
-    args = cli.parser.parse_args(argv)
-    return args._command.run(args)
+from tests.helpers import run_command, save_tiny_codec
 
 
 @pytest.fixture(scope="module")
 def tokenizer_dirs(tmp_path_factory, tiny_corpus):
-    from audiolm.models.codec.codec import Codec
-    from audiolm.models.codec.config import CodecConfig
-    from audiolm.models.codec.model import CodecModel
     from audiolm.models.semantic.tokenizer import SemanticTokenizer
 
     root = tmp_path_factory.mktemp("tokenizers")
-    torch.manual_seed(0)
-    model = CodecModel(CodecConfig.tiny())
-    for layer in model.quantizer.layers:  # spread the codebooks so codes vary
-        layer.embed.normal_()
-    Codec(model).save(root / "codec")
+    save_tiny_codec(root / "codec")
     semantic = SemanticTokenizer.mfcc(frame_rate=50)
     wav = torch.randn(2, 16000)
     feats = semantic.features(wav, 16000)
@@ -45,7 +29,7 @@ def test_tokenize_then_train_coarse(tiny_corpus, tokenizer_dirs, tmp_path):
     out = tmp_path / "tokens"
     argv = ["tokenize", str(tiny_corpus), str(out), "--codec", str(codec_dir), "--semantic", str(semantic_dir),
             "--kbps", "3", "--shard-size", "3"]
-    assert run_cli(argv) == 0
+    assert run_command(argv) == 0
     index = json.loads((out / "index.json").read_text())
     assert index["codec"]["n_q"] == 4 and index["semantic"]["frame_rate"] == 50
     train = TokenShards(out, "train")
@@ -55,13 +39,13 @@ def test_tokenize_then_train_coarse(tiny_corpus, tokenizer_dirs, tmp_path):
     assert abs(utt.semantic.shape[0] * 1.5 - utt.acoustic.shape[0]) <= 3
     # a second run finds every shard complete and leaves the files as they were
     before = {p.name: p.stat().st_mtime_ns for p in (out / "train").iterdir()}
-    assert run_cli(argv) == 0
+    assert run_command(argv) == 0
     assert {p.name: p.stat().st_mtime_ns for p in (out / "train").iterdir()} == before
 
     config = tmp_path / "coarse.json"
     config.write_text(json.dumps({"model": {"dim": 32, "n_layers": 1, "n_heads": 2, "max_seq_len": 48}}))
     run = tmp_path / "run"
-    assert run_cli(["train", "coarse", "--tokens", str(out), "--out", str(run), "--config", str(config),
+    assert run_command(["train", "coarse", "--tokens", str(out), "--out", str(run), "--config", str(config),
                     "--steps", "2", "--batch-size", "2", "--device", "cpu"]) == 0
     saved = json.loads((run / "model" / "config.json").read_text())["config"]
     assert saved["semantic_frame_rate"] == 50 and saved["model"]["vocab_size"] == 8 + 2 + 2 * 1024

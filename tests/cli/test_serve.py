@@ -27,14 +27,14 @@ from audiolm.cli.app import main  # noqa: E402
 from audiolm.cli.web import Limits, create_app, decode_upload  # noqa: E402
 from audiolm.core.wav_stream import UNKNOWN  # noqa: E402
 from audiolm.inference.pipeline import AudioLM  # noqa: E402
-from pipeline_helpers import build_tiny_pipeline, tone  # noqa: E402
+from tests.helpers import tone  # noqa: E402
 
 SR = 24000
 
 
 @pytest.fixture(scope="module")
-def recipe(tmp_path_factory) -> Path:
-    return build_tiny_pipeline(tmp_path_factory.mktemp("tiny_serve"))
+def recipe(tiny_pipeline) -> Path:
+    return tiny_pipeline
 
 
 @pytest.fixture(scope="module")

@@ -10,14 +10,14 @@ from safetensors.torch import load_file, save_file
 
 from audiolm.cli.app import main
 from audiolm.models.wavenet.model import WaveNet
-from wavenet_helpers import random_wavenet, tiny_config
+from tests.helpers import random_wavenet, tiny_codec, tiny_wavenet_config
 
 
 @pytest.fixture
 def checkpoints(tmp_path):
-    plain = random_wavenet(tiny_config()).save_pretrained(tmp_path / "plain")
-    gc = random_wavenet(tiny_config(gc_cardinality=2, gc_labels=["alto", "bass"])).save_pretrained(tmp_path / "gc")
-    lc = random_wavenet(tiny_config(lc_n_q=2, lc_codebook_size=16, lc_hop=8)).save_pretrained(tmp_path / "lc")
+    plain = random_wavenet(tiny_wavenet_config()).save_pretrained(tmp_path / "plain")
+    gc = random_wavenet(tiny_wavenet_config(gc_cardinality=2, gc_labels=["alto", "bass"])).save_pretrained(tmp_path / "gc")
+    lc = random_wavenet(tiny_wavenet_config(lc_n_q=2, lc_codebook_size=16, lc_hop=8)).save_pretrained(tmp_path / "lc")
     return {"plain": plain, "gc": gc, "lc": lc}
 
 
@@ -151,12 +151,7 @@ def test_bench_json_has_fast_and_naive_for_each_batch(tmp_path, capsys):
 
 def test_vocoder_end_to_end_with_a_tiny_real_codec(tmp_path, capsys):
     """train wavenet --lc-codec DIR, then generate from codes the same codec wrote."""
-    from audiolm.models.codec.codec import Codec
-    from audiolm.models.codec.config import CodecConfig
-    from audiolm.models.codec.model import CodecModel
-
-    torch.manual_seed(0)
-    codec = Codec(CodecModel(CodecConfig.tiny()))
+    codec = tiny_codec()
     codec.save(tmp_path / "codec")
     root = tmp_path / "audio"
     root.mkdir()

@@ -24,14 +24,12 @@ from audiolm.core.audio import (
     save_audio,
 )
 from audiolm.core.errors import AudioError
+from tests.helpers import tone
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
-def _tone(seconds: float = 0.5, sr: int = 24000, channels: int = 2) -> np.ndarray:
-    t = np.arange(int(seconds * sr)) / sr
-    chans = [0.5 * np.sin(2 * np.pi * (220 * (c + 1)) * t) for c in range(channels)]
-    return np.stack(chans).astype(np.float32)  # [C, N]
+PURE = dict(harmonics=(0.5,), noise=0.0)  # tests.helpers.tone: 0.5 * sin(2 pi 220 (c + 1) t) on channel c
 
 
 def _wav_header(sample_rate: int, channels: int = 1, bits: int = 16, n_bytes: int = 0) -> bytes:
@@ -50,7 +48,7 @@ def _wav_header(sample_rate: int, channels: int = 1, bits: int = 16, n_bytes: in
 
 @pytest.mark.parametrize("suffix", [".wav", ".flac"])
 def test_load_returns_float32_channels_first(tmp_path: Path, suffix: str) -> None:
-    data = _tone()
+    data = tone(**PURE, channels=2).numpy()
     sf.write(tmp_path / f"a{suffix}", data.T, 24000)
     wav, sr = load_audio(tmp_path / f"a{suffix}")
     assert sr == 24000 and wav.dtype == torch.float32 and wav.shape == (2, 12000)
@@ -63,15 +61,15 @@ def test_load_returns_float32_channels_first(tmp_path: Path, suffix: str) -> Non
 )
 def test_load_compressed_formats(tmp_path: Path, suffix: str, tool: str) -> None:
     src = tmp_path / "src.wav"
-    sf.write(src, _tone(0.5, 48000, 1).T, 48000, subtype="PCM_16")
+    sf.write(src, tone(0.5, 48000, **PURE, channels=1).numpy().T, 48000, subtype="PCM_16")
     out = tmp_path / f"a{suffix}"
     if tool == "vorbis":
-        sf.write(out, _tone(0.5, 48000, 1).T, 48000, format="OGG", subtype="VORBIS")
+        sf.write(out, tone(0.5, 48000, **PURE, channels=1).numpy().T, 48000, format="OGG", subtype="VORBIS")
     elif tool == "opus":
-        sf.write(out, _tone(0.5, 48000, 1).T, 48000, format="OGG", subtype="OPUS")
+        sf.write(out, tone(0.5, 48000, **PURE, channels=1).numpy().T, 48000, format="OGG", subtype="OPUS")
     else:
         try:
-            sf.write(out, _tone(0.5, 48000, 1).T, 48000, format="MP3", subtype="MPEG_LAYER_III")
+            sf.write(out, tone(0.5, 48000, **PURE, channels=1).numpy().T, 48000, format="MP3", subtype="MPEG_LAYER_III")
         except (sf.LibsndfileError, ValueError, TypeError):
             if shutil.which("ffmpeg") is None:
                 pytest.skip("no mp3 encoder: libsndfile lacks one and ffmpeg is not installed")
@@ -84,7 +82,7 @@ def test_load_compressed_formats(tmp_path: Path, suffix: str, tool: str) -> None
 
 
 def test_mono_mix_and_resample_on_load(tmp_path: Path) -> None:
-    sf.write(tmp_path / "a.wav", _tone(0.5, 24000, 2).T, 24000, subtype="FLOAT")
+    sf.write(tmp_path / "a.wav", tone(0.5, 24000, **PURE, channels=2).numpy().T, 24000, subtype="FLOAT")
     wav, sr = load_audio(tmp_path / "a.wav", sample_rate=16000, mono=True)
     assert sr == 16000 and wav.shape == (1, 8000)
     ref, _ = load_audio(tmp_path / "a.wav")
@@ -93,7 +91,7 @@ def test_mono_mix_and_resample_on_load(tmp_path: Path) -> None:
 
 
 def test_audio_duration(tmp_path: Path) -> None:
-    sf.write(tmp_path / "a.wav", _tone(0.75, 16000, 1).T, 16000)
+    sf.write(tmp_path / "a.wav", tone(0.75, 16000, **PURE, channels=1).numpy().T, 16000)
     assert audio_duration(tmp_path / "a.wav") == pytest.approx(0.75)
 
 
@@ -238,6 +236,15 @@ def test_unsupported_format(tmp_path: Path) -> None:
     _raises_naming(tmp_path / "notes.txt", "unsupported or unrecognised")
 
 
+def test_a_file_too_short_to_identify_is_not_called_a_pipe(tmp_path: Path) -> None:
+    """libsndfile says "possibly a pipe?" for a 3-byte mp3 (issue #16): said plainly instead."""
+    (tmp_path / "bad.mp3").write_bytes(b"ID3")
+    for read in (load_audio, audio_duration):
+        with pytest.raises(AudioError, match="not a recognised audio file") as e:
+            read(tmp_path / "bad.mp3")
+        assert "pipe" not in str(e.value)
+
+
 def test_nan_samples(tmp_path: Path) -> None:
     sf.write(tmp_path / "nan.wav", np.array([0.1, np.nan, 0.2], np.float32), 24000, subtype="FLOAT")
     _raises_naming(tmp_path / "nan.wav", "NaN or infinite")
@@ -256,7 +263,7 @@ def test_absurd_sample_rate_in_file(tmp_path: Path, rate: int) -> None:
 
 
 def test_absurd_requested_rate(tmp_path: Path) -> None:
-    save_audio(tmp_path / "a.wav", _tone(0.1, 16000, 1), 16000)
+    save_audio(tmp_path / "a.wav", tone(0.1, 16000, **PURE, channels=1).numpy(), 16000)
     _raises_naming(tmp_path / "a.wav", "sample rate", sample_rate=10)
 
 
@@ -287,7 +294,7 @@ def test_save_replaces_atomically(tmp_path: Path) -> None:
 def _valid_file_bytes(tmp_path: Path, fmt: str) -> bytes:
     path = tmp_path / f"seed.{fmt.lower()}"
     subtype = {"WAV": "PCM_16", "FLAC": "PCM_16", "OGG": "VORBIS"}[fmt]
-    sf.write(path, _tone(0.05, 8000, 1).T, 8000, format=fmt, subtype=subtype)
+    sf.write(path, tone(0.05, 8000, **PURE, channels=1).numpy().T, 8000, format=fmt, subtype=subtype)
     return path.read_bytes()
 
 

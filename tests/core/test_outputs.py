@@ -102,3 +102,29 @@ def test_an_unpublished_output_leaves_nothing(tmp_path):
             outputs.claim(tmp_path / "o.wav").temp.write_bytes(b"partial")
             raise RuntimeError("the command failed")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_lock_is_shared_within_a_process_and_held_until_the_last_release(tmp_path):
+    from audiolm.core.outputs import RunLock
+
+    def other_process_gets_it() -> bool:
+        code = textwrap.dedent(f"""
+            from audiolm.core.outputs import OutputError, RunLock
+            try:
+                RunLock({str(tmp_path / "run")!r}).acquire()
+                print("acquired")
+            except OutputError as e:
+                print(e)
+        """)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+        assert "acquired" in out or f"another audiolm process (pid {os.getpid()})" in out, out
+        return "acquired" in out
+
+    outer = RunLock(tmp_path / "run").acquire()  # `audiolm train` holds the run directory
+    inner = RunLock(tmp_path / "run" / ".." / "run").acquire()  # the Trainer inside takes it too
+    assert other_process_gets_it() is False
+    inner.release()
+    inner.release()  # a second release of the same holder changes nothing
+    assert other_process_gets_it() is False
+    outer.release()
+    assert other_process_gets_it() is True

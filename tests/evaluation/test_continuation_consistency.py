@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from types import SimpleNamespace
 
 import pytest
@@ -10,9 +9,9 @@ import torch
 
 from audiolm.core.errors import AudiolmError
 from audiolm.evaluation.consistency import (
-    _spectral_frames,
     DEFAULT_EMBEDDING,
     EMBEDDINGS,
+    _spectral_frames,
     active_mask,
     embed,
     frame_statistics,
@@ -20,17 +19,15 @@ from audiolm.evaluation.consistency import (
     retrieval_accuracy,
     similarity,
 )
+from tests.helpers import tone
 
 SR = 16000
 FAKE_LM = SimpleNamespace(sample_rate=SR)  # the spectral embeddings only read the sample rate
 
 
-def tone(freq: float, seconds: float, harmonics: tuple[float, ...] = (1.0,), seed: int = 0) -> torch.Tensor:
-    """[1, N] harmonic tone with a little noise (so no frame is exactly silent)."""
-    t = torch.arange(int(seconds * SR)) / SR
-    wav = sum(a * torch.sin(2 * math.pi * freq * (k + 1) * t) for k, a in enumerate(harmonics))
-    noise = 1e-3 * torch.randn(t.shape, generator=torch.Generator().manual_seed(seed))
-    return (0.3 * wav / max(harmonics) + noise)[None]
+def voice(freq: float, seconds: float, harmonics: tuple[float, ...] = (1.0,), seed: int = 0) -> torch.Tensor:
+    """[1, N] harmonic tone, peak harmonic 0.3, with a little noise (so no frame is exactly silent)."""
+    return tone(seconds, SR, freq, harmonics=[0.3 * a / max(harmonics) for a in harmonics], noise=1e-3, seed=seed)
 
 
 def test_retrieval_known_cases():
@@ -71,8 +68,8 @@ def test_tones_of_distinct_pitch_find_their_own_prompt(how):
     6 pitches and timbres: every continuation retrieves its own prompt."""
     voices = [(110, (1.0, 0.5)), (180, (1.0,)), (260, (1.0, 0.8, 0.6)), (400, (0.3, 1.0)), (650, (1.0,)),
               (990, (1.0, 0.2, 0.7))]
-    prompts = torch.stack([embed(FAKE_LM, tone(f, 0.8, h, seed=i), how) for i, (f, h) in enumerate(voices)])
-    conts = torch.stack([embed(FAKE_LM, tone(f, 0.5, h, seed=100 + i), how) for i, (f, h) in enumerate(voices)])
+    prompts = torch.stack([embed(FAKE_LM, voice(f, 0.8, h, seed=i), how) for i, (f, h) in enumerate(voices)])
+    conts = torch.stack([embed(FAKE_LM, voice(f, 0.5, h, seed=100 + i), how) for i, (f, h) in enumerate(voices)])
     assert retrieval_accuracy(prompts, conts) == 1.0
     assert rank_score(prompts, conts) == 1.0
     shuffled = conts[[1, 2, 3, 4, 5, 0]]
@@ -81,7 +78,7 @@ def test_tones_of_distinct_pitch_find_their_own_prompt(how):
 
 def test_statistics_leave_out_silent_frames():
     """Pauses do not change the embedding: a tone with silence around it embeds as the tone."""
-    loud = tone(300, 0.6)
+    loud = voice(300, 0.6)
     padded = torch.cat([torch.zeros(1, 4000), loud, torch.zeros(1, 8000)], dim=1)
     a, b = embed(FAKE_LM, loud), embed(FAKE_LM, padded)
     frames, _ = _spectral_frames(padded, SR, "logmel-stats")
@@ -98,7 +95,7 @@ def test_statistics_leave_out_silent_frames():
 def test_embed_bad_input():
     assert DEFAULT_EMBEDDING == EMBEDDINGS[0]
     with pytest.raises(AudiolmError, match="unknown embedding"):
-        embed(FAKE_LM, tone(200, 0.2), "nope")
+        embed(FAKE_LM, voice(200, 0.2), "nope")
     with pytest.raises(AudiolmError, match="shorter than one analysis frame"):
         embed(FAKE_LM, torch.zeros(1, 50))
 

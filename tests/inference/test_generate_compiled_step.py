@@ -104,11 +104,11 @@ def test_bench_decode_compile_adds_compiled_rows(monkeypatch, capsys):
     import json
 
     from audiolm.evaluation.lm import bench
-    from generate_helpers import run_cli
+    from tests.helpers import run_command
 
     monkeypatch.setattr(bench, "SIZES", {"10M": tiny_model().config})
     monkeypatch.setattr(bench, "measure_bandwidth", lambda device, **kw: 10.0)
-    code = run_cli(["bench", "decode", "--json", "--sizes", "10M", "--batches", "1", "--new-tokens", "30",
+    code = run_command(["bench", "decode", "--json", "--sizes", "10M", "--batches", "1", "--new-tokens", "30",
                     "--repeats", "1", "--no-hf", "--compile"])
     assert code == 0
     results = json.loads(capsys.readouterr().out)["results"]

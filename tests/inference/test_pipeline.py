@@ -1,4 +1,4 @@
-"""The continuation pipeline end to end on tiny random components (`tests/pipeline_helpers.py`):
+"""The continuation pipeline end to end on tiny random components (`tests/helpers.py`):
 shapes and durations, seeds, batched samples, prompt-token reuse, load-time mismatch errors,
 bad prompts, and the `audiolm continue` command."""
 
@@ -13,28 +13,12 @@ import pytest
 import torch
 
 from audiolm.core.audio import load_audio, save_audio
-from audiolm.cli.app import main
 from audiolm.inference.pipeline import PIPELINES_DIR, AudioLM, PipelineError, PromptTokens, find_recipe, load_recipe
-from pipeline_helpers import (  # tests/ is on sys.path (pytest rootdir-relative import)
-    N_Q,
-    save_stage,
-    save_tokenizer,
-    stage_config,
-    tokens_info,
-    tone,
-    write_recipe,
-)
-from pipeline_helpers import build_tiny_pipeline  # noqa: E402
+from tests.helpers import N_Q, run_cli, save_stage, save_tokenizer, stage_config, tokens_info, tone, write_recipe
 
 HOP = 320
 SR = 24000
 
-
-
-@pytest.fixture(scope="module")
-def tiny_pipeline(tmp_path_factory) -> Path:
-    """The recipe path of a tiny random pipeline (codec, MFCC tokenizer, three stages)."""
-    return build_tiny_pipeline(tmp_path_factory.mktemp("tiny_pipeline"))
 
 
 @pytest.fixture(scope="module")
@@ -238,15 +222,9 @@ def test_missing_component_is_named(parts):
 # -- the command line -------------------------------------------------------------------------
 
 
-def run_cli(capsys, *args) -> tuple[int, str, str]:
-    code = main(["continue", *map(str, args)])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_cli_continue_writes_audio(tiny_pipeline, prompt_wav, tmp_path, capsys, lm):
     out = tmp_path / "out.wav"
-    code, stdout, err = run_cli(capsys, prompt_wav, "-o", out, "--pipeline", tiny_pipeline, "--seconds", 0.3, "--seed", 4)
+    code, stdout, err = run_cli(capsys, "continue", prompt_wav, "-o", out, "--pipeline", tiny_pipeline, "--seconds", 0.3, "--seed", 4)
     assert code == 0, err
     wav, sr = load_audio(out)
     assert sr == SR and wav.shape == (1, (37 + frames(0.3)) * HOP)
@@ -255,11 +233,11 @@ def test_cli_continue_writes_audio(tiny_pipeline, prompt_wav, tmp_path, capsys, 
     assert f"wrote {out}" in stdout
     # an existing output is never replaced without --overwrite
     before = out.read_bytes()
-    code, _, err = run_cli(capsys, prompt_wav, "-o", out, "--pipeline", tiny_pipeline, "--seconds", 0.3, "--seed", 5)
+    code, _, err = run_cli(capsys, "continue", prompt_wav, "-o", out, "--pipeline", tiny_pipeline, "--seconds", 0.3, "--seed", 5)
     assert code == 2 and "already exists; pass --overwrite" in err and err.count("\n") == 1
     assert out.read_bytes() == before
     code, _, err = run_cli(
-        capsys, prompt_wav, "-o", out, "--pipeline", tiny_pipeline, "--seconds", 0.3, "--seed", 5, "--overwrite"
+        capsys, "continue", prompt_wav, "-o", out, "--pipeline", tiny_pipeline, "--seconds", 0.3, "--seed", 5, "--overwrite"
     )
     assert code == 0, err
     assert out.read_bytes() != before
@@ -268,7 +246,7 @@ def test_cli_continue_writes_audio(tiny_pipeline, prompt_wav, tmp_path, capsys, 
 def test_cli_num_samples_plot_and_continuation_only(tiny_pipeline, prompt_wav, tmp_path, capsys):
     out = tmp_path / "many.wav"
     code, _, err = run_cli(
-        capsys, prompt_wav, "-o", out, "--pipeline", tiny_pipeline, "--seconds", 0.2, "--seed", 1,
+        capsys, "continue", prompt_wav, "-o", out, "--pipeline", tiny_pipeline, "--seconds", 0.2, "--seed", 1,
         "--num-samples", 2, "--plot", tmp_path / "spec.png", "--continuation-only",
     )
     assert code == 0, err
@@ -280,7 +258,7 @@ def test_cli_num_samples_plot_and_continuation_only(tiny_pipeline, prompt_wav, t
     for png in (tmp_path / "spec-1.png", tmp_path / "spec-2.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # sample 2 of seed 1 is the single sample of seed 2
-    code, _, err = run_cli(capsys, prompt_wav, "-o", tmp_path / "one.wav", "--pipeline", tiny_pipeline,
+    code, _, err = run_cli(capsys, "continue", prompt_wav, "-o", tmp_path / "one.wav", "--pipeline", tiny_pipeline,
                            "--seconds", 0.2, "--seed", 2, "--continuation-only")
     assert code == 0, err
     assert torch.allclose(load_audio(tmp_path / "one.wav")[0], wavs[1], atol=2 / 32768)
@@ -289,20 +267,20 @@ def test_cli_num_samples_plot_and_continuation_only(tiny_pipeline, prompt_wav, t
 def test_cli_prompt_tokens_reuse(tiny_pipeline, prompt_wav, tmp_path, capsys):
     saved = tmp_path / "prompt.safetensors"
     args = ["--pipeline", tiny_pipeline, "--seconds", 0.2, "--seed", 9]
-    code, _, err = run_cli(capsys, prompt_wav, "-o", tmp_path / "a.wav", "--save-prompt", saved, *args)
+    code, _, err = run_cli(capsys, "continue", prompt_wav, "-o", tmp_path / "a.wav", "--save-prompt", saved, *args)
     assert code == 0, err
     assert saved.is_file()
-    code, _, err = run_cli(capsys, "-o", tmp_path / "b.wav", "--prompt-tokens", saved, *args)
+    code, _, err = run_cli(capsys, "continue", "-o", tmp_path / "b.wav", "--prompt-tokens", saved, *args)
     assert code == 0, err
     assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
-    code, _, err = run_cli(capsys, prompt_wav, "-o", tmp_path / "c.wav", "--prompt-tokens", saved, *args)
+    code, _, err = run_cli(capsys, "continue", prompt_wav, "-o", tmp_path / "c.wav", "--prompt-tokens", saved, *args)
     assert code == 2 and "not both" in err
 
 
 def test_cli_long_prompt_warns(tiny_pipeline, tmp_path, capsys):
     long = tmp_path / "long.wav"
     save_audio(long, tone(2.0), SR)
-    code, _, err = run_cli(capsys, long, "-o", tmp_path / "o.wav", "--pipeline", tiny_pipeline, "--seconds", 0.1)
+    code, _, err = run_cli(capsys, "continue", long, "-o", tmp_path / "o.wav", "--pipeline", tiny_pipeline, "--seconds", 0.1)
     assert code == 0, err
     assert "audiolm: warning: prompt is 2.0 s, longer than the model context (1.3 s)" in err
 
@@ -337,7 +315,7 @@ def test_cli_errors_are_one_line(case, message, tiny_pipeline, tmp_path, capsys)
     args += {"seconds": ["--seconds", 0], "num-samples": ["--num-samples", 0], "temperature": ["--temperature", "1,2"]}.get(case, [])
     if case == "no-prompt":
         args = args[1:]
-    code, stdout, err = run_cli(capsys, *args)
+    code, stdout, err = run_cli(capsys, "continue", *args)
     assert code == 2
     assert err.startswith("audiolm: error: ") and message in err and err.count("\n") == 1, err
     assert stdout == "" and not out.exists()

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from audiolm.inference.pipeline import AudioLM, PipelineError
-from pipeline_helpers import build_tiny_pipeline, save_stage, tone
+from tests.helpers import COARSE_LEVELS, build_tiny_pipeline, save_stage, tokens_info, tone, write_recipe
 
 SR = 24000
 HOP = 320
@@ -19,6 +19,7 @@ HOP = 320
 
 @pytest.fixture(scope="module")
 def tiny_root(tmp_path_factory) -> Path:
+    """Its own tiny pipeline: bark_lm adds a stage and a recipe beside it."""
     return build_tiny_pipeline(tmp_path_factory.mktemp("tiny_stream")).parent
 
 
@@ -32,7 +33,6 @@ def bark_lm(tiny_root) -> AudioLM:
     """The same pipeline with a Bark-style fine stage (one step = one 16-frame window)."""
     from audiolm.models.lm.config import StageConfig, TransformerConfig
     from audiolm.models.lm.stage import complete_stage_config
-    from pipeline_helpers import COARSE_LEVELS, tokens_info, write_recipe
 
     config = StageConfig(
         stage="fine", fine_style="bark", window_frames=16, coarse_levels=COARSE_LEVELS,

@@ -8,12 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from toy_training import ToyConfig, ToyTask  # tests/training/ is on sys.path (pytest, rootdir import mode)
 
 from audiolm.core.checkpoint import load_checkpoint
 from audiolm.training.trainer import TrainConfig, Trainer
-
-sys.path.insert(0, str(Path(__file__).parent))
-from toy_training import ToyConfig, ToyTask  # noqa: E402
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 

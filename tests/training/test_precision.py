@@ -3,23 +3,19 @@ once (two optimizers: the codec's generator and discriminator), bf16 autocast re
 for every task, gradient accumulation equals the larger batch."""
 
 import dataclasses
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from toy_training import ToyConfig, ToyTask  # tests/training/ is on sys.path (pytest, rootdir import mode)
 
 from audiolm.core import cpu_features
 from audiolm.core.checkpoint import load_checkpoint
-from audiolm.models.codec.config import CodecConfig
-from audiolm.training.codec.task import CodecTask
 from audiolm.core.cpu_features import bf16_fallback_reason, cpu_bf16_kernels
+from audiolm.models.codec.config import CodecConfig
 from audiolm.training import precision as precision_module
+from audiolm.training.codec.task import CodecTask
 from audiolm.training.precision import resolve_precision
 from audiolm.training.trainer import TrainConfig, Trainer
-
-sys.path.insert(0, str(Path(__file__).parent))
-from toy_training import ToyConfig, ToyTask  # noqa: E402
 
 
 def _config(**kw):

@@ -7,16 +7,14 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import numpy as np
+import pytest
 import torch
+from toy_training import ToyConfig, ToyTask  # tests/training/ is on sys.path (pytest, rootdir import mode)
 
 from audiolm.core.checkpoint import load_checkpoint
 from audiolm.core.errors import AudiolmError
 from audiolm.training.trainer import TrainConfig, Trainer, cosine_with_warmup, item_keys_for_batch
-
-sys.path.insert(0, str(Path(__file__).parent))
-from toy_training import ToyConfig, ToyTask  # noqa: E402
 
 SCRIPT = Path(__file__).parent / "toy_training.py"
 
@@ -64,6 +62,48 @@ def test_in_process_resume_matches_uninterrupted(tmp_path):
     full, resumed = _final_weights(tmp_path / "full"), _final_weights(tmp_path / "part")
     for k in full:
         assert torch.equal(full[k], resumed[k]), k
+
+
+def test_resume_through_the_api_removes_what_a_killed_run_left(tmp_path, capsys):
+    """The Trainer itself (no CLI) removes stale temps under the run's lock before resuming,
+    and resumes to the same weights; a run directory another process holds is left alone."""
+    torch.manual_seed(0)
+    Trainer(ToyTask(ToyConfig()), _config(steps=10), tmp_path / "full", progress=False).fit()
+    run = tmp_path / "part"
+    torch.manual_seed(0)
+    Trainer(ToyTask(ToyConfig()), _config(steps=10), run, progress=False).fit(stop_after=5)
+    stale = [run / "checkpoints" / ".step-00000010.tmp", run / ".model.1234.tmp"]
+    for folder in stale:
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"torn")
+    stale += [run / "checkpoints" / ".LATEST.1234.tmp", run / ".run.json.99.tmp"]
+    for path in stale[2:]:
+        path.write_text("step-00000010")
+    keep = [run / "checkpoints" / "LATEST", run / "checkpoints" / "step-00000005", run / ".audiolm.lock"]
+
+    holder = subprocess.Popen(  # another process holds the run directory: nothing is touched
+        [sys.executable, "-c", "import sys, time; from audiolm.core.outputs import RunLock; "
+         "RunLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(60)", str(run)],
+        stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2])),
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(AudiolmError, match="another audiolm process"):
+            Trainer(ToyTask(ToyConfig()), _config(steps=10), run, resume=True, progress=False)
+        assert all(p.exists() for p in stale)
+    finally:
+        holder.kill()
+        holder.wait()
+
+    capsys.readouterr()
+    trainer = Trainer(ToyTask(ToyConfig()), _config(steps=10), run, resume=True, progress=False)
+    assert not any(p.exists() for p in stale) and all(p.exists() for p in keep)
+    err = capsys.readouterr().err
+    assert all(f"removed {p} (left by a killed run)" in err for p in stale)
+    assert trainer.step == 5
+    trainer.fit()
+    full, resumed = _final_weights(tmp_path / "full"), _final_weights(run)
+    assert all(torch.equal(full[k], resumed[k]) for k in full)
 
 
 def test_data_order_is_a_function_of_position():

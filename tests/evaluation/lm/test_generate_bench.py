@@ -7,14 +7,14 @@ import pytest
 
 from audiolm.evaluation.lm import bench
 from audiolm.models.lm.config import TransformerConfig
-from generate_helpers import run_cli  # tests/ is on sys.path (the root conftest)
+from tests.helpers import run_command
 
 
 def test_bench_decode_json_format(monkeypatch, capsys):
     tiny = TransformerConfig(vocab_size=64, dim=32, n_layers=1, n_heads=2, max_seq_len=64)
     monkeypatch.setattr(bench, "SIZES", {"10M": tiny})
     monkeypatch.setattr(bench, "measure_bandwidth", lambda device, **kw: 10.0)
-    code = run_cli(["bench", "decode", "--json", "--sizes", "10M", "--batches", "1,2", "--new-tokens", "3",
+    code = run_command(["bench", "decode", "--json", "--sizes", "10M", "--batches", "1,2", "--new-tokens", "3",
                     "--repeats", "1"])
     assert code == 0
     out = json.loads(capsys.readouterr().out)
@@ -31,9 +31,9 @@ def test_bench_decode_rejects_bad_arguments():
     from audiolm.cli.args import UsageError
 
     with pytest.raises(UsageError, match="sizes"):
-        run_cli(["bench", "decode", "--sizes", "3B"])
+        run_command(["bench", "decode", "--sizes", "3B"])
     with pytest.raises(UsageError, match="batches"):
-        run_cli(["bench", "decode", "--batches", "one"])
+        run_command(["bench", "decode", "--batches", "one"])
 
 
 def test_bench_decode_compile_needs_a_cpp_compiler(monkeypatch):
@@ -42,7 +42,7 @@ def test_bench_decode_compile_needs_a_cpp_compiler(monkeypatch):
 
     monkeypatch.setattr(compiled_step, "compile_unavailable", lambda: "no C++ compiler for torch.compile")
     with pytest.raises(UsageError, match="--compile: no C\\+\\+ compiler"):
-        run_cli(["bench", "decode", "--compile", "--sizes", "10M"])
+        run_command(["bench", "decode", "--compile", "--sizes", "10M"])
 
 
 def test_bandwidth_is_a_read_of_a_large_buffer_and_cpu_clock_needs_one_thread():
@@ -62,7 +62,7 @@ def test_bandwidth_is_a_read_of_a_large_buffer_and_cpu_clock_needs_one_thread():
     from audiolm.cli.args import UsageError
 
     with pytest.raises(UsageError, match="clock cpu"):
-        run_cli(["bench", "decode", "--clock", "cpu", "--threads", "2"])
+        run_command(["bench", "decode", "--clock", "cpu", "--threads", "2"])
 
 
 def test_streamed_bytes_count_packed_decoding_weights_at_their_dtype():

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from audiolm.training.data.shards import ShardWriter, TokenShards, Utterance
 from audiolm.evaluation.lm import bench_fine
 from audiolm.models.lm.config import StageConfig, TransformerConfig
+from audiolm.training.data.shards import ShardWriter, TokenShards, Utterance
 from audiolm.training.lm.task import StageTask
 from audiolm.training.trainer import TrainConfig, Trainer
-from generate_helpers import run_cli  # tests/ is on sys.path (the root conftest)
+from tests.helpers import run_command
 
 C, Q = 8, 4
 
@@ -76,7 +76,7 @@ def test_cross_entropy_matches_brute_force_and_uniform(tokens, tmp_path):
 def test_bench_fine_json_and_errors(tokens, tmp_path, capsys):
     ar, _ = stage_dir(tokens, tmp_path / "ar", "ar")
     bark, _ = stage_dir(tokens, tmp_path / "bark", "bark")
-    code = run_cli(["bench", "fine", str(ar), str(bark), "--tokens", str(tokens), "--json", "--seconds", "0.2",
+    code = run_command(["bench", "fine", str(ar), str(bark), "--tokens", str(tokens), "--json", "--seconds", "0.2",
                     "--prompt-seconds", "0.1", "--repeats", "1", "--threads", "1", "--clock", "cpu"])
     assert code == 0
     out = json.loads(capsys.readouterr().out)
@@ -89,10 +89,10 @@ def test_bench_fine_json_and_errors(tokens, tmp_path, capsys):
     from audiolm.core.errors import AudiolmError
 
     with pytest.raises(AudiolmError, match="window_frames"):
-        run_cli(["bench", "fine", str(ar), str(other), "--tokens", str(tokens)])
+        run_command(["bench", "fine", str(ar), str(other), "--tokens", str(tokens)])
     with pytest.raises(AudiolmError, match="speed test"):
-        run_cli(["bench", "fine", str(ar), "--tokens", str(tokens), "--seconds", "10"])
+        run_command(["bench", "fine", str(ar), "--tokens", str(tokens), "--seconds", "10"])
     from audiolm.cli.args import UsageError
 
     with pytest.raises(UsageError, match="seconds"):
-        run_cli(["bench", "fine", str(ar), "--tokens", str(tokens), "--seconds", "0"])
+        run_command(["bench", "fine", str(ar), "--tokens", str(tokens), "--seconds", "0"])

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from audiolm.core.errors import ConfigError
-from wavenet_helpers import random_wavenet, tiny_config
+from tests.helpers import random_wavenet, tiny_wavenet_config
 
 LC = dict(lc_n_q=2, lc_codebook_size=16, lc_hop=8)
 
@@ -16,7 +16,7 @@ LC = dict(lc_n_q=2, lc_codebook_size=16, lc_hop=8)
 )
 @pytest.mark.parametrize("with_prompt", [False, True], ids=["scratch", "prompt"])
 def test_fast_equals_naive_sample_for_sample(overrides, with_prompt):
-    cfg = tiny_config(**overrides)
+    cfg = tiny_wavenet_config(**overrides)
     model = random_wavenet(cfg)
     B, n = 2, 150
     gc = torch.tensor([2 if cfg.gc_cardinality > 2 else 1, 0]) if cfg.has_gc else None
@@ -38,7 +38,7 @@ def test_fast_logits_equal_the_forward_pass_logits(monkeypatch):
     forward pass (teacher-forced on the generated ids)."""
     from audiolm.models.wavenet.sampling import prepare_inputs
 
-    model = random_wavenet(tiny_config(gc_cardinality=2, **LC), std=0.2)
+    model = random_wavenet(tiny_wavenet_config(gc_cardinality=2, **LC), std=0.2)
     codes = torch.randint(0, 16, (1, 2, 40), generator=torch.Generator().manual_seed(3))
     seen = []
     argmax = torch.argmax
@@ -62,7 +62,7 @@ def test_fast_logits_equal_the_forward_pass_logits(monkeypatch):
 
 
 def test_seeds_rows_and_reproducibility():
-    model = random_wavenet(tiny_config())
+    model = random_wavenet(tiny_wavenet_config())
     a = model.generate(80, batch_size=3, seed=11)
     assert torch.equal(a, model.generate(80, batch_size=3, seed=11))
     assert not torch.equal(a, model.generate(80, batch_size=3, seed=12))
@@ -71,7 +71,7 @@ def test_seeds_rows_and_reproducibility():
 
 
 def test_callback_sees_growing_prefixes():
-    model = random_wavenet(tiny_config())
+    model = random_wavenet(tiny_wavenet_config())
     seen = []
     out = model.generate(100, callback=lambda ids, n: seen.append((n, ids[0, :n].clone())), callback_every=25)
     assert [n for n, _ in seen] == [25, 50, 75, 100]
@@ -80,9 +80,9 @@ def test_callback_sees_growing_prefixes():
 
 
 def test_generation_argument_errors():
-    plain = random_wavenet(tiny_config())
-    gc_model = random_wavenet(tiny_config(gc_cardinality=3, gc_labels=["a", "b", "c"]))
-    lc_model = random_wavenet(tiny_config(**LC))
+    plain = random_wavenet(tiny_wavenet_config())
+    gc_model = random_wavenet(tiny_wavenet_config(gc_cardinality=3, gc_labels=["a", "b", "c"]))
+    lc_model = random_wavenet(tiny_wavenet_config(**LC))
     with pytest.raises(ConfigError, match="no global conditioning"):
         plain.generate(5, gc=0)
     with pytest.raises(ConfigError, match="pass a gc id"):

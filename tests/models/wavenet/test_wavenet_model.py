@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from audiolm.core.errors import CheckpointError, ConfigError
-from audiolm.models.wavenet.model import WaveNet
 from audiolm.models.wavenet.config import WaveNetConfig
-from wavenet_helpers import random_wavenet, tiny_config
+from audiolm.models.wavenet.model import WaveNet
+from tests.helpers import random_wavenet, tiny_wavenet_config
 
 
 def test_default_config_matches_the_issue():
@@ -21,7 +21,7 @@ def test_default_config_matches_the_issue():
 @pytest.mark.parametrize("layers,stacks,kernel", [(6, 2, 2), (4, 1, 3), (3, 3, 1)])
 def test_receptive_field_is_exactly_what_the_output_sees(layers, stacks, kernel):
     """Changing x[s] changes logits[t] iff t - receptive_field <= s <= t - 1."""
-    cfg = tiny_config(layers=layers, stacks=stacks, input_kernel_size=kernel)
+    cfg = tiny_wavenet_config(layers=layers, stacks=stacks, input_kernel_size=kernel)
     rf = cfg.receptive_field
     assert rf == kernel + sum(cfg.dilations)
     model = random_wavenet(cfg)
@@ -37,7 +37,7 @@ def test_receptive_field_is_exactly_what_the_output_sees(layers, stacks, kernel)
 
 
 def test_causality_future_changes_leave_the_past_alone():
-    model = random_wavenet(tiny_config(gc_cardinality=2, lc_n_q=2, lc_codebook_size=8, lc_hop=4))
+    model = random_wavenet(tiny_wavenet_config(gc_cardinality=2, lc_n_q=2, lc_codebook_size=8, lc_hop=4))
     x = torch.randint(0, 256, (2, 40))
     codes = torch.randint(0, 8, (2, 2, 10))
     base = model(x, torch.tensor([0, 1]), codes)
@@ -62,7 +62,7 @@ def test_bad_configs_are_config_errors():
 
 
 def test_save_and_load_round_trip(tmp_path):
-    model = random_wavenet(tiny_config(gc_cardinality=3, gc_labels=["a", "b", "c"]))
+    model = random_wavenet(tiny_wavenet_config(gc_cardinality=3, gc_labels=["a", "b", "c"]))
     model.save_pretrained(tmp_path / "ckpt")
     loaded = WaveNet.from_pretrained(tmp_path / "ckpt")
     assert loaded.config == model.config
@@ -71,7 +71,7 @@ def test_save_and_load_round_trip(tmp_path):
 
 
 def test_loading_a_mismatched_checkpoint_names_the_problem(tmp_path):
-    model = random_wavenet(tiny_config())
+    model = random_wavenet(tiny_wavenet_config())
     model.save_pretrained(tmp_path / "ckpt")
     import json
 

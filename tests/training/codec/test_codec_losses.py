@@ -2,31 +2,25 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
+from audiolm.models.codec.mel import mel_filterbank
+from audiolm.models.codec.metrics import mel_distance, si_sdr
 from audiolm.training.codec.balancer import Balancer
 from audiolm.training.codec.discriminator import MultiPeriodDiscriminator, MultiScaleSTFTDiscriminator
 from audiolm.training.codec.losses import (
-    discriminator_lsgan_loss,
-    generator_lsgan_loss,
     MultiScaleMel,
     discriminator_hinge_loss,
+    discriminator_lsgan_loss,
     feature_matching_loss,
     generator_hinge_loss,
+    generator_lsgan_loss,
     multiscale_mel_loss,
     phase_derivative_loss,
     stft_magnitude_loss,
 )
-from audiolm.models.codec.mel import mel_filterbank
-from audiolm.models.codec.metrics import mel_distance, si_sdr
-
-
-def _tone(freq: float, seconds: float = 0.5, sr: int = 24000) -> torch.Tensor:
-    t = torch.arange(int(seconds * sr)) / sr
-    return 0.3 * torch.sin(2 * math.pi * freq * t)
+from tests.helpers import tone
 
 
 def test_mel_filterbank_is_a_partition_of_the_spectrum():
@@ -39,7 +33,7 @@ def test_mel_filterbank_is_a_partition_of_the_spectrum():
 
 def test_multiscale_mel_loss_is_zero_for_identical_and_grows_with_distortion():
     mel = MultiScaleMel(24000, 6, 10, 32, power=1)
-    x = _tone(440)[None, None]
+    x = tone(0.5, 24000, 440, harmonics=(0.3,), noise=0)[None]
     assert float(multiscale_mel_loss(mel, x, x)) == pytest.approx(0.0, abs=1e-6)
     small = multiscale_mel_loss(mel, x + 0.001 * torch.randn_like(x), x)
     large = multiscale_mel_loss(mel, x + 0.05 * torch.randn_like(x), x)
@@ -103,7 +97,7 @@ def test_balancer_gives_each_loss_its_share_of_the_gradient():
 
 
 def test_metrics_on_identical_and_degraded_audio():
-    x = _tone(330, seconds=1.0)
+    x = tone(1.0, 24000, 330, harmonics=(0.3,), noise=0)[0]
     noisy = x + 0.03 * torch.randn_like(x)
     assert si_sdr(x, x) > 100 and 5 < si_sdr(x, noisy) < 30
     assert si_sdr(x, 3 * x) > 100  # scale-invariant

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from audiolm.core.errors import AudiolmError
 from audiolm.training.data.shards import ShardWriter, TokenShards, Utterance, read_token_index
 from audiolm.training.data.tokenize_corpus import tokenize_corpus, tokenize_items
-from audiolm.core.errors import AudiolmError
+from tests.helpers import FakeCodec
 
 SETTINGS = {
     "codec": {"dir": None, "sample_rate": 24000, "frame_rate": 75.0, "codebook_size": 1024, "n_q": 3, "kbps": 3.0},
@@ -107,24 +108,6 @@ def test_resume_after_a_kill_redoes_only_unfinished_shards(tmp_path):
     calls.clear()
     tokenize_items(items, tmp_path / "tok", SETTINGS, encode, shard_size=2, progress=False)
     assert calls == []
-
-
-class FakeCodec:
-    """The Codec contract at a tiny scale: codes from the signal's frame energies."""
-
-    sample_rate, frame_rate, codebook_size = 24000, 75.0, 16
-
-    def levels_for_kbps(self, kbps):
-        return int(kbps / 1.5) * 2
-
-    def encode(self, wav, sample_rate, kbps=6):
-        assert wav.dim() == 3 and sample_rate == 24000
-        hop = 320
-        n = math.ceil(wav.shape[-1] / hop)
-        frames = torch.nn.functional.pad(wav, (0, n * hop - wav.shape[-1])).view(wav.shape[0], n, hop)
-        energy = (frames.abs().mean(-1) * 1000).long()  # [B, T]
-        q = self.levels_for_kbps(kbps)
-        return torch.stack([(energy + level) % 16 for level in range(q)], 1)
 
 
 class FakeSemantic:

@@ -6,15 +6,14 @@ import torch
 import torch.nn.functional as F
 
 from audiolm.models.wavenet.model import WaveNet
-
 from audiolm.models.wavenet.mulaw import mulaw_encode
-from wavenet_helpers import tiny_config
+from tests.helpers import tiny_wavenet_config
 
 
 def test_tiny_model_overfits_a_sine_and_regenerates_it():
     torch.manual_seed(0)
     period = 23  # samples; the receptive field (33) spans more than a period
-    cfg = tiny_config(layers=5, stacks=1, residual_channels=16, dilation_channels=16, skip_channels=32, crop_samples=96)
+    cfg = tiny_wavenet_config(layers=5, stacks=1, residual_channels=16, dilation_channels=16, skip_channels=32, crop_samples=96)
     assert cfg.receptive_field == 2 + 31
     t = torch.arange(4000)
     wave = 0.8 * torch.sin(2 * math.pi * t / period) + 0.1 * torch.sin(2 * math.pi * 3 * t / period)

@@ -8,32 +8,15 @@ import soundfile as sf
 import torch
 
 from audiolm.core.errors import ConfigError
-from audiolm.training.task import ItemKey
 from audiolm.models.wavenet.model import WaveNet
+from audiolm.training.task import ItemKey
 from audiolm.training.wavenet.task import WaveNetTask
-from wavenet_helpers import tiny_config
+from tests.helpers import FakeCodec, tiny_wavenet_config
 
 
-class FakeCodec:
-    """Duck-typed stand-in for audiolm.models.codec.Codec: codes from frame energies, counted calls."""
-
-    sample_rate = 8000
-    frame_rate = 100  # hop 80
-    codebook_size = 32
-
-    def __init__(self):
-        self.calls = 0
-
-    def levels_for_kbps(self, kbps):
-        return 3
-
-    def encode(self, wav, sample_rate, kbps=6.0):
-        self.calls += 1
-        frames = -(-wav.shape[-1] // 80)
-        padded = torch.nn.functional.pad(wav, (0, frames * 80 - wav.shape[-1]))
-        energy = padded.view(frames, 80).abs().mean(-1)
-        level = (energy * 200).long().clamp(0, 31)
-        return torch.stack([level, (level * 7) % 32, (level * 13) % 32])[None]  # [1, 3, F]
+def _codec() -> FakeCodec:
+    """8 kHz, hop 80 (100 Hz), 3 levels of 32."""
+    return FakeCodec(sample_rate=8000, hop=80, codebook_size=32, n_q=3)
 
 
 def _folder(tmp_path, speakers=("alice", "bob"), seconds=0.5, rate=8000):
@@ -48,7 +31,7 @@ def _folder(tmp_path, speakers=("alice", "bob"), seconds=0.5, rate=8000):
 
 def test_folder_crops_labels_and_determinism(tmp_path):
     root = _folder(tmp_path)
-    task = WaveNetTask(tiny_config(), root, gc=True, progress=False)
+    task = WaveNetTask(tiny_wavenet_config(), root, gc=True, progress=False)
     cfg = task.model_config()
     assert cfg.gc_cardinality == 2 and cfg.gc_labels == ["alice", "bob"]
     data = task.train_dataset()
@@ -64,7 +47,7 @@ def test_folder_crops_labels_and_determinism(tmp_path):
 
 
 def test_corpus_gc_labels_come_from_the_train_split(tiny_corpus):
-    task = WaveNetTask(tiny_config(sample_rate=8000, crop_samples=256), tiny_corpus, gc=True, progress=False)
+    task = WaveNetTask(tiny_wavenet_config(sample_rate=8000, crop_samples=256), tiny_corpus, gc=True, progress=False)
     from audiolm.core.corpus import read_manifest
 
     train_labels = sorted({i.speaker for i in read_manifest(tiny_corpus, split="train")})
@@ -76,22 +59,22 @@ def test_corpus_gc_labels_come_from_the_train_split(tiny_corpus):
 def test_mismatched_gc_cardinality_is_a_clear_error(tmp_path):
     root = _folder(tmp_path, speakers=("a", "b", "c"))
     with pytest.raises(ConfigError, match="gc_cardinality=2 but .* holds 3 labels"):
-        WaveNetTask(tiny_config(gc_cardinality=2), root, gc=True, progress=False)
+        WaveNetTask(tiny_wavenet_config(gc_cardinality=2), root, gc=True, progress=False)
     with pytest.raises(ConfigError, match="--gc"):
-        WaveNetTask(tiny_config(gc_cardinality=3), root, gc=False, progress=False)
+        WaveNetTask(tiny_wavenet_config(gc_cardinality=3), root, gc=False, progress=False)
     flat = tmp_path / "flat"
     flat.mkdir()
     sf.write(flat / "x.wav", np.zeros(4000), 8000)
     with pytest.raises(ConfigError, match="label per file"):
-        WaveNetTask(tiny_config(), flat, gc=True, progress=False)
+        WaveNetTask(tiny_wavenet_config(), flat, gc=True, progress=False)
     with pytest.raises(ConfigError, match="at least crop_samples"):
-        WaveNetTask(tiny_config(crop_samples=8000), flat, progress=False)
+        WaveNetTask(tiny_wavenet_config(crop_samples=8000), flat, progress=False)
 
 
 def test_local_conditioning_codes_are_encoded_once_per_file(tmp_path):
     root = _folder(tmp_path)
-    codec = FakeCodec()
-    task = WaveNetTask(tiny_config(), root, codec=codec, progress=False)
+    codec = _codec()
+    task = WaveNetTask(tiny_wavenet_config(), root, codec=codec, progress=False)
     cfg = task.model_config()
     assert (cfg.lc_n_q, cfg.lc_codebook_size, cfg.lc_hop) == (3, 32, 80)
     assert cfg.crop_samples == 80  # 64 rounded up to whole codec frames
@@ -107,17 +90,17 @@ def test_local_conditioning_codes_are_encoded_once_per_file(tmp_path):
 
 def test_codes_from_a_different_codec_are_a_clear_error(tmp_path):
     root = _folder(tmp_path)
-    other = FakeCodec()
+    other = _codec()
     other.codebook_size = 1024
     with pytest.raises(ConfigError, match="different codec"):
-        WaveNetTask(tiny_config(lc_n_q=3, lc_codebook_size=32, lc_hop=80, crop_samples=80), root, codec=other,
+        WaveNetTask(tiny_wavenet_config(lc_n_q=3, lc_codebook_size=32, lc_hop=80, crop_samples=80), root, codec=other,
                     progress=False)
     with pytest.raises(ConfigError, match="--lc-codec"):
-        WaveNetTask(tiny_config(lc_n_q=3, lc_codebook_size=32, lc_hop=80, crop_samples=80), root, progress=False)
-    wrong_rate = FakeCodec()
+        WaveNetTask(tiny_wavenet_config(lc_n_q=3, lc_codebook_size=32, lc_hop=80, crop_samples=80), root, progress=False)
+    wrong_rate = _codec()
     wrong_rate.sample_rate = 24000
     with pytest.raises(ConfigError, match="24000 Hz"):
-        WaveNetTask(tiny_config(), root, codec=wrong_rate, progress=False)
+        WaveNetTask(tiny_wavenet_config(), root, codec=wrong_rate, progress=False)
 
 
 def test_training_through_the_trainer_lowers_the_loss(tmp_path):
@@ -125,7 +108,7 @@ def test_training_through_the_trainer_lowers_the_loss(tmp_path):
 
     root = _folder(tmp_path)
     torch.manual_seed(0)
-    task = WaveNetTask(tiny_config(crop_samples=128), root, gc=True, progress=False)
+    task = WaveNetTask(tiny_wavenet_config(crop_samples=128), root, gc=True, progress=False)
     config = TrainConfig(steps=30, batch_size=4, lr=1e-2, warmup_steps=2, valid_every=100, save_every=15,
                          log_every=1, device="cpu")
     exported = Trainer(task, config, tmp_path / "run", progress=False).fit()
@@ -138,18 +121,10 @@ def test_training_through_the_trainer_lowers_the_loss(tmp_path):
     assert model.generate(20, gc=1).shape == (1, 20)
 
 
-class FakeCodecWithCodebooks(FakeCodec):
-    """FakeCodec plus RVQ codebooks [32, 8] per level, as audiolm.models.codec.Codec.codebooks gives."""
-
-    def codebooks(self, n_q=None):
-        gen = torch.Generator().manual_seed(1)
-        return [torch.randn(32, 8, generator=gen) * 5 for _ in range(n_q or 3)]
-
-
 def test_vocoder_code_embeddings_start_from_the_codec_codebooks(tmp_path):
     root = _folder(tmp_path)
-    codec = FakeCodecWithCodebooks()
-    task = WaveNetTask(tiny_config(), root, codec=codec, progress=False)
+    codec = _codec()  # with RVQ codebooks [32, 8] per level, as Codec.codebooks gives
+    task = WaveNetTask(tiny_wavenet_config(), root, codec=codec, progress=False)
     cond = task.model.conditioning
     cfg = task.model_config()
     rows = cond.lc_embedding.weight.detach().view(cfg.lc_n_q, cfg.lc_codebook_size, cfg.lc_channels)
@@ -165,7 +140,7 @@ def test_vocoder_code_embeddings_start_from_the_codec_codebooks(tmp_path):
     batch = task.collate([data[ItemKey(i, i)] for i in range(2)])
     assert torch.isfinite(task.training_step(task.parts(), batch, 0).losses["model"])
     # opting out keeps the random rows
-    plain = WaveNetTask(tiny_config(), root, codec=codec, progress=False, lc_init_from_codec=False)
+    plain = WaveNetTask(tiny_wavenet_config(), root, codec=codec, progress=False, lc_init_from_codec=False)
     rows_plain = plain.model.conditioning.lc_embedding.weight.detach().view_as(rows)
     fit = torch.linalg.lstsq(books.reshape(-1, 8), rows_plain.reshape(-1, cfg.lc_channels)).solution
     assert not torch.allclose(books @ fit, rows_plain, atol=1e-2)
