@@ -15,7 +15,8 @@ sampling stays on the device, and tokens are written into a preallocated output 
 
 The model stays plain; the loop picks the fast paths that wrap it: on CPU the prefill and the
 eager steps run through prepacked oneDNN weights (`packed_step.py`) where this torch has them,
-and the one-token step can be a `torch.compile`d one (`compiled_step.py`, opt-in); on CUDA it
+and the one-token step can be a compiled one (`compiled_step.py`: kept on disk per machine, or
+`torch.compile`d in the process); on CUDA it
 is a graph-captured copy (`cuda_graph.py`).
 """
 
@@ -27,7 +28,7 @@ from typing import NamedTuple
 
 import torch
 
-from audiolm.inference.compiled_step import compiled_step
+from audiolm.inference.compiled_step import cached_step, compiled_step
 from audiolm.inference.cuda_graph import CudaGraphStep
 from audiolm.inference.packed_step import check_precision, packed_model
 from audiolm.inference.sampling import SamplingConfig, sample, seeds_tensor
@@ -77,7 +78,7 @@ def decode(
     progress: Progress | None = None,
     return_logits: bool = False,
     cuda_graph: bool | None = None,
-    compile_step: bool = False,
+    compile_step: bool | str = False,
     decode_weights: str | None = None,
 ) -> Generation:
     """Continue prompt [B, T] by `max_new_tokens` tokens.
@@ -90,8 +91,11 @@ def decode(
     step_offset: first draw number; callers that generate in chunks pass the tokens drawn so far.
     progress(done, total) is called after each token.
     cuda_graph: use a graph-captured step (default: when the model is on CUDA).
-    compile_step: on CPU, use a `torch.compile`d step (compiled on first use, then kept on the
-        model per batch size, sampling config and mask use; needs a C++ compiler).
+    compile_step: on CPU, a compiled one-token step: True (or "cached"): compiled ahead of time
+        once per machine and kept on disk (`compile_cache.py`; the first use compiles, for tens
+        of seconds; a compile that fails warns once and decodes eagerly); "jit": `torch.compile`d
+        in this process on first use (nothing on disk). Both are kept per model, batch size,
+        sampling config and mask use and need a C++ compiler.
     decode_weights: on CPU, the dtype of the packed decoding weights: None (the model's),
         "float32", or "bfloat16" (lossy: half the bytes read per step).
     """
@@ -133,7 +137,7 @@ def decode_steps(
     window_keep: int | None = None,
     step_offset: int = 0,
     cuda_graph: bool | None = None,
-    compile_step: bool = False,
+    compile_step: bool | str = False,
     decode_weights: str | None = None,
 ) -> Iterator[DecodeStep]:
     """`decode` one token at a time (same arguments, same tokens): yields a `DecodeStep` after
@@ -158,6 +162,8 @@ def decode_steps(
     if seeds_t.shape != (B,):
         raise ValueError(f"expected {B} seeds, got {tuple(seeds_t.shape)}")
     use_graph = device.type == "cuda" if cuda_graph is None else cuda_graph
+    if compile_step not in (False, True, "cached", "jit"):
+        raise ValueError(f"compile_step must be False, True, 'cached' or 'jit', got {compile_step!r}")
     if compile_step and device.type != "cpu":
         raise ValueError("compile_step is for CPU decoding (CUDA uses a graph-captured step)")
     if max_new_tokens <= 0:
@@ -178,7 +184,11 @@ def decode_steps(
                 step_fn = CudaGraphStep(model, B, sampling, masked=logits_mask is not None)
             elif compile_step:
                 dtype = packed.dtype if packed is not None else None  # the matrices' dtype
-                step_fn = compiled_step(model, B, sampling, masked=logits_mask is not None, dtype=dtype)
+                masked = logits_mask is not None
+                if compile_step == "jit":
+                    step_fn = compiled_step(model, B, sampling, masked=masked, dtype=dtype)
+                else:  # None where compiling failed (warned once): the eager step
+                    step_fn = cached_step(model, B, sampling, masked=masked, dtype=dtype) or decode_one_token
             positions = torch.arange(S, device=device)
             step = torch.full((1,), step_offset, dtype=torch.long, device=device)
             start = 0 if T <= S else T - keep  # index in `out` of the first token in the cache
