@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,22 @@ def _one_thread_session():
     torch.set_num_threads(previous)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_default_compile(tmp_path_factory: pytest.TempPathFactory):
+    """The pipeline decodes with the eager step in tests (compiling a step per tiny model would
+    take minutes), and compiled steps a test does build go to a temporary cache, never to
+    ~/.cache. Tests of the compiled path ask for it explicitly."""
+    saved = {k: os.environ.get(k) for k in ("AUDIOLM_COMPILE", "AUDIOLM_CACHE")}
+    os.environ["AUDIOLM_COMPILE"] = "0"
+    os.environ["AUDIOLM_CACHE"] = str(tmp_path_factory.mktemp("audiolm_cache"))
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
 @pytest.fixture(autouse=True)
 def _one_thread():
     """Back to one thread before each test (a test of `--threads` may have changed it)."""
@@ -39,9 +56,21 @@ def _one_thread():
 # -- tiny configs shared by the semantic tests (models, training, evaluation) --
 def tiny_ssl_config(**overrides) -> SSLConfig:
     base = dict(
-        hidden_size=32, num_layers=2, contrastive_layers=1, num_heads=2, intermediate_size=64,
-        feature_dim=32, conv_channels=16, codebook_groups=2, codebook_size=16, codevector_dim=32,
-        num_negatives=10, crop_seconds=1.0, dropout=0.0, depthwise_kernel=5, frame_rate=50,
+        hidden_size=32,
+        num_layers=2,
+        contrastive_layers=1,
+        num_heads=2,
+        intermediate_size=64,
+        feature_dim=32,
+        conv_channels=16,
+        codebook_groups=2,
+        codebook_size=16,
+        codevector_dim=32,
+        num_negatives=10,
+        crop_seconds=1.0,
+        dropout=0.0,
+        depthwise_kernel=5,
+        frame_rate=50,
     )
     base.update(overrides)
     return SSLConfig(**base)

@@ -342,6 +342,15 @@ def export_step(
         model.train(was_training)
 
 
+COMPILE_ENV = "AUDIOLM_COMPILE"
+
+
+def compile_by_default() -> bool:
+    """Whether CPU decoding in the pipeline uses the cached compiled step unless told
+    otherwise: yes, unless AUDIOLM_COMPILE=0 (read on every call)."""
+    return os.environ.get(COMPILE_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
 def compile_estimate(model: Transformer) -> int:
     """Seconds a compile takes here, roughly (BENCHMARKS.md, "Compiled step cache")."""
     return int(30 + 4 * model.config.n_layers)
@@ -454,6 +463,7 @@ class CachedStep:
 
 _CACHED: OrderedDict[tuple, CachedStep] = OrderedDict()
 _FAILED: set[tuple] = set()
+_WARNED: set[str] = set()
 
 
 def cached_step(
@@ -478,7 +488,11 @@ def cached_step(
         except Exception as e:  # noqa: BLE001 - any failure to build means: decode eagerly
             _FAILED.add(key)
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            warnings.warn(f"compiling the decoding step failed, decoding with the eager step: {reason}", stacklevel=3)
+            if reason not in _WARNED:  # once per reason: every stage would fail alike
+                _WARNED.add(reason)
+                warnings.warn(
+                    f"compiling the decoding step failed, decoding with the eager step: {reason}", stacklevel=3
+                )
             return None
     _CACHED[key] = current
     while len(_CACHED) > LIMIT:

@@ -44,6 +44,7 @@ from audiolm.core.errors import CheckpointError, ConfigError
 from audiolm.core.paths import PIPELINES_DIR, resolve_checkpoint
 from audiolm.core.timing import synced_clock
 from audiolm.inference.codec_stream import StreamDecoder
+from audiolm.inference.compiled_step import compile_by_default
 from audiolm.inference.limits import (
     PipelineError,
     check_prompt_audio,
@@ -215,18 +216,26 @@ class AudioLM:
         stages: Mapping[str, Stage],
         recipe: PipelineRecipe,
         source: Path | None = None,
+        compile_step: bool | None = None,
     ):
         self.codec = codec
         self.semantic_tokenizer = semantic_tokenizer
         self.stages = dict(stages)  # {"semantic": Stage, "coarse": Stage, "fine": Stage}
         self.recipe = recipe
         self.source = source
+        # CPU decoding through the compiled step kept on disk per machine (`compiled_step.py`):
+        # None = the default (on, unless AUDIOLM_COMPILE=0), False = the eager step
+        self.compile_step = compile_step
         self._check_components()
 
     # -- loading ------------------------------------------------------------------------------
 
     @classmethod
-    def from_pretrained(cls, name_or_dir: str | os.PathLike | None = None, device: str = "cpu") -> AudioLM:
+    def from_pretrained(
+        cls, name_or_dir: str | os.PathLike | None = None, device: str = "cpu", compile_step: bool | None = None
+    ) -> AudioLM:
+        """compile_step: on CPU, decode with the compiled step (compiled once per machine, then
+        loaded from the cache; None: on unless AUDIOLM_COMPILE=0), or False: the eager step."""
         recipe_path = find_recipe(name_or_dir)
         recipe = load_recipe(recipe_path)
         root = recipe_path.parent
@@ -240,7 +249,7 @@ class AudioLM:
         stages: dict[str, Stage] = {
             name: load_stage(where(getattr(recipe, f"{name}_stage")), name, device=device) for name in STAGE_NAMES
         }
-        return cls(codec, tokenizer, stages, recipe, source=recipe_path)
+        return cls(codec, tokenizer, stages, recipe, source=recipe_path, compile_step=compile_step)
 
     def _check_components(self) -> None:
         """Fail at load, naming the mismatch, when components cannot work together."""
@@ -317,6 +326,11 @@ class AudioLM:
     @property
     def device(self) -> torch.device:
         return self.stages["semantic"].device
+
+    def _compiled(self) -> bool:
+        """Whether the stages decode with the cached compiled step (CPU only)."""
+        wanted = compile_by_default() if self.compile_step is None else self.compile_step
+        return wanted and self.device.type == "cpu"
 
     # -- prompts ------------------------------------------------------------------------------
 
@@ -602,6 +616,8 @@ class AudioLM:
         def sampling(stage):
             return self._sampling(stage, temperature, top_k, top_p)
 
+        compiled = self._compiled()
+
         semantic = semantic_track(
             semantic_stage.model,
             sem_cfg,
@@ -610,6 +626,7 @@ class AudioLM:
             sampling=sampling("semantic"),
             seeds=seeds,
             progress=stage_progress("semantic", s_prompt.shape[1]),
+            compile_step=compiled,
         )
         coarse = coarse_track(
             coarse_stage.model,
@@ -620,6 +637,7 @@ class AudioLM:
             sampling=sampling("coarse"),
             seeds=seeds,
             progress=stage_progress("coarse"),
+            compile_step=compiled,
         )
         first_window = None
         if first_chunk_seconds is not None:
@@ -635,6 +653,7 @@ class AudioLM:
             seeds=seeds,
             progress=stage_progress("fine"),
             first_window_frames=first_window,
+            compile_step=compiled,
         )
         return _Run(prompts, B, prompt_frames, semantic, coarse, fine)
 

@@ -110,15 +110,17 @@ def semantic_track(
     sampling: SamplingConfig | None = None,
     seeds: list[int] | None = None,
     progress: FrameProgress | None = None,
+    compile_step: bool | str = False,
 ) -> Track:
-    """Semantic tokens [B, Ts + n_new], the prompt [B, Ts] ready; one step per sampled token."""
+    """Semantic tokens [B, Ts + n_new], the prompt [B, Ts] ready; one step per sampled token.
+    compile_step: as in `decode.decode` (CPU)."""
     _check_stage(config, "semantic")
     B, Ts = prompt.shape
     data = torch.empty(B, Ts + max(0, n_new), dtype=torch.long, device=prompt.device)
     data[:, :Ts] = prompt
 
     def steps(track: Track) -> Iterator[None]:
-        for step in decode_steps(model, prompt, n_new, sampling=sampling, seeds=seeds):
+        for step in decode_steps(model, prompt, n_new, sampling=sampling, seeds=seeds, compile_step=compile_step):
             data[:, step.index] = step.tokens[:, step.index]
             track.ready = step.index + 1
             yield
@@ -165,10 +167,11 @@ def coarse_track(
     seeds: list[int] | None = None,
     context_frames: int | None = None,
     progress: FrameProgress | None = None,
+    compile_step: bool | str = False,
 ) -> Track:
     """Coarse codes [B, Qc, n_frames] for semantic tokens (a tensor [B, Ts] or a track that
     fills as needed); the prompt frames ready; one step per generated frame. Arguments as in
-    `generate_coarse`."""
+    `generate_coarse`; compile_step as in `decode.decode` (CPU)."""
     _check_stage(config, "coarse")
     semantic = semantic if isinstance(semantic, Track) else _given(semantic)
     layout = CoarseLayout(config)
@@ -206,6 +209,7 @@ def coarse_track(
                 seeds=seeds,
                 step_offset=drawn,
                 logits_mask=lambda pos: masks[(pos - start) % Qc],
+                compile_step=compile_step,
             ):
                 drawn_here = step.index - P + 1
                 if drawn_here % Qc == 0:  # a frame is complete
@@ -267,13 +271,15 @@ def fine_track(
     context_frames: int | None = None,
     progress: FrameProgress | None = None,
     first_window_frames: int | None = None,
+    compile_step: bool | str = False,
 ) -> Track:
     """All levels [B, Q, T] from coarse codes (a tensor [B, >=Qc, T] or a track that fills as
     needed); the prompt frames ready; one step per frame (a window for a Bark-style stage).
     Arguments as in `generate_fine`; first_window_frames: the first window generates at most
     this many frames and each next one at most twice as many as the one before (until windows
     are full), so audio can start sooner and keep ahead of playback while the windows grow
-    (default None: windows as `generate_fine` walks them)."""
+    (default None: windows as `generate_fine` walks them). compile_step: as in `decode.decode`
+    (CPU; an autoregressive fine stage only)."""
     _check_stage(config, "fine")
     coarse = coarse if isinstance(coarse, Track) else _given(coarse)
     if first_window_frames is not None and first_window_frames < 1:
@@ -318,6 +324,7 @@ def fine_track(
                 seeds=seeds,
                 step_offset=drawn,
                 logits_mask=lambda pos: masks[(pos - start) % Qf],
+                compile_step=compile_step,
             ):
                 drawn_here = step.index - P + 1
                 if drawn_here % Qf == 0:  # a frame is complete
