@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import warnings
+from pathlib import Path
 
 from audiolm.cli.args import (
     UsageError,
@@ -411,6 +412,41 @@ def _run_continue(args: argparse.Namespace) -> int:
     return 0
 
 
+def _setup_continue_memory(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lengths", default="10,30,60", help="comma-separated continuation seconds (default 10,30,60)")
+    p.add_argument("--prompt", default=None, help="prompt audio (default: the shipped speech prompt)")
+    p.add_argument("--pipeline", default=None, help="speech | music | default | a recipe file or directory")
+    p.add_argument("--no-compile", action="store_true", help="run `continue --no-compile` (the eager step)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def _run_continue_memory(args: argparse.Namespace) -> int:
+    from audiolm.core.paths import shipped_checkpoint  # lazy: keeps `audiolm --help` fast
+    from audiolm.evaluation.bench_memory import bench_continue_memory, format_table  # lazy: as above
+    from audiolm.evaluation.machine import describe_machine  # lazy: keeps `audiolm --help` fast
+
+    try:
+        lengths = [float(x) for x in args.lengths.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(f"--lengths: expected comma-separated seconds, got {args.lengths!r}") from None
+    if not lengths or not all(0 < x <= 3600 for x in lengths):
+        raise UsageError("--lengths: each length must be in (0, 3600] seconds")
+    prompt = Path(args.prompt) if args.prompt else shipped_checkpoint("prompts") / "speech_prompt.wav"
+    if not prompt.is_file():
+        raise UsageError(f"{prompt}: no such prompt file")
+    extra = (["--pipeline", args.pipeline] if args.pipeline else []) + (["--no-compile"] if args.no_compile else [])
+    try:
+        results = bench_continue_memory(prompt, lengths, extra)
+    except RuntimeError as e:
+        raise UsageError(str(e)) from None
+    machine = describe_machine("cpu")
+    if args.json:
+        print_json({"machine": machine, "prompt": str(prompt), "results": [r.to_json() for r in results]})
+    else:
+        print(format_table(machine, results))
+    return 0
+
+
 def _setup_stream(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seconds", type=float, default=10.0, help="seconds to stream (default 10)")
     p.add_argument("--prompt-seconds", type=float, default=3.0, help="prompt length (default 3)")
@@ -610,6 +646,12 @@ def register(cli) -> None:
     )
     cli.add(
         "bench continue", "real-time factor of a pipeline, per stage and end to end", _setup_continue, _run_continue
+    )
+    cli.add(
+        "bench continue-memory",
+        "peak RSS of `audiolm continue` at several lengths (10, 30, 60 s): flat in length",
+        _setup_continue_memory,
+        _run_continue_memory,
     )
     cli.add(
         "bench stream",

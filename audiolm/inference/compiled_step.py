@@ -439,8 +439,12 @@ class CachedStep:
             raise ValueError("CachedStep: pass `allowed` on every call iff it was built with masked=True")
         if kv_len is None:
             raise ValueError("CachedStep needs kv_len (the filled cache slots)")
-        caches = [layer.attention.kv_cache for layer in self.model.layers]
-        if not 3 <= kv_len < len(self.slots) or caches[0] is None or caches[0].k_cache.shape[0] != self.batch_size:
+        caches = [c for layer in self.model.layers if (c := layer.attention.kv_cache) is not None]
+        if (
+            not 3 <= kv_len < len(self.slots)
+            or len(caches) != len(self.model.layers)
+            or caches[0].k_cache.shape[0] != self.batch_size
+        ):
             return decode_one_token(model, token, input_pos, seeds, step, sampling, allowed, kv_len=kv_len)
         self.token.copy_(token)
         args: tuple = (
