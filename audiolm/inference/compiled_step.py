@@ -1,4 +1,6 @@
-"""A compiled one-token step for CPU decoding (`decode(..., compile_step=True)`).
+"""Compiled one-token steps for CPU decoding: `CachedStep` (`decode(..., compile_step=True)`, the
+pipeline's default on CPU), compiled ahead of time once per machine and loaded from disk, and
+`CompiledStep` (`compile_step="jit"`), `torch.compile`d in the process.
 
 At batch 1 an eager step is ~700 small ATen calls (norms, RoPE, attention, cache writes,
 sampling) around a chain of matrix-vector products, each paying oneDNN call overhead.
@@ -26,8 +28,16 @@ per key on the model and rebuilds one that is no longer `fresh`. Each step gets 
 of the traced function's code object: Dynamo keeps compiled graphs per code object, so steps of
 different models neither share a recompile limit nor keep each other alive, and a step's code
 object holds exactly one graph (which is what makes skipping its guards safe, see __call__).
-Compiling takes tens of seconds on a CPU (less once inductor's on-disk cache has the kernels;
-figures in BENCHMARKS.md), so it pays off only for long generations: it is opt-in.
+Compiling takes tens of seconds on a CPU (figures in BENCHMARKS.md), which is why the default
+path is `CachedStep`: the same step (same decoding forward, sampling and inductor settings)
+exported with `torch.export` and compiled by AOTInductor into a package (a shared library and
+the frozen weights) kept in the compile cache (`compile_cache.py`, keyed by model, shapes,
+sampling, torch version and CPU capability). A later process loads it in a fraction of a
+second. It differs from `CompiledStep` in one way: the exported step writes no KV cache (an
+exported graph that mutates its inputs in place is not what AOTInductor handles well); it
+attends over the cache's filled slots plus the new key/value and returns the new rows, which
+`CachedStep` copies into the cache. kv_len is dynamic in [3, S-1] (kv_len 2 would specialise
+the one-slot prefix); other lengths run the eager step.
 """
 
 from __future__ import annotations
