@@ -43,9 +43,12 @@ the one-slot prefix); other lengths run the eager step.
 from __future__ import annotations
 
 import functools
+import json
 import os
+import subprocess
 import sys
 import sysconfig
+import tempfile
 import types
 import warnings
 import weakref
@@ -55,13 +58,16 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.export import Dim
 
+from audiolm.core.config import config_from_dict, config_to_dict
 from audiolm.inference import compile_cache
 from audiolm.inference.fast_forward import Linear, decoding_forward, plain_linear
 from audiolm.inference.sampling import SamplingConfig, sample
 from audiolm.inference.step import Forward, decode_one_token, plain_model
+from audiolm.models.lm.config import TransformerConfig
 from audiolm.models.lm.transformer import Transformer
 
 # inductor settings while compiling: weights as constants, packed by inductor. fp32 matrices:
@@ -308,7 +314,58 @@ class _ExportedStep(nn.Module):
 def export_step(
     model: Transformer, batch_size: int, sampling: SamplingConfig, masked: bool, dtype: torch.dtype, path: Path
 ) -> None:
-    """Export the step and compile it with AOTInductor into a package at `path`."""
+    """Export the step and compile it with AOTInductor into a package at `path`, in a child
+    process: the model's config and weights go to a temporary folder, the child rebuilds the
+    model and compiles. A package loaded in the process that compiled it (max_autotune on) was
+    seen to read wrong inputs, while the same file loads and runs correctly in any other
+    process; compiling apart also keeps inductor's compile-time memory out of this process."""
+    options = FREEZE_AUTOTUNE if dtype == torch.float32 else FREEZE  # read now: tests patch them
+    with tempfile.TemporaryDirectory(prefix="audiolm-compile-") as tmp:
+        spec = {
+            "config": config_to_dict(model.config),
+            "batch_size": batch_size,
+            "sampling": [sampling.temperature, sampling.top_k, sampling.top_p],
+            "masked": masked,
+            "dtype": str(dtype).removeprefix("torch."),
+            "options": {k: v for k, v in options.items() if k != "cpp_wrapper"},
+            "path": str(path),
+        }
+        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(weights, os.path.join(tmp, "model.safetensors"))
+        with open(os.path.join(tmp, "spec.json"), "w") as f:
+            json.dump(spec, f)
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parents[2])  # the folder holding this audiolm package
+        env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+        code = "import sys; from audiolm.inference.compiled_step import _export_from_folder; _export_from_folder(sys.argv[1])"
+        done = subprocess.run([sys.executable, "-c", code, tmp], env=env, capture_output=True, text=True)
+        if done.returncode != 0 or not path.is_file():
+            lines = [line for line in done.stderr.strip().splitlines() if line.strip()] or ["(no output)"]
+            raise RuntimeError(f"compiling in a child process failed: {lines[-1]}")
+
+
+def _export_from_folder(folder: str) -> None:
+    """The child's side of `export_step`: rebuild the model from folder/ and compile."""
+    with open(os.path.join(folder, "spec.json")) as f:
+        spec = json.load(f)
+    model = Transformer(config_from_dict(TransformerConfig, spec["config"]))
+    model.load_state_dict(load_file(os.path.join(folder, "model.safetensors")))
+    model.setup_caches(spec["batch_size"])
+    temperature, top_k, top_p = spec["sampling"]
+    sampling = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p)
+    dtype = getattr(torch, spec["dtype"])
+    _export_in_process(model, spec["batch_size"], sampling, spec["masked"], dtype, Path(spec["path"]), spec["options"])
+
+
+def _export_in_process(
+    model: Transformer,
+    batch_size: int,
+    sampling: SamplingConfig,
+    masked: bool,
+    dtype: torch.dtype,
+    path: Path,
+    options: dict,
+) -> None:
     S = model.config.max_seq_len
     H, D = model.config.n_heads, model.config.head_dim
     module = _ExportedStep(model, sampling, dtype)
@@ -336,7 +393,6 @@ def export_step(
     if masked:
         args += (torch.ones(batch_size, model.config.vocab_size, dtype=torch.bool),)
         dynamic += (None,)
-    options = {k: v for k, v in (FREEZE_AUTOTUNE if dtype == torch.float32 else FREEZE).items() if k != "cpp_wrapper"}
     was_training = model.training
     model.eval()
     try:
@@ -420,7 +476,7 @@ class CachedStep:
             where = root or compile_cache.cache_root()
             notify(
                 f"compiling the decoding step for this machine, once: ~{compile_estimate(model)} s "
-                f"(kept in {where}; --no-compile skips it)"
+                f"(kept in {where}; --no-compile or compile_step=False skips it)"
             )
             path = compile_cache.store(
                 self.key, lambda tmp: export_step(model, batch_size, sampling, masked, self.dtype, tmp), root
