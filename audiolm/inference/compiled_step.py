@@ -476,7 +476,8 @@ class CachedStep:
             where = root or compile_cache.cache_root()
             notify(
                 f"compiling the decoding step for this machine, once: ~{compile_estimate(model)} s "
-                f"(kept in {where}; --no-compile or compile_step=False skips it)"
+                f"({model.num_parameters() / 1e6:.1f}M-parameter stage, batch {batch_size}; kept in {where}; "
+                "--no-compile or compile_step=False skips it)"
             )
             path = compile_cache.store(
                 self.key, lambda tmp: export_step(model, batch_size, sampling, masked, self.dtype, tmp), root
