@@ -43,6 +43,7 @@ from audiolm.core.config import config_from_dict
 from audiolm.core.errors import CheckpointError, ConfigError
 from audiolm.core.paths import PIPELINES_DIR, resolve_checkpoint
 from audiolm.core.timing import synced_clock
+from audiolm.inference.codec_chunks import decode_chunked
 from audiolm.inference.codec_stream import StreamDecoder
 from audiolm.inference.compiled_step import compile_by_default
 from audiolm.inference.limits import (
@@ -60,6 +61,7 @@ from audiolm.models.lm.stage import Stage, load_stage
 from audiolm.models.semantic.tokenizer import SemanticTokenizer
 
 DEFAULT_PIPELINE = "default"
+DECODE_CHUNK_SECONDS = 10.0  # longer outputs are decoded in chunks of this length (bounded memory)
 STAGE_NAMES = STAGES
 
 # progress(stage, done, total): stage in "semantic" | "coarse" | "fine" | "codec"
@@ -461,7 +463,7 @@ class AudioLM:
         clock.lap("fine")
         if progress is not None:
             progress("codec", 0, 1)
-        decoded = self.codec.decode(codes.to(self.codec.device)).cpu()  # [B, 1, N]
+        decoded = self._decode(codes)  # [B, 1, N]
         clock.lap("codec")
         if progress is not None:
             progress("codec", 1, 1)
@@ -499,7 +501,7 @@ class AudioLM:
             for name, track in (("semantic", run.semantic), ("coarse", run.coarse), ("fine", run.fine)):
                 track.fill()
                 clock.lap(name)
-            decoded = self.codec.decode(run.fine.data.to(self.codec.device)).cpu()
+            decoded = self._decode(run.fine.data)
             clock.lap("codec")
             for k, i in enumerate(members):
                 rows = slice(k * num_samples, (k + 1) * num_samples)
@@ -571,6 +573,16 @@ class AudioLM:
                 yield audio
 
     # -- continuation internals ---------------------------------------------------------------
+
+    def _decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes [B, Q, T] -> audio [B, 1, T * hop] on the CPU. Beyond DECODE_CHUNK_SECONDS of
+        frames the codec decodes chunk by chunk (`codec_chunks.decode_chunked`, equal up to float
+        rounding), so its activations, not only the stages' caches, stay bounded in length."""
+        chunk = round(DECODE_CHUNK_SECONDS * self.codec.frame_rate)
+        codes = codes.to(self.codec.device)
+        if codes.shape[-1] <= chunk:
+            return self.codec.decode(codes).cpu()
+        return torch.cat([piece.cpu() for piece in decode_chunked(self.codec, codes, chunk)], dim=-1)
 
     def _encode_given(self, wav, sample_rate) -> PromptTokens:
         if wav is None or sample_rate is None:

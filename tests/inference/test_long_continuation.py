@@ -1,6 +1,6 @@
 """A continuation longer than every stage's context (issue #17, item 4): the semantic stage's
-decoder slides its window, the coarse stage walks several windows, and the result has the
-length asked for. Memory flat in length is a benchmark (`audiolm bench continue-memory`,
+decoder slides its window, the coarse stage walks several windows, the codec decodes in chunks,
+and the result has the length asked for. Memory flat in length is a benchmark (`audiolm bench continue-memory`,
 BENCHMARKS.md), not a test."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 import torch
 from pipeline_helpers import SEMANTIC_CONTEXT, build_tiny_pipeline, tone
 
-from audiolm.inference import stages
+from audiolm.inference import pipeline, stages
 from audiolm.inference.pipeline import AudioLM
 
 SR = 24000
@@ -32,6 +32,7 @@ def test_long_continuation_slides_the_windows_and_has_the_asked_length(lm, monke
             yield step
 
     monkeypatch.setattr(stages, "decode_steps", spy)
+    monkeypatch.setattr(pipeline, "DECODE_CHUNK_SECONDS", 1.0)  # the codec decodes 1 s chunks
     prompt_seconds, seconds = 0.5, 3.0
     out = lm.generate_continuation(tone(prompt_seconds), SR, seconds=seconds, seed=3, continuation_only=True)
 
@@ -54,3 +55,6 @@ def test_long_continuation_slides_the_windows_and_has_the_asked_length(lm, monke
     assert int(out.codes.min()) >= 0 and int(out.codes.max()) < lm.codec.codebook_size
     assert int(out.semantic.max()) < lm.semantic_tokenizer.vocab_size
     assert torch.isfinite(out.audio).all()
+    # the chunked codec decode equals the whole-sequence decode up to float rounding
+    whole = lm.codec.decode(out.codes)[..., prompt_frames * lm.codec.hop_length :]
+    assert (out.audio - whole).abs().max() < 1e-4
