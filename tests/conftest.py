@@ -4,6 +4,7 @@ writes beside it builds its own with `tests.helpers.build_tiny_pipeline`). Helpe
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,22 @@ def _one_thread_session():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_default_compile(tmp_path_factory: pytest.TempPathFactory):
+    """The pipeline decodes with the eager step in tests (compiling a step per tiny model would
+    take minutes), and compiled steps a test does build go to a temporary cache, never to
+    ~/.cache. Tests of the compiled path ask for it explicitly."""
+    saved = {k: os.environ.get(k) for k in ("AUDIOLM_COMPILE", "AUDIOLM_CACHE")}
+    os.environ["AUDIOLM_COMPILE"] = "0"
+    os.environ["AUDIOLM_CACHE"] = str(tmp_path_factory.mktemp("audiolm_cache"))
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 @pytest.fixture(autouse=True)

@@ -186,6 +186,11 @@ def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pipeline", default=None, help="speech | music | default | a recipe file or directory")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument(
+        "--no-compile",
+        action="store_true",
+        help="CPU: the eager decoding step, not the compiled one (cached per machine)",
+    )
 
 
 def load_pipeline(args: argparse.Namespace):
@@ -195,7 +200,8 @@ def load_pipeline(args: argparse.Namespace):
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA GPU is available")
-    return AudioLM.from_pretrained(args.pipeline, device=args.device)
+    compile_step = False if getattr(args, "no_compile", False) else None
+    return AudioLM.from_pretrained(args.pipeline, device=args.device, compile_step=compile_step)
 
 
 def check_corpus(path: str) -> None:

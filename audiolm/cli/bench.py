@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import warnings
+from pathlib import Path
 
 from audiolm.cli.args import (
     UsageError,
@@ -246,10 +247,13 @@ def _setup_decode(parser: argparse.ArgumentParser) -> None:
         help="wall clock, or process CPU time (CPU, --threads 1 only: fair on a shared machine)",
     )
     parser.add_argument(
-        "--compile",
+        "--no-compile",
         action="store_true",
-        help="also time our decoder with its torch.compile'd step (CPU; impl audiolm-compiled)",
+        help="CPU: time only our eager step, not also the compiled one (impl audiolm-compiled: the step "
+        "`continue` uses, compiled once per machine into $AUDIOLM_CACHE or ~/.cache/audiolm, in the untimed "
+        "warm-up; a later run loads it)",
     )
+    parser.add_argument("--compile", action="store_true", help=argparse.SUPPRESS)  # the default since issue #17
 
 
 def _run_decode(args: argparse.Namespace) -> int:
@@ -270,13 +274,17 @@ def _run_decode(args: argparse.Namespace) -> int:
     _set_threads(args)
     if args.clock == "cpu" and args.device != "cpu":
         raise UsageError("--clock cpu needs --device cpu and --threads 1")
-    if args.compile:
+    compile_step = args.device == "cpu" and not args.no_compile
+    if compile_step:
         from audiolm.inference.compiled_step import compile_unavailable  # lazy: keeps `audiolm --help` fast
 
-        if args.device != "cpu":
-            raise UsageError("--compile is for --device cpu (CUDA decoding uses a graph-captured step)")
         if compile_unavailable():
-            raise UsageError(f"--compile: {compile_unavailable()}")
+            if args.compile:
+                raise UsageError(f"--compile: {compile_unavailable()}")
+            warnings.warn(f"timing the eager step only: {compile_unavailable()}", stacklevel=1)
+            compile_step = False
+    elif args.compile:
+        raise UsageError("--compile is for --device cpu (CUDA decoding uses a graph-captured step)")
     if args.device == "cpu" and "bfloat16" in (args.dtype, args.decode_weights):
         from audiolm.core.cpu_features import (  # lazy: keeps `audiolm --help` fast
             bf16_fallback_reason,
@@ -297,7 +305,7 @@ def _run_decode(args: argparse.Namespace) -> int:
         dtype=getattr(torch, args.dtype),
         clock=args.clock,
         decode_weights=args.decode_weights,
-        compile=args.compile,
+        compile=compile_step,
     )
     machine = describe_machine(args.device) + ("; timed in process CPU time" if args.clock == "cpu" else "")
     if args.decode_weights:
@@ -436,6 +444,41 @@ def _run_prompts(args: argparse.Namespace) -> int:
         print_json({"machine": machine, "result": result.to_json()})
     else:
         print(format_result(machine, result))
+    return 0
+
+
+def _setup_continue_memory(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lengths", default="10,30,60", help="comma-separated continuation seconds (default 10,30,60)")
+    p.add_argument("--prompt", default=None, help="prompt audio (default: the shipped speech prompt)")
+    p.add_argument("--pipeline", default=None, help="speech | music | default | a recipe file or directory")
+    p.add_argument("--no-compile", action="store_true", help="run `continue --no-compile` (the eager step)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def _run_continue_memory(args: argparse.Namespace) -> int:
+    from audiolm.core.paths import shipped_checkpoint  # lazy: keeps `audiolm --help` fast
+    from audiolm.evaluation.bench_memory import bench_continue_memory, format_table  # lazy: as above
+    from audiolm.evaluation.machine import describe_machine  # lazy: keeps `audiolm --help` fast
+
+    try:
+        lengths = [float(x) for x in args.lengths.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(f"--lengths: expected comma-separated seconds, got {args.lengths!r}") from None
+    if not lengths or not all(0 < x <= 3600 for x in lengths):
+        raise UsageError("--lengths: each length must be in (0, 3600] seconds")
+    prompt = Path(args.prompt) if args.prompt else shipped_checkpoint("prompts") / "speech_prompt.wav"
+    if not prompt.is_file():
+        raise UsageError(f"{prompt}: no such prompt file")
+    extra = (["--pipeline", args.pipeline] if args.pipeline else []) + (["--no-compile"] if args.no_compile else [])
+    try:
+        results = bench_continue_memory(prompt, lengths, extra)
+    except RuntimeError as e:
+        raise UsageError(str(e)) from None
+    machine = describe_machine("cpu")
+    if args.json:
+        print_json({"machine": machine, "prompt": str(prompt), "results": [r.to_json() for r in results]})
+    else:
+        print(format_table(machine, results))
     return 0
 
 
@@ -644,6 +687,12 @@ def register(cli) -> None:
         "several prompts of different lengths: one batch (continue_prompts) vs one by one, wall time",
         _setup_prompts,
         _run_prompts,
+    )
+    cli.add(
+        "bench continue-memory",
+        "peak RSS of `audiolm continue` at several lengths (10, 30, 60 s): flat in length",
+        _setup_continue_memory,
+        _run_continue_memory,
     )
     cli.add(
         "bench stream",

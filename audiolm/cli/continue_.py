@@ -89,6 +89,12 @@ def _setup_continue(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument(
+        "--no-compile",
+        action="store_true",
+        help="CPU: decode with the eager step instead of the compiled one (compiled once per machine and "
+        "cached in $AUDIOLM_CACHE or ~/.cache/audiolm; the first run compiles for tens of seconds)",
+    )
+    p.add_argument(
         "--max-memory",
         type=float,
         default=None,
@@ -232,7 +238,7 @@ def _run_continue(args: argparse.Namespace) -> int:
         if plots:
             from audiolm.evaluation.plot import plot_continuation  # lazy: keeps `audiolm --help` fast
 
-        lm = AudioLM.from_pretrained(recipe_path, device=device)
+        lm = AudioLM.from_pretrained(recipe_path, device=device, compile_step=False if args.no_compile else None)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             if given_prompt is not None:
@@ -307,7 +313,8 @@ def prompt_files(given: list[str]) -> list[Path]:
 def _load_pipeline(args: argparse.Namespace):
     from audiolm.inference.pipeline import AudioLM  # lazy: keeps `audiolm --help` fast
 
-    return AudioLM.from_pretrained(args.pipeline, device=pick_device(args.device))
+    compile_step = False if args.no_compile else None
+    return AudioLM.from_pretrained(args.pipeline, device=pick_device(args.device), compile_step=compile_step)
 
 
 def _encode(lm, files: list[Path]) -> list:

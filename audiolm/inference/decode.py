@@ -22,7 +22,8 @@ sampling stays on the device, and tokens are written into a preallocated output 
 
 The model stays plain; the loop picks the fast paths that wrap it: on CPU the prefill and the
 eager steps run through prepacked oneDNN weights (`packed_step.py`) where this torch has them,
-and the one-token step can be a `torch.compile`d one (`compiled_step.py`, opt-in); on CUDA it
+and the one-token step can be a compiled one (`compiled_step.py`: kept on disk per machine, or
+`torch.compile`d in the process); on CUDA it
 is a graph-captured copy (`cuda_graph.py`).
 """
 
@@ -34,7 +35,7 @@ from typing import NamedTuple
 
 import torch
 
-from audiolm.inference.compiled_step import compiled_step
+from audiolm.inference.compiled_step import cached_step, compiled_step
 from audiolm.inference.cuda_graph import CudaGraphStep
 from audiolm.inference.packed_step import check_precision, packed_model
 from audiolm.inference.sampling import SamplingConfig, sample, seeds_tensor
@@ -99,7 +100,7 @@ def decode(
     progress: Progress | None = None,
     return_logits: bool = False,
     cuda_graph: bool | None = None,
-    compile_step: bool = False,
+    compile_step: bool | str = False,
     decode_weights: str | None = None,
     prompt_lengths: list[int] | None = None,
 ) -> Generation:
@@ -114,8 +115,11 @@ def decode(
         One per row (a list) for rows that have drawn different numbers of tokens.
     progress(done, total) is called after each token.
     cuda_graph: use a graph-captured step (default: when the model is on CUDA).
-    compile_step: on CPU, use a `torch.compile`d step (compiled on first use, then kept on the
-        model per batch size, sampling config and mask use; needs a C++ compiler).
+    compile_step: on CPU, a compiled one-token step: True (or "cached"): compiled ahead of time
+        once per machine and kept on disk (`compile_cache.py`; the first use compiles, for tens
+        of seconds; a compile that fails warns once and decodes eagerly); "jit": `torch.compile`d
+        in this process on first use (nothing on disk). Both are kept per model, batch size,
+        sampling config and mask use and need a C++ compiler.
     decode_weights: on CPU, the dtype of the packed decoding weights: None (the model's),
         "float32", or "bfloat16" (lossy: half the bytes read per step).
     prompt_lengths: a ragged batch: row b's prompt is its last prompt_lengths[b] tokens (the
@@ -165,7 +169,7 @@ def decode_steps(
     window_keep: int | None = None,
     step_offset: int | list[int] = 0,
     cuda_graph: bool | None = None,
-    compile_step: bool = False,
+    compile_step: bool | str = False,
     decode_weights: str | None = None,
     prompt_lengths: list[int] | None = None,
 ) -> Iterator[DecodeStep]:
@@ -199,10 +203,13 @@ def decode_steps(
     # a ragged batch (rows of other lengths or draw counts) needs per-row positions, a padding
     # mask or per-row draw numbers, which the static-shape fast paths do not take
     ragged = len(set(lengths)) > 1 or len(set(offsets)) > 1
+    if compile_step not in (False, True, "cached", "jit"):
+        raise ValueError(f"compile_step must be False, True, 'cached' or 'jit', got {compile_step!r}")
     use_graph = (device.type == "cuda" if cuda_graph is None else cuda_graph) and not ragged
     if compile_step and device.type != "cpu":
         raise ValueError("compile_step is for CPU decoding (CUDA uses a graph-captured step)")
-    compile_step = compile_step and not ragged
+    if ragged:
+        compile_step = False
     if max_new_tokens <= 0:
         return
     was_training = model.training
@@ -224,7 +231,11 @@ def decode_steps(
                 step_fn = CudaGraphStep(model, B, sampling, masked=logits_mask is not None)
             elif compile_step:
                 dtype = packed.dtype if packed is not None else None  # the matrices' dtype
-                step_fn = compiled_step(model, B, sampling, masked=logits_mask is not None, dtype=dtype)
+                masked = logits_mask is not None
+                if compile_step == "jit":
+                    step_fn = compiled_step(model, B, sampling, masked=masked, dtype=dtype)
+                else:  # None where compiling failed (warned once): the eager step
+                    step_fn = cached_step(model, B, sampling, masked=masked, dtype=dtype) or decode_one_token
             positions = torch.arange(S, device=device)
             if len(set(offsets)) > 1:
                 step = torch.tensor(offsets, dtype=torch.long, device=device)  # per-row draw numbers

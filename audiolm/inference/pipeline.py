@@ -44,7 +44,8 @@ from audiolm.core.config import config_from_dict
 from audiolm.core.errors import CheckpointError, ConfigError
 from audiolm.core.paths import PIPELINES_DIR, resolve_checkpoint
 from audiolm.core.timing import synced_clock
-from audiolm.inference.codec_chunks import ChunkedDecoder
+from audiolm.inference.codec_chunks import ChunkedDecoder, decode_chunked
+from audiolm.inference.compiled_step import compile_by_default
 from audiolm.inference.limits import (
     MemoryPlan,
     PipelineError,
@@ -63,6 +64,7 @@ from audiolm.models.lm.stage import Stage, load_stage
 from audiolm.models.semantic.tokenizer import SemanticTokenizer
 
 DEFAULT_PIPELINE = "default"
+DECODE_CHUNK_SECONDS = 10.0  # longer outputs are decoded in chunks of this length (bounded memory)
 STAGE_NAMES = STAGES
 
 # progress(stage, done, total): stage in "semantic" | "coarse" | "fine" | "codec", and "samples"
@@ -222,18 +224,26 @@ class AudioLM:
         stages: Mapping[str, Stage],
         recipe: PipelineRecipe,
         source: Path | None = None,
+        compile_step: bool | None = None,
     ):
         self.codec = codec
         self.semantic_tokenizer = semantic_tokenizer
         self.stages = dict(stages)  # {"semantic": Stage, "coarse": Stage, "fine": Stage}
         self.recipe = recipe
         self.source = source
+        # CPU decoding through the compiled step kept on disk per machine (`compiled_step.py`):
+        # None = the default (on, unless AUDIOLM_COMPILE=0), False = the eager step
+        self.compile_step = compile_step
         self._check_components()
 
     # -- loading ------------------------------------------------------------------------------
 
     @classmethod
-    def from_pretrained(cls, name_or_dir: str | os.PathLike | None = None, device: str = "cpu") -> AudioLM:
+    def from_pretrained(
+        cls, name_or_dir: str | os.PathLike | None = None, device: str = "cpu", compile_step: bool | None = None
+    ) -> AudioLM:
+        """compile_step: on CPU, decode with the compiled step (compiled once per machine, then
+        loaded from the cache; None: on unless AUDIOLM_COMPILE=0), or False: the eager step."""
         recipe_path = find_recipe(name_or_dir)
         recipe = load_recipe(recipe_path)
         root = recipe_path.parent
@@ -247,7 +257,7 @@ class AudioLM:
         stages: dict[str, Stage] = {
             name: load_stage(where(getattr(recipe, f"{name}_stage")), name, device=device) for name in STAGE_NAMES
         }
-        return cls(codec, tokenizer, stages, recipe, source=recipe_path)
+        return cls(codec, tokenizer, stages, recipe, source=recipe_path, compile_step=compile_step)
 
     def _check_components(self) -> None:
         """Fail at load, naming the mismatch, when components cannot work together."""
@@ -324,6 +334,11 @@ class AudioLM:
     @property
     def device(self) -> torch.device:
         return self.stages["semantic"].device
+
+    def _compiled(self) -> bool:
+        """Whether the stages decode with the cached compiled step (CPU only)."""
+        wanted = compile_by_default() if self.compile_step is None else self.compile_step
+        return wanted and self.device.type == "cpu"
 
     # -- prompts ------------------------------------------------------------------------------
 
@@ -553,7 +568,7 @@ class AudioLM:
         clock.lap("fine")
         if progress is not None:
             progress("codec", 0, 1)
-        decoded = self.codec.decode(codes.to(self.codec.device)).cpu()  # [B, 1, N]
+        decoded = self._decode(codes)  # [B, 1, N]
         clock.lap("codec")
         if progress is not None:
             progress("codec", 1, 1)
@@ -593,7 +608,7 @@ class AudioLM:
         decoded: dict[int, torch.Tensor] = {}
         for frames, members in groups.items():
             rows = torch.tensor([i * num_samples + j for i in members for j in range(num_samples)])
-            audio = self.codec.decode(run.fine.data[rows.to(self.device), :, :frames].to(self.codec.device)).cpu()
+            audio = self._decode(run.fine.data[rows.to(self.device), :, :frames])
             for k, i in enumerate(members):
                 decoded[i] = audio[k * num_samples : (k + 1) * num_samples]
         clock.lap("codec")
@@ -670,6 +685,16 @@ class AudioLM:
 
     # -- continuation internals ---------------------------------------------------------------
 
+    def _decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes [B, Q, T] -> audio [B, 1, T * hop] on the CPU. Beyond DECODE_CHUNK_SECONDS of
+        frames the codec decodes chunk by chunk (`codec_chunks.decode_chunked`, equal up to float
+        rounding), so its activations, not only the stages' caches, stay bounded in length."""
+        chunk = round(DECODE_CHUNK_SECONDS * self.codec.frame_rate)
+        codes = codes.to(self.codec.device)
+        if codes.shape[-1] <= chunk:
+            return self.codec.decode(codes).cpu()
+        return torch.cat([piece.cpu() for piece in decode_chunked(self.codec, codes, chunk)], dim=-1)
+
     def _encode_given(self, wav, sample_rate) -> PromptTokens:
         if wav is None or sample_rate is None:
             raise PipelineError("give prompt audio and its sample rate, or an encoded prompt")
@@ -728,6 +753,8 @@ class AudioLM:
         def sampling(stage):
             return self._sampling(stage, temperature, top_k, top_p)
 
+        compiled = self._compiled()
+
         semantic = semantic_track(
             semantic_stage.model,
             sem_cfg,
@@ -737,6 +764,7 @@ class AudioLM:
             seeds=seeds,
             progress=stage_progress("semantic", min(s_lengths)),
             prompt_lengths=None if even else rows(s_lengths),
+            compile_step=compiled,
         )
         coarse = coarse_track(
             coarse_stage.model,
@@ -748,6 +776,7 @@ class AudioLM:
             seeds=seeds,
             progress=stage_progress("coarse"),
             prompt_frames=None if even else rows(prompt_frames),
+            compile_step=compiled,
         )
         first_window = None
         if first_chunk_seconds is not None:
@@ -764,6 +793,7 @@ class AudioLM:
             progress=stage_progress("fine"),
             first_window_frames=first_window,
             fine_prompt_frames=None if even else rows(prompt_frames),
+            compile_step=compiled,
         )
         return _Run(prompts, B, prompt_frames, total_frames, total_semantic, semantic, coarse, fine)
 

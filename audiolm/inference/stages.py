@@ -124,12 +124,14 @@ def semantic_track(
     seeds: list[int] | None = None,
     progress: FrameProgress | None = None,
     prompt_lengths: list[int] | None = None,
+    compile_step: bool | str = False,
 ) -> Track:
     """Semantic tokens [B, Ts + n_new], the prompt [B, Ts] ready; one step per sampled token.
 
     Rows of different lengths: prompt_lengths[b] (row b's prompt is prompt[b, :prompt_lengths[b]])
     and n_new per row; the track's rows are then lengths[b] = prompt_lengths[b] + n_new[b]
-    long, padded with zeros, and all decode as one left-padded batch (`decode_steps`)."""
+    long, padded with zeros, and all decode as one left-padded batch (`decode_steps`).
+    compile_step: as in `decode.decode` (CPU; bypassed for a ragged batch)."""
     _check_stage(config, "semantic")
     B, Ts = prompt.shape
     lengths = _per_row(prompt_lengths, B, Ts)
@@ -148,7 +150,13 @@ def semantic_track(
         width = window.shape[1]
         even = len(set(lengths)) == 1 and len(set(news)) == 1
         for step in decode_steps(
-            model, window, max(news), sampling=sampling, seeds=seeds, prompt_lengths=window_lengths
+            model,
+            window,
+            max(news),
+            sampling=sampling,
+            seeds=seeds,
+            prompt_lengths=window_lengths,
+            compile_step=compile_step,
         ):
             k = step.index - width  # tokens drawn before this one
             if even:
@@ -233,12 +241,14 @@ def coarse_track(
     context_frames: int | None = None,
     progress: FrameProgress | None = None,
     prompt_frames: list[int] | None = None,
+    compile_step: bool | str = False,
 ) -> Track:
     """Coarse codes [B, Qc, n_frames] for semantic tokens (a tensor [B, Ts] or a track that
     fills as needed); the prompt frames ready; one step per generated frame. Arguments as in
     `generate_coarse`; rows of different lengths: n_frames and prompt_frames (row b's prompt is
     prompt_codes[b, :, :prompt_frames[b]]) per row, its semantic tokens `semantic.lengths[b]`.
-    Each row walks its own windows; window k of every row decodes in one left-padded batch."""
+    Each row walks its own windows; window k of every row decodes in one left-padded batch.
+    compile_step: as in `decode.decode` (CPU; bypassed for a ragged batch)."""
     _check_stage(config, "coarse")
     semantic = semantic if isinstance(semantic, Track) else _given(semantic)
     layout = CoarseLayout(config)
@@ -301,6 +311,7 @@ def coarse_track(
                 step_offset=offsets,
                 logits_mask=_cycling(masks, P),
                 prompt_lengths=lengths,
+                compile_step=compile_step,
             ):
                 drawn_here = step.index - P + 1
                 if drawn_here % Qc:
@@ -371,6 +382,7 @@ def fine_track(
     progress: FrameProgress | None = None,
     first_window_frames: int | None = None,
     fine_prompt_frames: list[int] | None = None,
+    compile_step: bool | str = False,
 ) -> Track:
     """All levels [B, Q, T] from coarse codes (a tensor [B, >=Qc, T] or a track that fills as
     needed); the prompt frames ready; one step per frame (a window for a Bark-style stage).
@@ -380,7 +392,8 @@ def fine_track(
     Arguments as in `generate_fine`; first_window_frames: the first window generates at most
     this many frames and each next one at most twice as many as the one before (until windows
     are full), so audio can start sooner and keep ahead of playback while the windows grow
-    (default None: windows as `generate_fine` walks them)."""
+    (default None: windows as `generate_fine` walks them). compile_step: as in `decode.decode`
+    (CPU; an autoregressive fine stage only)."""
     _check_stage(config, "fine")
     coarse = coarse if isinstance(coarse, Track) else _given(coarse)
     if first_window_frames is not None and first_window_frames < 1:
@@ -450,6 +463,7 @@ def fine_track(
                 step_offset=offsets,
                 logits_mask=_cycling(masks, P),
                 prompt_lengths=lengths,
+                compile_step=compile_step,
             ):
                 drawn_here = step.index - P + 1
                 if drawn_here % Qf:

@@ -23,8 +23,9 @@ while the slowdown it really suffers from other jobs (shared caches and memory) 
 Small models can partly sit in the CPU's last-level cache and then run above this "bound".
 `decode_weights="bfloat16"` packs our model's matrices in bfloat16 (lossy; the peer keeps
 `dtype`); our bound then counts 2 bytes per matrix weight. `compile=True` (CPU) adds our
-decoder with its `torch.compile`d step (`compiled_step.py`), impl "audiolm-compiled", on the
-same model in the same rounds; its compile happens in the untimed warm-up.
+decoder with its compiled step (`compiled_step.CachedStep`, the step `continue` uses: compiled
+once per machine and kept on disk), impl "audiolm-compiled", on the same model in the same
+rounds; a compile (first run on a machine) or load happens in the untimed warm-up.
 """
 
 from __future__ import annotations

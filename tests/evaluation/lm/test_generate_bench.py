@@ -15,7 +15,7 @@ def test_bench_decode_json_format(monkeypatch, capsys):
     monkeypatch.setattr(bench, "SIZES", {"10M": tiny})
     monkeypatch.setattr(bench, "measure_bandwidth", lambda device, **kw: 10.0)
     code = run_command(["bench", "decode", "--json", "--sizes", "10M", "--batches", "1,2", "--new-tokens", "3",
-                    "--repeats", "1"])
+                    "--repeats", "1", "--no-compile"])  # the compiled rows: test_generate_compiled_step.py
     assert code == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out) == {"machine", "bandwidth_GBps", "results"} and out["bandwidth_GBps"] == 10.0
