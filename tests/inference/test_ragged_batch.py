@@ -135,7 +135,8 @@ def test_fast_steps_are_bypassed_for_a_ragged_batch(monkeypatch):
         built.append(B)
         return decode_module.decode_one_token
 
-    monkeypatch.setattr(decode_module, "compiled_step", fake_compiled)
+    monkeypatch.setattr(decode_module, "compiled_step", fake_compiled)  # compile_step="jit"
+    monkeypatch.setattr(decode_module, "cached_step", fake_compiled)  # compile_step=True / "cached"
     model = tiny()
     tokens, lengths = left_padded(rows(3, 8))
     ragged = decode(model, tokens, 6, prompt_lengths=lengths, compile_step=True, cuda_graph=True).tokens
@@ -144,7 +145,8 @@ def test_fast_steps_are_bypassed_for_a_ragged_batch(monkeypatch):
     decode(model, tokens, 6, step_offset=[0, 3], compile_step=True)
     assert built == []
     decode(model, tokens, 6, compile_step=True)
-    assert built == [2]
+    decode(model, tokens, 6, compile_step="jit")
+    assert built == [2, 2]
 
 
 def test_ragged_arguments_are_checked():
