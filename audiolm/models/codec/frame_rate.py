@@ -25,7 +25,11 @@ how much of the bin follows it. A partial at frequency f advances every bin of i
 2*pi*f*hop/sr per hop, so a bin led by harmonic h = round(k / F0) (F0 in bins) advances at
 h * F0: one number per frame locks every harmonic's phase track, where "integrated" must learn
 each bin's frequency to a fraction of a bin from the codes. The rest of each bin follows its
-own learned deviation (noise, and music that no single F0 explains).
+own learned deviation (noise, and music that no single F0 explains). With `comb`, the same
+share also shapes the magnitudes: a bin's magnitude is the predicted (envelope) magnitude times
+share * lobe(k - h * F0) + (1 - share), lobe = the Hann window's main lobe, so the comb of
+harmonics comes from F0 as in a source-filter vocoder instead of from a read-out that must learn
+a comb moving with F0.
 
 Causality and latency (`ISTFTDecoder.lookahead_samples`): with `causal=True` every convolution
 pads on the left only, so the backbone's frame t sees latent frames <= t. The iSTFT then
@@ -103,6 +107,15 @@ class ConvNeXtBackbone(nn.Module):
         return self.final_norm(x.transpose(1, 2)).transpose(1, 2)
 
 
+def _hann_lobe(distance: torch.Tensor) -> torch.Tensor:
+    """|W(d)| / W(0) of a Hann window's transform, d in bins: sinc(d) / (1 - d^2), 0.5 at
+    |d| = 1, near 0 past the main lobe (|d| >= 2)."""
+    denominator = 1 - distance.square()
+    near_one = denominator.abs() < 1e-3
+    safe = torch.where(near_one, torch.ones_like(denominator), denominator)
+    return torch.where(near_one, torch.full_like(distance, 0.5), torch.sinc(distance) / safe).abs()
+
+
 class ISTFTHead(nn.Module):
     """[B, C, T] -> waveform [B, 1, T * hop]: log-magnitude and phase per bin, inverse STFT.
 
@@ -118,12 +131,23 @@ class ISTFTHead(nn.Module):
     bin_advance: torch.Tensor  # buffer [F, 1]: 2*pi*k*hop/n_fft mod 2*pi
     start_phase: torch.Tensor  # buffer [F, 1]: pi*k mod 2*pi
 
-    def __init__(self, dim: int, n_fft: int, hop_length: int, max_log_magnitude: float = 4.6, phase: str = "direct"):
+    def __init__(
+        self,
+        dim: int,
+        n_fft: int,
+        hop_length: int,
+        max_log_magnitude: float = 4.6,
+        phase: str = "direct",
+        comb: bool = False,
+    ):
         super().__init__()
         if (n_fft - hop_length) % 2 or n_fft < hop_length:
             raise ValueError(f"n_fft - hop_length must be even and >= 0, got n_fft {n_fft}, hop {hop_length}")
         if phase not in PHASE_MODES:
             raise ValueError(f"phase must be one of {PHASE_MODES}, got {phase!r}")
+        if comb and phase != "harmonic":
+            raise ValueError("comb needs phase='harmonic'")
+        self.comb = comb
         self.n_fft, self.hop_length, self.phase = n_fft, hop_length, phase
         self.pad = (n_fft - hop_length) // 2
         self.max_log_magnitude = max_log_magnitude  # exp(4.6) ~ 100, Vocos' clip
@@ -164,6 +188,9 @@ class ISTFTHead(nn.Module):
             offset = offset - 2 * math.pi * torch.round(offset / (2 * math.pi))  # wrapped to [-pi, pi]
             share = torch.sigmoid(out[:, 2 * bins : 3 * bins])
             deviation = share * offset + (1 - share) * deviation
+            if self.comb:
+                distance = k - number * f0_scaled  # [B, F, T]: bins from the nearest harmonic
+                log_magnitude = log_magnitude + torch.log(share * _hann_lobe(distance) + (1 - share) + 1e-4)
         return log_magnitude, self.bin_advance + deviation
 
     def spectrum(self, x: torch.Tensor, phase_prefix: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -246,10 +273,11 @@ class ISTFTDecoder(nn.Module):
         hop_length: int,
         phase: str = "direct",
         max_log_magnitude: float = 4.6,
+        comb: bool = False,
     ):
         super().__init__()
         self.backbone = ConvNeXtBackbone(latent_dim, dim, intermediate, layers, kernel_size, causal)
-        self.head = ISTFTHead(dim, n_fft, hop_length, max_log_magnitude=max_log_magnitude, phase=phase)
+        self.head = ISTFTHead(dim, n_fft, hop_length, max_log_magnitude=max_log_magnitude, phase=phase, comb=comb)
 
     @property
     def integrates_phase(self) -> bool:

@@ -99,6 +99,7 @@ class CodecModel(nn.Module):
                 layers=config.decoder_layers,
                 phase=config.istft_phase,
                 max_log_magnitude=config.istft_max_log_magnitude,
+                comb=config.istft_harmonic_comb,
                 **frame_args,
             )
         self.quantizer = ResidualVQ(
