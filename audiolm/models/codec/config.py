@@ -46,6 +46,8 @@ class CodecTrainingConfig:
     # frequency) weighted by the target's magnitude
     weight_head_magnitude: float = 0.0
     weight_head_phase: float = 0.0
+    # "harmonic" head only: L1 between log F0 and the target's (pitch.yin_f0, voiced frames)
+    weight_head_f0: float = 0.0
     weight_commitment: float = 1.0  # never balanced: its gradient does not pass through the decoder
     balancer: bool = True  # EnCodec's gradient balancer; False = plain weighted sum
     balancer_ema_decay: float = 0.999
@@ -65,7 +67,7 @@ class CodecTrainingConfig:
     adversarial_loss: str = "hinge"  # "hinge" (EnCodec) or "lsgan" (HiFi-GAN)
 
     def __post_init__(self) -> None:
-        for name in ("weight_phase", "weight_stft", "weight_head_magnitude", "weight_head_phase"):
+        for name in ("weight_phase", "weight_stft", "weight_head_magnitude", "weight_head_phase", "weight_head_f0"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value}")

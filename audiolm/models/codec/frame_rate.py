@@ -166,7 +166,9 @@ class ISTFTHead(nn.Module):
             "start_phase", torch.remainder(math.pi * bin_index, 2 * math.pi).float()[:, None], persistent=False
         )
 
-    def predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def predict(
+        self, x: torch.Tensor, extras: dict[str, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """x [B, C, T] -> (log-magnitude [B, F, T], before the clip; phase parameter [B, F, T]:
         the angle ("direct") or the phase advance from frame t - 1 to t ("integrated"))."""
         out = self.out(x.transpose(1, 2)).transpose(1, 2).float()
@@ -178,6 +180,8 @@ class ISTFTHead(nn.Module):
         if self.phase == "harmonic":
             low, high = math.log(F0_BINS[0]), math.log(F0_BINS[1])
             f0 = torch.exp(low + (high - low) * torch.sigmoid(out[:, -1:]))  # [B, 1, T] in bins
+            if extras is not None:
+                extras["f0_bins"] = f0[:, 0]  # [B, T], for a supervised F0 loss
             k = torch.arange(bins, device=out.device, dtype=out.dtype)[:, None]  # [F, 1]
             number = (k / f0).round().clamp(min=1)  # [B, F, T]: the harmonic nearest each bin
             # harmonic h moves h times as fast as F0: its gradient is scaled by 1 / h, so every
@@ -301,10 +305,13 @@ class ISTFTDecoder(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(z))
 
-    def forward_supervised(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward_supervised(
+        self, z: torch.Tensor, extras: dict[str, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Training pass: z [B, D, T] -> (waveform [B, 1, T * hop], the head's log-magnitude and
-        phase parameter [B, F, T] each, for the losses on the head's own outputs)."""
-        log_magnitude, param = self.head.predict(self.backbone(z))
+        phase parameter [B, F, T] each, for the losses on the head's own outputs); a harmonic
+        head also puts its F0 ("f0_bins" [B, T]) into `extras`."""
+        log_magnitude, param = self.head.predict(self.backbone(z), extras)
         spec, _ = self.head.compose(log_magnitude, param)
         return self.head.synthesize(spec), log_magnitude, param
 
