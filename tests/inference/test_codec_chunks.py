@@ -180,10 +180,13 @@ def test_round_trip_file_refuses_bad_files(codec, tmp_path):
 
 
 def _frame_rate_codec(phase: str) -> Codec:
+    """phase "comb" = "harmonic" with the comb of harmonics in the magnitudes."""
     import dataclasses
 
+    comb = phase == "comb"
     config = dataclasses.replace(CodecConfig.tiny(), encoder="stft", decoder="istft", frame_dim=32,
-                                 frame_intermediate=64, encoder_layers=2, decoder_layers=2, istft_phase=phase)
+                                 frame_intermediate=64, encoder_layers=2, decoder_layers=2,
+                                 istft_phase="harmonic" if comb else phase, istft_harmonic_comb=comb)
     torch.manual_seed(0)
     model = CodecModel(config)
     with torch.no_grad():
@@ -193,7 +196,7 @@ def _frame_rate_codec(phase: str) -> Codec:
     return Codec(model)
 
 
-@pytest.mark.parametrize("phase", ["direct", "integrated", "harmonic"])
+@pytest.mark.parametrize("phase", ["direct", "integrated", "harmonic", "comb"])
 def test_frame_rate_istft_codec_runs_in_chunks_with_its_declared_lookahead(phase):
     """The frame-rate codec (STFT encoder / iSTFT decoder) declares its decoder's lookahead;
     its encoder gets the conservative default. Chunked == whole file either way; with
@@ -205,7 +208,7 @@ def test_frame_rate_istft_codec_runs_in_chunks_with_its_declared_lookahead(phase
     codes = codec.encode(wav, 24000, kbps=6)
     whole = codec.decode(codes)
     # a harmonic head multiplies F0's float rounding by the harmonic number (up to ~300)
-    tolerance = 1e-4 if phase == "harmonic" else 1e-5
+    tolerance = 1e-4 if phase in ("harmonic", "comb") else 1e-5
     for chunk_frames in (1, 5, 40):
         chunked = torch.cat(list(decode_chunked(codec, codes, chunk_frames)), dim=-1)
         assert chunked.shape == whole.shape and (chunked - whole).abs().max() < tolerance

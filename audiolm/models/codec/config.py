@@ -46,6 +46,8 @@ class CodecTrainingConfig:
     # frequency) weighted by the target's magnitude
     weight_head_magnitude: float = 0.0
     weight_head_phase: float = 0.0
+    # "harmonic" head only: L1 between log F0 and the target's (pitch.yin_f0, voiced frames)
+    weight_head_f0: float = 0.0
     weight_commitment: float = 1.0  # never balanced: its gradient does not pass through the decoder
     balancer: bool = True  # EnCodec's gradient balancer; False = plain weighted sum
     balancer_ema_decay: float = 0.999
@@ -65,7 +67,7 @@ class CodecTrainingConfig:
     adversarial_loss: str = "hinge"  # "hinge" (EnCodec) or "lsgan" (HiFi-GAN)
 
     def __post_init__(self) -> None:
-        for name in ("weight_phase", "weight_stft", "weight_head_magnitude", "weight_head_phase"):
+        for name in ("weight_phase", "weight_stft", "weight_head_magnitude", "weight_head_phase", "weight_head_f0"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value}")
@@ -122,6 +124,8 @@ class CodecConfig:
     # scale; at input_gain 15 the strongest harmonics of voiced speech reach |X| ~ 1000 (n_fft
     # 1280), so 4.6 flattens them by up to 20 dB. New configs use 7.6; 4.6 keeps older checkpoints.
     istft_max_log_magnitude: float = 4.6
+    # "harmonic" only: the F0 share also shapes the magnitudes as a comb of harmonics (frame_rate.py)
+    istft_harmonic_comb: bool = False
     # The encoder sees wav * input_gain and the decoder's output is divided by it. Our corpus
     # sits at -23 dB RMS (~0.07); at that scale a randomly initialised SEANet encoder gives
     # nearly the same latent for every frame and clip, and the quantizer collapses onto one
@@ -211,6 +215,8 @@ class CodecConfig:
             raise ValueError(f"decoder must be 'seanet' or 'istft', got {self.decoder!r}")
         if not (isinstance(self.istft_max_log_magnitude, (int, float)) and 0 < self.istft_max_log_magnitude <= 20):
             raise ValueError(f"istft_max_log_magnitude must be in (0, 20], got {self.istft_max_log_magnitude}")
+        if self.istft_harmonic_comb and self.istft_phase != "harmonic":
+            raise ValueError("istft_harmonic_comb needs istft_phase 'harmonic'")
         if self.istft_phase not in ("direct", "integrated", "harmonic"):
             raise ValueError(f"istft_phase must be 'direct', 'integrated' or 'harmonic', got {self.istft_phase!r}")
         if self.n_fft < self.hop_length or (self.n_fft - self.hop_length) % 2:

@@ -25,7 +25,11 @@ how much of the bin follows it. A partial at frequency f advances every bin of i
 2*pi*f*hop/sr per hop, so a bin led by harmonic h = round(k / F0) (F0 in bins) advances at
 h * F0: one number per frame locks every harmonic's phase track, where "integrated" must learn
 each bin's frequency to a fraction of a bin from the codes. The rest of each bin follows its
-own learned deviation (noise, and music that no single F0 explains).
+own learned deviation (noise, and music that no single F0 explains). With `comb`, the same
+share also shapes the magnitudes: a bin's magnitude is the predicted (envelope) magnitude times
+share * lobe(k - h * F0) + (1 - share), lobe = the Hann window's main lobe, so the comb of
+harmonics comes from F0 as in a source-filter vocoder instead of from a read-out that must learn
+a comb moving with F0.
 
 Causality and latency (`ISTFTDecoder.lookahead_samples`): with `causal=True` every convolution
 pads on the left only, so the backbone's frame t sees latent frames <= t. The iSTFT then
@@ -103,6 +107,15 @@ class ConvNeXtBackbone(nn.Module):
         return self.final_norm(x.transpose(1, 2)).transpose(1, 2)
 
 
+def _hann_lobe(distance: torch.Tensor) -> torch.Tensor:
+    """|W(d)| / W(0) of a Hann window's transform, d in bins: sinc(d) / (1 - d^2), 0.5 at
+    |d| = 1, near 0 past the main lobe (|d| >= 2)."""
+    denominator = 1 - distance.square()
+    near_one = denominator.abs() < 1e-3
+    safe = torch.where(near_one, torch.ones_like(denominator), denominator)
+    return torch.where(near_one, torch.full_like(distance, 0.5), torch.sinc(distance) / safe).abs()
+
+
 class ISTFTHead(nn.Module):
     """[B, C, T] -> waveform [B, 1, T * hop]: log-magnitude and phase per bin, inverse STFT.
 
@@ -118,12 +131,23 @@ class ISTFTHead(nn.Module):
     bin_advance: torch.Tensor  # buffer [F, 1]: 2*pi*k*hop/n_fft mod 2*pi
     start_phase: torch.Tensor  # buffer [F, 1]: pi*k mod 2*pi
 
-    def __init__(self, dim: int, n_fft: int, hop_length: int, max_log_magnitude: float = 4.6, phase: str = "direct"):
+    def __init__(
+        self,
+        dim: int,
+        n_fft: int,
+        hop_length: int,
+        max_log_magnitude: float = 4.6,
+        phase: str = "direct",
+        comb: bool = False,
+    ):
         super().__init__()
         if (n_fft - hop_length) % 2 or n_fft < hop_length:
             raise ValueError(f"n_fft - hop_length must be even and >= 0, got n_fft {n_fft}, hop {hop_length}")
         if phase not in PHASE_MODES:
             raise ValueError(f"phase must be one of {PHASE_MODES}, got {phase!r}")
+        if comb and phase != "harmonic":
+            raise ValueError("comb needs phase='harmonic'")
+        self.comb = comb
         self.n_fft, self.hop_length, self.phase = n_fft, hop_length, phase
         self.pad = (n_fft - hop_length) // 2
         self.max_log_magnitude = max_log_magnitude  # exp(4.6) ~ 100, Vocos' clip
@@ -142,7 +166,9 @@ class ISTFTHead(nn.Module):
             "start_phase", torch.remainder(math.pi * bin_index, 2 * math.pi).float()[:, None], persistent=False
         )
 
-    def predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def predict(
+        self, x: torch.Tensor, extras: dict[str, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """x [B, C, T] -> (log-magnitude [B, F, T], before the clip; phase parameter [B, F, T]:
         the angle ("direct") or the phase advance from frame t - 1 to t ("integrated"))."""
         out = self.out(x.transpose(1, 2)).transpose(1, 2).float()
@@ -154,6 +180,8 @@ class ISTFTHead(nn.Module):
         if self.phase == "harmonic":
             low, high = math.log(F0_BINS[0]), math.log(F0_BINS[1])
             f0 = torch.exp(low + (high - low) * torch.sigmoid(out[:, -1:]))  # [B, 1, T] in bins
+            if extras is not None:
+                extras["f0_bins"] = f0[:, 0]  # [B, T], for a supervised F0 loss
             k = torch.arange(bins, device=out.device, dtype=out.dtype)[:, None]  # [F, 1]
             number = (k / f0).round().clamp(min=1)  # [B, F, T]: the harmonic nearest each bin
             # harmonic h moves h times as fast as F0: its gradient is scaled by 1 / h, so every
@@ -164,6 +192,9 @@ class ISTFTHead(nn.Module):
             offset = offset - 2 * math.pi * torch.round(offset / (2 * math.pi))  # wrapped to [-pi, pi]
             share = torch.sigmoid(out[:, 2 * bins : 3 * bins])
             deviation = share * offset + (1 - share) * deviation
+            if self.comb:
+                distance = k - number * f0_scaled  # [B, F, T]: bins from the nearest harmonic
+                log_magnitude = log_magnitude + torch.log(share * _hann_lobe(distance) + (1 - share) + 1e-4)
         return log_magnitude, self.bin_advance + deviation
 
     def spectrum(self, x: torch.Tensor, phase_prefix: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -246,10 +277,11 @@ class ISTFTDecoder(nn.Module):
         hop_length: int,
         phase: str = "direct",
         max_log_magnitude: float = 4.6,
+        comb: bool = False,
     ):
         super().__init__()
         self.backbone = ConvNeXtBackbone(latent_dim, dim, intermediate, layers, kernel_size, causal)
-        self.head = ISTFTHead(dim, n_fft, hop_length, max_log_magnitude=max_log_magnitude, phase=phase)
+        self.head = ISTFTHead(dim, n_fft, hop_length, max_log_magnitude=max_log_magnitude, phase=phase, comb=comb)
 
     @property
     def integrates_phase(self) -> bool:
@@ -273,10 +305,13 @@ class ISTFTDecoder(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(z))
 
-    def forward_supervised(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward_supervised(
+        self, z: torch.Tensor, extras: dict[str, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Training pass: z [B, D, T] -> (waveform [B, 1, T * hop], the head's log-magnitude and
-        phase parameter [B, F, T] each, for the losses on the head's own outputs)."""
-        log_magnitude, param = self.head.predict(self.backbone(z))
+        phase parameter [B, F, T] each, for the losses on the head's own outputs); a harmonic
+        head also puts its F0 ("f0_bins" [B, T]) into `extras`."""
+        log_magnitude, param = self.head.predict(self.backbone(z), extras)
         spec, _ = self.head.compose(log_magnitude, param)
         return self.head.synthesize(spec), log_magnitude, param
 

@@ -63,6 +63,8 @@ class CodecOutput:
     metrics: dict[str, float] = field(default_factory=dict)
     # iSTFT decoder: its head's log-magnitude and phase parameter [B, F, T] (None for SEANet)
     head: tuple[torch.Tensor, torch.Tensor] | None = None
+    # a harmonic iSTFT head's F0 per frame, in bins [B, T] (None otherwise)
+    f0_bins: torch.Tensor | None = None
 
 
 class CodecModel(nn.Module):
@@ -99,6 +101,7 @@ class CodecModel(nn.Module):
                 layers=config.decoder_layers,
                 phase=config.istft_phase,
                 max_log_magnitude=config.istft_max_log_magnitude,
+                comb=config.istft_harmonic_comb,
                 **frame_args,
             )
         self.quantizer = ResidualVQ(
@@ -121,13 +124,14 @@ class CodecModel(nn.Module):
         z = self.encoder(wav * gain)  # [B, D, T], T = ceil(N / hop)
         q = self.quantizer(z, n_q)
         head = None
+        extras: dict[str, torch.Tensor] = {}
         if isinstance(self.decoder, ISTFTDecoder):
-            audio, log_magnitude, param = self.decoder.forward_supervised(q.quantized)
+            audio, log_magnitude, param = self.decoder.forward_supervised(q.quantized, extras)
             head = (log_magnitude, param)
         else:
             audio = self.decoder(q.quantized)
         audio = audio[..., :length] / gain  # [B, 1, T*hop] -> [B, 1, N]
-        return CodecOutput(audio, q.codes, q.commitment_loss, q.metrics, head)
+        return CodecOutput(audio, q.codes, q.commitment_loss, q.metrics, head, extras.get("f0_bins"))
 
     @torch.no_grad()
     def encode(self, wav: torch.Tensor, n_q: int) -> torch.Tensor:

@@ -43,6 +43,7 @@ from audiolm.training.codec.losses import (
     stft_magnitude_loss,
     waveform_l1_loss,
 )
+from audiolm.training.codec.pitch import yin_f0
 from audiolm.training.data.crops import AudioCrops
 from audiolm.training.task import ItemKey, StepOutput, Task
 
@@ -214,14 +215,25 @@ class CodecTask(Task):
         """The iSTFT head's own spectral losses, weighted, outside the balancer (their gradient
         does not pass through the output waveform the balancer measures at)."""
         cfg = self.config.training
-        if out.head is None or not (cfg.weight_head_magnitude > 0 or cfg.weight_head_phase > 0):
+        if out.head is None or not (
+            cfg.weight_head_magnitude > 0 or cfg.weight_head_phase > 0 or cfg.weight_head_f0 > 0
+        ):
             return torch.zeros((), device=wav.device)
         head = _unwrap(model).decoder.head
         log_magnitude, param = out.head
         magnitude_loss, phase_loss = head_spectral_losses(head, log_magnitude, param, wav * self.config.input_gain)
         metrics["head_magnitude"] = float(magnitude_loss.detach())
         metrics["head_phase"] = float(phase_loss.detach())
-        return cfg.weight_head_magnitude * magnitude_loss + cfg.weight_head_phase * phase_loss
+        total = cfg.weight_head_magnitude * magnitude_loss + cfg.weight_head_phase * phase_loss
+        if cfg.weight_head_f0 > 0 and out.f0_bins is not None:
+            frames = out.f0_bins.shape[-1]
+            f0_hz, voiced = yin_f0(wav[:, 0], self.config.sample_rate, frames, head.n_fft, head.hop_length)
+            if voiced.any():
+                target_bins = f0_hz * head.n_fft / self.config.sample_rate
+                f0_loss = (torch.log(out.f0_bins[voiced]) - torch.log(target_bins[voiced])).abs().mean()
+                metrics["head_f0"] = float(f0_loss.detach())
+                total = total + cfg.weight_head_f0 * f0_loss
+        return total
 
     @torch.no_grad()
     def validation_step(self, parts: dict[str, nn.Module], batch: torch.Tensor) -> dict[str, float]:

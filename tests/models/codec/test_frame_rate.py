@@ -108,6 +108,32 @@ def test_harmonic_phase_makes_every_bin_follow_f0():
     assert abs(_autocorrelation(unvoiced, period)) < 0.1
 
 
+def test_harmonic_comb_puts_the_magnitudes_on_the_harmonics():
+    """With `comb`, a flat predicted envelope and every bin following F0 = 5.5 bins come out
+    as a comb: re-analysed, the output has its peaks at multiples of 5.5 bins and next to
+    nothing half-way between."""
+    import math
+
+    from audiolm.models.codec.frame_rate import F0_BINS
+
+    bins = 1280 // 2 + 1
+    head = ISTFTHead(dim=4, n_fft=1280, hop_length=HOP, max_log_magnitude=7.6, phase="harmonic", comb=True)
+    low, high = math.log(F0_BINS[0]), math.log(F0_BINS[1])
+    unit = (math.log(5.5) - low) / (high - low)
+    with torch.no_grad():
+        head.out.weight.zero_()
+        head.out.bias.zero_()
+        head.out.bias[2 * bins : 3 * bins] = 20.0
+        head.out.bias[-1] = math.log(unit / (1 - unit))
+        wav = head(torch.zeros(1, 4, 60))
+        spectrum = head.analyse(wav, 60).abs()[0, :, 30]  # a frame in the middle
+    peaks = spectrum[[11, 22, 33, 44]]  # harmonics 2, 4, 6, 8 fall on whole bins
+    troughs = spectrum[[8, 19, 30, 41]]  # 2.75 bins from the nearest harmonic
+    assert peaks.min() > 20 * troughs.max()
+    with pytest.raises(ValueError, match="comb needs"):
+        ISTFTHead(dim=4, n_fft=1280, hop_length=HOP, phase="integrated", comb=True)
+
+
 def test_phase_prefix_continues_the_running_phase():
     torch.manual_seed(0)
     decoder = ISTFTDecoder(8, 16, 32, layers=2, kernel_size=7, causal=True, n_fft=1280, hop_length=HOP,

@@ -74,9 +74,10 @@ def test_phase_and_stft_losses_join_the_balanced_losses_when_weighted(tiny_corpu
 
     config = dataclasses.replace(
         CodecConfig.tiny(), encoder="stft", decoder="istft", frame_dim=16, frame_intermediate=32,
-        encoder_layers=1, decoder_layers=1, istft_phase="integrated", istft_max_log_magnitude=7.6,
+        encoder_layers=1, decoder_layers=1, istft_phase="harmonic", istft_harmonic_comb=True,
+        istft_max_log_magnitude=7.6,
         training=dataclasses.replace(CodecConfig.tiny().training, weight_phase=1.0, weight_stft=1.0,
-                                     weight_head_magnitude=1.0, weight_head_phase=1.0),
+                                     weight_head_magnitude=1.0, weight_head_phase=1.0, weight_head_f0=1.0),
     )
     torch.manual_seed(0)
     task = CodecTask.from_corpus(config, tiny_corpus)
@@ -85,7 +86,7 @@ def test_phase_and_stft_losses_join_the_balanced_losses_when_weighted(tiny_corpu
     assert not {"phase", "stft"} & set(_task(tiny_corpus).parts()["discriminator"].balancer.weights)
     batch = task.collate([task.train_dataset()[ItemKey(i, i)] for i in range(2)])
     out = task.training_step(parts, batch, step=0)
-    for key in ("phase", "stft", "head_magnitude", "head_phase"):
+    for key in ("phase", "stft", "head_magnitude", "head_phase", "head_f0"):
         assert out.metrics[key] > 0, key
     out.losses["model"].backward()
     head = parts["model"].decoder.head.out.weight
