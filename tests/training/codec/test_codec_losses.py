@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -21,6 +23,11 @@ from audiolm.training.codec.losses import (
     stft_magnitude_loss,
 )
 from tests.helpers import tone
+
+
+def _tone(freq: float, seconds: float) -> torch.Tensor:
+    """0.3 sin(2 pi freq t), [N], no noise."""
+    return tone(seconds, 24000, freq, harmonics=(0.3,), noise=0)[0]
 
 
 def test_mel_filterbank_is_a_partition_of_the_spectrum():
