@@ -188,6 +188,9 @@ class Trainer:
         use_cpu = config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available())
         if config.device == "cuda" and not torch.cuda.is_available():
             raise AudiolmError("--device cuda was asked for, but no CUDA GPU is available")
+        # every process checks --out before the Accelerator's rendezvous: no process can write
+        # into it before all have joined, so a slow rank never sees the files of a fast one
+        self._check_out_dir(resume)
         self.precision = resolve_precision(config.mixed_precision, "cpu" if use_cpu else "cuda")
         check_tracker_installed(config.log_with)
         # accelerate keeps its settings in process-wide singletons; one process may build
@@ -202,7 +205,6 @@ class Trainer:
             ),
         )
         self.scaler = self.precision.scaler()
-        self._check_out_dir(resume)  # on every process, before any process writes
         self._lock: RunLock | None = None
         if self.accelerator.is_main_process:
             # process 0 holds the run directory until fit() ends (`audiolm train` holds it
