@@ -48,6 +48,9 @@ class CodecTrainingConfig:
     weight_head_phase: float = 0.0
     # "harmonic" head only: L1 between log F0 and the target's (pitch.yin_f0, voiced frames)
     weight_head_f0: float = 0.0
+    # with weight_head_f0: the harmonic head follows the pitch target's F0 on voiced frames while
+    # training (its own prediction is still trained by the F0 loss and used at inference)
+    teacher_forced_f0: bool = False
     weight_commitment: float = 1.0  # never balanced: its gradient does not pass through the decoder
     balancer: bool = True  # EnCodec's gradient balancer; False = plain weighted sum
     balancer_ema_decay: float = 0.999

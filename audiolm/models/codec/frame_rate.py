@@ -170,7 +170,9 @@ class ISTFTHead(nn.Module):
         self, x: torch.Tensor, extras: dict[str, torch.Tensor] | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """x [B, C, T] -> (log-magnitude [B, F, T], before the clip; phase parameter [B, F, T]:
-        the angle ("direct") or the phase advance from frame t - 1 to t ("integrated"))."""
+        the angle ("direct") or the phase advance from frame t - 1 to t ("integrated")).
+        extras (training, "harmonic"): receives "f0_bins" [B, T], the predicted F0; an "f0_given"
+        [B, T] already in it (bins, 0 where unknown) replaces the F0 the harmonics follow."""
         out = self.out(x.transpose(1, 2)).transpose(1, 2).float()
         bins = self.n_fft // 2 + 1
         log_magnitude, param = out[:, :bins], out[:, bins : 2 * bins]
@@ -182,6 +184,9 @@ class ISTFTHead(nn.Module):
             f0 = torch.exp(low + (high - low) * torch.sigmoid(out[:, -1:]))  # [B, 1, T] in bins
             if extras is not None:
                 extras["f0_bins"] = f0[:, 0]  # [B, T], for a supervised F0 loss
+                given = extras.get("f0_given")  # [B, T] in bins, 0 = use the prediction (teacher forcing)
+                if given is not None:
+                    f0 = torch.where(given[:, None] > 0, given[:, None].to(f0.dtype), f0)
             k = torch.arange(bins, device=out.device, dtype=out.dtype)[:, None]  # [F, 1]
             number = (k / f0).round().clamp(min=1)  # [B, F, T]: the harmonic nearest each bin
             # harmonic h moves h times as fast as F0: its gradient is scaled by 1 / h, so every

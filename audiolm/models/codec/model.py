@@ -117,14 +117,15 @@ class CodecModel(nn.Module):
     def hop_length(self) -> int:
         return self.config.hop_length
 
-    def forward(self, wav: torch.Tensor, n_q: int | None = None) -> CodecOutput:
-        """wav [B, 1, N] -> reconstruction [B, 1, N] through `n_q` levels."""
+    def forward(self, wav: torch.Tensor, n_q: int | None = None, f0_given: torch.Tensor | None = None) -> CodecOutput:
+        """wav [B, 1, N] -> reconstruction [B, 1, N] through `n_q` levels. f0_given [B, T] (bins,
+        0 = unknown): the F0 a harmonic iSTFT head follows in training (teacher forcing)."""
         length = wav.shape[-1]
         gain = self.config.input_gain
         z = self.encoder(wav * gain)  # [B, D, T], T = ceil(N / hop)
         q = self.quantizer(z, n_q)
         head = None
-        extras: dict[str, torch.Tensor] = {}
+        extras: dict[str, torch.Tensor] = {} if f0_given is None else {"f0_given": f0_given}
         if isinstance(self.decoder, ISTFTDecoder):
             audio, log_magnitude, param = self.decoder.forward_supervised(q.quantized, extras)
             head = (log_magnitude, param)

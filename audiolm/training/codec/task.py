@@ -173,7 +173,8 @@ class CodecTask(Task):
         model, critic = parts["model"], parts["discriminator"]
         wav = batch  # [B, 1, N]
         n_q = self.levels_for_step(step)
-        out = model(wav, n_q)
+        f0_given = self._f0_target(wav) if cfg.teacher_forced_f0 and cfg.weight_head_f0 > 0 else None
+        out = model(wav, n_q, f0_given)
         y = out.audio.float()  # [B, 1, N]
         mel = self.mel.to(y.device)
         losses = {"l1": waveform_l1_loss(y, wav), "mel": multiscale_mel_loss(mel, y, wav, cfg.mel_log_floor)}
@@ -226,14 +227,20 @@ class CodecTask(Task):
         metrics["head_phase"] = float(phase_loss.detach())
         total = cfg.weight_head_magnitude * magnitude_loss + cfg.weight_head_phase * phase_loss
         if cfg.weight_head_f0 > 0 and out.f0_bins is not None:
-            frames = out.f0_bins.shape[-1]
-            f0_hz, voiced = yin_f0(wav[:, 0], self.config.sample_rate, frames, head.n_fft, head.hop_length)
+            target_bins = self._f0_target(wav)
+            voiced = target_bins > 0
             if voiced.any():
-                target_bins = f0_hz * head.n_fft / self.config.sample_rate
                 f0_loss = (torch.log(out.f0_bins[voiced]) - torch.log(target_bins[voiced])).abs().mean()
                 metrics["head_f0"] = float(f0_loss.detach())
                 total = total + cfg.weight_head_f0 * f0_loss
         return total
+
+    def _f0_target(self, wav: torch.Tensor) -> torch.Tensor:
+        """The YIN pitch of wav [B, 1, N] on the iSTFT head's frames, in bins [B, T] (0 = unvoiced)."""
+        cfg = self.config
+        frames = -(-wav.shape[-1] // cfg.hop_length)
+        f0_hz, _ = yin_f0(wav[:, 0], cfg.sample_rate, frames, cfg.n_fft, cfg.hop_length)
+        return f0_hz * cfg.n_fft / cfg.sample_rate
 
     @torch.no_grad()
     def validation_step(self, parts: dict[str, nn.Module], batch: torch.Tensor) -> dict[str, float]:

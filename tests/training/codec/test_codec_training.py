@@ -77,7 +77,8 @@ def test_phase_and_stft_losses_join_the_balanced_losses_when_weighted(tiny_corpu
         encoder_layers=1, decoder_layers=1, istft_phase="harmonic", istft_harmonic_comb=True,
         istft_max_log_magnitude=7.6,
         training=dataclasses.replace(CodecConfig.tiny().training, weight_phase=1.0, weight_stft=1.0,
-                                     weight_head_magnitude=1.0, weight_head_phase=1.0, weight_head_f0=1.0),
+                                     weight_head_magnitude=1.0, weight_head_phase=1.0, weight_head_f0=1.0,
+                                     teacher_forced_f0=True),
     )
     torch.manual_seed(0)
     task = CodecTask.from_corpus(config, tiny_corpus)
@@ -88,6 +89,11 @@ def test_phase_and_stft_losses_join_the_balanced_losses_when_weighted(tiny_corpu
     out = task.training_step(parts, batch, step=0)
     for key in ("phase", "stft", "head_magnitude", "head_phase", "head_f0"):
         assert out.metrics[key] > 0, key
+    # teacher forcing: the head follows the pitch target where it is voiced
+    target = task._f0_target(batch)
+    extras = {"f0_given": target}
+    parts["model"].decoder.forward_supervised(parts["model"].quantizer(parts["model"].encoder(batch), 4).quantized, extras)
+    assert target.gt(0).any() and extras["f0_bins"].shape == target.shape
     out.losses["model"].backward()
     head = parts["model"].decoder.head.out.weight
     assert head.grad is not None and torch.isfinite(head.grad).all() and head.grad.abs().sum() > 0
