@@ -258,3 +258,14 @@ def test_istft_recipe_config_builds_the_frame_rate_codec():
     assert config.training.discriminator_periods and config.training.discriminator_n_ffts
     model = CodecModel(config)
     assert model.decoder.lookahead_samples == 480  # causal ConvNeXt + the iSTFT's half window
+
+
+def test_harmonic_recipe_config_builds_a_harmonic_comb_codec():
+    """tokenizers/codec_harmonic_config.json: the session-5 candidate (harmonic head with the
+    comb, F0 taught by the YIN target with teacher forcing)."""
+    path = Path(__file__).resolve().parents[3] / "tokenizers" / "codec_harmonic_config.json"
+    config = load_config_file(CodecConfig, path)
+    assert (config.istft_phase, config.istft_harmonic_comb) == ("harmonic", True)
+    assert config.training.weight_head_f0 > 0 and config.training.teacher_forced_f0
+    model = CodecModel(config)
+    assert model.decoder.integrates_phase and model.decoder.head.comb
