@@ -218,6 +218,10 @@ class CodecConfig:
             raise ValueError(f"decoder must be 'seanet' or 'istft', got {self.decoder!r}")
         if not (isinstance(self.istft_max_log_magnitude, (int, float)) and 0 < self.istft_max_log_magnitude <= 20):
             raise ValueError(f"istft_max_log_magnitude must be in (0, 20], got {self.istft_max_log_magnitude}")
+        if (self.training.weight_head_f0 > 0 or self.training.teacher_forced_f0) and self.istft_phase != "harmonic":
+            raise ValueError(
+                "training.weight_head_f0 / teacher_forced_f0 need istft_phase 'harmonic' (the head with an F0)"
+            )
         if self.istft_harmonic_comb and self.istft_phase != "harmonic":
             raise ValueError("istft_harmonic_comb needs istft_phase 'harmonic'")
         if self.istft_phase not in ("direct", "integrated", "harmonic"):

@@ -173,8 +173,9 @@ class CodecTask(Task):
         model, critic = parts["model"], parts["discriminator"]
         wav = batch  # [B, 1, N]
         n_q = self.levels_for_step(step)
-        f0_given = self._f0_target(wav) if cfg.teacher_forced_f0 and cfg.weight_head_f0 > 0 else None
-        out = model(wav, n_q, f0_given)
+        # the pitch target [B, T] (bins, 0 = unvoiced), computed once: the F0 loss and teacher forcing share it
+        f0_target = self._f0_target(wav) if cfg.weight_head_f0 > 0 else None
+        out = model(wav, n_q, f0_target if cfg.teacher_forced_f0 else None)
         y = out.audio.float()  # [B, 1, N]
         mel = self.mel.to(y.device)
         losses = {"l1": waveform_l1_loss(y, wav), "mel": multiscale_mel_loss(mel, y, wav, cfg.mel_log_floor)}
@@ -197,7 +198,7 @@ class CodecTask(Task):
             )
             disc_loss = discriminator_adversarial_loss(cfg.adversarial_loss, real_logits, fake_logits)
         metrics = {name: float(loss.detach()) for name, loss in losses.items()}
-        head_loss = self._head_losses(model, out, wav, metrics)
+        head_loss = self._head_losses(model, out, wav, f0_target, metrics)
         if cfg.balancer:
             generator_loss, norms = _unwrap(critic).balancer.balance(losses, y)
             metrics.update(norms)
@@ -212,7 +213,9 @@ class CodecTask(Task):
             metrics["discriminator"] = float(disc_loss.detach())
         return StepOutput(losses={"model": model_loss, "discriminator": disc_loss}, metrics=metrics)
 
-    def _head_losses(self, model: nn.Module, out, wav: torch.Tensor, metrics: dict[str, float]) -> torch.Tensor:
+    def _head_losses(
+        self, model: nn.Module, out, wav: torch.Tensor, f0_target: torch.Tensor | None, metrics: dict[str, float]
+    ) -> torch.Tensor:
         """The iSTFT head's own spectral losses, weighted, outside the balancer (their gradient
         does not pass through the output waveform the balancer measures at)."""
         cfg = self.config.training
@@ -226,11 +229,10 @@ class CodecTask(Task):
         metrics["head_magnitude"] = float(magnitude_loss.detach())
         metrics["head_phase"] = float(phase_loss.detach())
         total = cfg.weight_head_magnitude * magnitude_loss + cfg.weight_head_phase * phase_loss
-        if cfg.weight_head_f0 > 0 and out.f0_bins is not None:
-            target_bins = self._f0_target(wav)
-            voiced = target_bins > 0
+        if f0_target is not None and out.f0_bins is not None:
+            voiced = f0_target > 0
             if voiced.any():
-                f0_loss = (torch.log(out.f0_bins[voiced]) - torch.log(target_bins[voiced])).abs().mean()
+                f0_loss = (torch.log(out.f0_bins[voiced]) - torch.log(f0_target[voiced])).abs().mean()
                 metrics["head_f0"] = float(f0_loss.detach())
                 total = total + cfg.weight_head_f0 * f0_loss
         return total

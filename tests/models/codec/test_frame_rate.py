@@ -10,7 +10,7 @@ import torch
 
 from audiolm.core.config import load_config_file
 from audiolm.models.codec.codec import Codec, default_codec_dir
-from audiolm.models.codec.config import CodecConfig
+from audiolm.models.codec.config import CodecConfig, CodecTrainingConfig
 from audiolm.models.codec.frame_rate import ISTFTDecoder, ISTFTHead, STFTEncoder
 from audiolm.models.codec.model import CodecModel, to_hf_config
 
@@ -269,3 +269,8 @@ def test_harmonic_recipe_config_builds_a_harmonic_comb_codec():
     assert config.training.weight_head_f0 > 0 and config.training.teacher_forced_f0
     model = CodecModel(config)
     assert model.decoder.integrates_phase and model.decoder.head.comb
+
+
+def test_f0_training_options_need_the_harmonic_head():
+    with pytest.raises(ValueError, match="need istft_phase 'harmonic'"):
+        _frame_config(istft_phase="integrated", training=CodecTrainingConfig(weight_head_f0=1.0))
