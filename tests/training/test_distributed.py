@@ -90,6 +90,30 @@ def test_only_process_zero_writes_checkpoints_and_logs(toy_runs):
     assert [r["step"] for r in log if "valid" in r] == [10]
 
 
+def _kill_with_workers(launcher: subprocess.Popen, timeout: float = 30.0) -> None:
+    """SIGKILL torchrun and its workers, and wait until all are gone. torchrun starts each
+    worker in a session of its own, so killing torchrun's process group leaves the workers
+    running (rank 0 then still holds the run lock when the resume starts)."""
+    workers = [int(pid) for pid in Path(f"/proc/{launcher.pid}/task/{launcher.pid}/children").read_text().split()]
+    for pid in [launcher.pid, *workers]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    launcher.wait()
+    deadline = time.time() + timeout
+    while time.time() < deadline and any(Path(f"/proc/{pid}").exists() and _alive(pid) for pid in workers):
+        time.sleep(0.02)
+
+
+def _alive(pid: int) -> bool:
+    """False for a process that has ended (a zombie waiting for init counts as ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0] != "Z"
+    except OSError:
+        return False
+
+
 def test_kill_a_ddp_run_and_resume_it_to_the_uninterrupted_result(tmp_path):
     """With dropout: each process's own RNG stream must come back too."""
     args = ["--steps", "12", "--batch-size", "4"]
@@ -100,8 +124,7 @@ def test_kill_a_ddp_run_and_resume_it_to_the_uninterrupted_result(tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline and not (latest.is_file() and latest.read_text().strip() >= "step-00000005"):
         time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both workers
-    proc.wait()
+    _kill_with_workers(proc)  # torchrun and both workers
     assert latest.is_file(), "the DDP run wrote no checkpoint before the deadline"
     killed_at = latest.read_text().strip()
     assert killed_at < "step-00000012" and not (run / "model").exists(), "killed too late to test resume"
