@@ -19,6 +19,7 @@ from audiolm.inference.codec_chunks import (
 from audiolm.models.codec.codec import Codec, CodecInputError
 from audiolm.models.codec.config import CodecConfig
 from audiolm.models.codec.model import CodecModel
+from audiolm.models.codec.pitch import codes_to_pitch
 
 
 def _codec(**changes) -> Codec:
@@ -180,13 +181,15 @@ def test_round_trip_file_refuses_bad_files(codec, tmp_path):
 
 
 def _frame_rate_codec(phase: str) -> Codec:
-    """phase "comb" = "harmonic" with the comb of harmonics in the magnitudes."""
+    """phase "comb" = "harmonic" with the comb of harmonics in the magnitudes; "pitched" = the
+    pitch code as level 0 and the harmonic-plus-noise head."""
     import dataclasses
 
-    comb = phase == "comb"
+    comb, pitched = phase == "comb", phase == "pitched"
+    istft_phase = "harmonic" if comb else "harmonic_noise" if pitched else phase
     config = dataclasses.replace(CodecConfig.tiny(), encoder="stft", decoder="istft", frame_dim=32,
                                  frame_intermediate=64, encoder_layers=2, decoder_layers=2,
-                                 istft_phase="harmonic" if comb else phase, istft_harmonic_comb=comb)
+                                 istft_phase=istft_phase, istft_harmonic_comb=comb, pitch_codebook=pitched)
     torch.manual_seed(0)
     model = CodecModel(config)
     with torch.no_grad():
@@ -196,19 +199,24 @@ def _frame_rate_codec(phase: str) -> Codec:
     return Codec(model)
 
 
-@pytest.mark.parametrize("phase", ["direct", "integrated", "harmonic", "comb"])
+@pytest.mark.parametrize("phase", ["direct", "integrated", "harmonic", "comb", "pitched"])
 def test_frame_rate_istft_codec_runs_in_chunks_with_its_declared_lookahead(phase):
     """The frame-rate codec (STFT encoder / iSTFT decoder) declares its decoder's lookahead;
-    its encoder gets the conservative default. Chunked == whole file either way; with
-    integrated phase, the running phase is carried from window to window."""
+    its encoder gets the conservative default (the pitched encoder declares its context and the
+    pitch tracker's lookahead). Chunked == whole file either way; with integrated phase, the
+    running phase is carried from window to window (pitched: the fundamental's too)."""
     codec = _frame_rate_codec(phase)
     ctx = codec.chunk_context
     assert ctx.decode_lookahead == 640 and not ctx.encode_recurrent  # 480 samples, in whole frames
+    assert ctx.exact == (phase == "pitched") and ctx.encode_lookahead == (640 if phase == "pitched" else 24000)
     wav = _signal(1.0)
     codes = codec.encode(wav, 24000, kbps=6)
+    if phase == "pitched":  # the 220 Hz tone (loud from ~0.13 to ~0.6 s) is voiced: level 0 holds its pitch code
+        f0 = codes_to_pitch(codes[0, 0, 10:40], 1024, 50.0, 800.0)
+        assert ((f0 / 220.0 - 1).abs() < 0.03).all()
     whole = codec.decode(codes)
     # a harmonic head multiplies F0's float rounding by the harmonic number (up to ~300)
-    tolerance = 1e-4 if phase in ("harmonic", "comb") else 1e-5
+    tolerance = 1e-4 if phase in ("harmonic", "comb", "pitched") else 1e-5
     for chunk_frames in (1, 5, 40):
         chunked = torch.cat(list(decode_chunked(codec, codes, chunk_frames)), dim=-1)
         assert chunked.shape == whole.shape and (chunked - whole).abs().max() < tolerance
@@ -228,7 +236,7 @@ def test_integrated_phase_chunks_differ_without_the_carried_phase(monkeypatch):
     assert (chunked - whole).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("phase", [None, "direct", "integrated", "harmonic"])
+@pytest.mark.parametrize("phase", [None, "direct", "integrated", "harmonic", "pitched"])
 def test_streaming_skip_and_push_ready_equal_whole_decode(codec, phase):
     """The streaming use: a prompt's frames skipped (no audio), then frames pushed in uneven
     pieces come out as soon as their lookahead has arrived, and equal one whole decode."""
@@ -250,7 +258,7 @@ def test_streaming_skip_and_push_ready_equal_whole_decode(codec, phase):
     assert decoder.frames_done == 180
     streamed = torch.cat(out, dim=-1)
     assert streamed.shape[-1] == 110 * HOP
-    assert (streamed - whole[..., 70 * HOP :]).abs().max() < (1e-4 if phase == "harmonic" else 1e-5)
+    assert (streamed - whole[..., 70 * HOP :]).abs().max() < (1e-4 if phase in ("harmonic", "pitched") else 1e-5)
 
 
 def test_push_ready_waits_for_the_lookahead():

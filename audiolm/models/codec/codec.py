@@ -40,6 +40,8 @@ from audiolm.core.errors import AudioError, AudiolmError, CheckpointError
 from audiolm.core.paths import shipped_checkpoint
 from audiolm.models.codec.config import CodecConfig
 from audiolm.models.codec.model import CodecModel
+from audiolm.models.codec.pitch import codes_to_pitch
+from audiolm.models.codec.quantizer import PitchedResidualVQ
 
 KIND = "codec"
 
@@ -142,10 +144,19 @@ class Codec:
         )
 
     def codebooks(self, n_q: int | None = None) -> list[torch.Tensor]:
-        """The first `n_q` (default all) RVQ codebooks, each [codebook_size, latent dim]: code i
-        of level q decodes from codebooks[q][i] (summed over levels)."""
-        layers = self.model.quantizer.layers
-        return [layer.embed.detach().clone() for layer in layers[: len(layers) if n_q is None else n_q]]
+        """The first `n_q` (default all) levels' codebooks, each [codebook_size, latent dim]: code
+        i of level q decodes from codebooks[q][i] (summed over levels). A pitched codec's level 0
+        has no learned codebook: its entries carry log2(F0 / 100 Hz) and voicing in their first
+        two dimensions (code 0, unvoiced, is all zeros)."""
+        tables = [layer.embed.detach().clone() for layer in self.model.quantizer.layers]
+        if isinstance(self.model.quantizer, PitchedResidualVQ):
+            codes = torch.arange(self.codebook_size, device=tables[0].device)
+            f0 = codes_to_pitch(codes, self.codebook_size, self.config.pitch_fmin, self.config.pitch_fmax)
+            pitch = torch.zeros_like(tables[0])
+            pitch[1:, 0] = torch.log2(f0[1:] / 100.0)
+            pitch[1:, 1] = 1.0
+            tables.insert(0, pitch)
+        return tables[: len(tables) if n_q is None else n_q]
 
     def to(self, device: str | torch.device) -> Codec:
         self.model.to(device)

@@ -129,6 +129,14 @@ class CodecConfig:
     istft_max_log_magnitude: float = 4.6
     # "harmonic" only: the F0 share also shapes the magnitudes as a comb of harmonics (frame_rate.py)
     istft_harmonic_comb: bool = False
+    # A pitch code as level 0 (pitch.py, quantizer.PitchedResidualVQ): the encoder tracks F0 with
+    # YIN (pitch_fmin..pitch_fmax Hz, voiced where YIN's dip is below pitch_threshold) and the
+    # decoder's harmonic-plus-noise head (istft_phase "harmonic_noise") builds the harmonics on
+    # it. Needs encoder "stft" and decoder "istft"; the pitch takes one of n_q levels.
+    pitch_codebook: bool = False
+    pitch_fmin: float = 50.0
+    pitch_fmax: float = 800.0
+    pitch_threshold: float = 0.25
     # The encoder sees wav * input_gain and the decoder's output is divided by it. Our corpus
     # sits at -23 dB RMS (~0.07); at that scale a randomly initialised SEANet encoder gives
     # nearly the same latent for every frame and clip, and the quantizer collapses onto one
@@ -224,8 +232,10 @@ class CodecConfig:
             )
         if self.istft_harmonic_comb and self.istft_phase != "harmonic":
             raise ValueError("istft_harmonic_comb needs istft_phase 'harmonic'")
-        if self.istft_phase not in ("direct", "integrated", "harmonic"):
-            raise ValueError(f"istft_phase must be 'direct', 'integrated' or 'harmonic', got {self.istft_phase!r}")
+        phases = ("direct", "integrated", "harmonic", "harmonic_noise")
+        if self.istft_phase not in phases:
+            raise ValueError(f"istft_phase must be one of {', '.join(map(repr, phases))}, got {self.istft_phase!r}")
+        self._check_pitch()
         if self.n_fft < self.hop_length or (self.n_fft - self.hop_length) % 2:
             raise ValueError(
                 f"n_fft must be >= the hop ({self.hop_length}) and differ from it by an even number, got {self.n_fft}"
@@ -238,6 +248,33 @@ class CodecConfig:
             levels = self.levels_for_kbps_unchecked(kbps)
             if levels < 1 or levels > self.n_q:
                 raise ValueError(f"bandwidth {kbps} kbps needs {levels} levels; n_q is {self.n_q}")
+
+    def _check_pitch(self) -> None:
+        if self.pitch_codebook != (self.istft_phase == "harmonic_noise"):
+            raise ValueError(
+                "pitch_codebook and istft_phase 'harmonic_noise' go together (the head builds on the pitch)"
+            )
+        if not self.pitch_codebook:
+            return
+        if self.encoder != "stft" or self.decoder != "istft":
+            raise ValueError("pitch_codebook needs encoder 'stft' and decoder 'istft'")
+        if self.training.weight_head_phase > 0:
+            raise ValueError(
+                "training.weight_head_phase is for a head whose every bin has one advance; not 'harmonic_noise'"
+            )
+        low, high = self.sample_rate / (self.n_fft // 2), self.sample_rate / 4
+        if not (isinstance(self.pitch_fmin, (int, float)) and isinstance(self.pitch_fmax, (int, float))) or not (
+            low <= self.pitch_fmin < self.pitch_fmax <= high
+        ):
+            raise ValueError(
+                f"need {low:g} <= pitch_fmin < pitch_fmax <= {high:g} Hz (YIN's lags fit in n_fft / 2), "
+                f"got {self.pitch_fmin} and {self.pitch_fmax}"
+            )
+        if not (isinstance(self.pitch_threshold, (int, float)) and 0 < self.pitch_threshold < 1):
+            raise ValueError(f"pitch_threshold must be in (0, 1), got {self.pitch_threshold}")
+        for kbps in self.bandwidths:
+            if self.levels_for_kbps_unchecked(kbps) < 2:
+                raise ValueError(f"bandwidth {kbps} kbps gives 1 level; a pitched codec needs 2 (pitch + RVQ)")
 
     # -- derived sizes ------------------------------------------------------------------------
     @property

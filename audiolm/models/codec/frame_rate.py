@@ -30,6 +30,13 @@ share also shapes the magnitudes: a bin's magnitude is the predicted (envelope) 
 share * lobe(k - h * F0) + (1 - share), lobe = the Hann window's main lobe, so the comb of
 harmonics comes from F0 as in a source-filter vocoder instead of from a read-out that must learn
 a comb moving with F0.
+"harmonic_noise" takes the F0 as given instead (the codec sends it as a pitch code, pitch.py):
+a harmonic-plus-noise model (Stylianou's HNM; the source-filter split of vocoders) in the STFT
+domain. The head predicts two envelopes per bin, harmonic and noise. On voiced frames, harmonic h
+is a Hann main lobe centred on bin h * F0 whose phase is h times the fundamental's running phase
+(the F0 summed over hops), times the harmonic envelope at each bin; the noise part has the
+"integrated" head's own running phase. The decoder sees the F0 as two input features (voicing,
+log F0), so the envelopes can follow the pitch; nothing has to learn a comb or a phase track.
 
 Causality and latency (`ISTFTDecoder.lookahead_samples`): with `causal=True` every convolution
 pads on the left only, so the backbone's frame t sees latent frames <= t. The iSTFT then
@@ -50,7 +57,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-PHASE_MODES = ("direct", "integrated", "harmonic")
+from audiolm.models.codec.pitch import yin_f0
+
+PHASE_MODES = ("direct", "integrated", "harmonic", "harmonic_noise")
 F0_BINS = (2.0, 64.0)  # the harmonic head's F0 range in bins (37.5-1200 Hz at 24 kHz, n_fft 1280)
 
 
@@ -116,6 +125,15 @@ def _hann_lobe(distance: torch.Tensor) -> torch.Tensor:
     return torch.where(near_one, torch.full_like(distance, 0.5), torch.sinc(distance) / safe).abs()
 
 
+def _hann_lobe_signed(distance: torch.Tensor) -> torch.Tensor:
+    """W(d) / W(0) of a centred Hann window's transform, d in bins: sinc(d) / (1 - d^2), the sign
+    of the side lobes kept (a partial synthesised from it is the windowed sinusoid itself)."""
+    denominator = 1 - distance.square()
+    near_one = denominator.abs() < 1e-3
+    safe = torch.where(near_one, torch.ones_like(denominator), denominator)
+    return torch.where(near_one, torch.full_like(distance, 0.5), torch.sinc(distance) / safe)
+
+
 class ISTFTHead(nn.Module):
     """[B, C, T] -> waveform [B, 1, T * hop]: log-magnitude and phase per bin, inverse STFT.
 
@@ -147,6 +165,8 @@ class ISTFTHead(nn.Module):
             raise ValueError(f"phase must be one of {PHASE_MODES}, got {phase!r}")
         if comb and phase != "harmonic":
             raise ValueError("comb needs phase='harmonic'")
+        if phase == "harmonic_noise" and type(self) is ISTFTHead:
+            raise ValueError("phase 'harmonic_noise' is HarmonicNoiseHead's (it needs a given F0)")
         self.comb = comb
         self.n_fft, self.hop_length, self.phase = n_fft, hop_length, phase
         self.pad = (n_fft - hop_length) // 2
@@ -267,6 +287,74 @@ class ISTFTHead(nn.Module):
         return self.synthesize(self.spectrum(x)[0])
 
 
+class HarmonicNoiseHead(ISTFTHead):
+    """[B, C, T] and a given F0 [B, T] (bins, 0 = unvoiced) -> waveform [B, 1, T * hop]: a
+    harmonic-plus-noise spectrum (module docstring, "harmonic_noise"), then the same inverse STFT.
+
+    The running phase state is [B, F + 1, T]: the noise bins' phases and, as row F, the
+    fundamental's phase; `phase_prefix` continues both across chunks.
+    """
+
+    bin_index: torch.Tensor  # buffer [F, 1]: 0, 1, ..., F - 1
+
+    def __init__(self, dim: int, n_fft: int, hop_length: int, max_log_magnitude: float = 7.6):
+        super().__init__(dim, n_fft, hop_length, max_log_magnitude=max_log_magnitude, phase="harmonic_noise")
+        bins = n_fft // 2 + 1
+        # per bin: harmonic log-envelope, noise log-envelope, noise advance deviation
+        self.out = nn.Linear(dim, 3 * bins)
+        # the fundamental's running phase starts at 0, the noise bins' at pi * k (as "integrated")
+        self.register_buffer("start_phase", torch.cat([self.start_phase, self.start_phase[:1] * 0]), persistent=False)
+        self.register_buffer("bin_index", torch.arange(bins, dtype=torch.float32)[:, None], persistent=False)
+
+    def predict_parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x [B, C, T] -> (harmonic log-envelope, noise log-envelope, noise phase advance), [B, F, T] each."""
+        out = self.out(x.transpose(1, 2)).transpose(1, 2).float()
+        harmonic, noise, param = out.split(self.n_fft // 2 + 1, dim=1)
+        return harmonic, noise, self.bin_advance + math.pi * torch.tanh(param)
+
+    def compose_parts(
+        self,
+        log_harmonic: torch.Tensor,
+        log_noise: torch.Tensor,
+        advance: torch.Tensor,
+        f0_bins: torch.Tensor,
+        phase_prefix: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (complex STFT [B, F, T], running phases [B, F + 1, T]); f0_bins [B, T]."""
+        f0 = f0_bins.float()[:, None]  # [B, 1, T]
+        # the fundamental advances by 2*pi*F0*hop/n_fft per hop, trapezoid between frames (F0 is 0
+        # on unvoiced frames, where no harmonic sounds, so its phase waits there)
+        previous = F.pad(f0, (1, 0))[..., :-1]
+        fundamental_advance = math.pi * self.hop_length / self.n_fft * (previous + f0)
+        phases = self._integrate(torch.cat([advance, fundamental_advance], dim=1), phase_prefix)
+        bins = self.n_fft // 2 + 1
+        noise_phase, fundamental = phases[:, :bins], phases[:, bins:]
+        voiced = f0 > 0
+        pitch = torch.where(voiced, f0, torch.ones_like(f0))
+        k = self.bin_index  # [F, 1]
+        lower = torch.floor(k / pitch)  # [B, F, T]: the harmonic at or below each bin
+        comb_real = torch.zeros_like(log_harmonic)
+        comb_imag = torch.zeros_like(log_harmonic)
+        for number in (lower, lower + 1):  # the two harmonics nearest each bin (lobes are 4 bins wide)
+            lobe = _hann_lobe_signed(k - number * pitch) * (number >= 1)
+            # a partial centred in the frame has phase (its phase at the centre) - pi * k in bin k
+            angle = torch.remainder(number.double() * fundamental.double(), 2 * math.pi).float() - math.pi * k
+            comb_real = comb_real + lobe * torch.cos(angle)
+            comb_imag = comb_imag + lobe * torch.sin(angle)
+        harmonic = torch.exp(log_harmonic.clamp(max=self.max_log_magnitude)) * voiced
+        noise = torch.exp(log_noise.clamp(max=self.max_log_magnitude))
+        spec = torch.complex(
+            harmonic * comb_real + noise * torch.cos(noise_phase), harmonic * comb_imag + noise * torch.sin(noise_phase)
+        )
+        return spec, phases
+
+    def spectrum_given(
+        self, x: torch.Tensor, f0_bins: torch.Tensor, phase_prefix: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [B, C, T], f0_bins [B, T] -> (complex STFT [B, F, T], running phases [B, F + 1, T])."""
+        return self.compose_parts(*self.predict_parts(x), f0_bins, phase_prefix)
+
+
 class ISTFTDecoder(nn.Module):
     """Quantized latent z_q [B, D, T] at the frame rate -> waveform [B, 1, T * hop]."""
 
@@ -285,8 +373,18 @@ class ISTFTDecoder(nn.Module):
         comb: bool = False,
     ):
         super().__init__()
-        self.backbone = ConvNeXtBackbone(latent_dim, dim, intermediate, layers, kernel_size, causal)
-        self.head = ISTFTHead(dim, n_fft, hop_length, max_log_magnitude=max_log_magnitude, phase=phase, comb=comb)
+        # "harmonic_noise": the input's channel 0 is the given F0 in bins (0 = unvoiced), the
+        # backbone sees it as two features (voiced, log2 F0) beside the latent
+        self.pitched = phase == "harmonic_noise"
+        in_channels = latent_dim + 2 if self.pitched else latent_dim
+        self.backbone = ConvNeXtBackbone(in_channels, dim, intermediate, layers, kernel_size, causal)
+        self.head: ISTFTHead
+        if self.pitched:
+            if comb:
+                raise ValueError("comb is for phase 'harmonic'; 'harmonic_noise' always builds its harmonics")
+            self.head = HarmonicNoiseHead(dim, n_fft, hop_length, max_log_magnitude=max_log_magnitude)
+        else:
+            self.head = ISTFTHead(dim, n_fft, hop_length, max_log_magnitude=max_log_magnitude, phase=phase, comb=comb)
 
     @property
     def integrates_phase(self) -> bool:
@@ -307,25 +405,51 @@ class ISTFTDecoder(nn.Module):
         receptive field plus the frames whose windows overlap the sample (n_fft)."""
         return self.backbone.context_frames * self.head.hop_length + self.head.n_fft
 
+    def _features(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """z [B, D (+1 pitched), T] -> (backbone output [B, C, T], the given F0 in bins [B, T] or None)."""
+        if not self.pitched:
+            return self.backbone(z), None
+        f0 = z[:, 0].float()  # [B, T] in bins
+        voiced = f0 > 0
+        log_f0 = torch.where(voiced, torch.log2(f0.clamp(min=1e-3) / 8.0), torch.zeros_like(f0))  # 0 at 150 Hz
+        pitch_features = torch.stack([voiced.to(z.dtype), log_f0.to(z.dtype)], dim=1)  # [B, 2, T]
+        return self.backbone(torch.cat([pitch_features, z[:, 1:]], dim=1)), f0
+
+    def _spectrum(self, z: torch.Tensor, phase_prefix: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        x, f0 = self._features(z)
+        if f0 is not None:
+            assert isinstance(self.head, HarmonicNoiseHead)
+            return self.head.spectrum_given(x, f0, phase_prefix)
+        return self.head.spectrum(x, phase_prefix)
+
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(z))
+        """z [B, D, T] (pitched: [B, 1 + D, T], channel 0 the F0 in bins) -> waveform [B, 1, T * hop]."""
+        return self.head.synthesize(self._spectrum(z, None)[0])
 
     def forward_supervised(
         self, z: torch.Tensor, extras: dict[str, torch.Tensor] | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Training pass: z [B, D, T] -> (waveform [B, 1, T * hop], the head's log-magnitude and
         phase parameter [B, F, T] each, for the losses on the head's own outputs); a harmonic
-        head also puts its F0 ("f0_bins" [B, T]) into `extras`."""
-        log_magnitude, param = self.head.predict(self.backbone(z), extras)
+        head also puts its F0 ("f0_bins" [B, T]) into `extras`. A harmonic-plus-noise head's
+        log-magnitude is that of its whole spectrum, its phase parameter the noise's advance."""
+        x, f0 = self._features(z)
+        if f0 is not None:
+            assert isinstance(self.head, HarmonicNoiseHead)
+            log_harmonic, log_noise, advance = self.head.predict_parts(x)
+            spec, _ = self.head.compose_parts(log_harmonic, log_noise, advance, f0)
+            return self.head.synthesize(spec), torch.log(spec.abs() + 1e-5), advance
+        log_magnitude, param = self.head.predict(x, extras)
         spec, _ = self.head.compose(log_magnitude, param)
         return self.head.synthesize(spec), log_magnitude, param
 
     def forward_with_phase(
         self, z: torch.Tensor, phase_prefix: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """z [B, D, T] -> (waveform [B, 1, T * hop], phase [B, F, T]); phase_prefix [B, F, p]
-        gives the phases of the first p frames (from an earlier window that covered them)."""
-        spec, phase = self.head.spectrum(self.backbone(z), phase_prefix)
+        """z [B, D, T] -> (waveform [B, 1, T * hop], running phase [B, F, T] ([B, F + 1, T]
+        pitched)); phase_prefix gives the phases of the first p frames (from an earlier window
+        that covered them)."""
+        spec, phase = self._spectrum(z, phase_prefix)
         return self.head.synthesize(spec), phase
 
 
@@ -361,3 +485,47 @@ class STFTEncoder(nn.Module):
         )  # [B, F, frames]
         features = torch.log(spec.abs().clamp(min=1e-5))
         return self.project(self.backbone(features))
+
+
+class PitchedSTFTEncoder(STFTEncoder):
+    """Waveform [B, 1, N] -> [B, 1 + D, T]: channel 0 the YIN F0 in Hz (0 = unvoiced, pitch.py)
+    on the decoder's frames (frame t centred on [t*hop, (t+1)*hop), so it looks (n_fft - hop) / 2
+    samples ahead), channels 1.. the STFT encoder's latent. The quantizer turns channel 0 into
+    the pitch code (quantizer.PitchedResidualVQ)."""
+
+    def __init__(
+        self,
+        latent_dim: int,
+        sample_rate: int,
+        fmin: float,
+        fmax: float,
+        threshold: float,
+        input_gain: float,
+        **stft_encoder_args,
+    ):
+        super().__init__(latent_dim, **stft_encoder_args)
+        self.sample_rate, self.fmin, self.fmax, self.threshold = sample_rate, fmin, fmax, threshold
+        self.input_gain = input_gain  # the encoder sees wav * gain; YIN's silence floor is for wav
+
+    @property
+    def context_samples(self) -> int:
+        """Samples before frame t's hop that its output depends on: the STFT window and the backbone."""
+        return self.n_fft - self.hop_length + self.backbone.context_frames * self.hop_length
+
+    @property
+    def lookahead_samples(self) -> int:
+        return (self.n_fft - self.hop_length) // 2 + self.backbone.lookahead_frames * self.hop_length
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        latent = super().forward(wav)  # [B, D, T]
+        f0_hz, _ = yin_f0(
+            wav[:, 0] / self.input_gain,
+            self.sample_rate,
+            latent.shape[-1],
+            self.n_fft,
+            self.hop_length,
+            fmin=self.fmin,
+            fmax=self.fmax,
+            threshold=self.threshold,
+        )
+        return torch.cat([f0_hz[:, None].to(latent.dtype), latent], dim=1)

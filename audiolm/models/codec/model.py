@@ -11,6 +11,10 @@
               official weights load as is. The default for both sides.
     "stft" / "istft": ConvNeXt networks at the frame rate with an STFT front / iSTFT head
               (frame_rate.py), many times cheaper on a CPU.
+
+`config.pitch_codebook` makes a source-filter codec: the encoder also tracks F0, level 0 of the
+codes is the pitch (quantizer.PitchedResidualVQ), and the decoder's harmonic-plus-noise head
+builds the harmonics on it (z and z_q then carry the F0 as channel 0: [B, 1 + D, T]).
 """
 
 from __future__ import annotations
@@ -22,8 +26,8 @@ import torch
 from torch import nn
 
 from audiolm.models.codec.config import CodecConfig
-from audiolm.models.codec.frame_rate import ISTFTDecoder, STFTEncoder
-from audiolm.models.codec.quantizer import ResidualVQ
+from audiolm.models.codec.frame_rate import ISTFTDecoder, PitchedSTFTEncoder, STFTEncoder
+from audiolm.models.codec.quantizer import PitchedResidualVQ, ResidualVQ
 
 
 def to_hf_config(config: CodecConfig):
@@ -91,6 +95,17 @@ class CodecModel(nn.Module):
         self.decoder: nn.Module
         if config.encoder == "seanet":
             self.encoder = EncodecEncoder(hf_config)
+        elif config.pitch_codebook:
+            self.encoder = PitchedSTFTEncoder(
+                config.hidden_size,
+                sample_rate=config.sample_rate,
+                fmin=config.pitch_fmin,
+                fmax=config.pitch_fmax,
+                threshold=config.pitch_threshold,
+                input_gain=config.input_gain,
+                layers=config.encoder_layers,
+                **frame_args,
+            )
         else:
             self.encoder = STFTEncoder(config.hidden_size, layers=config.encoder_layers, **frame_args)
         if config.decoder == "seanet":
@@ -104,14 +119,24 @@ class CodecModel(nn.Module):
                 comb=config.istft_harmonic_comb,
                 **frame_args,
             )
-        self.quantizer = ResidualVQ(
-            n_q=config.n_q,
+        rvq_args: dict[str, Any] = dict(
             codebook_size=config.codebook_size,
             dim=config.hidden_size,
             decay=config.ema_decay,
             kmeans_iters=config.kmeans_iters,
             dead_code_threshold=config.dead_code_threshold,
         )
+        self.quantizer: ResidualVQ
+        if config.pitch_codebook:
+            self.quantizer = PitchedResidualVQ(
+                config.n_q,
+                fmin=config.pitch_fmin,
+                fmax=config.pitch_fmax,
+                hz_to_bins=config.n_fft / config.sample_rate,
+                **rvq_args,
+            )
+        else:
+            self.quantizer = ResidualVQ(n_q=config.n_q, **rvq_args)
 
     @property
     def hop_length(self) -> int:

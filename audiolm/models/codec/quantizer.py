@@ -16,6 +16,9 @@ gain (`CodecConfig.input_gain`).
 
 Buffer names per level (`layers.{i}.`): `embed [K, D]`, `embed_avg [K, D]`, `cluster_size [K]`,
 `inited []` — the same names as transformers' EnCodec codebooks, so official weights copy in.
+
+`PitchedResidualVQ` puts a pitch code before the RVQ levels (a source-filter codec: level 0 is
+the F0, quantised on a log scale by pitch.py, levels 1.. the RVQ of the latent).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from typing import cast
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from audiolm.models.codec.pitch import codes_to_pitch, pitch_to_codes
 
 
 def _distributed() -> bool:
@@ -247,3 +252,50 @@ def _perplexity(index: torch.Tensor, codebook_size: int) -> float:
     probs = probs / probs.sum().clamp(min=1)
     entropy = -(probs * (probs + 1e-10).log()).sum()
     return float(entropy.exp())
+
+
+class PitchedResidualVQ(ResidualVQ):
+    """Level 0 = the pitch code, levels 1..n_q-1 = a ResidualVQ of the latent.
+
+    Input [B, 1 + D, T]: channel 0 the F0 in Hz (0 = unvoiced; PitchedSTFTEncoder), channels
+    1.. the latent. Output / decode [B, 1 + D, T]: channel 0 the quantised F0 in STFT bins of
+    the decoder (F0 * n_fft / sample_rate; ISTFTDecoder with a harmonic-plus-noise head), 1.. the
+    quantised latent. `n_q` counts every level, the pitch included, as the bit rate does: the
+    pitch costs one level (log2 codebook_size bits a frame) like an RVQ level."""
+
+    def __init__(self, n_q: int, codebook_size: int, dim: int, fmin: float, fmax: float, hz_to_bins: float, **rvq_args):
+        if n_q < 2:
+            raise ValueError(f"a pitched quantizer needs n_q >= 2 (the pitch and one RVQ level), got {n_q}")
+        super().__init__(n_q - 1, codebook_size, dim, **rvq_args)
+        self.fmin, self.fmax, self.hz_to_bins = fmin, fmax, hz_to_bins
+
+    def _pitch(self, f0_hz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """F0 [B, T] in Hz -> (codes [B, T], the decoded F0 in bins [B, T])."""
+        codes = pitch_to_codes(f0_hz, self.codebook_size, self.fmin, self.fmax)
+        return codes, self._bins(codes)
+
+    def _bins(self, codes: torch.Tensor) -> torch.Tensor:
+        return codes_to_pitch(codes, self.codebook_size, self.fmin, self.fmax) * self.hz_to_bins
+
+    def _levels(self, n_q: int | None) -> int:
+        levels = self.n_q + 1 if n_q is None else n_q
+        if levels < 2:
+            raise ValueError(f"a pitched codec decodes with >= 2 levels (the pitch and one RVQ level), got {levels}")
+        return levels - 1
+
+    def forward(self, z: torch.Tensor, n_q: int | None = None) -> QuantizerOutput:
+        codes, f0_bins = self._pitch(z[:, 0])
+        out = super().forward(z[:, 1:], self._levels(n_q))
+        out.quantized = torch.cat([f0_bins[:, None].to(out.quantized.dtype), out.quantized], dim=1)
+        out.codes = torch.cat([codes[:, None], out.codes], dim=1)
+        return out
+
+    @torch.no_grad()
+    def encode(self, z: torch.Tensor, n_q: int) -> torch.Tensor:
+        codes, _ = self._pitch(z[:, 0])
+        return torch.cat([codes[:, None], super().encode(z[:, 1:], self._levels(n_q))], dim=1)
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        self._levels(codes.shape[1])
+        latent = super().decode(codes[:, 1:])  # [B, D, T]
+        return torch.cat([self._bins(codes[:, 0])[:, None].to(latent.dtype), latent], dim=1)

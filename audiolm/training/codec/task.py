@@ -30,6 +30,7 @@ from audiolm.core.corpus import train_valid_audio
 from audiolm.models.codec.config import CodecConfig
 from audiolm.models.codec.metrics import si_sdr
 from audiolm.models.codec.model import CodecModel
+from audiolm.models.codec.pitch import yin_f0
 from audiolm.training.codec.balancer import Balancer
 from audiolm.training.codec.discriminator import MultiPeriodDiscriminator, MultiScaleSTFTDiscriminator
 from audiolm.training.codec.losses import (
@@ -43,7 +44,6 @@ from audiolm.training.codec.losses import (
     stft_magnitude_loss,
     waveform_l1_loss,
 )
-from audiolm.training.codec.pitch import yin_f0
 from audiolm.training.data.crops import AudioCrops
 from audiolm.training.task import ItemKey, StepOutput, Task
 

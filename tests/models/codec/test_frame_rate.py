@@ -11,7 +11,13 @@ import torch
 from audiolm.core.config import load_config_file
 from audiolm.models.codec.codec import Codec, default_codec_dir
 from audiolm.models.codec.config import CodecConfig, CodecTrainingConfig
-from audiolm.models.codec.frame_rate import ISTFTDecoder, ISTFTHead, STFTEncoder
+from audiolm.models.codec.frame_rate import (
+    HarmonicNoiseHead,
+    ISTFTDecoder,
+    ISTFTHead,
+    PitchedSTFTEncoder,
+    STFTEncoder,
+)
 from audiolm.models.codec.model import CodecModel, to_hf_config
 
 HOP = 320
@@ -274,3 +280,126 @@ def test_harmonic_recipe_config_builds_a_harmonic_comb_codec():
 def test_f0_training_options_need_the_harmonic_head():
     with pytest.raises(ValueError, match="need istft_phase 'harmonic'"):
         _frame_config(istft_phase="integrated", training=CodecTrainingConfig(weight_head_f0=1.0))
+
+
+def _flat_harmonic_head(decay: bool = False) -> HarmonicNoiseHead:
+    """A harmonic-plus-noise head whose output is a constant spectrum: harmonic envelope 1 (or
+    falling as 1 / (1 + k / 8) with `decay`, like a voice), noise ~0."""
+    head = HarmonicNoiseHead(dim=4, n_fft=1280, hop_length=HOP)
+    bins = 1280 // 2 + 1
+    with torch.no_grad():
+        head.out.weight.zero_()
+        head.out.bias.zero_()
+        if decay:
+            head.out.bias[:bins] = -torch.log1p(torch.arange(bins) / 8.0)
+        head.out.bias[bins : 2 * bins] = -20.0
+    return head
+
+
+def test_harmonic_noise_head_sounds_the_given_pitch():
+    """A flat harmonic envelope on a steady F0 of 8 bins (150 Hz) is a harmonic tone: it repeats
+    every 160 samples and its peaks sit on multiples of 8 bins; unvoiced frames are silent."""
+    head = _flat_harmonic_head()
+    f0 = torch.full((1, 40), 8.0)
+    f0[:, 30:] = 0.0
+    with torch.no_grad():
+        wav = head.synthesize(head.spectrum_given(torch.zeros(1, 4, 40), f0)[0])[0, 0]
+    voiced = wav[5 * HOP : 25 * HOP]
+    assert _autocorrelation(voiced, 160) > 0.95 and _autocorrelation(voiced, 80) < 0.1  # 0.975 = 1 - lag / length
+    spectrum = head.analyse(wav[None, None], 40).abs()[0, :, 15]
+    assert spectrum[[8, 16, 24, 32]].min() > 20 * spectrum[[4, 12, 20, 28]].max()
+    assert wav[32 * HOP :].abs().max() < 1e-3 * wav.abs().max()
+
+
+def test_harmonic_noise_head_follows_a_gliding_pitch():
+    """F0 sliding from 120 to 180 Hz over 60 frames (8 semitones a second): YIN hears the
+    slide in the output frame by frame."""
+    from audiolm.models.codec.pitch import yin_f0
+
+    head = _flat_harmonic_head(decay=True)
+    hz = torch.linspace(120.0, 180.0, 60)[None]
+    with torch.no_grad():
+        wav = head.synthesize(head.spectrum_given(torch.zeros(1, 4, 60), hz * 1280 / 24000)[0])
+    heard, voiced = yin_f0(wav[:, 0], 24000, 60, 1280, HOP)
+    assert voiced[0, 3:57].all()
+    assert ((heard[0, 3:57] / hz[0, 3:57]) - 1).abs().max() < 0.01
+
+
+def test_pitched_decoder_carries_both_running_phases():
+    torch.manual_seed(0)
+    decoder = ISTFTDecoder(8, 16, 32, layers=2, kernel_size=7, causal=True, n_fft=1280, hop_length=HOP,
+                           phase="harmonic_noise").eval()
+    z = torch.randn(2, 9, 30)
+    z[:, 0] = torch.where(torch.rand(2, 30) > 0.3, 5.0 + 3 * torch.rand(2, 30), torch.zeros(2, 30))  # F0 in bins
+    with torch.no_grad():
+        whole, phase = decoder.forward_with_phase(z)
+        assert phase.shape == (2, 642, 30) and torch.equal(whole, decoder(z))
+        part, part_phase = decoder.forward_with_phase(z[..., 10:], phase[..., 10:15])
+    assert torch.equal(part_phase[..., :5], phase[..., 10:15])
+    # the fundamental's phase (row 641) depends only on the F0s, so it continues exactly
+    assert torch.allclose(part_phase[:, -1, 5:], phase[:, -1, 15:], atol=1e-5)
+    with pytest.raises(ValueError, match="HarmonicNoiseHead"):
+        ISTFTHead(dim=4, n_fft=1280, hop_length=HOP, phase="harmonic_noise")
+
+
+def _pitched_config(**changes) -> CodecConfig:
+    return _frame_config(istft_phase="harmonic_noise", pitch_codebook=True, istft_max_log_magnitude=7.6, **changes)
+
+
+def test_pitched_codec_sends_the_pitch_as_level_0(tmp_path):
+    """Level 0 of a pitched codec's codes is the input's pitch; every parameter trains; the
+    codec saves, loads and decodes the same; its level-0 codebook carries log F0 and voicing."""
+    import math
+
+    from audiolm.models.codec.pitch import codes_to_pitch
+
+    torch.manual_seed(0)
+    model = CodecModel(_pitched_config())
+    assert isinstance(model.encoder, PitchedSTFTEncoder) and len(model.quantizer.layers) == 15
+    for layer in model.quantizer.layers:
+        layer.inited.fill_(True)
+    t = torch.arange(24000) / 24000
+    voice = sum(0.2 * torch.sin(2 * math.pi * 180.0 * h * t) / h for h in range(1, 8))
+    wav = torch.stack([voice, 0.05 * torch.randn(24000)])[:, None]  # a voice and a noise
+    codec = Codec(model)
+    codes = codec.encode(wav, 24000, kbps=3)
+    assert codes.shape == (2, 4, 75)
+    pitch = codes_to_pitch(codes[:, 0], 1024, 50.0, 800.0)
+    assert ((pitch[0, 3:72] / 180.0 - 1).abs() < 0.005).all() and (pitch[1] == 0).float().mean() > 0.9
+    audio = codec.decode(codes)
+    assert audio.shape == (2, 1, 75 * HOP) and torch.isfinite(audio).all()
+    codec.save(tmp_path / "c")
+    again = Codec.from_pretrained(tmp_path / "c")
+    assert again.config.pitch_codebook and torch.equal(again.decode(codes), audio)
+    tables = codec.codebooks(2)
+    assert tables[0][0].abs().sum() == 0 and tables[0][1:, 1].eq(1).all() and tables[1].shape == (1024, 16)
+    out = model(wav, 4)
+    assert torch.equal(out.codes[:, 0], codes[:, 0])
+    (out.audio.square().mean() + out.commitment_loss).backward()
+    assert all(p.grad is not None for p in model.encoder.parameters())
+    assert all(p.grad is not None for p in model.decoder.parameters())
+
+
+def test_pitched_codec_options_are_checked():
+    with pytest.raises(ValueError, match="go together"):
+        _frame_config(pitch_codebook=True)
+    with pytest.raises(ValueError, match="go together"):
+        _frame_config(istft_phase="harmonic_noise")
+    with pytest.raises(ValueError, match="pitch_fmin"):
+        _pitched_config(pitch_fmin=20.0)
+    with pytest.raises(ValueError, match="pitch_threshold"):
+        _pitched_config(pitch_threshold=1.5)
+    with pytest.raises(ValueError, match="needs 2"):
+        _pitched_config(bandwidths=(0.75, 6.0))
+    with pytest.raises(ValueError, match="weight_head_phase"):
+        _pitched_config(training=CodecTrainingConfig(weight_head_phase=1.0))
+    with pytest.raises(ValueError, match="encoder 'stft'"):
+        _pitched_config(encoder="seanet")
+
+
+def test_pitch_recipe_config_builds_a_pitched_codec():
+    path = Path(__file__).resolve().parents[3] / "tokenizers" / "codec_pitch_config.json"
+    config = load_config_file(CodecConfig, path)
+    assert config.pitch_codebook and config.istft_phase == "harmonic_noise"
+    model = CodecModel(config)
+    assert isinstance(model.decoder.head, HarmonicNoiseHead) and model.decoder.integrates_phase

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from audiolm.models.codec.quantizer import EMACodebook, ResidualVQ, kmeans
@@ -100,3 +101,28 @@ def test_rvq_more_levels_reconstruct_better_and_decode_matches_encode():
         assert torch.equal(rvq(z, n_q).codes, codes)
         errors.append(float((rvq.decode(codes) - z).pow(2).mean()))
     assert errors == sorted(errors, reverse=True) and errors[-1] < 0.5 * errors[0]
+
+
+def test_pitched_quantizer_puts_the_pitch_code_first():
+    from audiolm.models.codec.pitch import codes_to_pitch, pitch_to_codes
+    from audiolm.models.codec.quantizer import PitchedResidualVQ
+
+    torch.manual_seed(0)
+    vq = PitchedResidualVQ(4, codebook_size=64, dim=8, fmin=50.0, fmax=800.0, hz_to_bins=1280 / 24000, kmeans_iters=2)
+    assert len(vq.layers) == 3  # the pitch is one of the 4 levels
+    z = torch.randn(2, 9, 50)
+    z[:, 0] = torch.where(torch.rand(2, 50) > 0.5, 60 + 500 * torch.rand(2, 50), torch.zeros(2, 50))  # Hz
+    vq.train()
+    out = vq(z, 3)
+    assert out.codes.shape == (2, 3, 50) and out.quantized.shape == (2, 9, 50)
+    assert torch.equal(out.codes[:, 0], pitch_to_codes(z[:, 0], 64, 50.0, 800.0))
+    vq.eval()
+    codes = vq.encode(z, 3)
+    assert torch.equal(codes, vq(z, 3).codes)
+    decoded = vq.decode(codes)
+    assert torch.allclose(decoded, vq(z, 3).quantized)
+    assert torch.allclose(decoded[:, 0], codes_to_pitch(codes[:, 0], 64, 50.0, 800.0) * (1280 / 24000))
+    with pytest.raises(ValueError, match=">= 2 levels"):
+        vq.encode(z, 1)
+    with pytest.raises(ValueError, match="n_q >= 2"):
+        PitchedResidualVQ(1, codebook_size=64, dim=8, fmin=50.0, fmax=800.0, hz_to_bins=1.0)
