@@ -29,6 +29,7 @@ windows but fills each fine level of a window in one non-causal pass; its draws 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import torch
 
@@ -207,6 +208,71 @@ def _per_row(value: int | list[int] | None, B: int, default: int) -> list[int]:
     return [int(v) for v in value]
 
 
+@dataclass
+class _WindowRows:
+    """The rows decoding one window: each row b draws frames [done[b], t1[b]); `drawn[b]`
+    counts the tokens it has drawn so far (its sampling offset). `done` and `drawn` advance
+    when the window is finished."""
+
+    rows: list[int]
+    batch: int  # rows in the whole batch
+    done: list[int]
+    t1: dict[int, int]
+    drawn: list[int]
+
+
+def _decode_window(
+    model: Transformer,
+    prompts: list[torch.Tensor],
+    window: _WindowRows,
+    codes: torch.Tensor,
+    levels: slice,
+    tokens_to_codes: Callable[[torch.Tensor], torch.Tensor],
+    track: Track,
+    sampling: SamplingConfig | None,
+    seeds: list[int],
+    masks: torch.Tensor,
+    compile_step: bool | str,
+) -> Iterator[None]:
+    """Decode one window of frames for `window.rows` (prompts [1, P_b] each, left-padded into
+    one batch): every frame's `levels` tokens become codes[b, levels, frame] and the track's
+    ready frames move on; yields once per drawn frame (a coarse and a fine track both)."""
+    rows, done, t1, drawn = window.rows, window.done, window.t1, window.drawn
+    per_frame = levels.stop - levels.start
+    prompt, lengths, offsets = _window_batch(prompts, [drawn[b] for b in rows])
+    n_new = {b: (t1[b] - done[b]) * per_frame for b in rows}
+    P = prompt.shape[1]
+    even = len(rows) == window.batch and len({(done[b], t1[b]) for b in rows}) == 1
+    for step in decode_steps(
+        model,
+        prompt,
+        max(n_new.values()),
+        sampling=sampling,
+        seeds=seeds,
+        step_offset=offsets,
+        logits_mask=_cycling(masks, P),
+        prompt_lengths=lengths,
+        compile_step=compile_step,
+    ):
+        drawn_here = step.index - P + 1
+        if drawn_here % per_frame:
+            continue
+        new = tokens_to_codes(step.tokens[:, step.index + 1 - per_frame : step.index + 1])  # [rows, Q, 1]
+        frame = drawn_here // per_frame - 1  # frame of the window, counted from done
+        if even:
+            codes[:, levels, done[0] + frame : done[0] + frame + 1] = new
+            track.set_ready(done[0] + frame + 1)
+        else:
+            for i, b in enumerate(rows):
+                if done[b] + frame < t1[b]:
+                    codes[b, levels, done[b] + frame] = new[i, :, 0]
+            track.set_ready([min(d + frame + 1, t1[b]) if b in t1 else d for b, d in enumerate(done)])
+        yield
+    for b in rows:
+        drawn[b] += n_new[b]
+        done[b] = t1[b]
+
+
 def _cycling(masks: torch.Tensor, first: int) -> Callable[[int], torch.Tensor]:
     """logits_mask(pos) for `decode_steps`: masks [L, V] in turn, masks[0] at column `first`
     (the first new token: a window's new tokens run level 0, 1, .., L-1, 0, ..)."""
@@ -298,38 +364,19 @@ def coarse_track(
                 )
                 for b in rows
             ]
-            prompt, lengths, offsets = _window_batch(prompts, [drawn[b] for b in rows])
-            n_new = {b: (t1[b] - done[b]) * Qc for b in rows}
-            P = prompt.shape[1]
-            even = len(rows) == B and len({(done[b], t1[b]) for b in rows}) == 1
-            for step in decode_steps(
+            yield from _decode_window(
                 model,
-                prompt,
-                max(n_new.values()),
-                sampling=sampling,
-                seeds=[seed_list[b] for b in rows],
-                step_offset=offsets,
-                logits_mask=_cycling(masks, P),
-                prompt_lengths=lengths,
-                compile_step=compile_step,
-            ):
-                drawn_here = step.index - P + 1
-                if drawn_here % Qc:
-                    continue
-                new = layout.tokens_to_codes(step.tokens[:, step.index + 1 - Qc : step.index + 1])  # [rows, Qc, 1]
-                frame = drawn_here // Qc - 1  # frame of the window, counted from done
-                if even:
-                    codes[:, :, done[0] + frame : done[0] + frame + 1] = new
-                    track.set_ready(done[0] + frame + 1)
-                else:
-                    for i, b in enumerate(rows):
-                        if done[b] + frame < t1[b]:
-                            codes[b, :, done[b] + frame] = new[i, :, 0]
-                    track.set_ready([min(d + frame + 1, t1[b]) if b in t1 else d for b, d in enumerate(done)])
-                yield
-            for b in rows:
-                drawn[b] += n_new[b]
-                done[b] = t1[b]
+                prompts,
+                _WindowRows(rows, B, done, t1, drawn),
+                codes,
+                slice(0, Qc),
+                layout.tokens_to_codes,
+                track,
+                sampling,
+                [seed_list[b] for b in rows],
+                masks,
+                compile_step,
+            )
 
     return Track(codes, known, steps, progress, lengths=frames)
 
@@ -450,38 +497,19 @@ def fine_track(
                         1,
                     )
                 )
-            prompt, lengths, offsets = _window_batch(prompts, [drawn[b] for b in rows])
-            n_new = {b: (t1[b] - done[b]) * Qf for b in rows}
-            P = prompt.shape[1]
-            even = len(rows) == B and len({(done[b], t1[b]) for b in rows}) == 1
-            for step in decode_steps(
+            yield from _decode_window(
                 model,
-                prompt,
-                max(n_new.values()),
-                sampling=sampling,
-                seeds=[seed_list[b] for b in rows],
-                step_offset=offsets,
-                logits_mask=_cycling(masks, P),
-                prompt_lengths=lengths,
-                compile_step=compile_step,
-            ):
-                drawn_here = step.index - P + 1
-                if drawn_here % Qf:
-                    continue
-                new = layout.tokens_to_fine_codes(step.tokens[:, step.index + 1 - Qf : step.index + 1])  # [rows, Qf, 1]
-                frame = drawn_here // Qf - 1  # frame of the window, counted from done
-                if even:
-                    codes[:, Qc:, done[0] + frame : done[0] + frame + 1] = new
-                    track.set_ready(done[0] + frame + 1)
-                else:
-                    for i, b in enumerate(rows):
-                        if done[b] + frame < t1[b]:
-                            codes[b, Qc:, done[b] + frame] = new[i, :, 0]
-                    track.set_ready([min(d + frame + 1, t1[b]) if b in t1 else d for b, d in enumerate(done)])
-                yield
-            for b in rows:
-                drawn[b] += n_new[b]
-                done[b] = t1[b]
+                prompts,
+                _WindowRows(rows, B, done, t1, drawn),
+                codes,
+                slice(Qc, Qc + Qf),
+                layout.tokens_to_fine_codes,
+                track,
+                sampling,
+                [seed_list[b] for b in rows],
+                masks,
+                compile_step,
+            )
 
     return Track(codes, known, steps, progress, lengths=frames)
 
