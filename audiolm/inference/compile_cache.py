@@ -17,6 +17,10 @@ clear, checked again before loading, so a file copied from another machine or to
 used. Entries are written to a temporary name and renamed, so two processes compiling at once
 each leave a whole file. The root is `$AUDIOLM_CACHE/compiled`, else
 `$XDG_CACHE_HOME/audiolm/compiled`, else `~/.cache/audiolm/compiled`.
+
+Every new temperature, top-k, batch size or model adds an entry (~20 MB for the shipped
+stages), so the folder is kept under `$AUDIOLM_CACHE_MAX_MB` (default 2048): after each store,
+the least recently used entries go first (a hit marks its entry used).
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ import torch
 from audiolm.core.cpu_features import cpu_capability
 
 CACHE_ENV = "AUDIOLM_CACHE"
+MAX_MB_ENV = "AUDIOLM_CACHE_MAX_MB"
+DEFAULT_MAX_MB = 2048
 FORMAT = 1
 
 
@@ -105,7 +111,51 @@ def lookup(key: StepKey, root: Path | None = None) -> Path | None:
         recorded = json.loads(meta.read_text())
     except (OSError, ValueError):
         return None
-    return path if recorded == asdict(key) else None
+    if recorded != asdict(key):
+        return None
+    try:
+        os.utime(path)  # used now: the last to go when the cache is pruned
+    except OSError:
+        pass
+    return path
+
+
+def max_bytes() -> int:
+    """The cache's size limit, from $AUDIOLM_CACHE_MAX_MB (default 2048 MB)."""
+    raw = os.environ.get(MAX_MB_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_MB << 20
+    try:
+        megabytes = float(raw)
+    except ValueError:
+        megabytes = -1.0
+    if not megabytes >= 0:
+        raise ValueError(f"{MAX_MB_ENV} must be a number of megabytes >= 0, got {raw!r}")
+    return int(megabytes * (1 << 20))
+
+
+def prune(root: Path, keep: Path | None = None, limit: int | None = None) -> list[Path]:
+    """Remove the least recently used entries until the folder's entries fit in `limit` bytes
+    (default `max_bytes()`); `keep` (the entry just stored) stays whatever its size. Returns
+    the removed packages."""
+    limit = max_bytes() if limit is None else limit
+    entries = []
+    for package in root.glob("*.pt2"):
+        try:
+            stat = package.stat()
+        except OSError:
+            continue  # removed by another process meanwhile
+        entries.append((stat.st_mtime, stat.st_size, package))
+    entries.sort(reverse=True)  # newest first
+    total, removed = 0, []
+    for _, size, package in entries:
+        total += size
+        if total <= limit or package == keep:
+            continue
+        for part in (package.with_suffix(".json"), package):  # the key first: a half entry is never used
+            part.unlink(missing_ok=True)
+        removed.append(package)
+    return removed
 
 
 def store(key: StepKey, build: Callable[[Path], None], root: Path | None = None) -> Path:
@@ -124,4 +174,5 @@ def store(key: StepKey, build: Callable[[Path], None], root: Path | None = None)
     finally:
         for leftover in (Path(tmp), Path(tmp).with_suffix(".json")):
             leftover.unlink(missing_ok=True)
+    prune(path.parent, keep=path)
     return path

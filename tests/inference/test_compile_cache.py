@@ -232,3 +232,30 @@ def test_cli_no_compile(tiny_recipe, spy_steps, monkeypatch, tmp_path, capsys):
     a, _ = load_audio(tmp_path / "a.wav")
     b, _ = load_audio(tmp_path / "b.wav")
     assert torch.equal(a, b)
+
+
+def test_cache_keeps_under_its_size_limit_dropping_the_least_recently_used(fake_compiler, monkeypatch):
+    """Each store prunes the folder to $AUDIOLM_CACHE_MAX_MB; an entry just loaded is the last
+    to go, the one just stored always stays; a bad limit is a clear error."""
+    import os
+    import time
+
+    model = tiny_model()
+    steps = [CachedStep(model, 1, SamplingConfig(temperature=t)) for t in (0.5, 0.6, 0.7)]
+    sizes = [s.path.stat().st_size for s in steps]
+    now = time.time()
+    for age, step in zip((30, 20, 10), steps):  # 0.5 oldest ... 0.7 newest
+        os.utime(step.path, (now - age, now - age))
+    assert compile_cache.lookup(steps[0].key) == steps[0].path  # a hit: 0.5 is now the newest
+    # room for two entries: storing a fourth drops the least recently used two (0.6, then 0.7)
+    monkeypatch.setenv("AUDIOLM_CACHE_MAX_MB", str((max(sizes) * 2 + 1) / (1 << 20)))
+    fourth = CachedStep(model, 1, SamplingConfig(temperature=0.8))
+    left = sorted(p.name for p in fourth.path.parent.glob("*.pt2"))
+    assert left == sorted([steps[0].path.name, fourth.path.name])
+    assert not steps[1].path.with_suffix(".json").exists()
+    monkeypatch.setenv("AUDIOLM_CACHE_MAX_MB", "0")
+    assert compile_cache.prune(fourth.path.parent, keep=fourth.path) == [steps[0].path]
+    assert fourth.path.is_file()
+    monkeypatch.setenv("AUDIOLM_CACHE_MAX_MB", "lots")
+    with pytest.raises(ValueError, match="AUDIOLM_CACHE_MAX_MB"):
+        compile_cache.max_bytes()
