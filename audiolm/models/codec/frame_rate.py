@@ -32,11 +32,13 @@ harmonics comes from F0 as in a source-filter vocoder instead of from a read-out
 a comb moving with F0.
 "harmonic_noise" takes the F0 as given instead (the codec sends it as a pitch code, pitch.py):
 a harmonic-plus-noise model (Stylianou's HNM; the source-filter split of vocoders) in the STFT
-domain. The head predicts two envelopes per bin, harmonic and noise. On voiced frames, harmonic h
-is a Hann main lobe centred on bin h * F0 whose phase is h times the fundamental's running phase
-(the F0 summed over hops), times the harmonic envelope at each bin; the noise part has the
-"integrated" head's own running phase. The decoder sees the F0 as two input features (voicing,
-log F0), so the envelopes can follow the pitch; nothing has to learn a comb or a phase track.
+domain. The head predicts three envelopes per bin: harmonic, noise and tonal. On voiced frames,
+harmonic h is a Hann main lobe centred on bin h * F0 whose phase is h times the fundamental's
+running phase (the F0 summed over hops), times the harmonic envelope at each bin; noise has a
+fresh pseudo-random phase every frame; tonal has the "integrated" head's own running phase
+(steady partials off the comb, e.g. polyphonic music). The decoder sees the F0 as two input
+features (voicing, log F0), so the envelopes can follow the pitch; nothing has to learn a comb
+or a phase track.
 
 Causality and latency (`ISTFTDecoder.lookahead_samples`): with `causal=True` every convolution
 pads on the left only, so the backbone's frame t sees latent frames <= t. The iSTFT then
@@ -291,8 +293,13 @@ class HarmonicNoiseHead(ISTFTHead):
     """[B, C, T] and a given F0 [B, T] (bins, 0 = unvoiced) -> waveform [B, 1, T * hop]: a
     harmonic-plus-noise spectrum (module docstring, "harmonic_noise"), then the same inverse STFT.
 
-    The running phase state is [B, F + 1, T]: the noise bins' phases and, as row F, the
-    fundamental's phase; `phase_prefix` continues both across chunks.
+    Three parts per bin, each with its own log-envelope: harmonic (on the given F0), tonal (the
+    "integrated" head's own running phase: steady partials off the F0's comb, as in polyphonic
+    music) and noise. Noise gets a fresh pseudo-random phase in every frame and bin (a hash of
+    the bin and the absolute frame index): a running phase would turn it into steady tones,
+    which a listener and a pitch tracker hear as a hum. The state carried across chunks is
+    [B, F + 2, T]: the tonal bins' running phases, the fundamental's (row F) and the frame index
+    (row F + 1; exact in float32 for 2^24 frames, 62 hours at 75 Hz).
     """
 
     bin_index: torch.Tensor  # buffer [F, 1]: 0, 1, ..., F - 1
@@ -300,38 +307,49 @@ class HarmonicNoiseHead(ISTFTHead):
     def __init__(self, dim: int, n_fft: int, hop_length: int, max_log_magnitude: float = 7.6):
         super().__init__(dim, n_fft, hop_length, max_log_magnitude=max_log_magnitude, phase="harmonic_noise")
         bins = n_fft // 2 + 1
-        # per bin: harmonic log-envelope, noise log-envelope, noise advance deviation
-        self.out = nn.Linear(dim, 3 * bins)
-        # the fundamental's running phase starts at 0, the noise bins' at pi * k (as "integrated")
+        # per bin: harmonic, noise and tonal log-envelopes, the tonal advance deviation
+        self.out = nn.Linear(dim, 4 * bins)
+        with torch.no_grad():
+            self.out.bias[2 * bins : 3 * bins].fill_(-3.0)  # the tonal part starts quiet: speech needs little of it
+        # the fundamental's running phase starts at 0, the tonal bins' at pi * k (as "integrated")
         self.register_buffer("start_phase", torch.cat([self.start_phase, self.start_phase[:1] * 0]), persistent=False)
         self.register_buffer("bin_index", torch.arange(bins, dtype=torch.float32)[:, None], persistent=False)
 
-    def predict_parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x [B, C, T] -> (harmonic log-envelope, noise log-envelope, noise phase advance), [B, F, T] each."""
+    def predict_parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x [B, C, T] -> (harmonic, noise and tonal log-envelopes, the tonal phase advance), [B, F, T] each."""
         out = self.out(x.transpose(1, 2)).transpose(1, 2).float()
-        harmonic, noise, param = out.split(self.n_fft // 2 + 1, dim=1)
-        return harmonic, noise, self.bin_advance + math.pi * torch.tanh(param)
+        harmonic, noise, tonal, param = out.split(self.n_fft // 2 + 1, dim=1)
+        return harmonic, noise, tonal, self.bin_advance + math.pi * torch.tanh(param)
 
     def compose_parts(
         self,
         log_harmonic: torch.Tensor,
         log_noise: torch.Tensor,
+        log_tonal: torch.Tensor,
         advance: torch.Tensor,
         f0_bins: torch.Tensor,
         phase_prefix: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (complex STFT [B, F, T], running phases [B, F + 1, T]); f0_bins [B, T]."""
+        """-> (complex STFT [B, F, T], state [B, F + 2, T]: running phases and frame index); f0_bins [B, T]."""
+        bins = self.n_fft // 2 + 1
         f0 = f0_bins.float()[:, None]  # [B, 1, T]
         # the fundamental advances by 2*pi*F0*hop/n_fft per hop, trapezoid between frames (F0 is 0
         # on unvoiced frames, where no harmonic sounds, so its phase waits there)
         previous = F.pad(f0, (1, 0))[..., :-1]
         fundamental_advance = math.pi * self.hop_length / self.n_fft * (previous + f0)
-        phases = self._integrate(torch.cat([advance, fundamental_advance], dim=1), phase_prefix)
-        bins = self.n_fft // 2 + 1
-        noise_phase, fundamental = phases[:, :bins], phases[:, bins:]
+        prefix = None if phase_prefix is None else phase_prefix[:, : bins + 1]
+        phases = self._integrate(torch.cat([advance, fundamental_advance], dim=1), prefix)  # [B, F + 1, T]
+        frames = advance.shape[-1]
+        if phase_prefix is None:
+            index = torch.arange(frames, device=f0.device, dtype=f0.dtype).expand(f0.shape[0], 1, frames)
+        else:
+            known = phase_prefix[:, bins + 1 :]
+            after = known[..., -1:] + torch.arange(1, frames - known.shape[-1] + 1, device=f0.device, dtype=f0.dtype)
+            index = torch.cat([known.to(f0.dtype), after], dim=-1)  # [B, 1, T]
+        tonal_phase, fundamental = phases[:, :bins], phases[:, bins:]
+        k = self.bin_index  # [F, 1]
         voiced = f0 > 0
         pitch = torch.where(voiced, f0, torch.ones_like(f0))
-        k = self.bin_index  # [F, 1]
         lower = torch.floor(k / pitch)  # [B, F, T]: the harmonic at or below each bin
         comb_real = torch.zeros_like(log_harmonic)
         comb_imag = torch.zeros_like(log_harmonic)
@@ -341,18 +359,27 @@ class HarmonicNoiseHead(ISTFTHead):
             angle = torch.remainder(number.double() * fundamental.double(), 2 * math.pi).float() - math.pi * k
             comb_real = comb_real + lobe * torch.cos(angle)
             comb_imag = comb_imag + lobe * torch.sin(angle)
+        noise_phase = _hashed_phase(k, index)
         harmonic = torch.exp(log_harmonic.clamp(max=self.max_log_magnitude)) * voiced
         noise = torch.exp(log_noise.clamp(max=self.max_log_magnitude))
-        spec = torch.complex(
-            harmonic * comb_real + noise * torch.cos(noise_phase), harmonic * comb_imag + noise * torch.sin(noise_phase)
-        )
-        return spec, phases
+        tonal = torch.exp(log_tonal.clamp(max=self.max_log_magnitude))
+        real = harmonic * comb_real + noise * torch.cos(noise_phase) + tonal * torch.cos(tonal_phase)
+        imag = harmonic * comb_imag + noise * torch.sin(noise_phase) + tonal * torch.sin(tonal_phase)
+        return torch.complex(real, imag), torch.cat([phases, index], dim=1)
 
     def spectrum_given(
         self, x: torch.Tensor, f0_bins: torch.Tensor, phase_prefix: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """x [B, C, T], f0_bins [B, T] -> (complex STFT [B, F, T], running phases [B, F + 1, T])."""
+        """x [B, C, T], f0_bins [B, T] -> (complex STFT [B, F, T], state [B, F + 2, T])."""
         return self.compose_parts(*self.predict_parts(x), f0_bins, phase_prefix)
+
+
+def _hashed_phase(bins: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+    """A pseudo-random phase in [0, 2*pi) for every bin [F, 1] and absolute frame index [B, 1, T]
+    -> [B, F, T]: the same numbers for the same (bin, frame), so a decode is deterministic and
+    chunks agree with one whole pass (a sine hash, computed in float64)."""
+    x = torch.sin(bins.double() * 12.9898 + frames.double() * 78.233) * 43758.5453
+    return (2 * math.pi * (x - torch.floor(x))).float()
 
 
 class ISTFTDecoder(nn.Module):
@@ -432,13 +459,13 @@ class ISTFTDecoder(nn.Module):
         """Training pass: z [B, D, T] -> (waveform [B, 1, T * hop], the head's log-magnitude and
         phase parameter [B, F, T] each, for the losses on the head's own outputs); a harmonic
         head also puts its F0 ("f0_bins" [B, T]) into `extras`. A harmonic-plus-noise head's
-        log-magnitude is that of its whole spectrum, its phase parameter the noise's advance."""
+        log-magnitude is that of its whole spectrum, its phase parameter zeros (no one advance per
+        bin; the config refuses the head's phase loss for it)."""
         x, f0 = self._features(z)
         if f0 is not None:
             assert isinstance(self.head, HarmonicNoiseHead)
-            log_harmonic, log_noise, advance = self.head.predict_parts(x)
-            spec, _ = self.head.compose_parts(log_harmonic, log_noise, advance, f0)
-            return self.head.synthesize(spec), torch.log(spec.abs() + 1e-5), advance
+            spec, _ = self.head.compose_parts(*self.head.predict_parts(x), f0)
+            return self.head.synthesize(spec), torch.log(spec.abs() + 1e-5), torch.zeros_like(spec.real)
         log_magnitude, param = self.head.predict(x, extras)
         spec, _ = self.head.compose(log_magnitude, param)
         return self.head.synthesize(spec), log_magnitude, param
@@ -446,9 +473,9 @@ class ISTFTDecoder(nn.Module):
     def forward_with_phase(
         self, z: torch.Tensor, phase_prefix: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """z [B, D, T] -> (waveform [B, 1, T * hop], running phase [B, F, T] ([B, F + 1, T]
-        pitched)); phase_prefix gives the phases of the first p frames (from an earlier window
-        that covered them)."""
+        """z [B, D, T] -> (waveform [B, 1, T * hop], running phase [B, F, T] ([B, F + 2, T]
+        pitched: HarmonicNoiseHead's state)); phase_prefix gives the phases of the first p
+        frames (from an earlier window that covered them)."""
         spec, phase = self._spectrum(z, phase_prefix)
         return self.head.synthesize(spec), phase
 

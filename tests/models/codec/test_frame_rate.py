@@ -292,7 +292,7 @@ def _flat_harmonic_head(decay: bool = False) -> HarmonicNoiseHead:
         head.out.bias.zero_()
         if decay:
             head.out.bias[:bins] = -torch.log1p(torch.arange(bins) / 8.0)
-        head.out.bias[bins : 2 * bins] = -20.0
+        head.out.bias[bins : 3 * bins] = -20.0  # no noise, no tonal part
     return head
 
 
@@ -333,11 +333,13 @@ def test_pitched_decoder_carries_both_running_phases():
     z[:, 0] = torch.where(torch.rand(2, 30) > 0.3, 5.0 + 3 * torch.rand(2, 30), torch.zeros(2, 30))  # F0 in bins
     with torch.no_grad():
         whole, phase = decoder.forward_with_phase(z)
-        assert phase.shape == (2, 642, 30) and torch.equal(whole, decoder(z))
+        assert phase.shape == (2, 643, 30) and torch.equal(whole, decoder(z))
         part, part_phase = decoder.forward_with_phase(z[..., 10:], phase[..., 10:15])
     assert torch.equal(part_phase[..., :5], phase[..., 10:15])
-    # the fundamental's phase (row 641) depends only on the F0s, so it continues exactly
-    assert torch.allclose(part_phase[:, -1, 5:], phase[:, -1, 15:], atol=1e-5)
+    # the fundamental's phase (row 641) depends only on the F0s, so it continues exactly; so
+    # does the frame index (row 642) that seeds the noise's phases
+    assert torch.allclose(part_phase[:, 641, 5:], phase[:, 641, 15:], atol=1e-5)
+    assert torch.equal(part_phase[:, 642], torch.arange(10, 30.0).expand(2, 20))
     with pytest.raises(ValueError, match="HarmonicNoiseHead"):
         ISTFTHead(dim=4, n_fft=1280, hop_length=HOP, phase="harmonic_noise")
 
@@ -403,3 +405,25 @@ def test_pitch_recipe_config_builds_a_pitched_codec():
     assert config.pitch_codebook and config.istft_phase == "harmonic_noise"
     model = CodecModel(config)
     assert isinstance(model.decoder.head, HarmonicNoiseHead) and model.decoder.integrates_phase
+
+
+def test_harmonic_noise_head_noise_is_noise_not_a_hum():
+    """The noise part alone (flat envelope): no steady partial (the phase of a bin jumps at
+    random from frame to frame, unlike a running phase), nothing periodic, and the same
+    numbers on every call."""
+    head = HarmonicNoiseHead(dim=4, n_fft=1280, hop_length=HOP)
+    bins = 1280 // 2 + 1
+    with torch.no_grad():
+        head.out.weight.zero_()
+        head.out.bias.zero_()
+        head.out.bias[:bins] = -20.0
+        head.out.bias[2 * bins : 3 * bins] = -20.0
+        f0 = torch.zeros(1, 60)
+        spec, _ = head.spectrum_given(torch.zeros(1, 4, 60), f0)
+        again, _ = head.spectrum_given(torch.zeros(1, 4, 60), f0)
+        wav = head.synthesize(spec)[0, 0]
+    assert torch.equal(spec, again)
+    steps = torch.angle(spec[0, 100:110, 1:] / spec[0, 100:110, :-1])  # per-hop phase change, 10 bins
+    assert steps.std(dim=-1).min() > 1.0  # a steady partial would change by the same angle every hop
+    middle = wav[10 * HOP : 50 * HOP]
+    assert max(abs(_autocorrelation(middle, lag)) for lag in (80, 160, 320, 1280)) < 0.1
