@@ -119,12 +119,9 @@ class ConvNeXtBackbone(nn.Module):
 
 
 def _hann_lobe(distance: torch.Tensor) -> torch.Tensor:
-    """|W(d)| / W(0) of a Hann window's transform, d in bins: sinc(d) / (1 - d^2), 0.5 at
-    |d| = 1, near 0 past the main lobe (|d| >= 2)."""
-    denominator = 1 - distance.square()
-    near_one = denominator.abs() < 1e-3
-    safe = torch.where(near_one, torch.ones_like(denominator), denominator)
-    return torch.where(near_one, torch.full_like(distance, 0.5), torch.sinc(distance) / safe).abs()
+    """|W(d)| / W(0) of a Hann window's transform, d in bins: 0.5 at |d| = 1, near 0 past the
+    main lobe (|d| >= 2)."""
+    return _hann_lobe_signed(distance).abs()
 
 
 def _hann_lobe_signed(distance: torch.Tensor) -> torch.Tensor:
