@@ -39,16 +39,27 @@ def yin_f0(
     fmin: float = 60.0,
     fmax: float = 600.0,
     threshold: float = 0.15,
+    width: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """wav [B, N] -> (F0 in Hz [B, frames], 0 where unvoiced; voiced mask [B, frames])."""
+    """wav [B, N] -> (F0 in Hz [B, frames], 0 where unvoiced; voiced mask [B, frames]).
+
+    `width`: the integration window in samples (default: all the frame leaves beside the
+    longest lag, n_fft - sr / fmin); a shorter one is centred in the frame and follows a
+    moving pitch more closely."""
     pad = (n_fft - hop_length) // 2
     x = F.pad(wav.float(), (pad, pad + max(0, frames * hop_length - wav.shape[-1])))
     x = x.unfold(-1, n_fft, hop_length)[:, :frames]  # [B, T, n_fft]
     min_lag = max(2, int(sample_rate / fmax))
     max_lag = min(n_fft // 2, int(sample_rate / fmin))
-    width = n_fft - max_lag  # integration window
-    size = 2 * n_fft
-    head = F.pad(x[..., :width], (0, n_fft - width))
+    if width is None:
+        width = n_fft - max_lag  # integration window
+    elif not 2 <= width <= n_fft - max_lag:
+        raise ValueError(f"width must be in [2, {n_fft - max_lag}] (n_fft - the longest lag), got {width}")
+    length = width + max_lag  # the centred part of each frame that YIN reads
+    start = (n_fft - length) // 2
+    x = x[..., start : start + length]
+    size = 2 * length
+    head = F.pad(x[..., :width], (0, length - width))
     corr = torch.fft.irfft(torch.fft.rfft(head, size).conj() * torch.fft.rfft(x, size), size)[..., : max_lag + 1]
     energy = x.square().cumsum(-1)
     energy = F.pad(energy, (1, 0))  # energy[..., i] = sum of x_j^2 for j < i

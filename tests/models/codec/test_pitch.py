@@ -53,3 +53,10 @@ def test_pitch_codes_round_trip_within_half_a_step():
 def test_pitch_outside_the_range_is_clamped_not_dropped():
     codes = pitch_to_codes(torch.tensor([20.0, 5000.0]), 1024, 50.0, 800.0)
     assert codes.tolist() == [1, 1023]  # still voiced
+
+
+def test_a_shorter_integration_window_is_centred_and_checked():
+    hz, voiced = yin_f0(_voice(150.0), SR, 75, 1280, 320, width=400)
+    assert voiced[0, 5:70].all() and (hz[0, 5:70] / 150.0 - 1).abs().max() < 0.004
+    with pytest.raises(ValueError, match="width must be"):
+        yin_f0(_voice(150.0), SR, 75, 1280, 320, width=1000)  # 1000 + the longest lag > 1280
