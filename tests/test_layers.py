@@ -104,15 +104,19 @@ def test_imports_follow_the_layer_order():
         for target, line, local in scan.found:
             where = f"{MODULES[module].relative_to(PACKAGE.parent)}:{line}"
             if _layer(target) > _layer(module):
-                wrong.append(f"{where} ({LAYERS[_layer(module)] if _layer(module) < TOP else 'top'}) imports {target}"
-                             f"{' inside a function' if local else ''}")
+                wrong.append(
+                    f"{where} ({LAYERS[_layer(module)] if _layer(module) < TOP else 'top'}) imports {target}"
+                    f"{' inside a function' if local else ''}"
+                )
             elif _model(module) and _model(target) and _model(module) != _model(target):
                 wrong.append(f"{where}: model {_model(module)} imports model {_model(target)} ({target})")
     assert not wrong, "imports against the layer order:\n" + "\n".join(wrong)
 
 
 def test_no_import_cycles():
-    graph = {m: sorted({t for t, _, local in s.found if not local and t in MODULES and t != m}) for m, s in SCANS.items()}
+    graph = {
+        m: sorted({t for t, _, local in s.found if not local and t in MODULES and t != m}) for m, s in SCANS.items()
+    }
     state: dict[str, int] = {}  # 1 = on the current path, 2 = done
     cycles = []
 
@@ -120,7 +124,7 @@ def test_no_import_cycles():
         state[node] = 1
         for nxt in graph[node]:
             if state.get(nxt) == 1:
-                cycles.append(" -> ".join(path[path.index(nxt):] + [node, nxt]) if nxt in path else f"{node} -> {nxt}")
+                cycles.append(" -> ".join(path[path.index(nxt) :] + [node, nxt]) if nxt in path else f"{node} -> {nxt}")
             elif nxt not in state:
                 visit(nxt, path + [node])
         state[node] = 2

@@ -10,8 +10,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_import_tokenizers_is_hugging_face_with_repo_root_on_path():
     code = (
-        "import sys; sys.path.insert(0, %r); import tokenizers; "
-        "print(tokenizers.__file__); from tokenizers import Tokenizer" % str(ROOT)
+        f"import sys; sys.path.insert(0, {str(ROOT)!r}); import tokenizers; "
+        "print(tokenizers.__file__); from tokenizers import Tokenizer"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     path = Path(out.stdout.strip())

@@ -42,7 +42,11 @@ def test_wheel_continues_a_bundled_prompt_from_any_directory(tmp_path):
     _run([*pip, "--python", python, "install", "-q", "--no-deps", "--no-index", wheel], work, env)
 
     # the venv's own copy is the one imported, and it finds its shipped data from here
-    where = _run([python, "-c", "import audiolm.core.paths as p; print(p.__file__); print(p.shipped_checkpoint('prompts'))"], work, env)
+    where = _run(
+        [python, "-c", "import audiolm.core.paths as p; print(p.__file__); print(p.shipped_checkpoint('prompts'))"],
+        work,
+        env,
+    )
     module, prompts = (Path(line) for line in where.splitlines())
     assert module.is_relative_to(venv), module
     assert prompts.is_relative_to(venv) and (prompts / "speech_prompt.wav").is_file(), prompts

@@ -40,9 +40,25 @@ def test_codec_round_trip_command(tiny_codec_dir, tmp_path, capsys):
 def test_eval_codec_command_with_opus(tiny_corpus, tiny_codec_dir, tmp_path, capsys):
     table = tmp_path / "table.md"
     judges = all(importlib.util.find_spec(m) for m in ("resemblyzer", "speechmos", "onnxruntime", "pyworld"))
-    code = main(["eval", "codec", "--data", str(tiny_corpus), "--codec", str(tiny_codec_dir), "--kbps", "6",
-                 "--max-items", "1", "--json", "--out", str(table), "--no-progress"]
-                + ([] if judges else ["--skip-judges"]))
+    code = main(
+        [
+            "eval",
+            "codec",
+            "--data",
+            str(tiny_corpus),
+            "--codec",
+            str(tiny_codec_dir),
+            "--kbps",
+            "6",
+            "--max-items",
+            "1",
+            "--json",
+            "--out",
+            str(table),
+            "--no-progress",
+        ]
+        + ([] if judges else ["--skip-judges"])
+    )
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     assert "machine" in report and report["clips"] == {"speech": 1, "music": 1}
@@ -62,13 +78,41 @@ def test_eval_codec_command_with_opus(tiny_corpus, tiny_codec_dir, tmp_path, cap
     text = table.read_text()
     assert "## speech" in text and "## music" in text and "| 6 | opus |" in text
     # the table is not overwritten without --overwrite
-    assert main(["eval", "codec", "--data", str(tiny_corpus), "--codec", str(tiny_codec_dir),
-                 "--out", str(table), "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "eval",
+                "codec",
+                "--data",
+                str(tiny_corpus),
+                "--codec",
+                str(tiny_codec_dir),
+                "--out",
+                str(table),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
 
 
 def test_eval_codec_skip_visqol_all_rates(tiny_corpus, tiny_codec_dir, capsys):
-    code = main(["eval", "codec", "--data", str(tiny_corpus), "--codec", str(tiny_codec_dir), "--no-opus",
-                 "--skip-visqol", "--skip-judges", "--max-items", "1", "--no-progress"])
+    code = main(
+        [
+            "eval",
+            "codec",
+            "--data",
+            str(tiny_corpus),
+            "--codec",
+            str(tiny_codec_dir),
+            "--no-opus",
+            "--skip-visqol",
+            "--skip-judges",
+            "--max-items",
+            "1",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "| 1.5 | audiolm |" in out and "| 12 | audiolm |" in out and "visqol" not in out
@@ -76,8 +120,23 @@ def test_eval_codec_skip_visqol_all_rates(tiny_corpus, tiny_codec_dir, capsys):
 
 
 def test_bench_codec_json(tiny_codec_dir, capsys):
-    code = main(["bench", "codec", "--codec", str(tiny_codec_dir), "--seconds", "0.5", "--repeats", "1",
-                 "--device", "cpu", "--threads", "1", "--json"])
+    code = main(
+        [
+            "bench",
+            "codec",
+            "--codec",
+            str(tiny_codec_dir),
+            "--seconds",
+            "0.5",
+            "--repeats",
+            "1",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--json",
+        ]
+    )
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     assert "machine" in report and report["runs"][0]["threads"] == 1
@@ -99,9 +158,26 @@ def test_train_codec_command_and_resume(tiny_corpus, tmp_path, capsys):
     train_config.write_text(json.dumps({"min_lr_ratio": 1.0, "warmup_steps": 0}))
 
     def args(run):
-        return ["train", "codec", "--data", str(tiny_corpus), "--out", str(run), "--config", str(config),
-                "--train-config", str(train_config), "--batch-size", "2", "--save-every", "2",
-                "--valid-every", "3", "--device", "cpu"]
+        return [
+            "train",
+            "codec",
+            "--data",
+            str(tiny_corpus),
+            "--out",
+            str(run),
+            "--config",
+            str(config),
+            "--train-config",
+            str(train_config),
+            "--batch-size",
+            "2",
+            "--save-every",
+            "2",
+            "--valid-every",
+            "3",
+            "--device",
+            "cpu",
+        ]
 
     whole, run = tmp_path / "whole", tmp_path / "run"
     assert main(args(whole) + ["--steps", "6"]) == 0
@@ -111,7 +187,10 @@ def test_train_codec_command_and_resume(tiny_corpus, tmp_path, capsys):
     assert "--resume" in capsys.readouterr().err
     assert main(["train", "codec", "--data", str(tiny_corpus), "--out", str(run), "--resume", "--steps", "6"]) == 0
     assert json.loads((run / "model" / "config.json").read_text())["step"] == 6
-    resumed, uninterrupted = load_tensors(run / "model" / "model.safetensors"), load_tensors(whole / "model" / "model.safetensors")
+    resumed, uninterrupted = (
+        load_tensors(run / "model" / "model.safetensors"),
+        load_tensors(whole / "model" / "model.safetensors"),
+    )
     assert resumed.keys() == uninterrupted.keys()
     for name in resumed:
         assert torch.equal(resumed[name], uninterrupted[name]), name
@@ -123,8 +202,24 @@ def test_train_codec_stops_at_the_cpu_budget(tiny_corpus, tmp_path, capsys):
     config = tmp_path / "tiny.json"
     config.write_text(json.dumps(config_to_dict(CodecConfig.tiny())))
     run = tmp_path / "run"
-    args = ["train", "codec", "--data", str(tiny_corpus), "--out", str(run), "--config", str(config),
-            "--steps", "20", "--batch-size", "2", "--save-every", "2", "--valid-every", "100"]
+    args = [
+        "train",
+        "codec",
+        "--data",
+        str(tiny_corpus),
+        "--out",
+        str(run),
+        "--config",
+        str(config),
+        "--steps",
+        "20",
+        "--batch-size",
+        "2",
+        "--save-every",
+        "2",
+        "--valid-every",
+        "100",
+    ]
     assert main(args + ["--cpu-seconds", "0.001"]) == 0  # any leg spends more: stops after the first
     assert "CPU budget reached" in capsys.readouterr().err
     assert json.loads((run / "model" / "config.json").read_text())["step"] == 2

@@ -86,8 +86,22 @@ def test_stream_to_stdout_is_a_playable_wav(recipe, prompt_wav, lm):
     """A real pipe: the bytes on stdout are a WAV header (unknown length) and the samples of
     continue_audio with the same seed; messages go to stderr."""
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "audiolm", "continue", str(prompt_wav), "--stream", "-o", "-",
-           "--pipeline", str(recipe), "--seconds", "0.6", "--seed", "3"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "audiolm",
+        "continue",
+        str(prompt_wav),
+        "--stream",
+        "-o",
+        "-",
+        "--pipeline",
+        str(recipe),
+        "--seconds",
+        "0.6",
+        "--seed",
+        "3",
+    ]
     proc = subprocess.run(cmd, capture_output=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr.decode()
     data = proc.stdout
@@ -100,10 +114,28 @@ def test_stream_to_stdout_is_a_playable_wav(recipe, prompt_wav, lm):
 
 def test_stream_to_file_equals_continue(recipe, prompt_wav, lm, tmp_path, capsys):
     out = tmp_path / "s.wav"
-    args = ["continue", str(prompt_wav), "--stream", "-o", str(out), "--pipeline", str(recipe), "--seconds", "0.5",
-            "--seed", "5", "--continuation-only", "--num-samples", "2", "--plot", str(tmp_path / "p.png")]
+    args = [
+        "continue",
+        str(prompt_wav),
+        "--stream",
+        "-o",
+        str(out),
+        "--pipeline",
+        str(recipe),
+        "--seconds",
+        "0.5",
+        "--seed",
+        "5",
+        "--continuation-only",
+        "--num-samples",
+        "2",
+        "--plot",
+        str(tmp_path / "p.png"),
+    ]
     assert main(args) == 0, capsys.readouterr().err
-    expected = lm.continue_audio(load_audio(prompt_wav)[0], SR, seconds=0.5, seed=5, num_samples=2, continuation_only=True)
+    expected = lm.continue_audio(
+        load_audio(prompt_wav)[0], SR, seconds=0.5, seed=5, num_samples=2, continuation_only=True
+    )
     for i in range(2):
         got = load_audio(tmp_path / f"s-{i + 1}.wav")[0]
         assert torch.allclose(got, expected[i].clamp(-1, 1), atol=2 / 32767)
@@ -113,8 +145,22 @@ def test_stream_to_file_equals_continue(recipe, prompt_wav, lm, tmp_path, capsys
 
 def test_stream_first_chunk_seconds(recipe, prompt_wav, lm, tmp_path, capsys):
     out = tmp_path / "f.wav"
-    args = ["continue", str(prompt_wav), "--stream", "-o", str(out), "--pipeline", str(recipe), "--seconds", "0.6",
-            "--seed", "5", "--continuation-only", "--first-chunk-seconds", "0.1"]
+    args = [
+        "continue",
+        str(prompt_wav),
+        "--stream",
+        "-o",
+        str(out),
+        "--pipeline",
+        str(recipe),
+        "--seconds",
+        "0.6",
+        "--seed",
+        "5",
+        "--continuation-only",
+        "--first-chunk-seconds",
+        "0.1",
+    ]
     assert main(args) == 0, capsys.readouterr().err
     wav = load_audio(prompt_wav)[0]
     expected = lm.continue_audio(wav, SR, seconds=0.6, seed=5, continuation_only=True, first_chunk_seconds=0.1)
@@ -168,8 +214,21 @@ def test_folder_of_prompts_into_a_folder(recipe, lm, tmp_path, capsys, monkeypat
         assert torch.allclose(got, expected, atol=2 / 32767), name
     # several files, with --num-samples: NAME-1.wav, NAME-2.wav
     out2 = tmp_path / "out2"
-    args = ["continue", str(src / "a.wav"), str(src / "c.flac"), "-o", str(out2), "--pipeline", str(recipe),
-            "--seconds", "0.2", "--num-samples", "2", "--seed", "1"]
+    args = [
+        "continue",
+        str(src / "a.wav"),
+        str(src / "c.flac"),
+        "-o",
+        str(out2),
+        "--pipeline",
+        str(recipe),
+        "--seconds",
+        "0.2",
+        "--num-samples",
+        "2",
+        "--seed",
+        "1",
+    ]
     assert main(args) == 0, capsys.readouterr().err
     assert sorted(p.name for p in out2.iterdir()) == ["a-1.wav", "a-2.wav", "c-1.wav", "c-2.wav"]
 
@@ -189,8 +248,20 @@ def test_same_length_batches_every_prompt(recipe, lm, tmp_path, capsys, monkeypa
 
     monkeypatch.setattr(AudioLM, "_start", spy)
     out = tmp_path / "out"
-    args = ["continue", str(src), "-o", str(out), "--pipeline", str(recipe), "--seconds", "0.2", "--seed", "2",
-            "--same-length", "--continuation-only"]
+    args = [
+        "continue",
+        str(src),
+        "-o",
+        str(out),
+        "--pipeline",
+        str(recipe),
+        "--seconds",
+        "0.2",
+        "--seed",
+        "2",
+        "--same-length",
+        "--continuation-only",
+    ]
     assert main(args) == 0, capsys.readouterr().err
     assert batches == [3]
     # c's output is the continuation of c's last 0.49 s (37 whole frames), alone, same seed
@@ -198,8 +269,9 @@ def test_same_length_batches_every_prompt(recipe, lm, tmp_path, capsys, monkeypa
     cut = lm.encode_prompt(lm.encode_prompt(wav, SR).audio[:, -37 * HOP :], SR)
     expected = lm.continue_audio(None, None, seconds=0.2, seed=2, prompt=cut, continuation_only=True)[0]
     assert torch.allclose(load_audio(out / "c.wav")[0], expected, atol=2 / 32767)
-    code = main(["continue", str(src / "a.wav"), "-o", str(tmp_path / "x.wav"), "--pipeline", str(recipe),
-                 "--same-length"])
+    code = main(
+        ["continue", str(src / "a.wav"), "-o", str(tmp_path / "x.wav"), "--pipeline", str(recipe), "--same-length"]
+    )
     assert code == 2 and "--same-length is for several prompts" in capsys.readouterr().err
 
 
@@ -252,8 +324,20 @@ def test_many_prompts_split_by_max_memory(recipe, lm, tmp_path, capsys, monkeypa
 
     monkeypatch.setattr(AudioLM, "_start", spy)
     out = tmp_path / "out"
-    args = ["continue", str(src), "-o", str(out), "--pipeline", str(recipe), "--seconds", "0.2", "--seed", "4",
-            "--max-memory", str(2.5 * per_sample / 1024**3)]
+    args = [
+        "continue",
+        str(src),
+        "-o",
+        str(out),
+        "--pipeline",
+        str(recipe),
+        "--seconds",
+        "0.2",
+        "--seed",
+        "4",
+        "--max-memory",
+        str(2.5 * per_sample / 1024**3),
+    ]
     assert main(args) == 0
     assert "batch 1/2: 2 of 3 prompts" in capsys.readouterr().err
     assert batches == [[30, 41], [52]]  # b, c, then a (whole codec frames)

@@ -37,8 +37,12 @@ from tests.helpers import build_tiny_pipeline, random_wavenet, save_tiny_codec, 
 
 _loaded = settings.default.max_examples  # the active hypothesis profile's
 FUZZ_EXAMPLES = int(os.environ.get("AUDIOLM_FUZZ_EXAMPLES", "0")) or (_loaded if _loaded > 100 else 35)
-FUZZ = settings(max_examples=FUZZ_EXAMPLES, deadline=None, derandomize=os.environ.get("AUDIOLM_FUZZ_RANDOM") is None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=FUZZ_EXAMPLES,
+    deadline=None,
+    derandomize=os.environ.get("AUDIOLM_FUZZ_RANDOM") is None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 # -- the world: inputs good and bad, built once ------------------------------------------------
@@ -67,6 +71,7 @@ def _drop(keys):
         for key in parents:
             node = node[key]
         node.pop(last, None)
+
     return change
 
 
@@ -77,6 +82,7 @@ def _set(keys, value):
         for key in parents:
             node = node[key]
         node[last] = value
+
     return change
 
 
@@ -109,8 +115,11 @@ def world(tmp_path_factory):
     tokens = root / "tokens"
     tokens.mkdir()
     rng = torch.Generator().manual_seed(0)
-    good = {"audio": tone(0.4), "semantic": torch.randint(0, 16, (1, 20), generator=rng),
-            "codes": torch.randint(0, 1024, (1, 16, 30), generator=rng)}
+    good = {
+        "audio": tone(0.4),
+        "semantic": torch.randint(0, 16, (1, 20), generator=rng),
+        "codes": torch.randint(0, 1024, (1, 16, 30), generator=rng),
+    }
     save_tensors(tokens / "good.st", good)
     save_tensors(tokens / "negative.st", good | {"semantic": -good["semantic"] - 1})
     save_tensors(tokens / "batch2.st", good | {"codes": good["codes"].expand(2, -1, -1).contiguous()})
@@ -144,8 +153,16 @@ def world(tmp_path_factory):
     wavenets = root / "wavenets"
     wavenet = str(random_wavenet(tiny_wavenet_config()).save_pretrained(wavenets / "tiny"))
     (root / "a_file").write_text("not a folder")
-    return dict(root=root, recipe=str(recipe), audio=audio, tokens=tokens, codec=tiny_codec,
-                bad_codecs=bad_codecs, bad_pipes=bad_pipes, wavenet=wavenet)
+    return dict(
+        root=root,
+        recipe=str(recipe),
+        audio=audio,
+        tokens=tokens,
+        codec=tiny_codec,
+        bad_codecs=bad_codecs,
+        bad_pipes=bad_pipes,
+        wavenet=wavenet,
+    )
 
 
 # -- strategies ----------------------------------------------------------------------------------
@@ -155,17 +172,43 @@ NUMBERS = ["0", "1", "-1", "0.5", "nan", "inf", "-inf", "1e9", "1e300", "abc", "
 
 def _files(kind: str):
     names = {
-        "audio": ["good.wav", "stereo16k.wav", "int16.wav", "nan.wav", "loud.wav", "silent.wav", "tiny.wav",
-                  "header_only.wav", "truncated.wav", "three.mp3", "empty.wav", "junk.wav", "folder.wav",
-                  "zero.wav", "dangling.wav", "missing.wav"],
-        "tokens": ["good.st", "negative.st", "batch2.st", "float.st", "big_ids.st", "nan_audio.st", "missing.st",
-                   "garbage.st", "absent.st"],
+        "audio": [
+            "good.wav",
+            "stereo16k.wav",
+            "int16.wav",
+            "nan.wav",
+            "loud.wav",
+            "silent.wav",
+            "tiny.wav",
+            "header_only.wav",
+            "truncated.wav",
+            "three.mp3",
+            "empty.wav",
+            "junk.wav",
+            "folder.wav",
+            "zero.wav",
+            "dangling.wav",
+            "missing.wav",
+        ],
+        "tokens": [
+            "good.st",
+            "negative.st",
+            "batch2.st",
+            "float.st",
+            "big_ids.st",
+            "nan_audio.st",
+            "missing.st",
+            "garbage.st",
+            "absent.st",
+        ],
     }[kind]
     return st.sampled_from(names)
 
 
-OUTPUTS = st.sampled_from(["new.wav"] * 8 + ["new.flac", "victim.wav", "victim", "sub/x.wav", "afile/x.wav", "x.mp3",
-                                           "/proc/x.wav", ".", "folder.wav"])
+OUTPUTS = st.sampled_from(
+    ["new.wav"] * 8
+    + ["new.flac", "victim.wav", "victim", "sub/x.wav", "afile/x.wav", "x.mp3", "/proc/x.wav", ".", "folder.wav"]
+)
 
 
 def _out(name: str, outdir: Path) -> str:
@@ -188,20 +231,40 @@ def continue_argv(draw, world, outdir):
     else:
         argv.append(str(world["audio"] / draw(st.sampled_from(["good.wav"] * 6 + [draw(_files("audio"))]))))
     argv += ["-o", _out(draw(OUTPUTS), outdir)]
-    pipeline = draw(st.sampled_from([world["recipe"]] * 14 + world["bad_pipes"] + ["nosuch", str(world["root"] / "a_file")]))
+    pipeline = draw(
+        st.sampled_from([world["recipe"]] * 14 + world["bad_pipes"] + ["nosuch", str(world["root"] / "a_file")])
+    )
     argv += ["--pipeline", pipeline]
     argv += ["--seconds", draw(st.sampled_from(["0.1", "0.2"] * 6 + NUMBERS))]
-    argv += draw(_flag("--seed", st.sampled_from(["-1", "4294967296", "18446744073709551616", "x"]),
-                       st.sampled_from(["0", "7", "4294967294"])))
+    argv += draw(
+        _flag(
+            "--seed",
+            st.sampled_from(["-1", "4294967296", "18446744073709551616", "x"]),
+            st.sampled_from(["0", "7", "4294967294"]),
+        )
+    )
     argv += draw(_flag("--num-samples", st.sampled_from(["0", "-3", "100001", "1000"]), st.sampled_from(["1", "2"])))
-    argv += draw(_flag("--temperature", st.sampled_from(["1,2", "nan", "-1", "inf", "x"]),
-                       st.sampled_from(["0", "0.7", "1,1,1"])))
+    argv += draw(
+        _flag(
+            "--temperature", st.sampled_from(["1,2", "nan", "-1", "inf", "x"]), st.sampled_from(["0", "0.7", "1,1,1"])
+        )
+    )
     argv += draw(_flag("--top-k", st.sampled_from(["-5", "1.5", "1e30"]), st.sampled_from(["0", "5", "5,5,5"])))
     argv += draw(_flag("--top-p", st.sampled_from(["0", "2", "nan"]), st.sampled_from(["1", "0.9"])))
-    argv += draw(_flag("--plot", st.sampled_from(["plot", "plot.png", "victim", "x.wav", "victim.png", "afile/p.png"])
-                       .map(lambda name: _out(name, outdir))))
-    argv += draw(_flag("--save-prompt", st.sampled_from(["p.st", "new.wav", "/proc/p.st", "victim.wav"])
-                       .map(lambda name: _out(name, outdir))))
+    argv += draw(
+        _flag(
+            "--plot",
+            st.sampled_from(["plot", "plot.png", "victim", "x.wav", "victim.png", "afile/p.png"]).map(
+                lambda name: _out(name, outdir)
+            ),
+        )
+    )
+    argv += draw(
+        _flag(
+            "--save-prompt",
+            st.sampled_from(["p.st", "new.wav", "/proc/p.st", "victim.wav"]).map(lambda name: _out(name, outdir)),
+        )
+    )
     argv += draw(_flag("--device", st.sampled_from(["tpu", "cuda:7"]), st.sampled_from(["cpu", "auto"])))
     argv += draw(_flag("--max-memory", st.sampled_from(["nan", "0", "1e-9"]), st.just("1")))
     for flag in ("--overwrite", "--continuation-only"):
@@ -212,12 +275,23 @@ def continue_argv(draw, world, outdir):
 
 @st.composite
 def codec_argv(draw, world, outdir):
-    argv = ["codec", str(world["audio"] / draw(st.sampled_from(["good.wav"] * 4 + [draw(_files("audio"))]))),
-            _out(draw(OUTPUTS), outdir)]
+    argv = [
+        "codec",
+        str(world["audio"] / draw(st.sampled_from(["good.wav"] * 4 + [draw(_files("audio"))]))),
+        _out(draw(OUTPUTS), outdir),
+    ]
     argv += ["--codec", draw(st.sampled_from([world["codec"]] * 12 + world["bad_codecs"] + ["nosuch"]))]
-    argv += draw(_flag("--kbps", st.sampled_from(["5", "nan", "-1", "0", "1e300"]), st.sampled_from(["1.5", "3", "12"])))
-    argv += draw(_flag("--save-codes", st.sampled_from(["c.st", "new.wav", "/proc/c.st", "victim.wav", "afile/c.st"])
-                       .map(lambda name: _out(name, outdir))))
+    argv += draw(
+        _flag("--kbps", st.sampled_from(["5", "nan", "-1", "0", "1e300"]), st.sampled_from(["1.5", "3", "12"]))
+    )
+    argv += draw(
+        _flag(
+            "--save-codes",
+            st.sampled_from(["c.st", "new.wav", "/proc/c.st", "victim.wav", "afile/c.st"]).map(
+                lambda name: _out(name, outdir)
+            ),
+        )
+    )
     argv += draw(_flag("--device", st.just("tpu"), st.just("cpu")))
     if draw(st.integers(0, 3)) == 0:
         argv.append("--overwrite")
@@ -226,14 +300,24 @@ def codec_argv(draw, world, outdir):
 
 @st.composite
 def wavenet_argv(draw, world, outdir):
-    argv = ["wavenet", "generate", draw(st.sampled_from([world["wavenet"]] * 8 + ["nosuch", world["codec"]])),
-            "-o", _out(draw(OUTPUTS), outdir)]
+    argv = [
+        "wavenet",
+        "generate",
+        draw(st.sampled_from([world["wavenet"]] * 8 + ["nosuch", world["codec"]])),
+        "-o",
+        _out(draw(OUTPUTS), outdir),
+    ]
     argv += ["--samples", draw(st.sampled_from(["10", "50"] * 4 + ["0", "-1", "1e11", "100000000000", "abc"]))]
     argv += draw(_flag("--seed", st.sampled_from(["-1", "4294967296"]), st.just("3")))
     argv += draw(_flag("--temperature", st.sampled_from(["nan", "-1", "inf"]), st.sampled_from(["0", "1"])))
     argv += draw(_flag("--save-every", st.just("-1"), st.just("5")))
-    argv += draw(_flag("--prompt", _files("audio").map(lambda n: str(world["audio"] / n)),
-                       st.just(str(world["audio"] / "good.wav"))))
+    argv += draw(
+        _flag(
+            "--prompt",
+            _files("audio").map(lambda n: str(world["audio"] / n)),
+            st.just(str(world["audio"] / "good.wav")),
+        )
+    )
     argv += draw(_flag("--gc-id", st.sampled_from(["0", "99", "x"])))
     argv += draw(_flag("--codes", _files("tokens").map(lambda n: str(world["tokens"] / n))))
     if draw(st.integers(0, 3)) == 0:
@@ -248,8 +332,12 @@ def misc_argv(draw, world, outdir):
     kind = draw(st.sampled_from(["train", "corpus", "tokenize"]))
     if kind == "train":
         argv = ["train", draw(st.sampled_from(["coarse", "codec", "wavenet", "ssl"]))]
-        argv += ["--out", _out(draw(st.sampled_from(["afile", "victim.wav", "/proc/run"])), outdir)
-                 if draw(st.booleans()) else str(world["root"] / "a_file")]
+        argv += [
+            "--out",
+            _out(draw(st.sampled_from(["afile", "victim.wav", "/proc/run"])), outdir)
+            if draw(st.booleans())
+            else str(world["root"] / "a_file"),
+        ]
         argv += ["--data", str(world["root"] / "nocorpus")] if argv[1] != "coarse" else ["--tokens", str(outdir)]
         argv += draw(_flag("--lr", st.sampled_from(["nan", "-1", "0", "inf"])))
         argv += draw(_flag("--steps", st.sampled_from(["0", "-5", "abc"])))
@@ -304,8 +392,11 @@ def check_invocation(argv: list[str], world: dict, outdir: Path, capsys) -> int:
     # with --overwrite an output may change: a named path, or what it really writes (OUT-1.wav
     # for --num-samples, NAME.png for a --plot without a suffix)
     stems = [str(Path(a).with_suffix("")) for a in argv if "/" in a] if "--overwrite" in argv else []
-    changed = [p for p, digest in before.items() if after.get(p) != digest
-               and not any(str(Path(p).with_suffix("")).startswith(stem) for stem in stems)]
+    changed = [
+        p
+        for p, digest in before.items()
+        if after.get(p) != digest and not any(str(Path(p).with_suffix("")).startswith(stem) for stem in stems)
+    ]
     assert not changed, (argv, code, changed, err[-1000:])
     leftovers = [p.name for p in outdir.rglob(".*")]
     assert not leftovers, (argv, code, leftovers)
@@ -356,16 +447,57 @@ def test_the_world_reaches_both_outcomes(world, capsys):
     """A valid vector of each command really runs (exit 0) and writes its outputs."""
     outdir = _fresh_outdir()
     try:
-        assert check_invocation(["continue", str(world["audio"] / "good.wav"), "-o", str(outdir / "o.wav"),
-                                 "--pipeline", world["recipe"], "--seconds", "0.1", "--num-samples", "2",
-                                 "--plot", str(outdir / "p"), "--save-prompt", str(outdir / "p.st")],
-                                world, outdir, capsys) == 0
+        assert (
+            check_invocation(
+                [
+                    "continue",
+                    str(world["audio"] / "good.wav"),
+                    "-o",
+                    str(outdir / "o.wav"),
+                    "--pipeline",
+                    world["recipe"],
+                    "--seconds",
+                    "0.1",
+                    "--num-samples",
+                    "2",
+                    "--plot",
+                    str(outdir / "p"),
+                    "--save-prompt",
+                    str(outdir / "p.st"),
+                ],
+                world,
+                outdir,
+                capsys,
+            )
+            == 0
+        )
         assert {"o-1.wav", "o-2.wav", "p-1.png", "p-2.png", "p.st"} <= {p.name for p in outdir.iterdir()}
-        assert check_invocation(["codec", str(world["audio"] / "stereo16k.wav"), str(outdir / "c.wav"),
-                                 "--codec", world["codec"], "--save-codes", str(outdir / "c.st")],
-                                world, outdir, capsys) == 0
-        assert check_invocation(["wavenet", "generate", world["wavenet"], "--samples", "20",
-                                 "-o", str(outdir / "w.wav")], world, outdir, capsys) == 0
+        assert (
+            check_invocation(
+                [
+                    "codec",
+                    str(world["audio"] / "stereo16k.wav"),
+                    str(outdir / "c.wav"),
+                    "--codec",
+                    world["codec"],
+                    "--save-codes",
+                    str(outdir / "c.st"),
+                ],
+                world,
+                outdir,
+                capsys,
+            )
+            == 0
+        )
+        assert (
+            check_invocation(
+                ["wavenet", "generate", world["wavenet"], "--samples", "20", "-o", str(outdir / "w.wav")],
+                world,
+                outdir,
+                capsys,
+            )
+            == 0
+        )
         assert {"c.wav", "c.st", "w.wav"} <= {p.name for p in outdir.iterdir()}
     finally:
         shutil.rmtree(outdir, ignore_errors=True)

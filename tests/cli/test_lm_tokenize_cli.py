@@ -27,8 +27,19 @@ def tokenizer_dirs(tmp_path_factory, tiny_corpus):
 def test_tokenize_then_train_coarse(tiny_corpus, tokenizer_dirs, tmp_path):
     codec_dir, semantic_dir = tokenizer_dirs
     out = tmp_path / "tokens"
-    argv = ["tokenize", str(tiny_corpus), str(out), "--codec", str(codec_dir), "--semantic", str(semantic_dir),
-            "--kbps", "3", "--shard-size", "3"]
+    argv = [
+        "tokenize",
+        str(tiny_corpus),
+        str(out),
+        "--codec",
+        str(codec_dir),
+        "--semantic",
+        str(semantic_dir),
+        "--kbps",
+        "3",
+        "--shard-size",
+        "3",
+    ]
     assert run_command(argv) == 0
     index = json.loads((out / "index.json").read_text())
     assert index["codec"]["n_q"] == 4 and index["semantic"]["frame_rate"] == 50
@@ -45,8 +56,27 @@ def test_tokenize_then_train_coarse(tiny_corpus, tokenizer_dirs, tmp_path):
     config = tmp_path / "coarse.json"
     config.write_text(json.dumps({"model": {"dim": 32, "n_layers": 1, "n_heads": 2, "max_seq_len": 48}}))
     run = tmp_path / "run"
-    assert run_command(["train", "coarse", "--tokens", str(out), "--out", str(run), "--config", str(config),
-                    "--steps", "2", "--batch-size", "2", "--device", "cpu"]) == 0
+    assert (
+        run_command(
+            [
+                "train",
+                "coarse",
+                "--tokens",
+                str(out),
+                "--out",
+                str(run),
+                "--config",
+                str(config),
+                "--steps",
+                "2",
+                "--batch-size",
+                "2",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     saved = json.loads((run / "model" / "config.json").read_text())["config"]
     assert saved["semantic_frame_rate"] == 50 and saved["model"]["vocab_size"] == 8 + 2 + 2 * 1024
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]

@@ -59,7 +59,7 @@ def _pcm(body: bytes) -> torch.Tensor:
 
 def test_page_info_and_bundled_prompts(client):
     page = client.get("/")
-    assert page.status_code == 200 and "<canvas id=\"spectrogram\"" in page.text and "__AUDIOLM_INFO__" not in page.text
+    assert page.status_code == 200 and '<canvas id="spectrogram"' in page.text and "__AUDIOLM_INFO__" not in page.text
     info = client.get("/api/info").json()
     assert info["pipelines"] == ["tiny"] and set(info["prompts"]) == {"speech", "music"}
     assert info["limits"]["max_seconds"] == 5
@@ -72,8 +72,11 @@ def test_page_info_and_bundled_prompts(client):
 def test_continue_streams_the_continuation(client, recipe):
     """The API's WAV is continue_audio's audio (same seed) behind a streaming header."""
     wav = tone(0.5)
-    r = client.post("/api/continue?seconds=0.6&seed=3&temperature=0.9", content=_wav_bytes(wav),
-                    headers={"content-type": "audio/wav"})
+    r = client.post(
+        "/api/continue?seconds=0.6&seed=3&temperature=0.9",
+        content=_wav_bytes(wav),
+        headers={"content-type": "audio/wav"},
+    )
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "audio/wav" and r.headers["x-audiolm-seed"] == "3"
     body = r.content
@@ -227,9 +230,16 @@ def _chrome():
         pytest.skip("chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
     options = webdriver.ChromeOptions()
     options.binary_location = binary
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                 "--autoplay-policy=no-user-gesture-required", "--mute-audio",
-                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--autoplay-policy=no-user-gesture-required",
+        "--mute-audio",
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+    ):
         options.add_argument(flag)
     from selenium.webdriver.chrome.service import Service  # optional dependency (selenium)
 

@@ -36,9 +36,13 @@ def _wav_header(sample_rate: int, channels: int = 1, bits: int = 16, n_bytes: in
     """A canonical 44-byte RIFF/WAVE header; `n_bytes` of data are claimed (none follow)."""
     block = channels * bits // 8
     return (
-        b"RIFF" + struct.pack("<I", 36 + n_bytes) + b"WAVE"
-        + b"fmt " + struct.pack("<IHHIIHH", 16, 1, channels, sample_rate, sample_rate * block, block, bits)
-        + b"data" + struct.pack("<I", n_bytes)
+        b"RIFF"
+        + struct.pack("<I", 36 + n_bytes)
+        + b"WAVE"
+        + b"fmt "
+        + struct.pack("<IHHIIHH", 16, 1, channels, sample_rate, sample_rate * block, block, bits)
+        + b"data"
+        + struct.pack("<I", n_bytes)
     )
 
 

@@ -151,7 +151,10 @@ def test_copy_checkpoint_to_half_precision_drops_training_state(tmp_path):
 
     net = _net()
     save_checkpoint(
-        tmp_path / "run" / "checkpoints" / "step-1", "net", NetConfig(), net.state_dict(),
+        tmp_path / "run" / "checkpoints" / "step-1",
+        "net",
+        NetConfig(),
+        net.state_dict(),
         extra_tensors={"optimizer-model.safetensors": {"x": torch.ones(2)}, "kmeans.safetensors": {"c": torch.ones(3)}},
         extra_json={"trainer_state.json": {"step": 1}},
     )
@@ -180,8 +183,13 @@ def test_resume_falls_back_to_the_newest_intact_checkpoint(tmp_path):
 
     root = tmp_path / "checkpoints"
     for step in (1, 2, 3):
-        save_checkpoint(root / f"step-{step:08d}", "net", NetConfig(), _net().state_dict(),
-                        extra_json={"trainer_state.json": {"step": step}})
+        save_checkpoint(
+            root / f"step-{step:08d}",
+            "net",
+            NetConfig(),
+            _net().state_dict(),
+            extra_json={"trainer_state.json": {"step": step}},
+        )
     (root / "LATEST").write_text("step-00000003\n")
     assert newest_intact_checkpoint(root, "net") == root / "step-00000003"
     # a torn trainer state in the newest, truncated weights in the next: the oldest is used
@@ -190,7 +198,12 @@ def test_resume_falls_back_to_the_newest_intact_checkpoint(tmp_path):
     model.write_bytes(model.read_bytes()[:-7])
     skipped = []
     assert newest_intact_checkpoint(root, "net", warn=skipped.append) == root / "step-00000001"
-    assert len(skipped) == 2 and "step-00000003" in skipped[0] and "model.safetensors" not in skipped[0] and "step-00000002" in skipped[1]
+    assert (
+        len(skipped) == 2
+        and "step-00000003" in skipped[0]
+        and "model.safetensors" not in skipped[0]
+        and "step-00000002" in skipped[1]
+    )
     # LATEST missing (killed while writing it): the newest intact directory still counts
     (root / "LATEST").unlink()
     assert newest_intact_checkpoint(root, "net") == root / "step-00000001"

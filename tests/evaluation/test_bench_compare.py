@@ -8,18 +8,27 @@ import json
 import pytest
 import torch
 
+from audiolm.cli.app import main
 from audiolm.core.audio import resample
 from audiolm.core.checkpoint import copy_checkpoint
-from audiolm.cli.app import main
-from audiolm.models.wavenet.model import WaveNet
 from audiolm.models.wavenet.config import WaveNetConfig
+from audiolm.models.wavenet.model import WaveNet
 
 ARGS = ["--n", "2", "--prompt-seconds", "0.3", "--seconds", "0.1"]
 
 
 def tiny_wavenet(path, **overrides):
-    fields = dict(sample_rate=8000, layers=4, stacks=2, residual_channels=8, dilation_channels=8, skip_channels=16,
-                  gc_channels=4, lc_channels=8, crop_samples=320)
+    fields = dict(
+        sample_rate=8000,
+        layers=4,
+        stacks=2,
+        residual_channels=8,
+        dilation_channels=8,
+        skip_channels=16,
+        gc_channels=4,
+        lc_channels=8,
+        crop_samples=320,
+    )
     fields.update(overrides)
     torch.manual_seed(0)
     return WaveNet(WaveNetConfig(**fields)).save_pretrained(path)
@@ -40,9 +49,24 @@ def wavenets(tmp_path_factory):
 
 def test_compare_json(tiny_corpus, tiny_pipeline, wavenets, tmp_path, capsys):
     table = tmp_path / "compare.md"
-    code = main(["bench", "compare", "--data", str(tiny_corpus), "--pipeline", str(tiny_pipeline),
-                 "--wavenet", str(wavenets["wavenet"]), "--vocoder", str(wavenets["vocoder"]), *ARGS,
-                 "--json", "--out", str(table)])
+    code = main(
+        [
+            "bench",
+            "compare",
+            "--data",
+            str(tiny_corpus),
+            "--pipeline",
+            str(tiny_pipeline),
+            "--wavenet",
+            str(wavenets["wavenet"]),
+            "--vocoder",
+            str(wavenets["vocoder"]),
+            *ARGS,
+            "--json",
+            "--out",
+            str(table),
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     report = json.loads(out)
@@ -62,16 +86,18 @@ def test_compare_json(tiny_corpus, tiny_pipeline, wavenets, tmp_path, capsys):
 
 
 def test_compare_pipeline_only_table(tiny_corpus, tiny_pipeline, capsys):
-    code = main(["bench", "compare", "--data", str(tiny_corpus), "--pipeline", str(tiny_pipeline), *ARGS,
-                 "--vocoder", "none"])
+    code = main(
+        ["bench", "compare", "--data", str(tiny_corpus), "--pipeline", str(tiny_pipeline), *ARGS, "--vocoder", "none"]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "| music | 1 | token pipeline | continuation |" in out and "WaveNet" not in out.split("\n", 2)[2]
 
 
 @pytest.mark.parametrize("shipped", [True, False])
-def test_compare_defaults_to_the_shipped_vocoder(shipped, tiny_corpus, tiny_pipeline, wavenets, tmp_path,
-                                                 monkeypatch, capsys):
+def test_compare_defaults_to_the_shipped_vocoder(
+    shipped, tiny_corpus, tiny_pipeline, wavenets, tmp_path, monkeypatch, capsys
+):
     """No --vocoder: checkpoints/wavenet_vocoder when it is there, else no vocoder rows."""
     import audiolm.evaluation.compare
 
@@ -93,13 +119,14 @@ def test_compare_defaults_to_the_shipped_vocoder(shipped, tiny_corpus, tiny_pipe
 def test_resynthesis_rows_match_a_direct_computation(tiny_corpus, tiny_lm, wavenets):
     """The (c) rows: mel distance of the codec decoder and of the vocoder (same seed per clip) to
     the clip's first `seconds`, each at the lower of the two sample rates, averaged over clips."""
-    from audiolm.models.codec.metrics import mel_distance
     from audiolm.evaluation.compare import compare
     from audiolm.evaluation.continuation import load_clips
+    from audiolm.models.codec.metrics import mel_distance
 
     vocoder = WaveNet.from_pretrained(wavenets["vocoder"])
-    report = compare(tiny_lm, tiny_corpus, vocoder=vocoder, n=2, prompt_seconds=0.3, seconds=0.1, seed=3,
-                     progress=False)
+    report = compare(
+        tiny_lm, tiny_corpus, vocoder=vocoder, n=2, prompt_seconds=0.3, seconds=0.1, seed=3, progress=False
+    )
     sr, codec, rate = tiny_lm.sample_rate, tiny_lm.codec, min(tiny_lm.sample_rate, vocoder.sample_rate)
     for kind in ("speech", "music"):
         _, clips = load_clips(tiny_corpus, "valid", kind, 2, sr, 0.3, 0.1)
@@ -130,7 +157,18 @@ def test_resynthesis_rows_match_a_direct_computation(tiny_corpus, tiny_lm, waven
     ],
 )
 def test_compare_mismatched_wavenets(flag, name, message, tiny_corpus, tiny_pipeline, wavenets, capsys):
-    code = main(["bench", "compare", "--data", str(tiny_corpus), "--pipeline", str(tiny_pipeline),
-                 flag, str(wavenets[name]), *ARGS])
+    code = main(
+        [
+            "bench",
+            "compare",
+            "--data",
+            str(tiny_corpus),
+            "--pipeline",
+            str(tiny_pipeline),
+            flag,
+            str(wavenets[name]),
+            *ARGS,
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count("\n") == 1, err

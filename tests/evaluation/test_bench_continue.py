@@ -10,8 +10,21 @@ from audiolm.cli.app import main
 
 
 def test_bench_continue_json(tiny_pipeline, capsys):
-    code = main(["bench", "continue", "--pipeline", str(tiny_pipeline), "--batches", "1,2", "--seconds", "0.2",
-                 "--prompt-seconds", "0.3", "--json"])
+    code = main(
+        [
+            "bench",
+            "continue",
+            "--pipeline",
+            str(tiny_pipeline),
+            "--batches",
+            "1,2",
+            "--seconds",
+            "0.2",
+            "--prompt-seconds",
+            "0.3",
+            "--json",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     report = json.loads(out)
@@ -25,13 +38,28 @@ def test_bench_continue_json(tiny_pipeline, capsys):
 
 
 def test_bench_continue_table_and_errors(tiny_pipeline, capsys):
-    code = main(["bench", "continue", "--pipeline", str(tiny_pipeline), "--batches", "1", "--seconds", "0.1",
-                 "--prompt-seconds", "0.2"])
+    code = main(
+        [
+            "bench",
+            "continue",
+            "--pipeline",
+            str(tiny_pipeline),
+            "--batches",
+            "1",
+            "--seconds",
+            "0.1",
+            "--prompt-seconds",
+            "0.2",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "RTF" in out and "tiny" in out
-    for bad, message in ((["--batches", "0"], "batch sizes must be >= 1"), (["--batches", "x"], "expected integers"),
-                         (["--seconds", "0"], "must be positive")):
+    for bad, message in (
+        (["--batches", "0"], "batch sizes must be >= 1"),
+        (["--batches", "x"], "expected integers"),
+        (["--seconds", "0"], "must be positive"),
+    ):
         code = main(["bench", "continue", "--pipeline", str(tiny_pipeline), *bad])
         err = capsys.readouterr().err
         assert code == 2 and message in err, err

@@ -8,10 +8,10 @@ import os
 from pathlib import Path
 
 import pytest
-from tests.helpers import tone
 
 from audiolm.cli.app import main
 from audiolm.core.audio import save_audio
+from tests.helpers import tone
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -18,8 +18,21 @@ def test_playback_schedule():
 
 
 def test_bench_stream_json(tiny_pipeline, capsys):
-    code = main(["bench", "stream", "--pipeline", str(tiny_pipeline), "--seconds", "0.6", "--prompt-seconds", "0.3",
-                 "--chunk-seconds", "0.1", "--json"])
+    code = main(
+        [
+            "bench",
+            "stream",
+            "--pipeline",
+            str(tiny_pipeline),
+            "--seconds",
+            "0.6",
+            "--prompt-seconds",
+            "0.3",
+            "--chunk-seconds",
+            "0.1",
+            "--json",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     r = json.loads(out)["result"]
@@ -29,8 +42,22 @@ def test_bench_stream_json(tiny_pipeline, capsys):
     assert [a for a, _ in r["arrivals"]] == sorted(a for a, _ in r["arrivals"])
     code = main(["bench", "stream", "--pipeline", str(tiny_pipeline), "--seconds", "0"])
     assert code == 2 and "--seconds" in capsys.readouterr().err
-    code = main(["bench", "stream", "--pipeline", str(tiny_pipeline), "--seconds", "0.3", "--prompt-seconds", "0.3",
-                 "--threads", "1", "--clock", "cpu"])
+    code = main(
+        [
+            "bench",
+            "stream",
+            "--pipeline",
+            str(tiny_pipeline),
+            "--seconds",
+            "0.3",
+            "--prompt-seconds",
+            "0.3",
+            "--threads",
+            "1",
+            "--clock",
+            "cpu",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "cpu clock" in out and "time to first audio" in out
@@ -42,8 +69,21 @@ def test_bench_serve_on_a_tiny_pipeline(tiny_pipeline, capsys):
     from audiolm.evaluation.bench_serve import percentile
 
     assert percentile([3.0, 1.0, 2.0, 4.0], 50) == 2.0 and percentile([3.0, 1.0, 2.0, 4.0], 95) == 4.0
-    code = main(["bench", "serve", "--pipeline", str(tiny_pipeline), "--concurrency", "3", "--rounds", "2",
-                 "--seconds", "0.3", "--json"])
+    code = main(
+        [
+            "bench",
+            "serve",
+            "--pipeline",
+            str(tiny_pipeline),
+            "--concurrency",
+            "3",
+            "--rounds",
+            "2",
+            "--seconds",
+            "0.3",
+            "--json",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     r = json.loads(out)["result"]

@@ -7,10 +7,27 @@ from audiolm.cli import main
 
 def test_bench_train_reports_both_process_counts(tmp_path, capsys):
     config = tmp_path / "coarse.json"
-    config.write_text(json.dumps({"stage": "coarse", "model": {"dim": 16, "n_layers": 1, "n_heads": 2,
-                                                                "max_seq_len": 32}}))
-    assert main(["bench", "train", "--json", "--config", str(config), "--steps", "5", "--batch-size", "2",
-                 "--processes", "1,2"]) == 0
+    config.write_text(
+        json.dumps({"stage": "coarse", "model": {"dim": 16, "n_layers": 1, "n_heads": 2, "max_seq_len": 32}})
+    )
+    assert (
+        main(
+            [
+                "bench",
+                "train",
+                "--json",
+                "--config",
+                str(config),
+                "--steps",
+                "5",
+                "--batch-size",
+                "2",
+                "--processes",
+                "1,2",
+            ]
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     one, two = report["results"]
     assert (one["processes"], two["processes"]) == (1, 2) and two["global_batch"] == 2 * one["global_batch"]

@@ -66,8 +66,14 @@ def test_centring_removes_what_the_set_shares():
 def test_tones_of_distinct_pitch_find_their_own_prompt(how):
     """Prompt and continuation of each item are different stretches (and noise) of one tone;
     6 pitches and timbres: every continuation retrieves its own prompt."""
-    voices = [(110, (1.0, 0.5)), (180, (1.0,)), (260, (1.0, 0.8, 0.6)), (400, (0.3, 1.0)), (650, (1.0,)),
-              (990, (1.0, 0.2, 0.7))]
+    voices = [
+        (110, (1.0, 0.5)),
+        (180, (1.0,)),
+        (260, (1.0, 0.8, 0.6)),
+        (400, (0.3, 1.0)),
+        (650, (1.0,)),
+        (990, (1.0, 0.2, 0.7)),
+    ]
     prompts = torch.stack([embed(FAKE_LM, voice(f, 0.8, h, seed=i), how) for i, (f, h) in enumerate(voices)])
     conts = torch.stack([embed(FAKE_LM, voice(f, 0.5, h, seed=100 + i), how) for i, (f, h) in enumerate(voices)])
     assert retrieval_accuracy(prompts, conts) == 1.0

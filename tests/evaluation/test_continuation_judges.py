@@ -11,12 +11,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from test_judges import PROMPT
 
 from audiolm.core.audio import load_audio, resample
 from audiolm.evaluation.consistency import own_and_others, shuffled_top1, top1
 from audiolm.evaluation.continuation import judge_music, judge_speech, pairwise_figures, speaker_figures
-
-from test_judges import PROMPT
 
 SR = 24000
 
@@ -77,8 +76,9 @@ def piece(root_midi: int, minor: bool, bpm: float, seconds: float = 4.0, sr: int
         env = np.exp(-6 * t)
         f = 440 * 2 ** ((root_midi + steps[k % len(steps)] - 69) / 12)
         bass = 440 * 2 ** ((root_midi - 12 - 69) / 12)
-        out[start:start + length] += env * (sum(0.3 / h * np.sin(2 * np.pi * f * h * t) for h in (1, 2, 3))
-                                            + 0.2 * np.sin(2 * np.pi * bass * t))
+        out[start : start + length] += env * (
+            sum(0.3 / h * np.sin(2 * np.pi * f * h * t) for h in (1, 2, 3)) + 0.2 * np.sin(2 * np.pi * bass * t)
+        )
     return torch.from_numpy(out).float()[None]
 
 
@@ -101,7 +101,7 @@ def test_key_and_tempo_of_synthetic_pieces():
 
 
 def test_key_and_tempo_agreement_rules():
-    from audiolm.evaluation.music_judges import key_agreement, key_from_chroma, MAJOR_PROFILE, tempo_agreement
+    from audiolm.evaluation.music_judges import MAJOR_PROFILE, key_agreement, key_from_chroma, tempo_agreement
 
     c_major, a_minor = (0, "major"), (9, "minor")
     assert key_agreement(c_major, c_major) == 1.0
@@ -118,7 +118,10 @@ def test_key_and_tempo_agreement_rules():
 
 def test_key_profile_correlation():
     from audiolm.evaluation.music_judges import (
-        MAJOR_PROFILE, key_from_profile, profile_correlation, profile_from_chroma,
+        MAJOR_PROFILE,
+        key_from_profile,
+        profile_correlation,
+        profile_from_chroma,
     )
 
     c_major = profile_from_chroma(MAJOR_PROFILE)
@@ -218,13 +221,18 @@ def test_eval_continuation_reports_the_judges(tiny_corpus, tiny_pipeline, capsys
 
     assert main([*args]) == 0
     table = capsys.readouterr().out
-    for label in ("GE2E speaker top-1: real continuation through the codec (ceiling) finds its prompt",
-                  "GE2E speaker top-1: shuffled pairing (floor; = chance) | 0.50 | - |",
-                  "DNSMOS OVRL / SIG / BAK: prompts", "DNSMOS OVRL: generated continuation minus its prompt",
-                  "key agreement with the prompt (MIREX score): generated continuation | - |",
-                  ("tempo agreement with the prompt (8 %, octave errors forgiven): another piece's real continuation "
-                   "through the codec (floor) | - | - |"),
-                  "consistency top-1: generated continuation finds its prompt"):
+    for label in (
+        "GE2E speaker top-1: real continuation through the codec (ceiling) finds its prompt",
+        "GE2E speaker top-1: shuffled pairing (floor; = chance) | 0.50 | - |",
+        "DNSMOS OVRL / SIG / BAK: prompts",
+        "DNSMOS OVRL: generated continuation minus its prompt",
+        "key agreement with the prompt (MIREX score): generated continuation | - |",
+        (
+            "tempo agreement with the prompt (8 %, octave errors forgiven): another piece's real continuation "
+            "through the codec (floor) | - | - |"
+        ),
+        "consistency top-1: generated continuation finds its prompt",
+    ):
         assert label in table, label
 
     assert main([*args, "--json", "--skip-judges"]) == 0
@@ -238,8 +246,18 @@ def test_eval_continuation_one_kind(tiny_corpus, tiny_pipeline, capsys):
     """--kind music: speech is not evaluated (reported as None, "-" in the table)."""
     from audiolm.cli.app import main
 
-    args = ["eval", "continuation", "--data", str(tiny_corpus), "--pipeline", str(tiny_pipeline), *EVAL,
-            "--kind", "music", "--skip-judges"]
+    args = [
+        "eval",
+        "continuation",
+        "--data",
+        str(tiny_corpus),
+        "--pipeline",
+        str(tiny_pipeline),
+        *EVAL,
+        "--kind",
+        "music",
+        "--skip-judges",
+    ]
     assert main([*args, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["kinds"]["speech"] is None and report["kinds"]["music"]["n"] == 1

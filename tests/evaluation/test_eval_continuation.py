@@ -13,14 +13,14 @@ from audiolm.cli.app import main
 from audiolm.evaluation.continuation import (
     embed,
     format_table,
+    load_clip,
     load_clips,
     resynthesize,
     retrieval_accuracy,
+    select_items,
     shard_utterances,
     stage_cross_entropy,
     tokenize_clip,
-    load_clip,
-    select_items,
 )
 
 EVAL = ["--n", "2", "--prompt-seconds", "0.5", "--seconds", "0.3"]
@@ -54,9 +54,9 @@ def test_clips_come_from_distinct_voices(tiny_corpus):
 
 def test_cross_entropy_matches_the_training_loss(tokens, tiny_lm):
     """Windows are the training windows (StageDataset with seed = index), the loss the task's."""
+    from audiolm.models.lm.stage import make_layout
     from audiolm.training.data.shards import TokenShards
     from audiolm.training.lm.task import StageDataset, StageTask
-    from audiolm.models.lm.stage import make_layout
     from audiolm.training.task import ItemKey
 
     ce = stage_cross_entropy(tiny_lm, shard_utterances(tokens, "train", tiny_lm))
@@ -103,9 +103,14 @@ def test_eval_cli_json_and_table(tiny_corpus, tiny_pipeline, tokens, tmp_path, c
         assert all(v > 0 for v in kind["cross_entropy"].values())
         assert kind["cross_entropy_windows_from"] == "tokens"
         c = kind["consistency"]
-        assert set(c) == {"chance", "generated_by_seed",
-                          *(f"{w}{r}" for w in ("generated", "real", "real_codec") for r in ("", "_rank"))}
-        assert [d["seed"] for d in c["generated_by_seed"]] == [0] and c["generated_by_seed"][0]["top1"] == c["generated"]
+        assert set(c) == {
+            "chance",
+            "generated_by_seed",
+            *(f"{w}{r}" for w in ("generated", "real", "real_codec") for r in ("", "_rank")),
+        }
+        assert [d["seed"] for d in c["generated_by_seed"]] == [0] and c["generated_by_seed"][0]["top1"] == c[
+            "generated"
+        ]
         assert 0 <= c["generated"] <= 1 and c["chance"] == 1 / kind["n"]
         assert len(set(kind["speakers"])) == kind["n"]  # one clip per voice / instrument
         assert kind["resynthesis_mel"] > 0 and kind["codec_mel"] > 0
@@ -150,12 +155,24 @@ def test_eval_cli_errors(tiny_corpus, tiny_pipeline, tmp_path, capsys):
     from audiolm.training.data.shards import ShardWriter, Utterance
 
     bad = tmp_path / "bad_tokens"
-    writer = ShardWriter(bad, {
-        "codec": {"dir": None, "sample_rate": 24000, "frame_rate": 75.0, "codebook_size": 1024, "n_q": 4, "kbps": 3.0},
-        "semantic": {"dir": None, "sample_rate": 16000, "frame_rate": 50.0, "vocab_size": 8},
-    })
+    writer = ShardWriter(
+        bad,
+        {
+            "codec": {
+                "dir": None,
+                "sample_rate": 24000,
+                "frame_rate": 75.0,
+                "codebook_size": 1024,
+                "n_q": 4,
+                "kbps": 3.0,
+            },
+            "semantic": {"dir": None, "sample_rate": 16000, "frame_rate": 50.0, "vocab_size": 8},
+        },
+    )
     writer.start()
-    writer.write_shard("valid", 0, [Utterance("u", np.zeros(10, np.int64), np.zeros((15, 4), np.int64), {"kind": "speech"})])
+    writer.write_shard(
+        "valid", 0, [Utterance("u", np.zeros(10, np.int64), np.zeros((15, 4), np.int64), {"kind": "speech"})]
+    )
     writer.finish({"valid": 1})
     base = ["eval", "continuation", "--pipeline", str(tiny_pipeline), *EVAL]
     cases = [
@@ -172,14 +189,31 @@ def test_eval_cli_errors(tiny_corpus, tiny_pipeline, tmp_path, capsys):
 
 def test_format_table_marks_missing_kinds():
     report = {
-        "pipeline": "p", "split": "valid", "prompt_seconds": 3, "seconds": 4, "seed": 0, "embedding": "codec",
+        "pipeline": "p",
+        "split": "valid",
+        "prompt_seconds": 3,
+        "seconds": 4,
+        "seed": 0,
+        "embedding": "codec",
         "tokens": None,
-        "kinds": {"speech": None, "music": {
-            "n": 2, "cross_entropy": {"semantic": 1.0, "coarse": None, "fine": 2.0},
-            "consistency": {"generated": 0.5, "real": 1.0, "real_codec": 1.0, "chance": 0.5, "generated_rank": 0.5,
-                            "real_rank": 1.0, "real_codec_rank": None},
-            "resynthesis_mel": 1.5, "codec_mel": 0.5,
-        }},
+        "kinds": {
+            "speech": None,
+            "music": {
+                "n": 2,
+                "cross_entropy": {"semantic": 1.0, "coarse": None, "fine": 2.0},
+                "consistency": {
+                    "generated": 0.5,
+                    "real": 1.0,
+                    "real_codec": 1.0,
+                    "chance": 0.5,
+                    "generated_rank": 0.5,
+                    "real_rank": 1.0,
+                    "real_codec_rank": None,
+                },
+                "resynthesis_mel": 1.5,
+                "codec_mel": 0.5,
+            },
+        },
     }
     text = format_table(report)
     assert "| clips (N) | - | 2 |" in text

@@ -23,8 +23,9 @@ def test_bench_gpu_on_a_cpu_only_machine_says_so_in_one_line(monkeypatch, capsys
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only machine")
 def test_bench_gpu_command_line_exit_code_without_a_gpu():
-    done = subprocess.run([sys.executable, "-m", "audiolm", "bench", "gpu"], capture_output=True, text=True,
-                          cwd=Path(__file__).parents[2])
+    done = subprocess.run(
+        [sys.executable, "-m", "audiolm", "bench", "gpu"], capture_output=True, text=True, cwd=Path(__file__).parents[2]
+    )
     assert done.returncode == 2 and done.stdout == "" and len(done.stderr.strip().splitlines()) == 1
 
 
@@ -41,10 +42,23 @@ def test_gpu_check_runs_its_parts_within_the_budget(monkeypatch, tmp_path):
     """The orchestration, with a CPU bench standing in for the GPU benches: one JSON report,
     each bench's own JSON inside, parts past the budget reported as skipped."""
     config = tmp_path / "tiny.json"
-    config.write_text('{"layers": 2, "stacks": 1, "residual_channels": 4, "dilation_channels": 4, '
-                      '"skip_channels": 4, "crop_samples": 16}')
-    bench = ["bench", "wavenet", "--json", "--config", str(config), "--batches", "1", "--samples", "20",
-             "--naive-samples", "2"]
+    config.write_text(
+        '{"layers": 2, "stacks": 1, "residual_channels": 4, "dilation_channels": 4, '
+        '"skip_channels": 4, "crop_samples": 16}'
+    )
+    bench = [
+        "bench",
+        "wavenet",
+        "--json",
+        "--config",
+        str(config),
+        "--batches",
+        "1",
+        "--samples",
+        "20",
+        "--naive-samples",
+        "2",
+    ]
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setattr(gpu_check, "describe_machine", lambda device: "a stand-in GPU")

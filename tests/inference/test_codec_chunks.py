@@ -14,7 +14,11 @@ import torch
 from audiolm.core.audio import load_audio, resample, save_audio
 from audiolm.core.errors import AudioError
 from audiolm.inference.codec_chunks import (
-    ChunkedDecoder, ChunkedEncoder, decode_chunked, encode_chunked, round_trip_file,
+    ChunkedDecoder,
+    ChunkedEncoder,
+    decode_chunked,
+    encode_chunked,
+    round_trip_file,
 )
 from audiolm.models.codec.codec import Codec, CodecInputError
 from audiolm.models.codec.config import CodecConfig
@@ -125,7 +129,7 @@ def test_pushing_odd_pieces_gives_the_same_codes_and_audio(codec):
     dec = ChunkedDecoder(codec, chunk_frames=3)
     codes, audio = [], []
     for start in range(0, wav.shape[-1], 997):
-        c = enc.push(wav[0, start: start + 997])
+        c = enc.push(wav[0, start : start + 997])
         codes.append(c)
         audio.append(dec.push(c))
     codes.append(enc.finish())
@@ -146,7 +150,7 @@ def test_a_non_causal_or_time_normalised_codec_is_handled():
     assert (torch.cat(list(decode_chunked(codec, codes, 4)), -1) - codec.decode(codes)).abs().max() < 1e-5
     assert (encode_chunked(codec, _signal(0.8), 24000, 6, chunk_seconds=0.05) == codes).float().mean() >= 0.999
     with pytest.raises(CodecInputError, match="time_group_norm"):
-        _codec(norm_type="time_group_norm").chunk_context
+        _ = _codec(norm_type="time_group_norm").chunk_context
 
 
 @pytest.mark.parametrize("rate", [24000, 16000, 44100])
@@ -187,9 +191,18 @@ def _frame_rate_codec(phase: str) -> Codec:
 
     comb, pitched = phase == "comb", phase == "pitched"
     istft_phase = "harmonic" if comb else "harmonic_noise" if pitched else phase
-    config = dataclasses.replace(CodecConfig.tiny(), encoder="stft", decoder="istft", frame_dim=32,
-                                 frame_intermediate=64, encoder_layers=2, decoder_layers=2,
-                                 istft_phase=istft_phase, istft_harmonic_comb=comb, pitch_codebook=pitched)
+    config = dataclasses.replace(
+        CodecConfig.tiny(),
+        encoder="stft",
+        decoder="istft",
+        frame_dim=32,
+        frame_intermediate=64,
+        encoder_layers=2,
+        decoder_layers=2,
+        istft_phase=istft_phase,
+        istft_harmonic_comb=comb,
+        pitch_codebook=pitched,
+    )
     torch.manual_seed(0)
     model = CodecModel(config)
     with torch.no_grad():

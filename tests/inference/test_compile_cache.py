@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.helpers import build_tiny_pipeline, tone
 
 from audiolm.cli.app import main
 from audiolm.core.audio import load_audio, save_audio
@@ -26,6 +25,7 @@ from audiolm.inference.pipeline import AudioLM
 from audiolm.inference.sampling import SamplingConfig
 from audiolm.models.lm.config import TransformerConfig
 from audiolm.models.lm.transformer import Transformer
+from tests.helpers import build_tiny_pipeline, tone
 
 needs_compiler = pytest.mark.skipif(compile_unavailable() is not None, reason=str(compile_unavailable()))
 

@@ -110,12 +110,41 @@ def test_bench_decode_compile_adds_compiled_rows(monkeypatch, capsys):
     # the cached step's own tests compile it (test_compile_cache.py); here the row is what counts
     monkeypatch.setattr("audiolm.inference.decode.cached_step", lambda *a, **k: None)
     monkeypatch.setattr(bench, "measure_bandwidth", lambda device, **kw: 10.0)
-    code = run_command(["bench", "decode", "--json", "--sizes", "10M", "--batches", "1", "--new-tokens", "30",
-                    "--repeats", "1", "--no-hf"])
+    code = run_command(
+        [
+            "bench",
+            "decode",
+            "--json",
+            "--sizes",
+            "10M",
+            "--batches",
+            "1",
+            "--new-tokens",
+            "30",
+            "--repeats",
+            "1",
+            "--no-hf",
+        ]
+    )
     assert code == 0
     results = json.loads(capsys.readouterr().out)["results"]
     assert [r["impl"] for r in results] == ["audiolm", "audiolm-compiled"]  # compiled by default
-    code = run_command(["bench", "decode", "--json", "--sizes", "10M", "--batches", "1", "--new-tokens", "30",
-                    "--repeats", "1", "--no-hf", "--no-compile"])
+    code = run_command(
+        [
+            "bench",
+            "decode",
+            "--json",
+            "--sizes",
+            "10M",
+            "--batches",
+            "1",
+            "--new-tokens",
+            "30",
+            "--repeats",
+            "1",
+            "--no-hf",
+            "--no-compile",
+        ]
+    )
     assert code == 0 and [r["impl"] for r in json.loads(capsys.readouterr().out)["results"]] == ["audiolm"]
     assert results[0]["bound_tokens_per_s"] == results[1]["bound_tokens_per_s"] and results[1]["tokens_per_s"] > 0

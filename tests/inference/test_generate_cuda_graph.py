@@ -26,8 +26,11 @@ def test_graph_captured_decoding_equals_eager(masked):
     prompt = torch.randint(0, 64, (3, 5), device="cuda")
     masks = torch.rand(2, 64, device="cuda") > 0.3
     kwargs = dict(
-        sampling=SamplingConfig(temperature=0.9, top_k=20, top_p=0.95), seeds=[1, 2, 3], window_keep=12,
-        return_logits=True, logits_mask=(lambda pos: masks[pos % 2]) if masked else None,
+        sampling=SamplingConfig(temperature=0.9, top_k=20, top_p=0.95),
+        seeds=[1, 2, 3],
+        window_keep=12,
+        return_logits=True,
+        logits_mask=(lambda pos: masks[pos % 2]) if masked else None,
     )
     # 40 new tokens with a 32-token context: the window slides (eager re-prefill) in between
     eager = decode(model, prompt, 40, cuda_graph=False, **kwargs)

@@ -7,8 +7,7 @@ import torch
 from audiolm.inference.decode import decode, generate
 from audiolm.inference.sampling import SamplingConfig
 from audiolm.models.lm.config import StageConfig, TransformerConfig
-from audiolm.models.lm.stage import complete_stage_config
-from audiolm.models.lm.stage import make_layout
+from audiolm.models.lm.stage import complete_stage_config, make_layout
 from audiolm.models.lm.transformer import Transformer
 
 INFO = {
@@ -26,7 +25,6 @@ def stage_model(stage, max_seq_len=24, seed=0):
 
 
 STAGES = ["semantic", "coarse", "fine"]
-
 
 
 @pytest.mark.parametrize("stage", STAGES)

@@ -9,10 +9,10 @@ import math
 
 import pytest
 import torch
-from tests.helpers import SEMANTIC_CONTEXT, build_tiny_pipeline, tone
 
 from audiolm.inference import pipeline, stages
 from audiolm.inference.pipeline import AudioLM
+from tests.helpers import SEMANTIC_CONTEXT, build_tiny_pipeline, tone
 
 SR = 24000
 

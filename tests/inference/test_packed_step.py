@@ -19,7 +19,9 @@ pytestmark = pytest.mark.skipif(not packed_linear.packing_available(), reason="t
 
 def tiny(max_seq_len=24, vocab=40):
     torch.manual_seed(0)
-    return Transformer(TransformerConfig(vocab_size=vocab, dim=32, n_layers=2, n_heads=4, max_seq_len=max_seq_len)).eval()
+    return Transformer(
+        TransformerConfig(vocab_size=vocab, dim=32, n_layers=2, n_heads=4, max_seq_len=max_seq_len)
+    ).eval()
 
 
 def _cached_logits(model, tokens, T0=5, forward=None):

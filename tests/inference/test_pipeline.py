@@ -20,7 +20,6 @@ HOP = 320
 SR = 24000
 
 
-
 @pytest.fixture(scope="module")
 def lm(tiny_pipeline) -> AudioLM:
     return AudioLM.from_pretrained(tiny_pipeline)
@@ -185,7 +184,10 @@ def parts(tiny_pipeline, tmp_path_factory) -> Path:
         ({"fine_stage": "fine_q32"}, "fine stage predicts 32 levels, the codec has only 16"),
         ({"fine_stage": "fine_q3"}, "fine stage predicts 3 levels, the codec decodes 2, 4, 8, 16 levels"),
         ({"coarse_stage": "coarse_50hz"}, "coarse stage expects 50 Hz acoustic frames, the codec gives 75 Hz"),
-        ({"coarse_stage": "fine_stage"}, "checkpoint kind is 'lm_fine', expected 'lm_coarse'"),  # a fine checkpoint where a coarse one belongs
+        (
+            {"coarse_stage": "fine_stage"},
+            "checkpoint kind is 'lm_fine', expected 'lm_coarse'",
+        ),  # a fine checkpoint where a coarse one belongs
     ],
 )
 def test_mismatch_errors_at_load(parts, overrides, message):
@@ -204,8 +206,19 @@ def test_recipe_errors(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(ConfigError, match="not valid JSON"):
         load_recipe(bad)
-    bad.write_text(json.dumps({"name": "x", "codec": "c", "semantic_tokenizer": "s", "semantic_stage": "a",
-                               "coarse_stage": "b", "fine_stage": "f", "sampling": {"medium": {}}}))
+    bad.write_text(
+        json.dumps(
+            {
+                "name": "x",
+                "codec": "c",
+                "semantic_tokenizer": "s",
+                "semantic_stage": "a",
+                "coarse_stage": "b",
+                "fine_stage": "f",
+                "sampling": {"medium": {}},
+            }
+        )
+    )
     with pytest.raises((ConfigError, ValueError), match="unknown stage"):
         load_recipe(bad)
     with pytest.raises(PipelineError, match="no pipeline.json"):
@@ -224,7 +237,9 @@ def test_missing_component_is_named(parts):
 
 def test_cli_continue_writes_audio(tiny_pipeline, prompt_wav, tmp_path, capsys, lm):
     out = tmp_path / "out.wav"
-    code, stdout, err = run_cli(capsys, "continue", prompt_wav, "-o", out, "--pipeline", tiny_pipeline, "--seconds", 0.3, "--seed", 4)
+    code, stdout, err = run_cli(
+        capsys, "continue", prompt_wav, "-o", out, "--pipeline", tiny_pipeline, "--seconds", 0.3, "--seed", 4
+    )
     assert code == 0, err
     wav, sr = load_audio(out)
     assert sr == SR and wav.shape == (1, (37 + frames(0.3)) * HOP)
@@ -233,11 +248,24 @@ def test_cli_continue_writes_audio(tiny_pipeline, prompt_wav, tmp_path, capsys, 
     assert f"wrote {out}" in stdout
     # an existing output is never replaced without --overwrite
     before = out.read_bytes()
-    code, _, err = run_cli(capsys, "continue", prompt_wav, "-o", out, "--pipeline", tiny_pipeline, "--seconds", 0.3, "--seed", 5)
+    code, _, err = run_cli(
+        capsys, "continue", prompt_wav, "-o", out, "--pipeline", tiny_pipeline, "--seconds", 0.3, "--seed", 5
+    )
     assert code == 2 and "already exists; pass --overwrite" in err and err.count("\n") == 1
     assert out.read_bytes() == before
     code, _, err = run_cli(
-        capsys, "continue", prompt_wav, "-o", out, "--pipeline", tiny_pipeline, "--seconds", 0.3, "--seed", 5, "--overwrite"
+        capsys,
+        "continue",
+        prompt_wav,
+        "-o",
+        out,
+        "--pipeline",
+        tiny_pipeline,
+        "--seconds",
+        0.3,
+        "--seed",
+        5,
+        "--overwrite",
     )
     assert code == 0, err
     assert out.read_bytes() != before
@@ -246,8 +274,22 @@ def test_cli_continue_writes_audio(tiny_pipeline, prompt_wav, tmp_path, capsys, 
 def test_cli_num_samples_plot_and_continuation_only(tiny_pipeline, prompt_wav, tmp_path, capsys):
     out = tmp_path / "many.wav"
     code, _, err = run_cli(
-        capsys, "continue", prompt_wav, "-o", out, "--pipeline", tiny_pipeline, "--seconds", 0.2, "--seed", 1,
-        "--num-samples", 2, "--plot", tmp_path / "spec.png", "--continuation-only",
+        capsys,
+        "continue",
+        prompt_wav,
+        "-o",
+        out,
+        "--pipeline",
+        tiny_pipeline,
+        "--seconds",
+        0.2,
+        "--seed",
+        1,
+        "--num-samples",
+        2,
+        "--plot",
+        tmp_path / "spec.png",
+        "--continuation-only",
     )
     assert code == 0, err
     assert not out.exists()
@@ -258,8 +300,20 @@ def test_cli_num_samples_plot_and_continuation_only(tiny_pipeline, prompt_wav, t
     for png in (tmp_path / "spec-1.png", tmp_path / "spec-2.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # sample 2 of seed 1 is the single sample of seed 2
-    code, _, err = run_cli(capsys, "continue", prompt_wav, "-o", tmp_path / "one.wav", "--pipeline", tiny_pipeline,
-                           "--seconds", 0.2, "--seed", 2, "--continuation-only")
+    code, _, err = run_cli(
+        capsys,
+        "continue",
+        prompt_wav,
+        "-o",
+        tmp_path / "one.wav",
+        "--pipeline",
+        tiny_pipeline,
+        "--seconds",
+        0.2,
+        "--seed",
+        2,
+        "--continuation-only",
+    )
     assert code == 0, err
     assert torch.allclose(load_audio(tmp_path / "one.wav")[0], wavs[1], atol=2 / 32768)
 
@@ -280,7 +334,9 @@ def test_cli_prompt_tokens_reuse(tiny_pipeline, prompt_wav, tmp_path, capsys):
 def test_cli_long_prompt_warns(tiny_pipeline, tmp_path, capsys):
     long = tmp_path / "long.wav"
     save_audio(long, tone(2.0), SR)
-    code, _, err = run_cli(capsys, "continue", long, "-o", tmp_path / "o.wav", "--pipeline", tiny_pipeline, "--seconds", 0.1)
+    code, _, err = run_cli(
+        capsys, "continue", long, "-o", tmp_path / "o.wav", "--pipeline", tiny_pipeline, "--seconds", 0.1
+    )
     assert code == 0, err
     assert "audiolm: warning: prompt is 2.0 s, longer than the model context (1.3 s)" in err
 
@@ -312,7 +368,11 @@ def test_cli_errors_are_one_line(case, message, tiny_pipeline, tmp_path, capsys)
     }.get(case, tmp_path / "o.wav")
     args = [prompt if case != "missing" else tmp_path / "missing.wav", "-o", out]
     args += ["--pipeline", "nosuch" if case == "pipeline" else tiny_pipeline]
-    args += {"seconds": ["--seconds", 0], "num-samples": ["--num-samples", 0], "temperature": ["--temperature", "1,2"]}.get(case, [])
+    args += {
+        "seconds": ["--seconds", 0],
+        "num-samples": ["--num-samples", 0],
+        "temperature": ["--temperature", "1,2"],
+    }.get(case, [])
     if case == "no-prompt":
         args = args[1:]
     code, stdout, err = run_cli(capsys, "continue", *args)

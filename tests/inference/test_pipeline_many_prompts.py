@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.helpers import COARSE_LEVELS, build_tiny_pipeline, save_stage, tokens_info, tone, write_recipe
 
 from audiolm.inference import stages
 from audiolm.inference.pipeline import AudioLM
+from tests.helpers import COARSE_LEVELS, build_tiny_pipeline, save_stage, tokens_info, tone, write_recipe
 
 SR = 24000
 

@@ -35,7 +35,10 @@ def bark_lm(tiny_root) -> AudioLM:
     from audiolm.models.lm.stage import complete_stage_config
 
     config = StageConfig(
-        stage="fine", fine_style="bark", window_frames=16, coarse_levels=COARSE_LEVELS,
+        stage="fine",
+        fine_style="bark",
+        window_frames=16,
+        coarse_levels=COARSE_LEVELS,
         model=TransformerConfig(dim=32, n_layers=1, n_heads=2, max_seq_len=16, causal=False),
     )
     save_stage(tiny_root / "fine_bark_stage", complete_stage_config(config, tokens_info()), seed=5)
@@ -108,14 +111,18 @@ def test_first_chunk_seconds(lm, bark_lm):
     gives."""
     for pipeline in (lm, bark_lm):
         default = pipeline.generate_continuation(tone(0.5), SR, seconds=1.2, seed=2, continuation_only=True)
-        short = pipeline.generate_continuation(tone(0.5), SR, seconds=1.2, seed=2, continuation_only=True,
-                                               first_chunk_seconds=0.1)
+        short = pipeline.generate_continuation(
+            tone(0.5), SR, seconds=1.2, seed=2, continuation_only=True, first_chunk_seconds=0.1
+        )
         assert torch.equal(short.semantic, default.semantic)
         assert torch.equal(short.codes[:, :2], default.codes[:, :2])  # coarse levels
         # (the fine levels may differ: other windows give other logits; the draws' noise is keyed
         # by position, so near-uniform random models often pick the same codes anyway)
-        chunks = list(pipeline.stream(tone(0.5), SR, seconds=1.2, seed=2, continuation_only=True,
-                                      first_chunk_seconds=0.1, chunk_seconds=0.1))
+        chunks = list(
+            pipeline.stream(
+                tone(0.5), SR, seconds=1.2, seed=2, continuation_only=True, first_chunk_seconds=0.1, chunk_seconds=0.1
+            )
+        )
         assert chunks[0].shape[-1] == round(0.1 * 75) * HOP
         assert torch.allclose(_joined(chunks), short.audio, atol=1e-5, rtol=0)
     with pytest.raises(PipelineError, match="first_chunk_seconds must be positive"):

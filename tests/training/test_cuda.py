@@ -29,8 +29,17 @@ def _exact_fp32():
 
 def grads_at_step(precision: str, out: Path) -> dict[str, list[torch.Tensor]]:
     torch.manual_seed(0)
-    config = TrainConfig(steps=1, batch_size=8, lr=1e-3, warmup_steps=0, valid_every=100, save_every=100,
-                         device="cuda", mixed_precision=precision, grad_clip=1e9)
+    config = TrainConfig(
+        steps=1,
+        batch_size=8,
+        lr=1e-3,
+        warmup_steps=0,
+        valid_every=100,
+        save_every=100,
+        device="cuda",
+        mixed_precision=precision,
+        grad_clip=1e9,
+    )
     trainer = Trainer(ToyTask(ToyConfig(dropout=0.0), with_critic=True), config, out, progress=False)
     if trainer.scaler is not None:
         trainer.scaler = torch.amp.GradScaler("cuda", init_scale=256.0)
@@ -60,10 +69,25 @@ def test_mixed_precision_training_step_on_cuda_matches_fp32(precision, tmp_path)
 def test_ddp_over_nccl_matches_one_process(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2]), OMP_NUM_THREADS="1")
     common = ["--steps", "10", "--dropout", "0", "--device", "cuda"]
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(SCRIPT),
-                    str(tmp_path / "two"), "--batch-size", "4", *common], env=env, check=True)
-    subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "one"), "--batch-size", "8", *common], env=env,
-                   check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            str(SCRIPT),
+            str(tmp_path / "two"),
+            "--batch-size",
+            "4",
+            *common,
+        ],
+        env=env,
+        check=True,
+    )
+    subprocess.run(
+        [sys.executable, str(SCRIPT), str(tmp_path / "one"), "--batch-size", "8", *common], env=env, check=True
+    )
     two = load_checkpoint(tmp_path / "two" / "model", "toy").state_dict
     one = load_checkpoint(tmp_path / "one" / "model", "toy").state_dict
     for k in one:

@@ -16,8 +16,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from audiolm.core.checkpoint import load_checkpoint
 from audiolm.cli.app import main
+from audiolm.core.checkpoint import load_checkpoint
 from audiolm.core.errors import AudiolmError
 from audiolm.training.trainer import refuse_single_process_cpu_launch
 
@@ -52,10 +52,12 @@ def toy_runs(tmp_path_factory):
     epochs of the 64-item set); item indices and file writes recorded per process."""
     root = tmp_path_factory.mktemp("ddp")
     common = ["--steps", "10", "--dropout", "0", "--record-keys", "--audit-writes", str(root)]
-    subprocess.run(torchrun(str(SCRIPT), str(root / "two"), "--batch-size", "2", "--grad-accum", "2", *common),
-                   env=ENV, check=True)
-    subprocess.run([sys.executable, str(SCRIPT), str(root / "one"), "--batch-size", "8", *common[:-2]], env=ENV,
-                   check=True)
+    subprocess.run(
+        torchrun(str(SCRIPT), str(root / "two"), "--batch-size", "2", "--grad-accum", "2", *common), env=ENV, check=True
+    )
+    subprocess.run(
+        [sys.executable, str(SCRIPT), str(root / "one"), "--batch-size", "8", *common[:-2]], env=ENV, check=True
+    )
     return root
 
 
@@ -74,7 +76,11 @@ def test_each_process_sees_a_disjoint_shard_of_every_epoch(toy_runs):
     # each global batch of 8 is the one-process batch: micro-batch m of process r holds its
     # items 4m + 2r .. 4m + 2r + 1
     for step in range(10):
-        batch, mine0, mine1 = one[8 * step : 8 * step + 8], rank0[4 * step : 4 * step + 4], rank1[4 * step : 4 * step + 4]
+        batch, mine0, mine1 = (
+            one[8 * step : 8 * step + 8],
+            rank0[4 * step : 4 * step + 4],
+            rank1[4 * step : 4 * step + 4],
+        )
         assert mine0 == batch[0:2] + batch[4:6] and mine1 == batch[2:4] + batch[6:8]
 
 
@@ -148,15 +154,54 @@ def test_audiolm_train_under_accelerate_launch_matches_one_process(tmp_path):
     for i in range(3):
         sf.write(data / f"{i}.wav", 0.4 * np.sin(np.arange(2000) / (3.0 + i)), 8000)
     config = tmp_path / "wavenet.json"
-    config.write_text(json.dumps({"sample_rate": 8000, "layers": 4, "stacks": 1, "residual_channels": 8,
-                                  "dilation_channels": 8, "skip_channels": 8, "crop_samples": 64}))
-    common = ["train", "wavenet", "--data", str(data), "--config", str(config), "--steps", "4", "--device", "cpu",
-              "--valid-every", "100"]
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-              "--main_process_port", str(_free_port()), "-m", "audiolm"]
-    done = subprocess.run(launch + common + ["--out", str(tmp_path / "two"), "--batch-size", "2"], env=ENV,
-                          capture_output=True, text=True)
+    config.write_text(
+        json.dumps(
+            {
+                "sample_rate": 8000,
+                "layers": 4,
+                "stacks": 1,
+                "residual_channels": 8,
+                "dilation_channels": 8,
+                "skip_channels": 8,
+                "crop_samples": 64,
+            }
+        )
+    )
+    common = [
+        "train",
+        "wavenet",
+        "--data",
+        str(data),
+        "--config",
+        str(config),
+        "--steps",
+        "4",
+        "--device",
+        "cpu",
+        "--valid-every",
+        "100",
+    ]
+    launch = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(_free_port()),
+        "-m",
+        "audiolm",
+    ]
+    done = subprocess.run(
+        launch + common + ["--out", str(tmp_path / "two"), "--batch-size", "2"], env=ENV, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("model written to") == 1  # process 0 only
     assert main(common + ["--out", str(tmp_path / "one"), "--batch-size", "4"]) == 0

@@ -19,8 +19,17 @@ from audiolm.training.trainer import TrainConfig, Trainer
 
 
 def _config(**kw):
-    base = dict(steps=1, batch_size=8, lr=1e-3, warmup_steps=0, valid_every=100, save_every=100, log_every=1,
-                device="cpu", grad_clip=1e9)
+    base = dict(
+        steps=1,
+        batch_size=8,
+        lr=1e-3,
+        warmup_steps=0,
+        valid_every=100,
+        save_every=100,
+        log_every=1,
+        device="cpu",
+        grad_clip=1e9,
+    )
     return TrainConfig(**(base | kw))
 
 
@@ -33,8 +42,9 @@ def grads_at_optimizer_step(make_task, config, out, init_scale=256.0):
     seen = {}
 
     def record(name, optimizer):
-        seen.setdefault(name, [p.grad.detach().clone() for g in optimizer.param_groups for p in g["params"]
-                               if p.grad is not None])
+        seen.setdefault(
+            name, [p.grad.detach().clone() for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        )
 
     for name, opt in trainer.optimizers.items():
         opt.optimizer.register_step_pre_hook(lambda o, args, kwargs, name=name: record(name, o))

@@ -11,9 +11,9 @@ import soundfile as sf
 import torch
 
 from audiolm.cli.app import main
-from audiolm.models.codec.config import CodecConfig
 from audiolm.core.config import config_to_dict
 from audiolm.core.cpu_features import bf16_fallback_reason, cpu_bf16_kernels
+from audiolm.models.codec.config import CodecConfig
 from audiolm.training.data.shards import ShardWriter, Utterance
 from audiolm.training.trainer import Trainer
 
@@ -26,15 +26,19 @@ def sources(tiny_corpus, tmp_path_factory):
     root = tmp_path_factory.mktemp("train_commands")
     # tokens for the LM stages: 4 train + 1 valid utterances (semantic 25 Hz, 2 codec levels 75 Hz)
     tokens = root / "tokens"
-    writer = ShardWriter(tokens, {
-        "codec": {"dir": None, "sample_rate": 24000, "frame_rate": 75.0, "codebook_size": 8, "n_q": 2, "kbps": 1.5},
-        "semantic": {"dir": None, "sample_rate": 16000, "frame_rate": 25.0, "vocab_size": 6},
-    })
+    writer = ShardWriter(
+        tokens,
+        {
+            "codec": {"dir": None, "sample_rate": 24000, "frame_rate": 75.0, "codebook_size": 8, "n_q": 2, "kbps": 1.5},
+            "semantic": {"dir": None, "sample_rate": 16000, "frame_rate": 25.0, "vocab_size": 6},
+        },
+    )
     writer.start()
     rng = np.random.default_rng(0)
     for split, n in (("train", 4), ("valid", 1)):
-        writer.write_shard(split, 0, [Utterance(f"{split}{i}", rng.integers(0, 6, 12), rng.integers(0, 8, (36, 2)))
-                                      for i in range(n)])
+        writer.write_shard(
+            split, 0, [Utterance(f"{split}{i}", rng.integers(0, 6, 12), rng.integers(0, 8, (36, 2))) for i in range(n)]
+        )
     writer.finish({"train": 1, "valid": 1})
     # a folder of audio for the WaveNet
     waves = root / "waves"
@@ -42,18 +46,43 @@ def sources(tiny_corpus, tmp_path_factory):
     for i in range(2):
         sf.write(waves / f"{i}.wav", 0.4 * np.sin(np.arange(2000) / (3.0 + i)), 8000)
     configs = {
-        "codec": dataclasses.replace(CodecConfig.tiny(), training=dataclasses.replace(
-            CodecConfig.tiny().training, adversarial_start_step=0)),  # both optimizers from step 0
-        "ssl": {"hidden_size": 32, "num_layers": 2, "contrastive_layers": 1, "num_heads": 2,
-                "intermediate_size": 64, "feature_dim": 32, "conv_channels": 16, "codebook_groups": 2,
-                "codebook_size": 16, "codevector_dim": 32, "num_negatives": 10, "crop_seconds": 0.5,
-                "dropout": 0.1, "depthwise_kernel": 5, "frame_rate": 50},
+        "codec": dataclasses.replace(
+            CodecConfig.tiny(), training=dataclasses.replace(CodecConfig.tiny().training, adversarial_start_step=0)
+        ),  # both optimizers from step 0
+        "ssl": {
+            "hidden_size": 32,
+            "num_layers": 2,
+            "contrastive_layers": 1,
+            "num_heads": 2,
+            "intermediate_size": 64,
+            "feature_dim": 32,
+            "conv_channels": 16,
+            "codebook_groups": 2,
+            "codebook_size": 16,
+            "codevector_dim": 32,
+            "num_negatives": 10,
+            "crop_seconds": 0.5,
+            "dropout": 0.1,
+            "depthwise_kernel": 5,
+            "frame_rate": 50,
+        },
         "coarse": {"model": {"dim": 32, "n_layers": 1, "n_heads": 2, "max_seq_len": 48, "dropout": 0.1}},
-        "wavenet": {"sample_rate": 8000, "layers": 4, "stacks": 1, "residual_channels": 8, "dilation_channels": 8,
-                    "skip_channels": 8, "crop_samples": 64},
+        "wavenet": {
+            "sample_rate": 8000,
+            "layers": 4,
+            "stacks": 1,
+            "residual_channels": 8,
+            "dilation_channels": 8,
+            "skip_channels": 8,
+            "crop_samples": 64,
+        },
     }
-    data = {"codec": ["--data", str(tiny_corpus)], "ssl": ["--data", str(tiny_corpus)],
-            "coarse": ["--tokens", str(tokens)], "wavenet": ["--data", str(waves)]}
+    data = {
+        "codec": ["--data", str(tiny_corpus)],
+        "ssl": ["--data", str(tiny_corpus)],
+        "coarse": ["--tokens", str(tokens)],
+        "wavenet": ["--data", str(waves)],
+    }
     args = {}
     for task, config in configs.items():
         path = root / f"{task}.json"
@@ -118,8 +147,10 @@ def test_log_with_tensorboard_writes_event_files(sources, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run = tmp_path / "run"
-    assert main(sources["coarse"] + ["--out", str(run), "--steps", "4", "--log-with", "tensorboard",
-                                     "--valid-every", "2"]) == 0
+    assert (
+        main(sources["coarse"] + ["--out", str(run), "--steps", "4", "--log-with", "tensorboard", "--valid-every", "2"])
+        == 0
+    )
     assert (run / "log.jsonl").is_file()  # the JSON-lines log stays
     events = list((run / "trackers").rglob("events.out.tfevents.*"))
     assert events

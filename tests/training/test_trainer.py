@@ -20,7 +20,9 @@ SCRIPT = Path(__file__).parent / "toy_training.py"
 
 
 def _config(**kw):
-    base = dict(steps=20, batch_size=8, lr=1e-2, warmup_steps=2, save_every=5, valid_every=10, log_every=5, device="cpu")
+    base = dict(
+        steps=20, batch_size=8, lr=1e-2, warmup_steps=2, save_every=5, valid_every=10, log_every=5, device="cpu"
+    )
     return TrainConfig(**(base | kw))
 
 
@@ -56,9 +58,13 @@ def test_in_process_resume_matches_uninterrupted(tmp_path):
     torch.manual_seed(0)
     Trainer(ToyTask(ToyConfig(), with_critic=True), _config(steps=20), tmp_path / "full", progress=False).fit()
     torch.manual_seed(0)
-    Trainer(ToyTask(ToyConfig(), with_critic=True), _config(steps=20), tmp_path / "part", progress=False).fit(stop_after=10)
+    Trainer(ToyTask(ToyConfig(), with_critic=True), _config(steps=20), tmp_path / "part", progress=False).fit(
+        stop_after=10
+    )
     torch.manual_seed(99)  # a different init: resume must overwrite it from the checkpoint
-    Trainer(ToyTask(ToyConfig(), with_critic=True), _config(steps=20), tmp_path / "part", resume=True, progress=False).fit()
+    Trainer(
+        ToyTask(ToyConfig(), with_critic=True), _config(steps=20), tmp_path / "part", resume=True, progress=False
+    ).fit()
     full, resumed = _final_weights(tmp_path / "full"), _final_weights(tmp_path / "part")
     for k in full:
         assert torch.equal(full[k], resumed[k]), k
@@ -82,9 +88,16 @@ def test_resume_through_the_api_removes_what_a_killed_run_left(tmp_path, capsys)
     keep = [run / "checkpoints" / "LATEST", run / "checkpoints" / "step-00000005", run / ".audiolm.lock"]
 
     holder = subprocess.Popen(  # another process holds the run directory: nothing is touched
-        [sys.executable, "-c", "import sys, time; from audiolm.core.outputs import RunLock; "
-         "RunLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(60)", str(run)],
-        stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2])),
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from audiolm.core.outputs import RunLock; "
+            "RunLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(60)",
+            str(run),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2])),
     )
     try:
         assert holder.stdout.readline().strip() == "locked"
@@ -163,7 +176,9 @@ def test_a_step_with_a_non_finite_loss_is_skipped(tmp_path):
             return out
 
     torch.manual_seed(0)
-    trainer = Trainer(NaNAtStep2(ToyConfig(dropout=0.0)), _config(steps=4, log_every=1), tmp_path / "run", progress=False)
+    trainer = Trainer(
+        NaNAtStep2(ToyConfig(dropout=0.0)), _config(steps=4, log_every=1), tmp_path / "run", progress=False
+    )
     weights = []
     real_step = trainer._train_step
 
@@ -190,8 +205,10 @@ def test_kill_at_random_moments_including_mid_save_then_resume(tmp_path):
     run = tmp_path / "killed"
     rng = np.random.default_rng(16)
     for round_ in range(3):
-        proc = subprocess.Popen([sys.executable, str(SCRIPT), str(run), *common, "--sleep", "0.01"]
-                                + (["--resume"] if round_ else []), env=env)
+        proc = subprocess.Popen(
+            [sys.executable, str(SCRIPT), str(run), *common, "--sleep", "0.01"] + (["--resume"] if round_ else []),
+            env=env,
+        )
         latest = run / "checkpoints" / "LATEST"
         start = latest.read_text() if latest.is_file() else ""
         deadline = time.time() + 120

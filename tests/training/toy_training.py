@@ -116,8 +116,16 @@ def main(argv=None):
     torch.manual_seed(0)
     task = ToyTask(ToyConfig(dropout=args.dropout), sleep=args.sleep, with_critic=args.critic)
     config = TrainConfig(
-        steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=1e-2, warmup_steps=5,
-        save_every=args.save_every, valid_every=10, log_every=5, device=args.device, mixed_precision=args.mixed_precision,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        grad_accum=args.grad_accum,
+        lr=1e-2,
+        warmup_steps=5,
+        save_every=args.save_every,
+        valid_every=10,
+        log_every=5,
+        device=args.device,
+        mixed_precision=args.mixed_precision,
     )
     trainer = Trainer(task, config, args.out, resume=args.resume, progress=False)
     trainer.fit()

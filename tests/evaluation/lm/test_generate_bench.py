@@ -14,8 +14,22 @@ def test_bench_decode_json_format(monkeypatch, capsys):
     tiny = TransformerConfig(vocab_size=64, dim=32, n_layers=1, n_heads=2, max_seq_len=64)
     monkeypatch.setattr(bench, "SIZES", {"10M": tiny})
     monkeypatch.setattr(bench, "measure_bandwidth", lambda device, **kw: 10.0)
-    code = run_command(["bench", "decode", "--json", "--sizes", "10M", "--batches", "1,2", "--new-tokens", "3",
-                    "--repeats", "1", "--no-compile"])  # the compiled rows: test_generate_compiled_step.py
+    code = run_command(
+        [
+            "bench",
+            "decode",
+            "--json",
+            "--sizes",
+            "10M",
+            "--batches",
+            "1,2",
+            "--new-tokens",
+            "3",
+            "--repeats",
+            "1",
+            "--no-compile",
+        ]
+    )  # the compiled rows: test_generate_compiled_step.py
     assert code == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out) == {"machine", "bandwidth_GBps", "results"} and out["bandwidth_GBps"] == 10.0
@@ -86,7 +100,9 @@ def test_streamed_bytes_count_packed_decoding_weights_at_their_dtype():
     packed_model(model, "bfloat16")
     assert bench.streamed_weight_bytes(model, model.tok_embeddings, 1) == fp32 - 2 * matrices
     torch.nn.init.zeros_(model.output.weight)  # a stale packed copy no longer counts
-    assert bench.streamed_weight_bytes(model, model.tok_embeddings, 1) == fp32 - 2 * (matrices - model.output.weight.numel())
+    assert bench.streamed_weight_bytes(model, model.tok_embeddings, 1) == fp32 - 2 * (
+        matrices - model.output.weight.numel()
+    )
 
 
 def test_bench_decode_refuses_bfloat16_on_a_cpu_without_bf16_kernels(monkeypatch, capsys):

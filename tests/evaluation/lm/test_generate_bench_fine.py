@@ -18,14 +18,16 @@ from tests.helpers import run_command
 C, Q = 8, 4
 
 
-
 @pytest.fixture(scope="module")
 def tokens(tmp_path_factory):
     out = tmp_path_factory.mktemp("tokens")
-    writer = ShardWriter(out, {
-        "codec": {"dir": None, "sample_rate": 24000, "frame_rate": 75.0, "codebook_size": C, "n_q": Q, "kbps": 3.0},
-        "semantic": {"dir": None, "sample_rate": 16000, "frame_rate": 25.0, "vocab_size": 6},
-    })
+    writer = ShardWriter(
+        out,
+        {
+            "codec": {"dir": None, "sample_rate": 24000, "frame_rate": 75.0, "codebook_size": C, "n_q": Q, "kbps": 3.0},
+            "semantic": {"dir": None, "sample_rate": 16000, "frame_rate": 25.0, "vocab_size": 6},
+        },
+    )
     writer.start()
     rng = np.random.default_rng(0)
     for split, n in (("train", 3), ("valid", 2)):
@@ -36,8 +38,12 @@ def tokens(tmp_path_factory):
 
 
 def stage_dir(tokens, out, style, window=8):
-    config = StageConfig(stage="fine", fine_style=style, window_frames=window,
-                         model=TransformerConfig(dim=32, n_layers=1, n_heads=2, max_seq_len=32))
+    config = StageConfig(
+        stage="fine",
+        fine_style=style,
+        window_frames=window,
+        model=TransformerConfig(dim=32, n_layers=1, n_heads=2, max_seq_len=32),
+    )
     task = StageTask(config, tokens)
     cfg = TrainConfig(steps=1, batch_size=2, valid_every=10, save_every=10, log_every=10, device="cpu")
     return Trainer(task, cfg, out, progress=False).fit(), task
@@ -76,8 +82,27 @@ def test_cross_entropy_matches_brute_force_and_uniform(tokens, tmp_path):
 def test_bench_fine_json_and_errors(tokens, tmp_path, capsys):
     ar, _ = stage_dir(tokens, tmp_path / "ar", "ar")
     bark, _ = stage_dir(tokens, tmp_path / "bark", "bark")
-    code = run_command(["bench", "fine", str(ar), str(bark), "--tokens", str(tokens), "--json", "--seconds", "0.2",
-                    "--prompt-seconds", "0.1", "--repeats", "1", "--threads", "1", "--clock", "cpu"])
+    code = run_command(
+        [
+            "bench",
+            "fine",
+            str(ar),
+            str(bark),
+            "--tokens",
+            str(tokens),
+            "--json",
+            "--seconds",
+            "0.2",
+            "--prompt-seconds",
+            "0.1",
+            "--repeats",
+            "1",
+            "--threads",
+            "1",
+            "--clock",
+            "cpu",
+        ]
+    )
     assert code == 0
     out = json.loads(capsys.readouterr().out)
     assert [r["fine_style"] for r in out["results"]] == ["ar", "bark"]

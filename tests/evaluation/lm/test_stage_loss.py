@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from audiolm.cli.app import main
-from audiolm.training.data.shards import ShardWriter, TokenShards, Utterance
 from audiolm.core.errors import AudiolmError
+from audiolm.training.data.shards import ShardWriter, TokenShards, Utterance
 
 V = 6
 
@@ -26,10 +26,20 @@ def pattern(n: int, kind: str, phase: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def tokens(tmp_path_factory):
     out = tmp_path_factory.mktemp("kind_tokens")
-    writer = ShardWriter(out, {
-        "codec": {"dir": None, "sample_rate": 24000, "frame_rate": 75.0, "codebook_size": 16, "n_q": 2, "kbps": 1.5},
-        "semantic": {"dir": None, "sample_rate": 16000, "frame_rate": 25.0, "vocab_size": V},
-    })
+    writer = ShardWriter(
+        out,
+        {
+            "codec": {
+                "dir": None,
+                "sample_rate": 24000,
+                "frame_rate": 75.0,
+                "codebook_size": 16,
+                "n_q": 2,
+                "kbps": 1.5,
+            },
+            "semantic": {"dir": None, "sample_rate": 16000, "frame_rate": 25.0, "vocab_size": V},
+        },
+    )
     writer.start()
     for split, n in (("train", 8), ("valid", 4)):
         utts = []
@@ -56,13 +66,41 @@ def test_train_on_one_kind_and_score_each_kind(tokens, tmp_path, capsys):
     config = tmp_path / "stage.json"
     config.write_text(json.dumps({"model": {"dim": 32, "n_layers": 1, "n_heads": 2, "max_seq_len": 16}}))
     run = tmp_path / "speech_run"
-    code = main(["train", "semantic", "--tokens", str(tokens), "--kind", "speech", "--out", str(run),
-                 "--config", str(config), "--steps", "60", "--batch-size", "8", "--lr", "3e-3", "--warmup-steps", "5",
-                 "--valid-every", "60", "--save-every", "60", "--device", "cpu", "--seed", "0"])
+    code = main(
+        [
+            "train",
+            "semantic",
+            "--tokens",
+            str(tokens),
+            "--kind",
+            "speech",
+            "--out",
+            str(run),
+            "--config",
+            str(config),
+            "--steps",
+            "60",
+            "--batch-size",
+            "8",
+            "--lr",
+            "3e-3",
+            "--warmup-steps",
+            "5",
+            "--valid-every",
+            "60",
+            "--save-every",
+            "60",
+            "--device",
+            "cpu",
+            "--seed",
+            "0",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     capsys.readouterr()
-    code = main(["eval", "stage", str(run), "--tokens", str(tokens), "--kinds", "speech,music,all", "--repeats", "2",
-                 "--json"])
+    code = main(
+        ["eval", "stage", str(run), "--tokens", str(tokens), "--kinds", "speech,music,all", "--repeats", "2", "--json"]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     results = {r["kind"]: r for r in json.loads(out)["results"]}

@@ -55,16 +55,34 @@ def test_inventories_scored_separately_and_averaged():
 
 
 def test_cli_eval_semantic_on_tiny_corpus(tiny_corpus, tmp_path, make_config, capsys):
-    from audiolm.core.checkpoint import save_checkpoint
     from audiolm.cli.app import main
+    from audiolm.core.checkpoint import save_checkpoint
     from audiolm.training.semantic.pretraining import KIND, W2vBertModel
 
     torch.manual_seed(0)
     cfg = make_config()
     run = save_checkpoint(tmp_path / "ssl", KIND, cfg, W2vBertModel(cfg).state_dict())
     table = tmp_path / "table.md"
-    code = main(["eval", "semantic", "--data", str(tiny_corpus), "--ssl", str(run), "--k", "4", "--layers", "1", "2",
-                 "--json", "--out", str(table), "--device", "cpu"])
+    code = main(
+        [
+            "eval",
+            "semantic",
+            "--data",
+            str(tiny_corpus),
+            "--ssl",
+            str(run),
+            "--k",
+            "4",
+            "--layers",
+            "1",
+            "2",
+            "--json",
+            "--out",
+            str(table),
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     names = [r["source"] for r in result["rows"]]

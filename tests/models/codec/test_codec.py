@@ -8,12 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from audiolm.models.codec.codec import Codec, CodecInputError
-
-from audiolm.models.codec.config import CodecConfig
-
-from audiolm.models.codec.model import CodecModel
 from audiolm.core.errors import AudiolmError, CheckpointError
+from audiolm.models.codec.codec import Codec, CodecInputError
+from audiolm.models.codec.config import CodecConfig
+from audiolm.models.codec.model import CodecModel
 
 
 @pytest.fixture(scope="module")

@@ -24,8 +24,19 @@ HOP = 320
 
 
 def _frame_config(**changes) -> CodecConfig:
-    base = dict(encoder="stft", decoder="istft", frame_dim=16, frame_intermediate=32, encoder_layers=2,
-                decoder_layers=2, num_filters=4, hidden_size=16, num_lstm_layers=1, kmeans_iters=2, input_gain=1.0)
+    base = dict(
+        encoder="stft",
+        decoder="istft",
+        frame_dim=16,
+        frame_intermediate=32,
+        encoder_layers=2,
+        decoder_layers=2,
+        num_filters=4,
+        hidden_size=16,
+        num_lstm_layers=1,
+        kmeans_iters=2,
+        input_gain=1.0,
+    )
     return CodecConfig(**(base | changes))
 
 
@@ -35,8 +46,9 @@ def test_istft_head_inverts_a_known_spectrum():
     head = ISTFTHead(dim=4, n_fft=n_fft, hop_length=HOP)
     signal = torch.randn(1, frames * HOP)
     pad = (n_fft - HOP) // 2
-    spec = torch.stft(torch.nn.functional.pad(signal, (pad, pad)), n_fft, HOP, window=head.window, center=False,
-                      return_complex=True)  # frame t centred on [t*hop, (t+1)*hop)
+    spec = torch.stft(
+        torch.nn.functional.pad(signal, (pad, pad)), n_fft, HOP, window=head.window, center=False, return_complex=True
+    )  # frame t centred on [t*hop, (t+1)*hop)
     assert spec.shape[-1] == frames
 
     out = head.synthesize(spec)  # the overlap-add alone, without the linear layer
@@ -142,8 +154,9 @@ def test_harmonic_comb_puts_the_magnitudes_on_the_harmonics():
 
 def test_phase_prefix_continues_the_running_phase():
     torch.manual_seed(0)
-    decoder = ISTFTDecoder(8, 16, 32, layers=2, kernel_size=7, causal=True, n_fft=1280, hop_length=HOP,
-                           phase="integrated").eval()
+    decoder = ISTFTDecoder(
+        8, 16, 32, layers=2, kernel_size=7, causal=True, n_fft=1280, hop_length=HOP, phase="integrated"
+    ).eval()
     assert decoder.integrates_phase and decoder.context_samples == 3 * 6 * HOP + 1280
     z = torch.randn(2, 8, 30)
     with torch.no_grad():
@@ -162,8 +175,17 @@ def test_phase_prefix_continues_the_running_phase():
 @pytest.mark.parametrize("n_fft", [640, 1280])
 def test_decoder_shapes_and_causal_latency(n_fft, phase):
     torch.manual_seed(0)
-    decoder = ISTFTDecoder(latent_dim=8, dim=16, intermediate=32, layers=3, kernel_size=7, causal=True,
-                           n_fft=n_fft, hop_length=HOP, phase=phase).eval()
+    decoder = ISTFTDecoder(
+        latent_dim=8,
+        dim=16,
+        intermediate=32,
+        layers=3,
+        kernel_size=7,
+        causal=True,
+        n_fft=n_fft,
+        hop_length=HOP,
+        phase=phase,
+    ).eval()
     assert decoder.lookahead_samples == (n_fft - HOP) // 2  # causal convs: only the iSTFT looks ahead
     frames, changed = 30, 12
     z = torch.randn(1, 8, frames)
@@ -176,7 +198,7 @@ def test_decoder_shapes_and_causal_latency(n_fft, phase):
     diff = (moved - base).abs()[0, 0]
     # frame t first touches output sample t*hop - pad: everything before is final without it
     boundary = changed * HOP - decoder.lookahead_samples
-    assert diff[:boundary].max() == 0 and diff[boundary: boundary + HOP].max() > 1e-6
+    assert diff[:boundary].max() == 0 and diff[boundary : boundary + HOP].max() > 1e-6
 
 
 def test_noncausal_decoder_looks_further_ahead():
@@ -189,7 +211,7 @@ def test_noncausal_decoder_looks_further_ahead():
     with torch.no_grad():
         diff = (decoder(z2) - decoder(z)).abs()[0, 0]
     boundary = 20 * HOP - decoder.lookahead_samples
-    assert diff[:boundary].max() == 0 and diff[boundary: boundary + HOP].max() > 1e-6
+    assert diff[:boundary].max() == 0 and diff[boundary : boundary + HOP].max() > 1e-6
 
 
 def test_stft_encoder_is_causal():
@@ -327,8 +349,9 @@ def test_harmonic_noise_head_follows_a_gliding_pitch():
 
 def test_pitched_decoder_carries_both_running_phases():
     torch.manual_seed(0)
-    decoder = ISTFTDecoder(8, 16, 32, layers=2, kernel_size=7, causal=True, n_fft=1280, hop_length=HOP,
-                           phase="harmonic_noise").eval()
+    decoder = ISTFTDecoder(
+        8, 16, 32, layers=2, kernel_size=7, causal=True, n_fft=1280, hop_length=HOP, phase="harmonic_noise"
+    ).eval()
     z = torch.randn(2, 9, 30)
     z[:, 0] = torch.where(torch.rand(2, 30) > 0.3, 5.0 + 3 * torch.rand(2, 30), torch.zeros(2, 30))  # F0 in bins
     with torch.no_grad():

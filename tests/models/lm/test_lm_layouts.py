@@ -5,9 +5,8 @@ import pytest
 
 from audiolm.core.errors import ConfigError
 from audiolm.models.lm.config import StageConfig, TransformerConfig
-from audiolm.models.lm.stage import complete_stage_config
 from audiolm.models.lm.layouts import IGNORE, CoarseLayout, FineLayout, dedup, semantic_span
-from audiolm.models.lm.stage import make_layout
+from audiolm.models.lm.stage import complete_stage_config, make_layout
 
 INFO = {
     "semantic": {"vocab_size": 10, "frame_rate": 25.0},
@@ -16,7 +15,10 @@ INFO = {
 
 
 def stage(name, max_seq_len=64, **kw):
-    return complete_stage_config(StageConfig(stage=name, model=TransformerConfig(dim=32, n_layers=1, n_heads=2, max_seq_len=max_seq_len), **kw), INFO)
+    return complete_stage_config(
+        StageConfig(stage=name, model=TransformerConfig(dim=32, n_layers=1, n_heads=2, max_seq_len=max_seq_len), **kw),
+        INFO,
+    )
 
 
 def test_semantic_span_25_and_50_hz():
@@ -76,7 +78,7 @@ def test_coarse_example_layout():
 def test_fine_example_layout_and_short_utterance():
     cfg = stage("fine", window_frames=5)
     layout = FineLayout(cfg)
-    acoustic = (np.arange(3 * 4).reshape(3, 4) % 8)  # shorter than the window
+    acoustic = np.arange(3 * 4).reshape(3, 4) % 8  # shorter than the window
     inputs, targets = layout.training_example(np.zeros(1), acoustic, np.random.default_rng(0))
     seq = np.concatenate([inputs, targets[-1:]])
     assert seq.shape[0] == layout.sequence_length() == 5 * 4 + 1

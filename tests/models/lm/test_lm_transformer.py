@@ -7,10 +7,11 @@ from audiolm.models.lm.config import TransformerConfig
 from audiolm.models.lm.transformer import Transformer
 
 
-
 def tiny(mlp="swiglu", max_seq_len=24, vocab=40):
     torch.manual_seed(0)
-    return Transformer(TransformerConfig(vocab_size=vocab, dim=32, n_layers=2, n_heads=4, mlp=mlp, max_seq_len=max_seq_len)).eval()
+    return Transformer(
+        TransformerConfig(vocab_size=vocab, dim=32, n_layers=2, n_heads=4, mlp=mlp, max_seq_len=max_seq_len)
+    ).eval()
 
 
 @pytest.mark.parametrize("mlp", ["swiglu", "gelu"])

@@ -11,19 +11,30 @@ def _save_tiny(kind: str, path):
     if kind == "hubert":
         from transformers import HubertConfig, HubertModel
 
-        model = HubertModel(HubertConfig(**common, conv_dim=(8,) * 7, num_conv_pos_embeddings=16,
-                                         num_conv_pos_embedding_groups=2))
+        model = HubertModel(
+            HubertConfig(**common, conv_dim=(8,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+        )
     elif kind == "wav2vec2":
         from transformers import Wav2Vec2Config, Wav2Vec2Model
 
-        model = Wav2Vec2Model(Wav2Vec2Config(**common, conv_dim=(8,) * 7, num_conv_pos_embeddings=16,
-                                             num_conv_pos_embedding_groups=2, feat_extract_norm="layer",
-                                             do_stable_layer_norm=True))
+        model = Wav2Vec2Model(
+            Wav2Vec2Config(
+                **common,
+                conv_dim=(8,) * 7,
+                num_conv_pos_embeddings=16,
+                num_conv_pos_embedding_groups=2,
+                feat_extract_norm="layer",
+                do_stable_layer_norm=True,
+            )
+        )
     else:
         from transformers import Wav2Vec2BertConfig, Wav2Vec2BertModel
 
-        model = Wav2Vec2BertModel(Wav2Vec2BertConfig(**common, output_hidden_size=16, conv_depthwise_kernel_size=3,
-                                                     position_embeddings_type=None))
+        model = Wav2Vec2BertModel(
+            Wav2Vec2BertConfig(
+                **common, output_hidden_size=16, conv_depthwise_kernel_size=3, position_embeddings_type=None
+            )
+        )
     model.save_pretrained(str(path))
     return path
 
@@ -60,8 +71,11 @@ def _reference_hidden(kind: str, directory, wav16k: torch.Tensor, layer: int, pa
     with torch.no_grad():
         if kind == "w2v-bert":
             inputs = SeamlessM4TFeatureExtractor()(list(padded.numpy()), sampling_rate=16000, return_tensors="pt")
-            out = model(input_features=inputs["input_features"], attention_mask=inputs["attention_mask"],
-                        output_hidden_states=True)
+            out = model(
+                input_features=inputs["input_features"],
+                attention_mask=inputs["attention_mask"],
+                output_hidden_states=True,
+            )
         else:
             if model.config.feat_extract_norm == "layer":  # wav2vec 2.0 "large"-style: normalised input
                 wav16k = (wav16k - wav16k.mean(-1, keepdim=True)) / torch.sqrt(wav16k.var(-1, keepdim=True) + 1e-7)

@@ -121,18 +121,44 @@ def test_cli_train_kmeans(tiny_corpus, tmp_path, make_config):
 
     torch.manual_seed(0)
     cfg = make_config()
-    run_model = save_checkpoint(tmp_path / "run" / "model", KIND, cfg, W2vBertModel(cfg).state_dict(),
-                                extra_json={"ssl_data.json": {"data": str(tiny_corpus)}})
+    run_model = save_checkpoint(
+        tmp_path / "run" / "model",
+        KIND,
+        cfg,
+        W2vBertModel(cfg).state_dict(),
+        extra_json={"ssl_data.json": {"data": str(tiny_corpus)}},
+    )
     out = tmp_path / "tok"
     # --data defaults to the corpus the SSL run recorded
-    assert main(["train", "kmeans", "--ssl", str(run_model.parent), "--layer", "1", "--k", "6", "--out", str(out),
-                 "--steps", "10", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "kmeans",
+                "--ssl",
+                str(run_model.parent),
+                "--layer",
+                "1",
+                "--k",
+                "6",
+                "--out",
+                str(out),
+                "--steps",
+                "10",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     tok = SemanticTokenizer.from_pretrained(out)
     assert tok.vocab_size == 6 and tok.layer == 1
     assert main(["train", "kmeans", "--ssl", str(run_model), "--layer", "1", "--k", "6", "--out", str(out)]) == 2
 
 
-@pytest.mark.skipif(not (tokenizer_module.default_checkpoint_dir() / "config.json").exists(), reason="no shipped tokenizer")
+@pytest.mark.skipif(
+    not (tokenizer_module.default_checkpoint_dir() / "config.json").exists(), reason="no shipped tokenizer"
+)
 def test_shipped_tokenizer_is_our_encoder_and_deterministic():
     """checkpoints/semantic: our SSL encoder's layer 3 + k-means (K=256, 25 Hz), the tokens the
     shipped stages were trained on; the same audio gives the same tokens, at any input rate."""

@@ -6,8 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from audiolm.models.wavenet.model import WaveNet
-from audiolm.models.wavenet.model import shipped_dir
+from audiolm.models.wavenet.model import WaveNet, shipped_dir
 
 SHIPPED = shipped_dir("wavenet_gc")
 VOCODER = shipped_dir("wavenet_vocoder")

@@ -120,8 +120,9 @@ def test_phase_derivative_loss_sees_phase_that_mel_ignores():
     window = torch.hann_window(1024)
     spec = torch.stft(wav[:, 0], 1024, 256, window=window, return_complex=True)
     scrambled_phase = torch.rand(spec.shape, generator=gen) * 2 * math.pi
-    scrambled = torch.istft(torch.polar(spec.abs(), scrambled_phase), 1024, 256, window=window,
-                            length=wav.shape[-1])[:, None]
+    scrambled = torch.istft(torch.polar(spec.abs(), scrambled_phase), 1024, 256, window=window, length=wav.shape[-1])[
+        :, None
+    ]
     assert float(phase_derivative_loss(wav, wav)) < 1e-5
     assert float(phase_derivative_loss(scrambled, wav)) > 0.5
     # and it rises with the share of frames scrambled
@@ -135,6 +136,7 @@ def test_phase_derivative_loss_sees_phase_that_mel_ignores():
 def test_stft_magnitude_loss_grows_with_a_pitch_shift():
     """0 for a signal vs itself; a harmonic voice shifted in pitch scores worse the further it
     moves; gradients are finite from silence."""
+
     def voice(f0: float) -> torch.Tensor:
         return sum(_tone(f0 * h, 1.0) / h for h in range(1, 20))[None, None]
 

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from audiolm.models.codec.codec import Codec
-
 from audiolm.models.codec.config import CodecConfig
 from audiolm.training.codec.task import AudioCropDataset, CodecTask
 from audiolm.training.task import ItemKey
@@ -17,8 +16,18 @@ from audiolm.training.trainer import TrainConfig, Trainer
 
 
 def _train_config(steps: int) -> TrainConfig:
-    return TrainConfig(steps=steps, batch_size=4, lr=3e-3, warmup_steps=0, weight_decay=0.0,
-                       valid_every=10, valid_batches=1, save_every=100, log_every=1, seed=0)
+    return TrainConfig(
+        steps=steps,
+        batch_size=4,
+        lr=3e-3,
+        warmup_steps=0,
+        weight_decay=0.0,
+        valid_every=10,
+        valid_batches=1,
+        save_every=100,
+        log_every=1,
+        seed=0,
+    )
 
 
 def _task(corpus) -> CodecTask:
@@ -73,12 +82,25 @@ def test_phase_and_stft_losses_join_the_balanced_losses_when_weighted(tiny_corpu
     import dataclasses
 
     config = dataclasses.replace(
-        CodecConfig.tiny(), encoder="stft", decoder="istft", frame_dim=16, frame_intermediate=32,
-        encoder_layers=1, decoder_layers=1, istft_phase="harmonic", istft_harmonic_comb=True,
+        CodecConfig.tiny(),
+        encoder="stft",
+        decoder="istft",
+        frame_dim=16,
+        frame_intermediate=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        istft_phase="harmonic",
+        istft_harmonic_comb=True,
         istft_max_log_magnitude=7.6,
-        training=dataclasses.replace(CodecConfig.tiny().training, weight_phase=1.0, weight_stft=1.0,
-                                     weight_head_magnitude=1.0, weight_head_phase=1.0, weight_head_f0=1.0,
-                                     teacher_forced_f0=True),
+        training=dataclasses.replace(
+            CodecConfig.tiny().training,
+            weight_phase=1.0,
+            weight_stft=1.0,
+            weight_head_magnitude=1.0,
+            weight_head_phase=1.0,
+            weight_head_f0=1.0,
+            teacher_forced_f0=True,
+        ),
     )
     torch.manual_seed(0)
     task = CodecTask.from_corpus(config, tiny_corpus)
@@ -92,7 +114,9 @@ def test_phase_and_stft_losses_join_the_balanced_losses_when_weighted(tiny_corpu
     # teacher forcing: the head follows the pitch target where it is voiced
     target = task._f0_target(batch)
     extras = {"f0_given": target}
-    parts["model"].decoder.forward_supervised(parts["model"].quantizer(parts["model"].encoder(batch), 4).quantized, extras)
+    parts["model"].decoder.forward_supervised(
+        parts["model"].quantizer(parts["model"].encoder(batch), 4).quantized, extras
+    )
     assert target.gt(0).any() and extras["f0_bins"].shape == target.shape
     out.losses["model"].backward()
     head = parts["model"].decoder.head.out.weight

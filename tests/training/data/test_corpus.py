@@ -38,7 +38,8 @@ def _check_corpus(root: Path, items: list[CorpusItem]) -> None:
         else:
             assert item.text is None and item.phones is None and "piece" in item.labels
     for kind, key in (("speech", "speaker"), ("music", "piece")):
-        def label(i: CorpusItem) -> str:
+
+        def label(i: CorpusItem, key: str = key) -> str:
             return i.speaker if key == "speaker" else i.labels["piece"]
 
         train = {label(i) for i in items if i.kind == kind and i.split == "train"}
@@ -69,7 +70,18 @@ def test_read_manifest_filters(tiny_corpus: Path) -> None:
 
 def test_manifest_round_trip(tmp_path: Path) -> None:
     items = [
-        CorpusItem("a", "speech/a.wav", "speech", "train", 1.5, 24000, {"voice": "x"}, "e:x", "hi there", "speech/a.phones.json"),
+        CorpusItem(
+            "a",
+            "speech/a.wav",
+            "speech",
+            "train",
+            1.5,
+            24000,
+            {"voice": "x"},
+            "e:x",
+            "hi there",
+            "speech/a.phones.json",
+        ),
         CorpusItem("b", "music/b.wav", "music", "valid", 2.0, 24000, {"piece": "p"}, "gm:piano"),
     ]
     write_manifest(tmp_path, items)
@@ -83,9 +95,18 @@ def test_manifest_round_trip(tmp_path: Path) -> None:
     [
         ("{not json", "not valid JSON"),
         ('{"id": "a", "path": "x.wav", "kind": "speech", "split": "train", "duration": 1}', "missing field"),
-        ('{"id": "a", "path": "x.wav", "kind": "speech", "split": "train", "duration": 1, "sample_rate": 16000, "colour": 1}', "unknown field"),
-        ('{"id": "a", "path": "x.wav", "kind": "noise", "split": "train", "duration": 1, "sample_rate": 16000}', "kind"),
-        ('{"id": "a", "path": "../x.wav", "kind": "music", "split": "train", "duration": 1, "sample_rate": 16000}', "relative"),
+        (
+            '{"id": "a", "path": "x.wav", "kind": "speech", "split": "train", "duration": 1, "sample_rate": 16000, "colour": 1}',
+            "unknown field",
+        ),
+        (
+            '{"id": "a", "path": "x.wav", "kind": "noise", "split": "train", "duration": 1, "sample_rate": 16000}',
+            "kind",
+        ),
+        (
+            '{"id": "a", "path": "../x.wav", "kind": "music", "split": "train", "duration": 1, "sample_rate": 16000}',
+            "relative",
+        ),
     ],
 )
 def test_bad_manifest_lines(tmp_path: Path, line: str, match: str) -> None:
@@ -160,11 +181,13 @@ def test_render_stops_a_runaway_fluidsynth(tmp_path: Path) -> None:
     mido = pytest.importorskip("mido")
     from audiolm.training.data.music_render import find_soundfont, render_midi
 
-    track = mido.MidiTrack([  # strings sustain for as long as the note is held (a piano would decay)
-        mido.Message("program_change", program=48, time=0),
-        mido.Message("note_on", note=60, velocity=90, time=0),
-        mido.MetaMessage("end_of_track", time=960),
-    ])
+    track = mido.MidiTrack(
+        [  # strings sustain for as long as the note is held (a piano would decay)
+            mido.Message("program_change", program=48, time=0),
+            mido.Message("note_on", note=60, velocity=90, time=0),
+            mido.MetaMessage("end_of_track", time=960),
+        ]
+    )
     midi = mido.MidiFile(ticks_per_beat=480)
     midi.tracks.append(track)
     midi.save(str(tmp_path / "held.mid"))
@@ -189,7 +212,9 @@ def test_missing_tools_name_the_apt_package(monkeypatch: pytest.MonkeyPatch) -> 
         check_tools(speech=True, music=False)
     with pytest.raises(AudiolmError, match=r"apt-get install fluidsynth"):
         check_tools(speech=False, music=True)
-    monkeypatch.setattr(music_render, "SOUNDFONTS", (("FluidR3_GM", "/nonexistent/FluidR3_GM.sf2", "fluid-soundfont-gm"),))
+    monkeypatch.setattr(
+        music_render, "SOUNDFONTS", (("FluidR3_GM", "/nonexistent/FluidR3_GM.sf2", "fluid-soundfont-gm"),)
+    )
     with pytest.raises(AudiolmError, match=r"apt-get install fluid-soundfont-gm"):
         music_render.find_soundfont()
 
@@ -243,7 +268,9 @@ def test_build_writes_a_valid_corpus(built_corpus: Path) -> None:
 
     for item in speech:  # the valid voices never reach train; the reserved ones reach neither
         variant = item.labels.get("variant")
-        valid_voice = variant in ESPEAK_VALID_VARIANTS or item.labels["voice"] in FLITE_VALID_VOICES + FESTIVAL_VALID_VOICES
+        valid_voice = (
+            variant in ESPEAK_VALID_VARIANTS or item.labels["voice"] in FLITE_VALID_VOICES + FESTIVAL_VALID_VOICES
+        )
         assert valid_voice == (item.split == "valid")
         assert not is_reserved_voice(item.labels["engine"], item.labels["voice"])
         assert 0.9 <= item.labels["warp"] <= 1.1
@@ -257,13 +284,23 @@ def test_rebuild_is_a_no_op_and_resumes(built_corpus: Path) -> None:
     manifest = (built_corpus / "manifest.jsonl").read_text()
     stamps = {p: p.stat().st_mtime_ns for p in built_corpus.rglob("*.wav")}
     # through the CLI: the same command again changes nothing
-    assert main(["corpus", "build", str(built_corpus), "--speech-minutes", "0.3", "--music-minutes", "0.3", "--no-progress"]) == 0
+    assert (
+        main(
+            ["corpus", "build", str(built_corpus), "--speech-minutes", "0.3", "--music-minutes", "0.3", "--no-progress"]
+        )
+        == 0
+    )
     assert (built_corpus / "manifest.jsonl").read_text() == manifest
     assert {p: p.stat().st_mtime_ns for p in built_corpus.rglob("*.wav")} == stamps
     # a lost file (a killed build) is rendered again, the same
     victim = read_manifest(built_corpus, kind="speech")[0]
     victim.audio_path.unlink()
-    assert main(["corpus", "build", str(built_corpus), "--speech-minutes", "0.3", "--music-minutes", "0.3", "--no-progress"]) == 0
+    assert (
+        main(
+            ["corpus", "build", str(built_corpus), "--speech-minutes", "0.3", "--music-minutes", "0.3", "--no-progress"]
+        )
+        == 0
+    )
     assert victim.audio_path.is_file()
     assert (built_corpus / "manifest.jsonl").read_text() == manifest
     assert not list(built_corpus.rglob("*.tmp"))
@@ -289,7 +326,11 @@ def test_render_valid_examples(tmp_path: Path, built_corpus: Path) -> None:
     assert music.split == "valid" and 3.5 <= music.duration <= 5.5
     assert speech.audio_path == (tmp_path / "prompt_speech.wav").resolve() and speech.phones_path.is_file()
     assert audio_duration(tmp_path / "prompt_music.wav") == pytest.approx(music.duration, abs=1e-3)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["prompt_music.wav", "prompt_speech.phones.json", "prompt_speech.wav"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "prompt_music.wav",
+        "prompt_speech.phones.json",
+        "prompt_speech.wav",
+    ]
 
 
 @needs_tools

@@ -15,8 +15,8 @@ import soundfile as sf
 
 from audiolm.core.audio import audio_duration, load_audio, rms_db
 from audiolm.core.corpus import read_manifest
-from audiolm.training.data.corpus_import import ImportSettings, chunk_stream, import_corpus
 from audiolm.core.errors import AudiolmError
+from audiolm.training.data.corpus_import import ImportSettings, chunk_stream, import_corpus
 
 RATE = 16000
 
@@ -42,8 +42,11 @@ def _long_with_pauses(minutes: float, rng: np.random.Generator) -> tuple[np.ndar
 
 def _tree_state(root: Path) -> dict[str, tuple]:
     return {
-        p.relative_to(root).as_posix(): (p.is_dir(), p.stat().st_mtime_ns,
-                                         None if p.is_dir() else hashlib.sha1(p.read_bytes()).hexdigest())
+        p.relative_to(root).as_posix(): (
+            p.is_dir(),
+            p.stat().st_mtime_ns,
+            None if p.is_dir() else hashlib.sha1(p.read_bytes()).hexdigest(),
+        )
         for p in sorted(root.rglob("*"))
     }
 
@@ -149,9 +152,16 @@ def test_a_file_list_and_a_rerun(imported, source_folder, tmp_path: Path) -> Non
     src, _ = source_folder
     out, items, report = imported
     listing = tmp_path / "files.txt"
-    listing.write_text("# my files\n" + "\n".join(str(p) for p in sorted((src / "music").rglob("*.wav"))) + "\nnope.wav\n")
-    got, rep = import_corpus(listing, tmp_path / "from_list", ImportSettings(sample_rate=RATE, kind="music",
-                                                                            group_by="parent"), workers=1, progress=False)
+    listing.write_text(
+        "# my files\n" + "\n".join(str(p) for p in sorted((src / "music").rglob("*.wav"))) + "\nnope.wav\n"
+    )
+    got, rep = import_corpus(
+        listing,
+        tmp_path / "from_list",
+        ImportSettings(sample_rate=RATE, kind="music", group_by="parent"),
+        workers=1,
+        progress=False,
+    )
     assert len(got) == 6 and {i.kind for i in got} == {"music"}
     assert [s["reason"] for s in rep["skipped"]] == ["missing"]
     # the same import again: nothing is redone, the same manifest
@@ -185,12 +195,18 @@ def test_a_killed_import_resumes_to_the_same_corpus(tmp_path: Path) -> None:
         for u in range(8):
             sf.write(src / f"spk{s}" / f"u{u}.wav", _voice(rng.uniform(1.5, 3.0), 100 + 20 * s, rng), RATE)
     out = tmp_path / "out"
-    code = ("from audiolm.training.data.corpus_import import import_corpus, ImportSettings; "
-            f"import_corpus({str(src)!r}, {str(out)!r}, ImportSettings(sample_rate={RATE}, kind='speech'), "
-            "workers=1, progress=False)")
+    code = (
+        "from audiolm.training.data.corpus_import import import_corpus, ImportSettings; "
+        f"import_corpus({str(src)!r}, {str(out)!r}, ImportSettings(sample_rate={RATE}, kind='speech'), "
+        "workers=1, progress=False)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code])
     deadline = time.monotonic() + 120
-    while proc.poll() is None and time.monotonic() < deadline and len(list((out / ".import").glob("*.json")) if (out / ".import").is_dir() else []) < 5:
+    while (
+        proc.poll() is None
+        and time.monotonic() < deadline
+        and len(list((out / ".import").glob("*.json")) if (out / ".import").is_dir() else []) < 5
+    ):
         time.sleep(0.01)
     proc.kill()  # SIGKILL mid-way
     proc.wait()
@@ -198,8 +214,9 @@ def test_a_killed_import_resumes_to_the_same_corpus(tmp_path: Path) -> None:
     done_before = len(list((out / ".import").glob("*.json")))
     assert 5 <= done_before < 48
     items, _ = import_corpus(src, out, ImportSettings(sample_rate=RATE, kind="speech"), workers=2, progress=False)
-    fresh, _ = import_corpus(src, tmp_path / "fresh", ImportSettings(sample_rate=RATE, kind="speech"), workers=1,
-                             progress=False)
+    fresh, _ = import_corpus(
+        src, tmp_path / "fresh", ImportSettings(sample_rate=RATE, kind="speech"), workers=1, progress=False
+    )
     assert [i.to_json() for i in items] == [i.to_json() for i in fresh] and len(items) == 48
     assert not list(out.rglob(".*.tmp"))
     for got, want in zip(items, fresh):

@@ -9,9 +9,13 @@ from pathlib import Path
 import pytest
 
 from audiolm.core.corpus import read_manifest, read_phones
-from audiolm.training.data.reserved import (RESERVED_FESTIVAL_VOICES, RESERVED_MBROLA_VOICES, is_reserved_soundfont,
-                                   is_reserved_voice)
 from audiolm.core.errors import AudiolmError
+from audiolm.training.data.reserved import (
+    RESERVED_FESTIVAL_VOICES,
+    RESERVED_MBROLA_VOICES,
+    is_reserved_soundfont,
+    is_reserved_voice,
+)
 
 
 def test_the_reserved_list() -> None:
@@ -56,18 +60,27 @@ def test_training_inventory_and_plans_hold_no_reserved_voice() -> None:
     assert all(plan_music(i, 0, pieces, inventory).params["soundfont"] == "TimGM6mb" for i in range(20))
 
 
-@pytest.mark.parametrize("inventory, what", [
-    ({"festival": ["kal_diphone"]}, "kal_diphone"),
-    ({"festival": ["cmu_us_slt_arctic_hts"]}, "cmu_us_slt_arctic_hts"),
-    ({"espeak_voices": ["mb-us1"], "espeak_variants": ["m1"]}, "mb-us1"),
-    ({"mbrola": ["en1"]}, "en1"),
-    ({"soundfonts": ["MuseScore_General"]}, "MuseScore_General"),
-])
+@pytest.mark.parametrize(
+    "inventory, what",
+    [
+        ({"festival": ["kal_diphone"]}, "kal_diphone"),
+        ({"festival": ["cmu_us_slt_arctic_hts"]}, "cmu_us_slt_arctic_hts"),
+        ({"espeak_voices": ["mb-us1"], "espeak_variants": ["m1"]}, "mb-us1"),
+        ({"mbrola": ["en1"]}, "en1"),
+        ({"soundfonts": ["MuseScore_General"]}, "MuseScore_General"),
+    ],
+)
 def test_the_builder_refuses_reserved_voices(tmp_path: Path, inventory: dict, what: str) -> None:
     from audiolm.training.data.corpus_build import build_corpus
 
-    full = {"espeak_voices": ["en-us"], "espeak_variants": ["m1", "m4"], "flite": ["kal16", "rms"], "festival": [],
-            "soundfonts": [], **inventory}
+    full = {
+        "espeak_voices": ["en-us"],
+        "espeak_variants": ["m1", "m4"],
+        "flite": ["kal16", "rms"],
+        "festival": [],
+        "soundfonts": [],
+        **inventory,
+    }
     with pytest.raises(AudiolmError, match=f"{what}.*reserved for held-out"):
         build_corpus(tmp_path / "out", 0.1, 0.0, progress=False, workers=1, inventory=full)
     assert not (tmp_path / "out").exists()  # refused before anything is written
@@ -98,8 +111,24 @@ def test_heldout_build_uses_only_reserved_voices(tmp_path: Path) -> None:
     from audiolm.cli.app import main
 
     out = tmp_path / "heldout"
-    assert main(["corpus", "build", str(out), "--heldout", "--speech-minutes", "0.2", "--music-minutes", "0",
-                 "--jobs", "1", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "corpus",
+                "build",
+                str(out),
+                "--heldout",
+                "--speech-minutes",
+                "0.2",
+                "--music-minutes",
+                "0",
+                "--jobs",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     items = read_manifest(out)
     assert items and all(i.split == "valid" and i.kind == "speech" for i in items)
     for item in items:
@@ -111,8 +140,10 @@ def test_heldout_build_uses_only_reserved_voices(tmp_path: Path) -> None:
     assert main(["corpus", "build", str(out), "--speech-minutes", "0.2", "--no-progress"]) == 2
 
 
-@pytest.mark.skipif(shutil.which("festival") is None or not Path("/usr/share/festival/voices/italian/lp_diphone").is_dir(),
-                    reason="festival or festvox-italp16k is not installed")
+@pytest.mark.skipif(
+    shutil.which("festival") is None or not Path("/usr/share/festival/voices/italian/lp_diphone").is_dir(),
+    reason="festival or festvox-italp16k is not installed",
+)
 def test_festival_phones_fit_the_audio() -> None:
     from audiolm.training.data.festival_synth import festival_synth
 

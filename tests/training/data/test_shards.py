@@ -44,7 +44,7 @@ def test_round_trip_and_mmap(tmp_path):
     writer.finish({"train": 2, "valid": 1})
     shards = TokenShards(tmp_path / "tok", "train")
     assert len(shards) == 5
-    for original, (i, got) in zip(utts, enumerate(shards)):
+    for original, (_i, got) in zip(utts, enumerate(shards)):
         assert got.id == original.id and got.meta["speaker"] == original.meta["speaker"]
         assert np.array_equal(got.semantic, original.semantic)
         assert np.array_equal(got.acoustic, original.acoustic)
@@ -123,7 +123,9 @@ class FakeSemantic:
 def test_tokenize_corpus_aligns_streams(tiny_corpus, tmp_path):
     from audiolm.core.corpus import read_manifest
 
-    index = tokenize_corpus(tiny_corpus, tmp_path / "tok", FakeCodec(), FakeSemantic(), kbps=3, shard_size=4, progress=False)
+    index = tokenize_corpus(
+        tiny_corpus, tmp_path / "tok", FakeCodec(), FakeSemantic(), kbps=3, shard_size=4, progress=False
+    )
     info = json.loads(index.read_text())
     assert info["codec"]["n_q"] == 4 and info["semantic"]["vocab_size"] == 10
     items = read_manifest(tiny_corpus)

@@ -13,8 +13,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from audiolm.training.data.crops import AudioCrops, read_segment
 from audiolm.models.semantic.kmeans import FrameReservoir
+from audiolm.training.data.crops import AudioCrops, read_segment
 from audiolm.training.task import ItemKey
 
 
@@ -24,8 +24,9 @@ def mixed_files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     rng = np.random.default_rng(0)
     folder = tmp_path_factory.mktemp("mixed")
     files = []
-    for i, (rate, channels, seconds) in enumerate([(24000, 1, 1.3), (22050, 1, 0.7), (48000, 2, 2.1), (16000, 1, 0.2),
-                                                    (44100, 1, 1.0), (24000, 2, 0.9)]):
+    for i, (rate, channels, seconds) in enumerate(
+        [(24000, 1, 1.3), (22050, 1, 0.7), (48000, 2, 2.1), (16000, 1, 0.2), (44100, 1, 1.0), (24000, 2, 0.9)]
+    ):
         t = np.arange(int(rate * seconds)) / rate
         x = 0.4 * np.sin(2 * np.pi * 220 * t * (1 + t)) + 0.05 * rng.standard_normal(len(t))
         data = np.stack([x, 0.5 * x], axis=1) if channels == 2 else x
@@ -65,8 +66,9 @@ def test_crops_through_dataloader_workers(mixed_files: list[Path]) -> None:
     data = AudioCrops(mixed_files, 24000, 1000)
     assert len(pickle.dumps(data)) < 5000  # paths and lengths only: cheap to hand to workers
     keys = [ItemKey(i, i * 13 + 5) for i in range(8)]
-    loader = torch.utils.data.DataLoader(keys, batch_size=4, num_workers=2, collate_fn=lambda ks: torch.stack(
-        [data[k] for k in ks]))
+    loader = torch.utils.data.DataLoader(
+        keys, batch_size=4, num_workers=2, collate_fn=lambda ks: torch.stack([data[k] for k in ks])
+    )
     got = torch.cat(list(loader))
     want = torch.stack([data[k] for k in keys])
     assert torch.equal(got, want)
@@ -75,11 +77,18 @@ def test_crops_through_dataloader_workers(mixed_files: list[Path]) -> None:
 def test_wavenet_crops_stream_from_disk(mixed_files: list[Path]) -> None:
     from audiolm.core.audio import load_audio
     from audiolm.models.wavenet.config import WaveNetConfig
-    from audiolm.training.wavenet.dataset import AudioSource, CropDataset, load_clips
     from audiolm.models.wavenet.mulaw import mulaw_encode
+    from audiolm.training.wavenet.dataset import AudioSource, CropDataset, load_clips
 
-    config = WaveNetConfig(sample_rate=16000, crop_samples=1024, residual_channels=8, dilation_channels=8,
-                           skip_channels=8, layers=4, stacks=1)
+    config = WaveNetConfig(
+        sample_rate=16000,
+        crop_samples=1024,
+        residual_channels=8,
+        dilation_channels=8,
+        skip_channels=8,
+        layers=4,
+        stacks=1,
+    )
     clips = load_clips([AudioSource(p, None) for p in mixed_files], config, progress=False)
     data = CropDataset(clips, config)
     whole = {str(c.path): mulaw_encode(load_audio(c.path, sample_rate=16000, mono=True)[0][0], 256) for c in clips}

@@ -106,8 +106,14 @@ def test_shipped_tokenizers_chunked(tiny_corpus: Path) -> None:
         return semantic.encode(torch.from_numpy(x), 16000)[0].numpy()
 
     whole = tokens(wav16)
-    chunked = encode_chunked(tokens, lambda s, c: wav16[s : s + c], len(wav16), hop,
-                             chunk_frames=8 * semantic.frame_rate, context_frames=2 * semantic.frame_rate)
+    chunked = encode_chunked(
+        tokens,
+        lambda s, c: wav16[s : s + c],
+        len(wav16),
+        hop,
+        chunk_frames=8 * semantic.frame_rate,
+        context_frames=2 * semantic.frame_rate,
+    )
     assert chunked.shape == whole.shape and (chunked == whole).mean() >= 0.8
 
 

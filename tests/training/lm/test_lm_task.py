@@ -9,12 +9,12 @@ import torch
 
 from audiolm.cli.app import main
 from audiolm.core.checkpoint import load_tensors
-from audiolm.training.data.shards import ShardWriter, Utterance
 from audiolm.inference.sampling import SamplingConfig
 from audiolm.inference.stages import generate_coarse, generate_fine, generate_semantic
 from audiolm.models.lm.config import StageConfig, TransformerConfig
-from audiolm.training.lm.task import StageTask
 from audiolm.models.lm.stage import load_stage
+from audiolm.training.data.shards import ShardWriter, Utterance
+from audiolm.training.lm.task import StageTask
 from audiolm.training.trainer import TrainConfig, Trainer
 
 C = 8  # codebook size
@@ -33,7 +33,6 @@ def acoustic_pattern(semantic):
     a0 = (s + sub) % C
     a1 = (2 * s + 1) % C
     return np.stack([a0, a1, (a0 + a1) % C, (a0 * 3 + 1) % C], axis=1)
-
 
 
 @pytest.fixture(scope="module")
@@ -59,15 +58,28 @@ def tokens(tmp_path_factory):
 
 def small(stage, max_seq_len=32):
     if stage == "fine_bark":  # the Bark-style fine stage: a window of 16 frames, one token each
-        return StageConfig(stage="fine", fine_style="bark", window_frames=16,
-                           model=TransformerConfig(dim=48, n_layers=2, n_heads=4, max_seq_len=max_seq_len))
+        return StageConfig(
+            stage="fine",
+            fine_style="bark",
+            window_frames=16,
+            model=TransformerConfig(dim=48, n_layers=2, n_heads=4, max_seq_len=max_seq_len),
+        )
     return StageConfig(stage=stage, model=TransformerConfig(dim=48, n_layers=2, n_heads=4, max_seq_len=max_seq_len))
 
 
 def train(stage, tokens, out, steps):
     task = StageTask(small(stage), tokens)
-    cfg = TrainConfig(steps=steps, batch_size=8, lr=3e-3, warmup_steps=10, valid_every=steps, valid_batches=1,
-                      save_every=steps, log_every=steps, device="cpu")
+    cfg = TrainConfig(
+        steps=steps,
+        batch_size=8,
+        lr=3e-3,
+        warmup_steps=10,
+        valid_every=steps,
+        valid_batches=1,
+        save_every=steps,
+        log_every=steps,
+        device="cpu",
+    )
     torch.manual_seed(0)
     model_dir = Trainer(task, cfg, out, progress=False).fit()
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
@@ -94,7 +106,9 @@ def test_semantic_stage_learns_and_generates_the_pattern(trained):
     out = generate_semantic(model, cfg, prompt, 60, sampling=GREEDY)
     assert torch.equal(out[0], torch.from_numpy(semantic_pattern(65, phase=2)))
     # sampled at a low temperature with top-k, batched with different seeds: still the pattern
-    sampled = generate_semantic(model, cfg, prompt.repeat(2, 1), 20, sampling=SamplingConfig(0.3, top_k=2), seeds=[1, 2])
+    sampled = generate_semantic(
+        model, cfg, prompt.repeat(2, 1), 20, sampling=SamplingConfig(0.3, top_k=2), seeds=[1, 2]
+    )
     assert (sampled == torch.from_numpy(semantic_pattern(25, phase=2))).float().mean() > 0.95
 
 
@@ -187,15 +201,33 @@ def test_train_command_resume_equals_the_uninterrupted_run(tokens, tmp_path):
     """3 steps + --resume to 6 == 6 steps in one go, weight for weight (dropout on, so the
     restored RNG state matters; constant LR, so the schedule's length does not)."""
     config = tmp_path / "stage.json"
-    config.write_text(json.dumps({"model": {"dim": 32, "n_layers": 1, "n_heads": 2, "max_seq_len": 24,
-                                            "dropout": 0.2}}))
+    config.write_text(
+        json.dumps({"model": {"dim": 32, "n_layers": 1, "n_heads": 2, "max_seq_len": 24, "dropout": 0.2}})
+    )
     train_config = tmp_path / "train.json"
     train_config.write_text(json.dumps({"min_lr_ratio": 1.0, "warmup_steps": 0}))
 
     def base(run):
-        return ["train", "fine", "--tokens", str(tokens), "--out", str(run), "--config", str(config),
-                "--train-config", str(train_config), "--batch-size", "4", "--save-every", "3",
-                "--valid-every", "100", "--device", "cpu"]
+        return [
+            "train",
+            "fine",
+            "--tokens",
+            str(tokens),
+            "--out",
+            str(run),
+            "--config",
+            str(config),
+            "--train-config",
+            str(train_config),
+            "--batch-size",
+            "4",
+            "--save-every",
+            "3",
+            "--valid-every",
+            "100",
+            "--device",
+            "cpu",
+        ]
 
     whole, run = tmp_path / "whole", tmp_path / "run"
     torch.manual_seed(0)  # the same initial weights for both runs (the stage is built before the trainer seeds)
@@ -206,7 +238,10 @@ def test_train_command_resume_equals_the_uninterrupted_run(tokens, tmp_path):
     first = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines() if "valid" not in line]
     # resume to 6 steps: continues from the step-3 checkpoint
     assert main(["train", "fine", "--tokens", str(tokens), "--out", str(run), "--resume", "--steps", "6"]) == 0
-    resumed, uninterrupted = load_tensors(run / "model" / "model.safetensors"), load_tensors(whole / "model" / "model.safetensors")
+    resumed, uninterrupted = (
+        load_tensors(run / "model" / "model.safetensors"),
+        load_tensors(whole / "model" / "model.safetensors"),
+    )
     assert resumed.keys() == uninterrupted.keys()
     for name in resumed:
         assert torch.equal(resumed[name], uninterrupted[name]), name

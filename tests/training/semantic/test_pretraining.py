@@ -58,7 +58,7 @@ def test_loss_falls_on_tiny_corpus(tiny_corpus, make_config):
     batch = task.collate([data[i] for i in range(4)])
     opt = torch.optim.AdamW(task.model.parameters(), lr=3e-3)
     losses = []
-    for step in range(25):
+    for _step in range(25):
         out = task.training_step({"model": task.model}, batch, step=0)  # same masks every step
         opt.zero_grad()
         out.losses["model"].backward()
@@ -73,8 +73,9 @@ def test_trainer_runs_validates_and_exports(tiny_corpus, make_config, tmp_path):
     torch.manual_seed(0)
     cfg = make_config()
     task = SSLTask.from_corpus(cfg, tiny_corpus)
-    train_cfg = TrainConfig(steps=6, batch_size=2, lr=1e-3, warmup_steps=1, valid_every=3, valid_batches=2,
-                            save_every=3, log_every=3)
+    train_cfg = TrainConfig(
+        steps=6, batch_size=2, lr=1e-3, warmup_steps=1, valid_every=3, valid_batches=2, save_every=3, log_every=3
+    )
     out = Trainer(task, train_cfg, tmp_path / "run", progress=False).fit()
     ckpt = load_checkpoint(out, KIND, SSLConfig)
     assert ckpt.config == cfg
@@ -97,8 +98,24 @@ def test_cli_train_ssl_and_resume(tiny_corpus, make_config, tmp_path):
     train_config.write_text(json.dumps({"min_lr_ratio": 1.0, "warmup_steps": 0}))
 
     def args(run):
-        return ["train", "ssl", "--data", str(tiny_corpus), "--out", str(run), "--config", str(config),
-                "--train-config", str(train_config), "--batch-size", "2", "--valid-every", "2", "--save-every", "2"]
+        return [
+            "train",
+            "ssl",
+            "--data",
+            str(tiny_corpus),
+            "--out",
+            str(run),
+            "--config",
+            str(config),
+            "--train-config",
+            str(train_config),
+            "--batch-size",
+            "2",
+            "--valid-every",
+            "2",
+            "--save-every",
+            "2",
+        ]
 
     whole, run = tmp_path / "whole", tmp_path / "run"
     torch.manual_seed(0)
@@ -107,7 +124,10 @@ def test_cli_train_ssl_and_resume(tiny_corpus, make_config, tmp_path):
     assert main(args(run) + ["--steps", "2"]) == 0
     assert main(args(run) + ["--steps", "4", "--resume"]) == 0
     assert load_checkpoint(run / "model", KIND).meta["step"] == 4
-    resumed, uninterrupted = load_tensors(run / "model" / "model.safetensors"), load_tensors(whole / "model" / "model.safetensors")
+    resumed, uninterrupted = (
+        load_tensors(run / "model" / "model.safetensors"),
+        load_tensors(whole / "model" / "model.safetensors"),
+    )
     for name in uninterrupted:
         assert torch.equal(resumed[name], uninterrupted[name]), name
 
@@ -184,8 +204,24 @@ def test_cli_train_ssl_with_targets_and_resume(tiny_corpus, make_config, mfcc_ta
     config = tmp_path / "ssl.json"
     config.write_text(json.dumps(config_to_dict(make_config(target_clusters=8))))
     run = tmp_path / "run"
-    args = ["train", "ssl", "--data", str(tiny_corpus), "--out", str(run), "--config", str(config),
-            "--targets", str(mfcc_targets), "--batch-size", "2", "--valid-every", "2", "--save-every", "2"]
+    args = [
+        "train",
+        "ssl",
+        "--data",
+        str(tiny_corpus),
+        "--out",
+        str(run),
+        "--config",
+        str(config),
+        "--targets",
+        str(mfcc_targets),
+        "--batch-size",
+        "2",
+        "--valid-every",
+        "2",
+        "--save-every",
+        "2",
+    ]
     assert main(args + ["--steps", "2"]) == 0
     assert main(args + ["--steps", "3", "--resume"]) == 0
     assert load_checkpoint(run / "model", KIND).meta["step"] == 3

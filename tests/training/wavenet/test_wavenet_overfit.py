@@ -13,7 +13,9 @@ from tests.helpers import tiny_wavenet_config
 def test_tiny_model_overfits_a_sine_and_regenerates_it():
     torch.manual_seed(0)
     period = 23  # samples; the receptive field (33) spans more than a period
-    cfg = tiny_wavenet_config(layers=5, stacks=1, residual_channels=16, dilation_channels=16, skip_channels=32, crop_samples=96)
+    cfg = tiny_wavenet_config(
+        layers=5, stacks=1, residual_channels=16, dilation_channels=16, skip_channels=32, crop_samples=96
+    )
     assert cfg.receptive_field == 2 + 31
     t = torch.arange(4000)
     wave = 0.8 * torch.sin(2 * math.pi * t / period) + 0.1 * torch.sin(2 * math.pi * 3 * t / period)
@@ -21,7 +23,7 @@ def test_tiny_model_overfits_a_sine_and_regenerates_it():
     model = WaveNet(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     g = torch.Generator().manual_seed(0)
-    for step in range(150):
+    for _step in range(150):
         starts = torch.randint(0, len(ids) - cfg.crop_samples, (8,), generator=g)
         x = torch.stack([ids[s : s + cfg.crop_samples] for s in starts.tolist()])
         logits = model(x)

@@ -93,10 +93,16 @@ def test_codes_from_a_different_codec_are_a_clear_error(tmp_path):
     other = _codec()
     other.codebook_size = 1024
     with pytest.raises(ConfigError, match="different codec"):
-        WaveNetTask(tiny_wavenet_config(lc_n_q=3, lc_codebook_size=32, lc_hop=80, crop_samples=80), root, codec=other,
-                    progress=False)
+        WaveNetTask(
+            tiny_wavenet_config(lc_n_q=3, lc_codebook_size=32, lc_hop=80, crop_samples=80),
+            root,
+            codec=other,
+            progress=False,
+        )
     with pytest.raises(ConfigError, match="--lc-codec"):
-        WaveNetTask(tiny_wavenet_config(lc_n_q=3, lc_codebook_size=32, lc_hop=80, crop_samples=80), root, progress=False)
+        WaveNetTask(
+            tiny_wavenet_config(lc_n_q=3, lc_codebook_size=32, lc_hop=80, crop_samples=80), root, progress=False
+        )
     wrong_rate = _codec()
     wrong_rate.sample_rate = 24000
     with pytest.raises(ConfigError, match="24000 Hz"):
@@ -109,8 +115,9 @@ def test_training_through_the_trainer_lowers_the_loss(tmp_path):
     root = _folder(tmp_path)
     torch.manual_seed(0)
     task = WaveNetTask(tiny_wavenet_config(crop_samples=128), root, gc=True, progress=False)
-    config = TrainConfig(steps=30, batch_size=4, lr=1e-2, warmup_steps=2, valid_every=100, save_every=15,
-                         log_every=1, device="cpu")
+    config = TrainConfig(
+        steps=30, batch_size=4, lr=1e-2, warmup_steps=2, valid_every=100, save_every=15, log_every=1, device="cpu"
+    )
     exported = Trainer(task, config, tmp_path / "run", progress=False).fit()
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     losses = [r["loss/model"] for r in log if "loss/model" in r]
