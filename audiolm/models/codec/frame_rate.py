@@ -307,7 +307,10 @@ class HarmonicNoiseHead(ISTFTHead):
         # per bin: harmonic, noise and tonal log-envelopes, the tonal advance deviation
         self.out = nn.Linear(dim, 4 * bins)
         with torch.no_grad():
-            self.out.bias[2 * bins : 3 * bins].fill_(-3.0)  # the tonal part starts quiet: speech needs little of it
+            # noise and tonal parts start quiet (e^-3 of the harmonic part): on voiced frames a
+            # voice is mostly harmonic, and a loud noise part is a cheap way to match the
+            # coarse mel spectrum that the finer losses take thousands of steps to undo
+            self.out.bias[bins : 3 * bins].fill_(-3.0)
         # the fundamental's running phase starts at 0, the tonal bins' at pi * k (as "integrated")
         self.register_buffer("start_phase", torch.cat([self.start_phase, self.start_phase[:1] * 0]), persistent=False)
         self.register_buffer("bin_index", torch.arange(bins, dtype=torch.float32)[:, None], persistent=False)
