@@ -31,7 +31,10 @@ class CodecTrainingConfig:
     mel_max_log2: int = 11
     mel_bins: int = 64
     mel_log_floor: float = 1e-3  # magnitudes below this are one level in the log-mel term
-    # loss weights; with the balancer these are shares of the gradient reaching the decoder output
+    # loss weights; with the balancer these are shares of the gradient reaching the decoder output.
+    # weight_l1 is 0 for a source-filter codec (tokenizers/codec_pitch_config.json): its harmonics
+    # and noise do not reproduce the waveform's phase, and a waveform loss against a signal of
+    # unrelated phase only shrinks the output (-14 dB below 1 kHz at weight 0.1: BENCHMARKS.md)
     weight_l1: float = 0.1
     weight_mel: float = 1.0
     weight_adversarial: float = 3.0

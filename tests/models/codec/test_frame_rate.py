@@ -426,6 +426,7 @@ def test_pitch_recipe_config_builds_a_pitched_codec():
     path = Path(__file__).resolve().parents[3] / "tokenizers" / "codec_pitch_config.json"
     config = load_config_file(CodecConfig, path)
     assert config.pitch_codebook and config.istft_phase == "harmonic_noise"
+    assert config.training.weight_l1 == 0  # no waveform loss: the phases are the synthesizer's own
     model = CodecModel(config)
     assert isinstance(model.decoder.head, HarmonicNoiseHead) and model.decoder.integrates_phase
 
