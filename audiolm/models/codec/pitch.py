@@ -58,7 +58,8 @@ def yin_f0(
     length = width + max_lag  # the centred part of each frame that YIN reads
     start = (n_fft - length) // 2
     x = x[..., start : start + length]
-    size = 2 * length
+    # a circular correlation of `length` points suffices: j + tau < width + max_lag never wraps
+    size = length
     head = F.pad(x[..., :width], (0, length - width))
     corr = torch.fft.irfft(torch.fft.rfft(head, size).conj() * torch.fft.rfft(x, size), size)[..., : max_lag + 1]
     energy = x.square().cumsum(-1)
