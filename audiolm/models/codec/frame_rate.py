@@ -547,7 +547,9 @@ class PitchedSTFTEncoder(STFTEncoder):
 
     @property
     def lookahead_samples(self) -> int:
-        return (self.n_fft - self.hop_length) // 2 + self.backbone.lookahead_frames * self.hop_length
+        """YIN's centred frame and the backbone look ahead side by side (the STFT features are
+        causal), so the larger of the two."""
+        return max((self.n_fft - self.hop_length) // 2, self.backbone.lookahead_frames * self.hop_length)
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         latent = super().forward(wav)  # [B, D, T]
