@@ -99,9 +99,10 @@ class EMACodebook(nn.Module):
     # -- inference ----------------------------------------------------------------------------
     def quantize(self, x: torch.Tensor) -> torch.Tensor:
         """Nearest entry for each row of x [N, D] -> indices [N]."""
-        embed = self.embed.t()  # [D, K]
-        dist = x.pow(2).sum(1, keepdim=True) - 2 * x @ embed + embed.pow(2).sum(0, keepdim=True)
-        return dist.argmin(dim=-1)
+        # ||x - e||^2 without the row constant ||x||^2 (argmin ignores it): one fused
+        # ||e||^2 - 2 x.e^T, [N, K], in a single addmm instead of three passes over [N, K]
+        embed = self.embed
+        return torch.addmm(embed.pow(2).sum(1)[None], x, embed.t(), alpha=-2.0).argmin(dim=-1)
 
     def decode(self, index: torch.Tensor) -> torch.Tensor:
         return F.embedding(index, self.embed)
