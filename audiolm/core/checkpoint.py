@@ -14,6 +14,7 @@ any moment leaves either the old checkpoint or the new one, never half of one.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import json
 import os
@@ -37,6 +38,27 @@ MODEL_FILE = "model.safetensors"
 
 # ---------------------------------------------------------------------------------------------
 # atomic file writes
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h: swap two paths in one step
+_AT_FDCWD = -100
+
+
+def _exchange_paths(a: Path, b: Path) -> bool:
+    """Swap two existing paths atomically (Linux renameat2 RENAME_EXCHANGE): there is no moment
+    at which either name is missing. False where the kernel, libc or file system cannot."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0
+
+
+def previous_copy(directory: Path) -> Path:
+    """Where `save_checkpoint` keeps the replaced checkpoint while it swaps in a new one without
+    an atomic exchange: a kill between its two renames leaves only this copy."""
+    return directory.with_name(f".{directory.name}.old")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -212,8 +234,12 @@ def save_checkpoint(
             save_tensors(tmp / name, tensors)
         for name, obj in (extra_json or {}).items():
             atomic_write_json(tmp / name, obj)
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old")
+        if directory.exists() and _exchange_paths(tmp, directory):
+            shutil.rmtree(tmp)  # now the old checkpoint
+        elif directory.exists():
+            # two renames: a kill between them leaves only the old copy, which loading finds
+            # (resolve_checkpoint_dir) and a locked run restores (remove_stale_temps)
+            old = previous_copy(directory)
             if old.exists():
                 shutil.rmtree(old)
             os.replace(directory, old)
@@ -228,9 +254,16 @@ def save_checkpoint(
     return directory
 
 
+def _or_previous_copy(directory: Path) -> Path:
+    """`directory`, or where a save killed between its two renames left its only copy."""
+    if not directory.exists() and (previous_copy(directory) / CONFIG_FILE).is_file():
+        return previous_copy(directory)
+    return directory
+
+
 def read_checkpoint_header(directory: str | Path) -> dict[str, Any]:
     """Parse config.json of a checkpoint directory, with clear errors for what is wrong."""
-    directory = Path(directory)
+    directory = _or_previous_copy(Path(directory))
     if not directory.exists():
         raise CheckpointError(f"{directory}: checkpoint directory not found")
     if not directory.is_dir():
@@ -255,7 +288,7 @@ def load_checkpoint(
     device: str | torch.device = "cpu",
 ) -> Checkpoint:
     """Read and check a checkpoint directory: kind, format version, then the tensors."""
-    directory = Path(directory)
+    directory = _or_previous_copy(Path(directory))
     header = read_checkpoint_header(directory)
     kinds = (kind,) if isinstance(kind, str) else tuple(kind)
     if header["kind"] not in kinds:
@@ -343,6 +376,8 @@ def resolve_checkpoint_dir(path: str | Path) -> Path:
         if (step_dir / CONFIG_FILE).is_file():
             return step_dir
     if not path.exists():
+        if _or_previous_copy(path) != path:
+            return previous_copy(path)  # a save killed between its two renames
         raise CheckpointError(f"{path}: checkpoint directory not found")
     raise CheckpointError(f"{path}: neither a checkpoint (no {CONFIG_FILE}) nor a training run with one")
 
@@ -414,13 +449,19 @@ def newest_intact_checkpoint(
 
 def remove_stale_temps(directory: Path) -> list[Path]:
     """Remove what killed writers leave in `directory` (not recursive): hidden `.NAME.*.tmp`
-    files and directories and `.NAME.old` directories. Only call it while holding the
+    files and directories and `.NAME.old` directories (one whose NAME is missing is renamed
+    back to NAME: the only copy of a checkpoint whose save was killed). Only call it while holding the
     directory's lock (core/outputs.RunLock): a live writer's temp files look the same."""
     removed: list[Path] = []
     if not directory.is_dir():
         return removed
     for path in directory.iterdir():
         name = path.name
+        if name.startswith(".") and name.endswith(".old") and path.is_dir():
+            original = path.with_name(name[1 : -len(".old")])
+            if not original.exists() and (path / CONFIG_FILE).is_file():  # a save killed between its renames
+                os.replace(path, original)
+                continue
         if name.startswith(".") and (name.endswith(".tmp") or name.endswith(".old")):
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path, ignore_errors=True)

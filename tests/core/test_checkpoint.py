@@ -14,6 +14,8 @@ from audiolm.core.checkpoint import (
     flatten_state,
     load_checkpoint,
     load_state_dict_checked,
+    previous_copy,
+    remove_stale_temps,
     resolve_checkpoint_dir,
     save_checkpoint,
     unflatten_state,
@@ -102,16 +104,20 @@ def test_resolve_run_directory(tmp_path):
         resolve_checkpoint_dir(tmp_path / "missing")
 
 
+@pytest.mark.parametrize("exchange", [True, False], ids=["exchange", "two-renames"])
 @pytest.mark.parametrize("delay", [0.0, 0.003, 0.011, 0.029, 0.07])
-def test_kill_during_write_leaves_old_checkpoint_intact(tmp_path, delay):
+def test_kill_during_write_leaves_old_checkpoint_intact(tmp_path, delay, exchange):
     """SIGKILL a process that rewrites a checkpoint in a loop: what is on disk always loads,
     holds one complete write, and is a write of the child's (it signals after its first save,
-    so the kill cannot come before any write, as a fixed sleep did on a slow machine)."""
+    so the kill cannot come before any write, as a fixed sleep did on a slow machine). Both
+    ways of replacing the directory: the atomic exchange, and the two renames where there is
+    none (a kill between them leaves the previous copy, which loads and is put back)."""
     target = tmp_path / "c"
     save_checkpoint(target, "net", NetConfig(), {"w": torch.zeros(256, 1024)})
     code = (
-        "import sys, torch; from audiolm.core.checkpoint import save_checkpoint\n"
-        "from dataclasses import dataclass\n"
+        "import sys, torch; import audiolm.core.checkpoint as c; from audiolm.core.checkpoint import save_checkpoint\n"
+        + ("" if exchange else "c._exchange_paths = lambda a, b: False\n")
+        + "from dataclasses import dataclass\n"
         "@dataclass\nclass C:\n    dim: int = 4\n"
         "i = 0\n"
         "while True:\n"
@@ -127,10 +133,36 @@ def test_kill_during_write_leaves_old_checkpoint_intact(tmp_path, delay):
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    ckpt = load_checkpoint(target, "net", NetConfig)
-    w = ckpt.state_dict["w"]
-    assert torch.all(w == w.flatten()[0])  # one consistent write, never a mix
-    assert float(w.flatten()[0]) >= 1  # the child's write, not the initial checkpoint
+    for _ in range(2):  # as the kill left it, then after a locked run's clean-up
+        ckpt = load_checkpoint(target, "net", NetConfig)
+        w = ckpt.state_dict["w"]
+        assert torch.all(w == w.flatten()[0])  # one consistent write, never a mix
+        assert float(w.flatten()[0]) >= 1  # the child's write, not the initial checkpoint
+        remove_stale_temps(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["c"]
+
+
+def test_a_save_killed_between_its_two_renames_loses_nothing(tmp_path):
+    """Without an atomic exchange the old checkpoint is renamed aside before the new one comes
+    in: if that is all a kill leaves, loading finds it and the run's clean-up puts it back."""
+    target = tmp_path / "c"
+    save_checkpoint(target, "net", NetConfig(), {"w": torch.ones(3)})
+    os.replace(target, previous_copy(target))  # the state between the two renames
+    assert torch.equal(load_checkpoint(target, "net", NetConfig).state_dict["w"], torch.ones(3))
+    assert remove_stale_temps(tmp_path) == [] and (target / "config.json").is_file()
+    assert not previous_copy(target).exists()
+    # beside an intact checkpoint, an old copy is only debris
+    save_checkpoint(previous_copy(target), "net", NetConfig(), {"w": torch.zeros(3)})
+    assert remove_stale_temps(tmp_path) == [previous_copy(target)]
+    assert torch.equal(load_checkpoint(target, "net", NetConfig).state_dict["w"], torch.ones(3))
+
+
+def test_replacing_a_checkpoint_leaves_no_debris(tmp_path):
+    target = tmp_path / "c"
+    for value in (1.0, 2.0):
+        save_checkpoint(target, "net", NetConfig(), {"w": torch.full((3,), value)})
+    assert [p.name for p in tmp_path.iterdir()] == ["c"]
+    assert torch.equal(load_checkpoint(target, "net", NetConfig).state_dict["w"], torch.full((3,), 2.0))
 
 
 def test_atomic_writes_get_normal_permissions(tmp_path):

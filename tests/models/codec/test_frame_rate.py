@@ -1,5 +1,6 @@
 """The frame-rate STFT encoder / iSTFT decoder: shapes, inverse STFT, causality and latency;
-the SEANet default still loads the shipped checkpoint."""
+a SEANet checkpoint still loads as transformers' EnCodec layout; the shipped codec is the
+source-filter recipe."""
 
 from __future__ import annotations
 
@@ -259,23 +260,35 @@ def test_bad_architecture_names_are_refused():
         CodecConfig(n_fft=321)
 
 
-def test_shipped_seanet_codec_loads_and_decodes_as_transformers_does():
-    """The default architecture is still transformers' SEANet: the shipped checkpoint loads into
-    it strictly and decodes exactly as `EncodecDecoder` with the same weights."""
+def test_seanet_recipe_checkpoint_loads_and_decodes_as_transformers_does(tmp_path):
+    """The SEANet architecture (tokenizers/codec_config.json, the layout of the codec shipped
+    before the source-filter one and of official EnCodec) still saves, loads strictly and decodes
+    exactly as transformers' `EncodecDecoder` with the same weights."""
     from transformers.models.encodec.modeling_encodec import EncodecDecoder, EncodecEncoder  # start-up time
 
-    if not (default_codec_dir() / "config.json").is_file():
-        pytest.skip("no shipped codec in this checkout")
-    codec = Codec.from_pretrained()
+    path = Path(__file__).resolve().parents[3] / "tokenizers" / "codec_config.json"
+    torch.manual_seed(0)
+    Codec(CodecModel(load_config_file(CodecConfig, path)).eval()).save(tmp_path / "seanet")
+    codec = Codec.from_pretrained(tmp_path / "seanet")
     assert codec.config.encoder == codec.config.decoder == "seanet"
     assert isinstance(codec.model.encoder, EncodecEncoder) and isinstance(codec.model.decoder, EncodecDecoder)
     reference = EncodecDecoder(to_hf_config(codec.config)).eval()
     reference.load_state_dict(codec.model.decoder.state_dict())
-    torch.manual_seed(0)
     codes = codec.encode(0.1 * torch.randn(1, 1, 4800), 24000, kbps=6)
     with torch.no_grad():
         expected = reference(codec.model.quantizer.decode(codes)) / codec.config.input_gain
     assert torch.allclose(codec.decode(codes), expected, atol=1e-6)
+
+
+def test_shipped_codec_is_the_source_filter_recipe():
+    """checkpoints/codec is trained from tokenizers/codec_pitch_config.json: its architecture
+    fields equal the recipe's (a re-shipped codec with another layout must update the recipe)."""
+    if not (default_codec_dir() / "config.json").is_file():
+        pytest.skip("no shipped codec in this checkout")
+    recipe = load_config_file(CodecConfig, Path(__file__).resolve().parents[3] / "tokenizers" / "codec_pitch_config.json")
+    shipped = Codec.from_pretrained().config
+    fields = ("encoder", "decoder", "frame_dim", "encoder_layers", "decoder_layers", "istft_phase", "pitch_codebook")
+    assert {f: getattr(shipped, f) for f in fields} == {f: getattr(recipe, f) for f in fields}
 
 
 def test_istft_recipe_config_builds_the_frame_rate_codec():
