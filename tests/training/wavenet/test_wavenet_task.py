@@ -160,5 +160,20 @@ def test_real_codec_exposes_its_codebooks(tmp_path):
     books = codec.codebooks(4)
     assert len(books) == 4 and all(b.shape[0] == codec.codebook_size for b in books)
     codes = torch.tensor([[[3]], [[5]], [[7]], [[9]]]).view(1, 4, 1)
-    latent = sum(books[q][codes[0, q, 0]] for q in range(4))
-    assert torch.allclose(codec.model.quantizer.decode(codes)[0, :, 0], latent, atol=1e-4)
+    decoded = codec.model.quantizer.decode(codes)[0, :, 0]
+    if codec.config.pitch_codebook:
+        from audiolm.models.codec.pitch import codes_to_pitch
+
+        # level 0 is the pitch: its table holds log2(F0 / 100 Hz) and voicing, and the decoded
+        # latent carries that F0 (in STFT bins) in channel 0 before the RVQ levels' sum
+        f0 = float(
+            codes_to_pitch(torch.tensor(3), codec.codebook_size, codec.config.pitch_fmin, codec.config.pitch_fmax)
+        )
+        assert abs(100 * 2 ** float(books[0][3, 0]) - f0) < 1e-3 * f0 and float(books[0][3, 1]) == 1.0
+        assert float(books[0][0].abs().max()) == 0.0  # code 0: unvoiced
+        assert abs(float(decoded[0]) - f0 * codec.config.n_fft / codec.sample_rate) < 1e-3 * float(decoded[0])
+        decoded, first = decoded[1:], 1
+    else:
+        first = 0
+    latent = sum(books[q][codes[0, q, 0]] for q in range(first, 4))
+    assert torch.allclose(decoded, latent, atol=1e-4)
