@@ -99,6 +99,10 @@ class StageConfig:
     # fine stage: "ar" = AudioLM-style autoregressive over a flat window (`layouts.FineLayout`);
     # "bark" = non-causal, one pass per fine level (`fine_bark.py`). See BENCHMARKS.md.
     fine_style: Literal["ar", "bark"] = "ar"
+    # training data: windows may run across the utterances of one voice (speaker label), joined
+    # in token-shard order, so the stage sees speech resume after an utterance's final silence
+    # (single-sentence clips otherwise teach it to stop; BENCHMARKS.md, "Session 7")
+    join_voice: bool = False
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:

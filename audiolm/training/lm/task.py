@@ -24,9 +24,16 @@ from audiolm.models.lm.transformer import Transformer
 from audiolm.training.data.shards import TokenShards
 from audiolm.training.task import ItemKey, StepOutput, Task
 
+# a joined voice holds at most this many windows of audio (longer runs of one voice are split)
+JOINED_WINDOWS = 4
+
 
 class StageDataset(Dataset):
-    """Random windows of utterances; an utterance appears once per window it holds (>= once)."""
+    """Random windows of sequences; a sequence appears once per window it holds (>= once).
+
+    A sequence is one utterance, or with the config's `join_voice` a run of utterances of one
+    voice (same kind and speaker label, in token-shard order) joined end to end, each trimmed
+    to whole semantic frames so the two token streams stay aligned."""
 
     def __init__(self, shards: TokenShards, layout: Layout) -> None:
         self.shards = shards
@@ -34,19 +41,76 @@ class StageDataset(Dataset):
         semantic_stage = layout.config.stage == "semantic"
         lengths = shards.semantic_lengths() if semantic_stage else shards.lengths()
         window = layout.sequence_length() if semantic_stage else layout.config.window_frames
+        groups = [[i] for i in range(len(lengths))]
+        if layout.config.join_voice:
+            groups = _voice_runs(shards, lengths, JOINED_WINDOWS * window)
+        self.sequences: list[list[int]] = []
         self.items: list[int] = []
-        for i, n in enumerate(lengths):
+        for group in groups:
+            n = sum(lengths[i] for i in group)
             if n >= 2:
-                self.items.extend([i] * max(1, math.ceil(n / window)))
+                self.items.extend([len(self.sequences)] * max(1, math.ceil(n / window)))
+                self.sequences.append(group)
+        self.frames_per_semantic = _frames_per_semantic(shards.info) if layout.config.join_voice else 0
 
     def __len__(self) -> int:
         return len(self.items)
 
+    def tokens(self, sequence: int) -> tuple[np.ndarray, np.ndarray]:
+        """(semantic [Ts], acoustic [Ta, Q]) of one sequence."""
+        group = self.sequences[sequence]
+        if len(group) == 1:
+            utt = self.shards[group[0]]
+            return utt.semantic, utt.acoustic
+        semantic, acoustic = [], []
+        for i in group:
+            utt = self.shards[i]
+            n = min(len(utt.semantic), len(utt.acoustic) // self.frames_per_semantic)
+            semantic.append(utt.semantic[:n])
+            acoustic.append(utt.acoustic[: n * self.frames_per_semantic])
+        return np.concatenate(semantic), np.concatenate(acoustic)
+
     def __getitem__(self, key: ItemKey) -> dict[str, torch.Tensor]:
-        utt = self.shards[self.items[key.index]]
+        semantic, acoustic = self.tokens(self.items[key.index])
         rng = np.random.default_rng(key.seed)
-        inputs, targets = self.layout.training_example(utt.semantic, utt.acoustic, rng)
+        inputs, targets = self.layout.training_example(semantic, acoustic, rng)
         return {"inputs": torch.from_numpy(inputs), "targets": torch.from_numpy(targets)}
+
+
+def _frames_per_semantic(info: dict) -> int:
+    """Acoustic frames per semantic token (75 Hz / 25 Hz = 3); joining needs a whole number."""
+    ratio = float(info["codec"]["frame_rate"]) / float(info["semantic"]["frame_rate"])
+    if abs(ratio - round(ratio)) > 1e-6 or round(ratio) < 1:
+        raise AudiolmError(
+            f"join_voice needs a whole number of acoustic frames per semantic token, got {ratio:g} "
+            f"({info['codec']['frame_rate']} Hz / {info['semantic']['frame_rate']} Hz)"
+        )
+    return round(ratio)
+
+
+def _voice_runs(shards: TokenShards, lengths: list[int], max_length: int) -> list[list[int]]:
+    """Utterance indices grouped by voice (kind, speaker), in shard order, each group cut into
+    runs of at most `max_length` (an utterance longer than that is a run of its own).
+    Utterances without a speaker label stay alone."""
+    voices: dict[tuple[str, str], list[int]] = {}
+    runs: list[list[int]] = []
+    for i, (_, entry) in enumerate(shards.entries):
+        speaker = entry.get("speaker")
+        if speaker is None:
+            runs.append([i])
+        else:
+            voices.setdefault((str(entry.get("kind")), str(speaker)), []).append(i)
+    for members in voices.values():
+        run: list[int] = []
+        total = 0
+        for i in members:
+            if run and total + lengths[i] > max_length:
+                runs.append(run)
+                run, total = [], 0
+            run.append(i)
+            total += lengths[i]
+        runs.append(run)
+    return sorted(runs)
 
 
 class StageTask(Task):

@@ -285,7 +285,9 @@ def test_shipped_codec_is_the_source_filter_recipe():
     fields equal the recipe's (a re-shipped codec with another layout must update the recipe)."""
     if not (default_codec_dir() / "config.json").is_file():
         pytest.skip("no shipped codec in this checkout")
-    recipe = load_config_file(CodecConfig, Path(__file__).resolve().parents[3] / "tokenizers" / "codec_pitch_config.json")
+    recipe = load_config_file(
+        CodecConfig, Path(__file__).resolve().parents[3] / "tokenizers" / "codec_pitch_config.json"
+    )
     shipped = Codec.from_pretrained().config
     fields = ("encoder", "decoder", "frame_dim", "encoder_layers", "decoder_layers", "istft_phase", "pitch_codebook")
     assert {f: getattr(shipped, f) for f in fields} == {f: getattr(recipe, f) for f in fields}

@@ -1,6 +1,7 @@
 """Stage training through the shared Trainer: every stage overfits a repeated pattern and then
 generates it; `audiolm train STAGE --resume` continues from the saved step."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -257,3 +258,52 @@ def test_train_command_resume_equals_the_uninterrupted_run(tokens, tmp_path):
     before = (run / "model" / "model.safetensors").read_bytes()
     assert main(base(run) + ["--steps", "3"]) == 2
     assert (run / "model" / "model.safetensors").read_bytes() == before
+
+
+def test_join_voice_windows_run_across_the_utterances_of_one_voice(tmp_path):
+    """join_voice: a training sequence is a run of one voice's utterances end to end (each
+    trimmed to whole semantic frames, so the streams stay aligned), never two voices; an
+    utterance without a speaker label stays alone; runs are cut at JOINED_WINDOWS windows."""
+    from audiolm.models.lm.stage import complete_stage_config, make_layout
+    from audiolm.training.data.shards import TokenShards
+    from audiolm.training.lm.task import JOINED_WINDOWS, StageDataset
+    from audiolm.training.task import ItemKey
+
+    writer = ShardWriter(
+        tmp_path,
+        {
+            "codec": {"dir": None, "sample_rate": 24000, "frame_rate": 75.0, "codebook_size": C, "n_q": Q, "kbps": 3.0},
+            "semantic": {"dir": None, "sample_rate": 16000, "frame_rate": 25.0, "vocab_size": 6},
+        },
+    )
+    writer.start()
+    utts = []
+    for i, speaker in enumerate(["a", "b", "a", None, "b", "a"]):
+        s = semantic_pattern(10 + i, phase=i)
+        a = acoustic_pattern(s)[: 3 * len(s) - (i % 2)]  # odd ones one frame short, as real clips can be
+        meta = {"kind": "speech"} | ({} if speaker is None else {"speaker": speaker})
+        utts.append(Utterance(f"u{i}", s, a, meta))
+    writer.write_shard("train", 0, utts)
+    writer.finish({"train": 1})
+    shards = TokenShards(tmp_path, "train")
+
+    def dataset(join, window_frames=12):
+        config = StageConfig(stage="coarse", model=TransformerConfig(dim=16, n_layers=1, n_heads=2, max_seq_len=256))
+        config = dataclasses.replace(config, join_voice=join, window_frames=window_frames)
+        return StageDataset(shards, make_layout(complete_stage_config(config, shards.info)))
+
+    assert dataset(False).sequences == [[i] for i in range(6)]
+    joined = dataset(True, window_frames=20)  # runs of at most 4 * 20 = 80 frames (clips: 30-44)
+    assert JOINED_WINDOWS == 4 and sorted(map(sorted, joined.sequences)) == [[0, 2], [1, 4], [3], [5]]
+    for group in joined.sequences:
+        semantic, acoustic = joined.tokens(joined.sequences.index(group))
+        if len(group) > 1:  # (a lone utterance is read as it is)
+            assert len(acoustic) == 3 * len(semantic)  # aligned
+            parts = [shards[i] for i in group]
+            n = [min(len(u.semantic), len(u.acoustic) // 3) for u in parts]
+            np.testing.assert_array_equal(semantic, np.concatenate([u.semantic[:k] for u, k in zip(parts, n)]))
+            np.testing.assert_array_equal(acoustic, np.concatenate([u.acoustic[: 3 * k] for u, k in zip(parts, n)]))
+    bigger = dataset(True, window_frames=100)  # 400 frames: every voice in one run
+    assert sorted(map(sorted, bigger.sequences)) == [[0, 2, 5], [1, 4], [3]]
+    item = bigger[ItemKey(0, 0)]
+    assert item["inputs"].shape == item["targets"].shape
