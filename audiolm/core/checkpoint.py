@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -44,15 +45,24 @@ _RENAME_EXCHANGE = 2  # linux/fs.h: swap two paths in one step
 _AT_FDCWD = -100
 
 
+@functools.cache
+def _renameat2() -> Any:
+    """libc's renameat2, looked up once; None where libc has none (not Linux, old glibc)."""
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return function
+
+
 def _exchange_paths(a: Path, b: Path) -> bool:
     """Swap two existing paths atomically (Linux renameat2 RENAME_EXCHANGE): there is no moment
     at which either name is missing. False where the kernel, libc or file system cannot."""
-    try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (AttributeError, OSError):
-        return False
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    return renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0
+    renameat2 = _renameat2()
+    return (
+        renameat2 is not None and renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0
+    )
 
 
 def previous_copy(directory: Path) -> Path:
@@ -376,8 +386,9 @@ def resolve_checkpoint_dir(path: str | Path) -> Path:
         if (step_dir / CONFIG_FILE).is_file():
             return step_dir
     if not path.exists():
-        if _or_previous_copy(path) != path:
-            return previous_copy(path)  # a save killed between its two renames
+        recovered = _or_previous_copy(path)  # a save killed between its two renames
+        if recovered != path:
+            return recovered
         raise CheckpointError(f"{path}: checkpoint directory not found")
     raise CheckpointError(f"{path}: neither a checkpoint (no {CONFIG_FILE}) nor a training run with one")
 
