@@ -117,6 +117,35 @@ def tiny_codec(seed: int = 0):
     return Codec(model)
 
 
+def tiny_pitched_codec(seed: int = 0):
+    """`tiny_codec` as a source-filter codec: level 0 of its codes is the pitch (0 = unvoiced),
+    an STFT encoder and a harmonic-plus-noise iSTFT decoder."""
+    import dataclasses
+
+    from audiolm.models.codec.codec import Codec
+    from audiolm.models.codec.config import CodecConfig
+    from audiolm.models.codec.model import CodecModel
+
+    config = dataclasses.replace(
+        CodecConfig.tiny(),
+        encoder="stft",
+        decoder="istft",
+        frame_dim=16,
+        frame_intermediate=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        istft_phase="harmonic_noise",
+        pitch_codebook=True,
+    )
+    torch.manual_seed(seed)
+    model = CodecModel(config)
+    with torch.no_grad():
+        for layer in model.quantizer.layers:
+            layer.embed.normal_()
+            layer.inited.fill_(True)
+    return Codec(model)
+
+
 def save_tiny_codec(directory: Path, seed: int = 0) -> Path:
     """`tiny_codec(seed)` saved to `directory` (returns the path `Codec.save` gives)."""
     return tiny_codec(seed).save(directory)

@@ -95,6 +95,12 @@ def _setup_continue(p: argparse.ArgumentParser) -> None:
         "cached in $AUDIOLM_CACHE or ~/.cache/audiolm; the first run compiles for tens of seconds)",
     )
     p.add_argument(
+        "--no-voice-anchor",
+        action="store_true",
+        help="decode the tokens as drawn, without matching the continuation's codec latents to the prompt's "
+        "voice (the default and speech pipelines match them; a --stream is never matched)",
+    )
+    p.add_argument(
         "--max-memory",
         type=float,
         default=None,
@@ -239,6 +245,7 @@ def _run_continue(args: argparse.Namespace) -> int:
             from audiolm.evaluation.plot import plot_continuation  # lazy: keeps `audiolm --help` fast
 
         lm = AudioLM.from_pretrained(recipe_path, device=device, compile_step=False if args.no_compile else None)
+        lm.voice_anchor = lm.voice_anchor and not args.no_voice_anchor
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             if given_prompt is not None:
@@ -314,7 +321,9 @@ def _load_pipeline(args: argparse.Namespace):
     from audiolm.inference.pipeline import AudioLM  # lazy: keeps `audiolm --help` fast
 
     compile_step = False if args.no_compile else None
-    return AudioLM.from_pretrained(args.pipeline, device=pick_device(args.device), compile_step=compile_step)
+    lm = AudioLM.from_pretrained(args.pipeline, device=pick_device(args.device), compile_step=compile_step)
+    lm.voice_anchor = lm.voice_anchor and not getattr(args, "no_voice_anchor", False)
+    return lm
 
 
 def _encode(lm, files: list[Path]) -> list:

@@ -53,6 +53,7 @@ import torch
 from audiolm.core.audio import check_not_truncated, check_sample_rate
 from audiolm.core.errors import AudioError
 from audiolm.models.codec.codec import Codec, CodecInputError, cached_weights
+from audiolm.models.codec.model import LatentMap
 
 DEFAULT_CHUNK_SECONDS = 20.0
 READ_BLOCK_SECONDS = 5.0
@@ -277,8 +278,9 @@ class ChunkedDecoder(_Chunker):
     more per frame.
     """
 
-    def __init__(self, codec: Codec, chunk_frames: int | None = None):
+    def __init__(self, codec: Codec, chunk_frames: int | None = None, latent_map: LatentMap | None = None):
         context = codec.chunk_context
+        self.latent_map = latent_map  # as in Codec.decode, called with each window's first frame
         self.hop = context.hop_length
         if chunk_frames is None:
             chunk_frames = _chunk_frames(codec, DEFAULT_CHUNK_SECONDS)
@@ -330,7 +332,7 @@ class ChunkedDecoder(_Chunker):
         start = max(0, self._done - self.left)
         window = self._buffer[..., start - self._start :]  # type: ignore[index]  # _take appended
         with cached_weights():
-            self._net(self.codec.model.quantizer.decode(window), start, self._done, self._end, state_only=True)
+            self._net(self._latent(window, start), start, self._done, self._end, state_only=True)
         self._advance(self._end)
 
     def finish(self) -> torch.Tensor:
@@ -345,9 +347,14 @@ class ChunkedDecoder(_Chunker):
 
     def _run(self, window: torch.Tensor, start: int, keep: int) -> torch.Tensor:
         # CodecModel.decode, with the decoder run by _Network
-        audio = self._net(self.codec.model.quantizer.decode(window), start, self._done, keep)
+        audio = self._net(self._latent(window, start), start, self._done, keep)
         assert audio is not None  # not state_only
         return audio.float() / self.codec.config.input_gain  # [B, 1, len * hop]
+
+    def _latent(self, window: torch.Tensor, start: int) -> torch.Tensor:
+        """Codes [B, Q, t] from frame `start` on -> the decoder's input latents [B, D, t]."""
+        latent = self.codec.model.quantizer.decode(window)
+        return latent if self.latent_map is None else self.latent_map(latent, window, start)
 
     def _select(self, audio: torch.Tensor, offset: int, length: int) -> torch.Tensor:
         return audio[..., offset * self.hop : (offset + length) * self.hop]
@@ -371,9 +378,11 @@ def encode_chunked(
     return torch.cat(pieces, dim=-1)
 
 
-def decode_chunked(codec: Codec, codes: torch.Tensor, chunk_frames: int | None = None):
-    """Yield audio pieces [B, 1, n] of `codec.decode(codes)`, one chunk at a time."""
-    decoder = ChunkedDecoder(codec, chunk_frames)
+def decode_chunked(
+    codec: Codec, codes: torch.Tensor, chunk_frames: int | None = None, latent_map: LatentMap | None = None
+):
+    """Yield audio pieces [B, 1, n] of `codec.decode(codes, latent_map)`, one chunk at a time."""
+    decoder = ChunkedDecoder(codec, chunk_frames, latent_map)
     codes = codec.check_codes(codes)
     step = decoder.chunk
     for start in range(0, codes.shape[-1], step):

@@ -58,6 +58,7 @@ from audiolm.inference.limits import (
 from audiolm.inference.progress import progress_bars
 from audiolm.inference.sampling import SamplingConfig
 from audiolm.inference.stages import Track, coarse_track, fine_track, semantic_track
+from audiolm.inference.voice_anchor import VoiceAnchor, fit_voice_anchor
 from audiolm.models.codec.codec import Codec
 from audiolm.models.lm.config import STAGES
 from audiolm.models.lm.stage import Stage, load_stage
@@ -110,6 +111,9 @@ class PipelineRecipe:
     fine_stage: str
     kbps: float = 6.0  # acoustic levels used = the fine stage's n_q; kbps is informational
     sampling: dict[str, StageSampling] = field(default_factory=dict)
+    # match the continuation's codec latents to the prompt's before decoding (voice_anchor.py);
+    # not in `stream`, which cannot see the whole continuation first
+    voice_anchor: bool = False
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -201,7 +205,7 @@ class _Run:
     """One generation in progress: its prompts and the three stage tracks (`stages.Track`)."""
 
     prompts: list[PromptTokens]
-    batch: int  # rows: num_samples per prompt
+    batch: int  # rows in all: num_samples per prompt, prompt after prompt
     prompt_frames: list[int]  # per prompt: its acoustic frames
     total_frames: list[int]  # per prompt: prompt + continuation frames (its rows' length in `fine`)
     total_semantic: list[int]  # per prompt: its rows' length in `semantic`
@@ -231,6 +235,9 @@ class AudioLM:
         self.stages = dict(stages)  # {"semantic": Stage, "coarse": Stage, "fine": Stage}
         self.recipe = recipe
         self.source = source
+        # decode continuations with the prompt's voice statistics (`voice_anchor.py`); the
+        # recipe's setting, and an attribute to switch it per object
+        self.voice_anchor = recipe.voice_anchor
         # CPU decoding through the compiled step kept on disk per machine (`compiled_step.py`):
         # None = the default (on, unless AUDIOLM_COMPILE=0), False = the eager step
         self.compile_step = compile_step
@@ -568,7 +575,7 @@ class AudioLM:
         clock.lap("fine")
         if progress is not None:
             progress("codec", 0, 1)
-        decoded = self._decode(codes)  # [B, 1, N]
+        decoded = self._decode(codes, self._anchor(run, codes))  # [B, 1, N]
         clock.lap("codec")
         if progress is not None:
             progress("codec", 1, 1)
@@ -606,9 +613,10 @@ class AudioLM:
         for i, frames in enumerate(run.total_frames):
             groups.setdefault(frames, []).append(i)
         decoded: dict[int, torch.Tensor] = {}
+        anchor = self._anchor(run, run.fine.data)
         for frames, members in groups.items():
             rows = torch.tensor([i * num_samples + j for i in members for j in range(num_samples)])
-            audio = self._decode(run.fine.data[rows.to(self.device), :, :frames])
+            audio = self._decode(run.fine.data[rows.to(self.device), :, :frames], anchor and anchor.rows(rows))
             for k, i in enumerate(members):
                 decoded[i] = audio[k * num_samples : (k + 1) * num_samples]
         clock.lap("codec")
@@ -640,7 +648,9 @@ class AudioLM:
         decodes each chunk of finished frames incrementally (`codec_chunks.ChunkedDecoder`). The
         tokens are those `continue_audio` samples with the same arguments (same loops, same
         draws); the audio is too, up to float rounding in the codec (its LSTM state is carried
-        across chunks instead of run over the whole sequence at once). Without
+        across chunks instead of run over the whole sequence at once), except that a stream is
+        decoded without voice anchoring (`voice_anchor.py`: fitted on the whole continuation,
+        which a stream has not made yet when its first chunk plays). Without
         `continuation_only` the first chunk is the prompt audio. A chunk holds at least
         `chunk_seconds` of audio where the stages allow (the last may be shorter).
 
@@ -685,15 +695,29 @@ class AudioLM:
 
     # -- continuation internals ---------------------------------------------------------------
 
-    def _decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """codes [B, Q, T] -> audio [B, 1, T * hop] on the CPU. Beyond DECODE_CHUNK_SECONDS of
-        frames the codec decodes chunk by chunk (`codec_chunks.decode_chunked`, equal up to float
-        rounding), so its activations, not only the stages' caches, stay bounded in length."""
+    def _decode(self, codes: torch.Tensor, anchor: VoiceAnchor | None = None) -> torch.Tensor:
+        """codes [B, Q, T] -> audio [B, 1, T * hop] on the CPU, through `anchor` if given. Beyond
+        DECODE_CHUNK_SECONDS of frames the codec decodes chunk by chunk
+        (`codec_chunks.decode_chunked`, equal up to float rounding), so its activations, not
+        only the stages' caches, stay bounded in length."""
         chunk = round(DECODE_CHUNK_SECONDS * self.codec.frame_rate)
         codes = codes.to(self.codec.device)
         if codes.shape[-1] <= chunk:
-            return self.codec.decode(codes).cpu()
-        return torch.cat([piece.cpu() for piece in decode_chunked(self.codec, codes, chunk)], dim=-1)
+            return self.codec.decode(codes, anchor).cpu()
+        return torch.cat([piece.cpu() for piece in decode_chunked(self.codec, codes, chunk, anchor)], dim=-1)
+
+    def _anchor(self, run: _Run, codes: torch.Tensor) -> VoiceAnchor | None:
+        """The voice anchor of a finished run's rows (codes [B, Q, T]), or None when off."""
+        if not self.voice_anchor:
+            return None
+        per_prompt = run.batch // len(run.prompts)  # row i * per_prompt + j: sample j of prompt i
+        prompt_of_row = [i for i in range(len(run.prompts)) for _ in range(per_prompt)]
+        return fit_voice_anchor(
+            self.codec,
+            codes,
+            [run.prompt_frames[i] for i in prompt_of_row],
+            [run.total_frames[i] for i in prompt_of_row],
+        )
 
     def _encode_given(self, wav, sample_rate) -> PromptTokens:
         if wav is None or sample_rate is None:

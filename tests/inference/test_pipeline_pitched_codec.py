@@ -3,43 +3,17 @@ write the pitch level like any other, prompts keep their pitch codes, and the au
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 
 from audiolm.inference.pipeline import AudioLM
-from audiolm.models.codec.codec import Codec
-from audiolm.models.codec.config import CodecConfig
-from audiolm.models.codec.model import CodecModel
-from tests.helpers import build_tiny_pipeline, tone, write_recipe
+from tests.helpers import build_tiny_pipeline, tiny_pitched_codec, tone, write_recipe
 
 SR = 24000
 
 
-def _pitched_codec() -> Codec:
-    config = dataclasses.replace(
-        CodecConfig.tiny(),
-        encoder="stft",
-        decoder="istft",
-        frame_dim=16,
-        frame_intermediate=32,
-        encoder_layers=1,
-        decoder_layers=1,
-        istft_phase="harmonic_noise",
-        pitch_codebook=True,
-    )
-    torch.manual_seed(0)
-    model = CodecModel(config)
-    with torch.no_grad():
-        for layer in model.quantizer.layers:
-            layer.embed.normal_()
-            layer.inited.fill_(True)
-    return Codec(model)
-
-
 def test_continuation_on_a_pitched_codec_keeps_the_prompts_pitch_codes(tmp_path):
     build_tiny_pipeline(tmp_path)
-    _pitched_codec().save(tmp_path / "pitched_codec")
+    tiny_pitched_codec().save(tmp_path / "pitched_codec")
     lm = AudioLM.from_pretrained(write_recipe(tmp_path, name="pitched", codec="pitched_codec"))
     prompt = tone(0.6, freq=220.0)
     prompt_codes = lm.codec.encode(prompt, SR, kbps=3.0)

@@ -39,7 +39,7 @@ from audiolm.core.checkpoint import (
 from audiolm.core.errors import AudioError, AudiolmError, CheckpointError
 from audiolm.core.paths import shipped_checkpoint
 from audiolm.models.codec.config import CodecConfig
-from audiolm.models.codec.model import CodecModel
+from audiolm.models.codec.model import CodecModel, LatentMap
 from audiolm.models.codec.pitch import codes_to_pitch
 from audiolm.models.codec.quantizer import PitchedResidualVQ
 
@@ -200,11 +200,12 @@ class Codec:
             return self.model.encode(batch, n_q)
 
     @torch.inference_mode()
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """codes [B, Q, T] (Q = the levels of one bit rate) -> audio [B, 1, T * hop_length]."""
+    def decode(self, codes: torch.Tensor, latent_map: LatentMap | None = None) -> torch.Tensor:
+        """codes [B, Q, T] (Q = the levels of one bit rate) -> audio [B, 1, T * hop_length].
+        latent_map: changes the quantized latents before the decoder (`model.LatentMap`)."""
         codes = self.check_codes(codes)
         with cached_weights():
-            return self.model.decode(codes.to(self.device)).float()
+            return self.model.decode(codes.to(self.device), latent_map).float()
 
     def prepare_audio(self, wav: torch.Tensor | np.ndarray, sample_rate: int) -> torch.Tensor:
         """Any audio input -> float32 [B, 1, N] at the codec rate on the codec's device."""

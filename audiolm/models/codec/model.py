@@ -19,6 +19,7 @@ builds the harmonics on it (z and z_q then carry the F0 as channel 0: [B, 1 + D,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,10 @@ from torch import nn
 from audiolm.models.codec.config import CodecConfig
 from audiolm.models.codec.frame_rate import ISTFTDecoder, PitchedSTFTEncoder, STFTEncoder
 from audiolm.models.codec.quantizer import PitchedResidualVQ, ResidualVQ
+
+# latent_map(latent [B, D, t], codes [B, Q, t], offset of the first frame) -> latent [B, D, t]:
+# applied to the quantized latents before the decoder (`inference.voice_anchor.VoiceAnchor`)
+LatentMap = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
 
 
 def to_hf_config(config: CodecConfig):
@@ -165,6 +170,10 @@ class CodecModel(nn.Module):
         return self.quantizer.encode(self.encoder(wav * self.config.input_gain), n_q)
 
     @torch.no_grad()
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """codes [B, Q, T] -> wav [B, 1, T * hop]."""
-        return self.decoder(self.quantizer.decode(codes)) / self.config.input_gain
+    def decode(self, codes: torch.Tensor, latent_map: LatentMap | None = None) -> torch.Tensor:
+        """codes [B, Q, T] -> wav [B, 1, T * hop]. latent_map(latent [B, D, T], codes, 0) may
+        change the quantized latents before the decoder (`inference.voice_anchor`)."""
+        latent = self.quantizer.decode(codes)
+        if latent_map is not None:
+            latent = latent_map(latent, codes, 0)
+        return self.decoder(latent) / self.config.input_gain
