@@ -240,6 +240,8 @@ class Trainer:
         self.step = 0
         if resume:
             self._load_latest()
+            if acc.is_main_process:
+                self._keep_train_config(config)
         elif acc.is_main_process:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_json(
@@ -255,6 +257,15 @@ class Trainer:
             acc.init_trackers(task.kind, config=scalars_for_trackers(config_to_dict(config)))
 
     # -- set-up -------------------------------------------------------------------------------
+
+    def _keep_train_config(self, config: TrainConfig) -> None:
+        """On --resume, flags given again (`--steps 4800` to extend a finished schedule) are
+        written into run.json, so a later plain --resume keeps them."""
+        run_file = self.out_dir / "run.json"
+        run = json.loads(run_file.read_text())
+        if run.get("train_config") != config_to_dict(config):
+            run["train_config"] = config_to_dict(config)
+            atomic_write_json(run_file, run)
 
     def _check_out_dir(self, resume: bool) -> None:
         run_file = self.out_dir / "run.json"

@@ -70,6 +70,23 @@ def test_in_process_resume_matches_uninterrupted(tmp_path):
         assert torch.equal(full[k], resumed[k]), k
 
 
+def test_a_finished_run_resumed_with_more_steps_trains_on_and_keeps_them(tmp_path):
+    """--resume --steps N extends a finished schedule (a warm restart of the cosine); run.json
+    records the new steps, so a later plain --resume neither stops early nor starts over."""
+    run = tmp_path / "run"
+    Trainer(ToyTask(ToyConfig()), _config(steps=10), run, progress=False).fit()
+    Trainer(ToyTask(ToyConfig()), _config(steps=20), run, resume=True, progress=False).fit(stop_after=15)
+    saved = json.loads((run / "run.json").read_text())["train_config"]
+    assert saved["steps"] == 20
+    trainer = Trainer(ToyTask(ToyConfig()), TrainConfig(**saved), run, resume=True, progress=False)
+    assert trainer.step == 15
+    trainer.fit()
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert max(r["step"] for r in log if "step" in r) == 20
+    lrs = {r["step"]: r["lr"] for r in log if "lr" in r}
+    assert lrs[15] > lrs[10]  # the schedule stretched over 20 steps: higher again after step 10
+
+
 def test_resume_through_the_api_removes_what_a_killed_run_left(tmp_path, capsys):
     """The Trainer itself (no CLI) removes stale temps under the run's lock before resuming,
     and resumes to the same weights; a run directory another process holds is left alone."""
