@@ -40,7 +40,7 @@ from audiolm.core.cpu_features import cpu_capability
 CACHE_ENV = "AUDIOLM_CACHE"
 MAX_MB_ENV = "AUDIOLM_CACHE_MAX_MB"
 DEFAULT_MAX_MB = 2048
-FORMAT = 1
+FORMAT = 2  # 2: the sampler's Gumbel noise is clamped finite (sampling.gumbel_from_bits)
 
 
 def cache_root() -> Path:

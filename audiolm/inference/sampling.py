@@ -112,9 +112,19 @@ def gumbel_noise(
     keys = vocab_keys(vocab_size, seeds.device)
     keys = keys[None] if ids is None else keys[ids]  # [1, V] or [B, n]
     state = hash32(seeds[:, None] ^ step.view(-1, 1))  # [B, 1]
-    bits = hash32(state ^ keys)
-    # 24 random bits -> uniform in (0, 1), never exactly 0 or 1
-    uniform = ((bits >> 8).to(torch.float32) + 0.5) * (1.0 / (1 << 24))
+    return gumbel_from_bits(hash32(state ^ keys))
+
+
+# the largest float32 below 1: (2^24 - 0.5) / 2^24 would round up to 1.0 in float32
+_BELOW_ONE = 1.0 - 2.0**-24
+
+
+def gumbel_from_bits(bits: torch.Tensor) -> torch.Tensor:
+    """32-bit hashes (int64) -> Gumbel(0, 1) noise (float32), always finite. The top 24 bits
+    give a uniform in (0, 1); its largest value is clamped below 1, where float32 rounding
+    would give 1.0 and the noise +inf: added to a masked (-inf) logit that is NaN, which argmax
+    picks, and a token outside the allowed vocabulary came out (once in 2^24 draws per id)."""
+    uniform = (((bits >> 8).to(torch.float32) + 0.5) * (1.0 / (1 << 24))).clamp(max=_BELOW_ONE)
     return -torch.log(-torch.log(uniform))
 
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from audiolm.inference.sampling import SamplingConfig, gumbel_noise, sample, seeds_tensor
+from audiolm.inference.sampling import SamplingConfig, gumbel_from_bits, gumbel_noise, sample, seeds_tensor
 
 
 def draws(logits, config, n=4000, seed=5, allowed=None):
@@ -19,6 +19,21 @@ def test_draws_follow_softmax():
         freq = torch.bincount(out, minlength=5).float() / out.numel()
         expected = torch.softmax(logits[0] / temperature, -1)
         assert (freq - expected).abs().max() < 0.015, (freq, expected)
+
+
+def test_noise_is_finite_for_every_hash_and_a_masked_token_is_never_drawn():
+    """The largest 24-bit uniform, (2^24 - 0.5) / 2^24, rounds to 1.0 in float32; unclamped its
+    noise was +inf, a masked logit's -inf + inf = NaN won the argmax, and a continuation held a
+    code outside its level (found on a held-out clip: a level-1 token at a level-0 step)."""
+    edges = torch.tensor([0, 1, 0xFF, 0xFFFFFF00, 0xFFFFFFFE, 0xFFFFFFFF], dtype=torch.int64)
+    noise = gumbel_from_bits(edges)
+    assert torch.isfinite(noise).all()
+    assert noise[-1] > noise[0]  # still monotone at the top: the clamp only keeps it finite
+    # the masked draw with that noise: +huge noise on a masked id must not win
+    logits = torch.zeros(1, 4)
+    allowed = torch.tensor([True, True, False, False])
+    masked = logits.masked_fill(~allowed, float("-inf")) + torch.stack([noise[0], noise[1], noise[-1], noise[-1]])[None]
+    assert int(masked.argmax(-1)) in (0, 1)
 
 
 def test_noise_depends_on_seed_and_step_only():
