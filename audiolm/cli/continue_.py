@@ -98,7 +98,7 @@ def _setup_continue(p: argparse.ArgumentParser) -> None:
         "--no-voice-anchor",
         action="store_true",
         help="decode the tokens as drawn, without matching the continuation's codec latents to the prompt's "
-        "voice (the default and speech pipelines match them; a --stream is never matched)",
+        "voice (the default and speech pipelines match them; a --stream frame by frame)",
     )
     p.add_argument(
         "--max-memory",

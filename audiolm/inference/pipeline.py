@@ -58,7 +58,7 @@ from audiolm.inference.limits import (
 from audiolm.inference.progress import progress_bars
 from audiolm.inference.sampling import SamplingConfig
 from audiolm.inference.stages import Track, coarse_track, fine_track, semantic_track
-from audiolm.inference.voice_anchor import VoiceAnchor, fit_voice_anchor
+from audiolm.inference.voice_anchor import RunningVoiceAnchor, VoiceAnchor, fit_voice_anchor
 from audiolm.models.codec.codec import Codec
 from audiolm.models.lm.config import STAGES
 from audiolm.models.lm.stage import Stage, load_stage
@@ -111,8 +111,8 @@ class PipelineRecipe:
     fine_stage: str
     kbps: float = 6.0  # acoustic levels used = the fine stage's n_q; kbps is informational
     sampling: dict[str, StageSampling] = field(default_factory=dict)
-    # match the continuation's codec latents to the prompt's before decoding (voice_anchor.py);
-    # not in `stream`, which cannot see the whole continuation first
+    # match the continuation's codec latents to the prompt's before decoding (voice_anchor.py;
+    # `stream` frame by frame on the frames so far)
     voice_anchor: bool = False
     description: str = ""
 
@@ -648,9 +648,9 @@ class AudioLM:
         decodes each chunk of finished frames incrementally (`codec_chunks.ChunkedDecoder`). The
         tokens are those `continue_audio` samples with the same arguments (same loops, same
         draws); the audio is too, up to float rounding in the codec (its LSTM state is carried
-        across chunks instead of run over the whole sequence at once), except that a stream is
-        decoded without voice anchoring (`voice_anchor.py`: fitted on the whole continuation,
-        which a stream has not made yet when its first chunk plays). Without
+        across chunks instead of run over the whole sequence at once), except for voice
+        anchoring: `continue_audio` fits it on the whole continuation, a stream frame by frame on
+        the frames so far (`voice_anchor.RunningVoiceAnchor`). Without
         `continuation_only` the first chunk is the prompt audio. A chunk holds at least
         `chunk_seconds` of audio where the stages allow (the last may be shorter).
 
@@ -675,8 +675,10 @@ class AudioLM:
             )
             # the prompt's frames go through the decoder too (the continuation's audio depends on
             # them) without making their audio: the prompt itself is what comes first
-            decoder = ChunkedDecoder(self.codec)
-            decoder.skip(run.fine.data[..., : run.prompt_frames[0]])
+            prompt_codes = run.fine.data[..., : run.prompt_frames[0]]
+            anchor = RunningVoiceAnchor(self.codec, prompt_codes) if self.voice_anchor else None
+            decoder = ChunkedDecoder(self.codec, latent_map=anchor)
+            decoder.skip(prompt_codes)
             fed = run.prompt_frames[0]  # frames handed to the decoder
             min_frames = max(1, round(chunk_seconds * self.codec.frame_rate))
         if not continuation_only:

@@ -16,9 +16,9 @@ one map for voiced and one for unvoiced frames, and its F0 channel is left alone
 F0's statistics too lowered DNSMOS and did not help retrieval). Any other codec gets one map
 over all channels.
 
-The map is fitted on the whole continuation, so it is not causal: `AudioLM.stream` cannot know
-it before the last frame and decodes without it (fitting on the frames so far helped half as
-much: BENCHMARKS.md).
+The map is fitted on the whole continuation, so it is not causal. `AudioLM.stream`, which plays
+audio before the continuation is finished, uses `RunningVoiceAnchor` instead: each frame mapped
+with the statistics of the frames before it (about half the gain: BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -119,3 +119,78 @@ def fit_voice_anchor(
             scale[b, g] = ratio
             shift[b, g] = p.mean(dim=1) - x.mean(dim=1) * ratio
     return VoiceAnchor(scale, shift, list(prompt_frames), first, pitched)
+
+
+# a stream's statistics start from the prompt's, as if this many generated frames had matched it
+PRIOR_FRAMES = 25
+
+
+class RunningVoiceAnchor:
+    """Voice anchoring for a stream, which cannot wait for the whole continuation: generated frame
+    t is mapped with the statistics of the generated frames up to t (its group's), shrunk toward
+    the prompt's by PRIOR_FRAMES pseudo-frames. A frame's map depends only on the frames before
+    it, so a frame decoded again as a later window's left context is mapped as the first time.
+    Got about half of the whole-continuation fit's gain (BENCHMARKS.md, "Session 8").
+
+    Call it as `ChunkedDecoder`'s latent map: windows must move forward without gaps."""
+
+    def __init__(self, codec, prompt_codes: torch.Tensor) -> None:
+        """prompt_codes [B, Q, Tp]: every row's prompt (one length: a stream has one prompt)."""
+        self.pitched = isinstance(codec.model.quantizer, PitchedResidualVQ)
+        self.first_channel = 1 if self.pitched else 0
+        self.start = prompt_codes.shape[-1]
+        latent = codec.model.quantizer.decode(prompt_codes.to(codec.device)).float()[:, self.first_channel :]
+        group = _groups(prompt_codes.to(latent.device), self.pitched)  # [B, Tp]
+        B, C = latent.shape[0], latent.shape[1]
+        G = 2 if self.pitched else 1
+        self.mean = torch.zeros(B, G, C, device=latent.device)
+        self.var = torch.ones(B, G, C, device=latent.device)
+        self.known = torch.zeros(B, G, dtype=torch.bool, device=latent.device)  # prompt frames enough
+        for b in range(B):
+            for g in range(G):
+                x = latent[b][:, group[b] == g]
+                if x.shape[1] >= MIN_FRAMES:
+                    self.mean[b, g], self.var[b, g], self.known[b, g] = x.mean(1), x.var(1), True
+        # running sums over the generated frames seen so far, per row and group
+        self.count = torch.zeros(B, G, device=latent.device)
+        self.sum = torch.zeros(B, G, C, device=latent.device)
+        self.sum_sq = torch.zeros(B, G, C, device=latent.device)
+        self.seen = self.start  # next generated frame to fold into the sums
+        self.maps: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # frame -> (scale, shift) [B, C]
+
+    def __call__(self, latent: torch.Tensor, codes: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        c0, C = self.first_channel, self.mean.shape[-1]
+        group = _groups(codes, self.pitched)  # [B, t]
+        out = latent.clone()
+        rows = torch.arange(latent.shape[0], device=latent.device)
+        for i in range(latent.shape[-1]):
+            frame = offset + i
+            if frame < self.start:
+                continue
+            if frame == self.seen:  # a new frame: fold it in, then fix its map
+                z, g = latent[:, c0 : c0 + C, i].float(), group[:, i]  # [B, C], [B]
+                self.count[rows, g] += 1
+                self.sum[rows, g] += z
+                self.sum_sq[rows, g] += z * z
+                self.maps[frame] = self._map(g)
+                self.seen += 1
+            elif frame > self.seen:
+                raise ValueError(f"frames must come in order: frame {frame} before frame {self.seen}")
+            scale, shift = self.maps[frame]
+            out[:, c0 : c0 + C, i] = (latent[:, c0 : c0 + C, i].float() * scale + shift).to(latent.dtype)
+        for frame in [f for f in self.maps if f < offset]:  # windows only move forward
+            del self.maps[frame]
+        return out
+
+    def _map(self, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scale, shift) [B, C] of the current frame, whose group per row is g [B]."""
+        rows = torch.arange(g.shape[0], device=g.device)
+        mean_p, var_p = self.mean[rows, g], self.var[rows, g]  # [B, C]
+        n = (self.count[rows, g] + PRIOR_FRAMES)[:, None]
+        mean = (self.sum[rows, g] + PRIOR_FRAMES * mean_p) / n
+        second = (self.sum_sq[rows, g] + PRIOR_FRAMES * (var_p + mean_p**2)) / n
+        std = (second - mean**2).clamp(min=1e-12).sqrt()
+        scale = (var_p.sqrt() / std.clamp(min=1e-6)).clamp(1 / MAX_SCALE, MAX_SCALE)
+        shift = mean_p - mean * scale
+        known = self.known[rows, g][:, None]
+        return torch.where(known, scale, torch.ones_like(scale)), torch.where(known, shift, torch.zeros_like(shift))

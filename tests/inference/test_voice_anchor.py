@@ -10,7 +10,7 @@ import torch
 
 from audiolm.inference.codec_chunks import decode_chunked
 from audiolm.inference.pipeline import AudioLM
-from audiolm.inference.voice_anchor import MIN_FRAMES, fit_voice_anchor
+from audiolm.inference.voice_anchor import MIN_FRAMES, PRIOR_FRAMES, RunningVoiceAnchor, fit_voice_anchor
 from tests.helpers import build_tiny_pipeline, tiny_codec, tiny_pitched_codec, tone, write_recipe
 
 SR = 24000
@@ -136,3 +136,48 @@ def test_continue_cli_decodes_plainly_with_no_voice_anchor(tmp_path, capsys):
         outputs[name] = load_audio(out)[0]
     assert torch.equal(outputs["flag"], outputs["plain"])
     assert (outputs["anchored"] - outputs["plain"]).abs().max() > 1e-3
+
+
+def test_the_running_anchor_maps_each_frame_with_the_frames_before_it_only():
+    codec = tiny_pitched_codec()
+    codes = _codes(codec, 150, seed=5)
+    codes[:, 1:, 80:] = codes[:, 1:, 80:] % 5
+    Tp = 60
+    whole = RunningVoiceAnchor(codec, codes[..., :Tp])(_latent(codec, codes), codes, 0)
+    # in overlapping forward windows (a left context decoded again), each frame comes out the same
+    running, pieces, done = RunningVoiceAnchor(codec, codes[..., :Tp]), [], 0
+    for end in (40, 75, 76, 110, 150):
+        start = max(0, done - 12)
+        out = running(_latent(codec, codes[..., start:end]), codes[..., start:end], start)
+        pieces.append(out[..., done - start :])
+        done = end
+    torch.testing.assert_close(torch.cat(pieces, -1), whole)
+    before = _latent(codec, codes)
+    assert torch.equal(whole[..., :Tp], before[..., :Tp])
+    # frame t's map: the generated frames of its group up to t, shrunk toward the prompt's
+    b, t = 1, 120
+    g = codes[b, 0] > 0 if codes[b, 0, t] > 0 else codes[b, 0] == 0
+    z = before[b, 1:]
+    prompt, gen = z[:, :Tp][:, g[:Tp]], z[:, Tp : t + 1][:, g[Tp : t + 1]]
+    n = gen.shape[1] + PRIOR_FRAMES
+    mean = (gen.sum(1) + PRIOR_FRAMES * prompt.mean(1)) / n
+    var = (gen.pow(2).sum(1) + PRIOR_FRAMES * (prompt.var(1) + prompt.mean(1) ** 2)) / n - mean**2
+    expected = (z[:, t] - mean) / var.sqrt() * prompt.std(1) + prompt.mean(1)
+    torch.testing.assert_close(whole[b, 1:, t], expected, atol=1e-4, rtol=1e-3)
+    with pytest.raises(ValueError, match="in order"):
+        RunningVoiceAnchor(codec, codes[..., :Tp])(_latent(codec, codes[..., 70:80]), codes[..., 70:80], 70)
+
+
+def test_a_stream_is_anchored_frame_by_frame(tmp_path):
+    build_tiny_pipeline(tmp_path)
+    tiny_pitched_codec().save(tmp_path / "pitched_codec")
+    lm = AudioLM.from_pretrained(write_recipe(tmp_path, name="anchored", codec="pitched_codec", voice_anchor=True))
+    prompt = tone(0.6, freq=220.0)
+    streamed = torch.cat(list(lm.stream(prompt, SR, seconds=0.5, seed=0, continuation_only=True)), -1)
+    codes = lm.generate_continuation(prompt, SR, seconds=0.5, seed=0).codes
+    Tp = lm.encode_prompt(prompt, SR).codes.shape[-1]
+    expected = lm.codec.decode(codes, RunningVoiceAnchor(lm.codec, codes[..., :Tp]))[..., Tp * lm.codec.hop_length :]
+    torch.testing.assert_close(streamed, expected, atol=2e-4, rtol=1e-3)
+    lm.voice_anchor = False
+    plain = torch.cat(list(lm.stream(prompt, SR, seconds=0.5, seed=0, continuation_only=True)), -1)
+    assert not torch.allclose(streamed, plain, atol=1e-3)
