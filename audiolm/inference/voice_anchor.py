@@ -156,41 +156,56 @@ class RunningVoiceAnchor:
         self.sum = torch.zeros(B, G, C, device=latent.device)
         self.sum_sq = torch.zeros(B, G, C, device=latent.device)
         self.seen = self.start  # next generated frame to fold into the sums
-        self.maps: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # frame -> (scale, shift) [B, C]
+        # the maps of generated frames [kept, seen): scale, shift [B, C, seen - kept]
+        self.kept = self.start
+        self.scale = torch.zeros(B, C, 0, device=latent.device)
+        self.shift = torch.zeros(B, C, 0, device=latent.device)
 
     def __call__(self, latent: torch.Tensor, codes: torch.Tensor, offset: int = 0) -> torch.Tensor:
         c0, C = self.first_channel, self.mean.shape[-1]
-        group = _groups(codes, self.pitched)  # [B, t]
+        t = latent.shape[-1]
+        if offset + t > self.seen:  # new frames: fold them in (they must follow the ones seen)
+            first = self.seen - offset
+            if first < 0:
+                raise ValueError(f"frames must come in order: frame {offset} before frame {self.seen}")
+            first = max(first, self.start - offset)
+            if first < t:
+                self._fold(latent[:, c0 : c0 + C, first:].float(), _groups(codes[..., first:], self.pitched))
+                self.seen = offset + t
         out = latent.clone()
-        rows = torch.arange(latent.shape[0], device=latent.device)
-        for i in range(latent.shape[-1]):
-            frame = offset + i
-            if frame < self.start:
-                continue
-            if frame == self.seen:  # a new frame: fold it in, then fix its map
-                z, g = latent[:, c0 : c0 + C, i].float(), group[:, i]  # [B, C], [B]
-                self.count[rows, g] += 1
-                self.sum[rows, g] += z
-                self.sum_sq[rows, g] += z * z
-                self.maps[frame] = self._map(g)
-                self.seen += 1
-            elif frame > self.seen:
-                raise ValueError(f"frames must come in order: frame {frame} before frame {self.seen}")
-            scale, shift = self.maps[frame]
-            out[:, c0 : c0 + C, i] = (latent[:, c0 : c0 + C, i].float() * scale + shift).to(latent.dtype)
-        for frame in [f for f in self.maps if f < offset]:  # windows only move forward
-            del self.maps[frame]
+        lo = max(offset, self.start)  # frames of this window that are generated ones
+        if lo < offset + t:
+            scale = self.scale[..., lo - self.kept : offset + t - self.kept]  # [B, C, n]
+            shift = self.shift[..., lo - self.kept : offset + t - self.kept]
+            z = latent[:, c0 : c0 + C, lo - offset :].float()
+            out[:, c0 : c0 + C, lo - offset :] = (z * scale + shift).to(latent.dtype)
+        # windows only move forward: keep the maps of this window's frames on
+        drop = max(0, offset - self.kept)
+        if drop:
+            self.scale, self.shift, self.kept = self.scale[..., drop:], self.shift[..., drop:], self.kept + drop
         return out
 
-    def _map(self, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(scale, shift) [B, C] of the current frame, whose group per row is g [B]."""
-        rows = torch.arange(g.shape[0], device=g.device)
-        mean_p, var_p = self.mean[rows, g], self.var[rows, g]  # [B, C]
-        n = (self.count[rows, g] + PRIOR_FRAMES)[:, None]
-        mean = (self.sum[rows, g] + PRIOR_FRAMES * mean_p) / n
-        second = (self.sum_sq[rows, g] + PRIOR_FRAMES * (var_p + mean_p**2)) / n
+    def _fold(self, z: torch.Tensor, group: torch.Tensor) -> None:
+        """Generated latents z [B, C, n] of groups [B, n], in order: each frame's map from the
+        running statistics up to and including it, then the sums move on past them."""
+        G = self.mean.shape[1]
+        onehot = torch.nn.functional.one_hot(group, G).to(z.dtype)  # [B, n, G]
+        x = z.transpose(1, 2)  # [B, n, C]
+        count = self.count[:, None] + onehot.cumsum(1)  # [B, n, G]
+        total = self.sum[:, None] + (onehot[..., None] * x[:, :, None]).cumsum(1)  # [B, n, G, C]
+        total_sq = self.sum_sq[:, None] + (onehot[..., None] * (x * x)[:, :, None]).cumsum(1)
+        self.count, self.sum, self.sum_sq = count[:, -1], total[:, -1], total_sq[:, -1]
+        pick = group[..., None, None].expand(-1, -1, 1, x.shape[-1])  # each frame's own group
+        n = count.gather(2, group[..., None])[..., 0][..., None] + PRIOR_FRAMES  # [B, n, 1]
+        mean_p = self.mean[:, None].expand(-1, x.shape[1], -1, -1).gather(2, pick)[:, :, 0]  # [B, n, C]
+        var_p = self.var[:, None].expand(-1, x.shape[1], -1, -1).gather(2, pick)[:, :, 0]
+        mean = (total.gather(2, pick)[:, :, 0] + PRIOR_FRAMES * mean_p) / n
+        second = (total_sq.gather(2, pick)[:, :, 0] + PRIOR_FRAMES * (var_p + mean_p**2)) / n
         std = (second - mean**2).clamp(min=1e-12).sqrt()
         scale = (var_p.sqrt() / std.clamp(min=1e-6)).clamp(1 / MAX_SCALE, MAX_SCALE)
         shift = mean_p - mean * scale
-        known = self.known[rows, g][:, None]
-        return torch.where(known, scale, torch.ones_like(scale)), torch.where(known, shift, torch.zeros_like(shift))
+        known = self.known.gather(1, group)[..., None]  # [B, n, 1]
+        scale = torch.where(known, scale, torch.ones_like(scale)).transpose(1, 2)  # [B, C, n]
+        shift = torch.where(known, shift, torch.zeros_like(shift)).transpose(1, 2)
+        self.scale = torch.cat([self.scale, scale], -1)
+        self.shift = torch.cat([self.shift, shift], -1)
