@@ -101,15 +101,16 @@ def tone(
 # -- codecs -----------------------------------------------------------------------------------
 
 
-def tiny_codec(seed: int = 0):
-    """The real `Codec` at `CodecConfig.tiny()` (24 kHz, hop 320, 16 levels of 1024), random weights
-    and random codebooks spread apart (so codes vary), marked initialised (no k-means on first use)."""
+def random_codec(config=None, seed: int = 0):
+    """The real `Codec` built from `config` (default `CodecConfig.tiny()`: 24 kHz, hop 320, 16
+    levels of 1024), random weights and random codebooks spread apart (so codes vary), marked
+    initialised (no k-means on first use)."""
     from audiolm.models.codec.codec import Codec
     from audiolm.models.codec.config import CodecConfig
     from audiolm.models.codec.model import CodecModel
 
     torch.manual_seed(seed)
-    model = CodecModel(CodecConfig.tiny())
+    model = CodecModel(CodecConfig.tiny() if config is None else config)
     with torch.no_grad():
         for layer in model.quantizer.layers:
             layer.embed.normal_()
@@ -117,14 +118,17 @@ def tiny_codec(seed: int = 0):
     return Codec(model)
 
 
+def tiny_codec(seed: int = 0):
+    """`random_codec` at `CodecConfig.tiny()`."""
+    return random_codec(seed=seed)
+
+
 def tiny_pitched_codec(seed: int = 0):
     """`tiny_codec` as a source-filter codec: level 0 of its codes is the pitch (0 = unvoiced),
     an STFT encoder and a harmonic-plus-noise iSTFT decoder."""
     import dataclasses
 
-    from audiolm.models.codec.codec import Codec
     from audiolm.models.codec.config import CodecConfig
-    from audiolm.models.codec.model import CodecModel
 
     config = dataclasses.replace(
         CodecConfig.tiny(),
@@ -137,13 +141,7 @@ def tiny_pitched_codec(seed: int = 0):
         istft_phase="harmonic_noise",
         pitch_codebook=True,
     )
-    torch.manual_seed(seed)
-    model = CodecModel(config)
-    with torch.no_grad():
-        for layer in model.quantizer.layers:
-            layer.embed.normal_()
-            layer.inited.fill_(True)
-    return Codec(model)
+    return random_codec(config, seed)
 
 
 def save_tiny_codec(directory: Path, seed: int = 0) -> Path:

@@ -244,8 +244,9 @@ def _run_continue(args: argparse.Namespace) -> int:
         if plots:
             from audiolm.evaluation.plot import plot_continuation  # lazy: keeps `audiolm --help` fast
 
-        lm = AudioLM.from_pretrained(recipe_path, device=device, compile_step=False if args.no_compile else None)
-        lm.voice_anchor = lm.voice_anchor and not args.no_voice_anchor
+        lm = _with_flags(
+            AudioLM.from_pretrained(recipe_path, device=device, compile_step=False if args.no_compile else None), args
+        )
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             if given_prompt is not None:
@@ -321,8 +322,14 @@ def _load_pipeline(args: argparse.Namespace):
     from audiolm.inference.pipeline import AudioLM  # lazy: keeps `audiolm --help` fast
 
     compile_step = False if args.no_compile else None
-    lm = AudioLM.from_pretrained(args.pipeline, device=pick_device(args.device), compile_step=compile_step)
-    lm.voice_anchor = lm.voice_anchor and not getattr(args, "no_voice_anchor", False)
+    return _with_flags(
+        AudioLM.from_pretrained(args.pipeline, device=pick_device(args.device), compile_step=compile_step), args
+    )
+
+
+def _with_flags(lm, args: argparse.Namespace):
+    """The loaded pipeline with what the flags change on it: --no-voice-anchor."""
+    lm.voice_anchor = lm.voice_anchor and not args.no_voice_anchor
     return lm
 
 

@@ -164,14 +164,12 @@ class RunningVoiceAnchor:
     def __call__(self, latent: torch.Tensor, codes: torch.Tensor, offset: int = 0) -> torch.Tensor:
         c0, C = self.first_channel, self.mean.shape[-1]
         t = latent.shape[-1]
-        if offset + t > self.seen:  # new frames: fold them in (they must follow the ones seen)
+        if offset + t > self.seen:  # new frames (seen >= start: never a prompt frame): fold them in
             first = self.seen - offset
             if first < 0:
                 raise ValueError(f"frames must come in order: frame {offset} before frame {self.seen}")
-            first = max(first, self.start - offset)
-            if first < t:
-                self._fold(latent[:, c0 : c0 + C, first:].float(), _groups(codes[..., first:], self.pitched))
-                self.seen = offset + t
+            self._fold(latent[:, c0 : c0 + C, first:].float(), _groups(codes[..., first:], self.pitched))
+            self.seen = offset + t
         out = latent.clone()
         lo = max(offset, self.start)  # frames of this window that are generated ones
         if lo < offset + t:

@@ -24,6 +24,7 @@ from audiolm.models.codec.codec import Codec, CodecInputError
 from audiolm.models.codec.config import CodecConfig
 from audiolm.models.codec.model import CodecModel
 from audiolm.models.codec.pitch import codes_to_pitch
+from tests.helpers import random_codec
 
 
 def _codec(**changes) -> Codec:
@@ -203,13 +204,7 @@ def _frame_rate_codec(phase: str) -> Codec:
         istft_harmonic_comb=comb,
         pitch_codebook=pitched,
     )
-    torch.manual_seed(0)
-    model = CodecModel(config)
-    with torch.no_grad():
-        for layer in model.quantizer.layers:
-            layer.embed.normal_()
-            layer.inited.fill_(True)
-    return Codec(model)
+    return random_codec(config)
 
 
 @pytest.mark.parametrize("phase", ["direct", "integrated", "harmonic", "comb", "pitched"])

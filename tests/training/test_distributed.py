@@ -20,6 +20,7 @@ import torch
 from audiolm.cli.app import main
 from audiolm.core.checkpoint import load_checkpoint
 from audiolm.core.errors import AudiolmError
+from audiolm.evaluation.bench_train import GLOO_START_ABORT
 from audiolm.training.trainer import refuse_single_process_cpu_launch
 
 ROOT = Path(__file__).parents[2]
@@ -32,10 +33,8 @@ ENV = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
 TOLERANCE = 1e-5
 
 
-# gloo sometimes aborts a worker while the process group starts ("terminate called without an
-# active exception", SIGABRT; also seen in PyTorch's own CI, e.g. pytorch/pytorch#65231). Such
-# a launch never reached training, so it is run again once; any other failure fails the test.
-GLOO_START_ABORT = "terminate called without an active exception"
+# gloo's start-up abort (`bench_train.GLOO_START_ABORT`): such a launch never reached training,
+# so it is run again once; any other failure fails the test.
 
 
 def launch(command: list[str], fresh: Path | None = None) -> subprocess.CompletedProcess:
