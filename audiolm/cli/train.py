@@ -1,7 +1,7 @@
 """`audiolm train {codec,ssl,kmeans,semantic,coarse,fine,wavenet}`: every model through the one
 Trainer (audiolm/training/trainer.py); each command builds its Task.
 
-    audiolm train codec --data CORPUS --out RUN [--config JSON] [--resume] [--cpu-seconds S] [trainer flags]
+    audiolm train codec --data CORPUS --out RUN [--config JSON] [--init CODEC] [--resume] [--cpu-seconds S] [trainer flags]
 
 Only cheap modules are imported at module level; torch and the models load inside the run
 functions (start-up time: `audiolm --help` imports every command module).
@@ -53,6 +53,13 @@ def _setup_codec(parser: argparse.ArgumentParser) -> None:
         help="stop (checkpointed) at the first multiple of --save-every steps at which this process "
         "has used S CPU seconds, all threads counted: equal-budget comparisons on a shared machine",
     )
+    parser.add_argument(
+        "--init",
+        metavar="CODEC",
+        help="start a new run from this codec's weights (a codec directory or run; the same network, "
+        "the noise envelope per bin may become banded). With training.frozen [encoder, quantizer] "
+        "in --config it trains a new decoder for the codec's tokens as they are",
+    )
     add_training_arguments(parser, _codec_train_defaults())
 
 
@@ -66,9 +73,13 @@ def _run_codec(args: argparse.Namespace) -> int:
     config = resolve_model_config(args, CodecConfig, CodecConfig())
     if args.cpu_seconds is None:
         # train_from_args leaves the run's seed (--seed, or run.json's on --resume) in args.seed
-        train_from_args(lambda: CodecTask.from_corpus(config, args.data, seed=args.seed), args, _codec_train_defaults())
+        train_from_args(
+            lambda: CodecTask.from_corpus(config, args.data, seed=args.seed, init=args.init),
+            args,
+            _codec_train_defaults(),
+        )
     else:
-        _train_codec_cpu_budget(lambda seed: CodecTask.from_corpus(config, args.data, seed=seed), args)
+        _train_codec_cpu_budget(lambda seed: CodecTask.from_corpus(config, args.data, seed=seed, init=args.init), args)
     return 0
 
 
@@ -296,6 +307,8 @@ def _check_train_flags(args: argparse.Namespace) -> None:
         if value is not None and value < 0:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
     check_finite(getattr(args, "lr", None), "--lr", positive=True)
+    if getattr(args, "init", None) is not None and args.resume:
+        raise UsageError("--init starts a new run from a codec's weights; --resume continues a run (drop one)")
     seed = getattr(args, "seed", None)
     if seed is not None and not 0 <= seed < 2**32:
         raise UsageError(f"--seed must be in [0, {2**32 - 1}], got {seed}")

@@ -562,8 +562,10 @@ class Trainer:
                 raise AudiolmError(f"{ckpt_root}: no intact checkpoint to resume from")
             return  # killed before the first checkpoint: start from step 0
         ckpt = load_checkpoint(path, self.task.kind)
-        saved_config = ckpt.config
-        if saved_config != config_to_dict(self.task.model_config()):
+        model_config = self.task.model_config()
+        # through the dataclass: a field added since the run started (at its default) is no difference
+        saved_config = config_to_dict(config_from_dict(type(model_config), ckpt.config, where=str(path)))
+        if saved_config != config_to_dict(model_config):
             raise AudiolmError(f"{path}: model config differs from this run's; resume with the run's own config")
         load_state_dict_checked(self._unwrapped("model"), ckpt.state_dict, str(path))
         state = json.loads((path / "trainer_state.json").read_text())

@@ -71,12 +71,21 @@ class CodecTrainingConfig:
     discriminator_periods: tuple[int, ...] = (2, 3, 5, 7, 11)
     period_discriminator_filters: int = 8
     adversarial_loss: str = "hinge"  # "hinge" (EnCodec) or "lsgan" (HiFi-GAN)
+    # parts of the codec that do not train ("encoder", "quantizer", "decoder"): frozen weights,
+    # and a frozen quantizer's codebooks neither update nor re-seed. ("encoder", "quantizer")
+    # trains a new decoder for a codec's tokens as they are: stages trained on them stay valid
+    frozen: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("weight_phase", "weight_stft", "weight_head_magnitude", "weight_head_phase", "weight_head_f0"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        parts = ("encoder", "quantizer", "decoder")
+        if any(part not in parts for part in self.frozen) or len(set(self.frozen)) != len(self.frozen):
+            raise ValueError(f"frozen must name distinct parts among {', '.join(parts)}, got {list(self.frozen)}")
+        if set(self.frozen) == set(parts):
+            raise ValueError("frozen names every part: nothing would train")
         if self.adversarial_loss not in ("hinge", "lsgan"):
             raise ValueError(f"adversarial_loss must be 'hinge' or 'lsgan', got {self.adversarial_loss!r}")
         if not self.discriminator_n_ffts and not self.discriminator_periods:
@@ -137,6 +146,10 @@ class CodecConfig:
     # decoder's harmonic-plus-noise head (istft_phase "harmonic_noise") builds the harmonics on
     # it. Needs encoder "stft" and decoder "istft"; the pitch takes one of n_q levels.
     pitch_codebook: bool = False
+    # "harmonic_noise" only: the noise part's log-envelope per mel-spaced band (this many, linearly
+    # interpolated to the STFT bins) instead of per bin; 0 = per bin (checkpoints before session 9).
+    # Per bin it grows single-bin spikes at 4-10 kHz that sound as steady lines (frame_rate.py)
+    istft_noise_bands: int = 0
     pitch_fmin: float = 50.0
     pitch_fmax: float = 800.0
     pitch_threshold: float = 0.25
@@ -257,8 +270,13 @@ class CodecConfig:
             raise ValueError(
                 "pitch_codebook and istft_phase 'harmonic_noise' go together (the head builds on the pitch)"
             )
+        if self.istft_noise_bands and not self.pitch_codebook:
+            raise ValueError("istft_noise_bands is for the harmonic-plus-noise head (pitch_codebook)")
         if not self.pitch_codebook:
             return
+        bins = self.n_fft // 2 + 1
+        if self.istft_noise_bands:
+            _check_int(self.istft_noise_bands, "istft_noise_bands", 2, bins)
         if self.encoder != "stft" or self.decoder != "istft":
             raise ValueError("pitch_codebook needs encoder 'stft' and decoder 'istft'")
         if self.training.weight_head_phase > 0:

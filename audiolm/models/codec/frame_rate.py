@@ -59,6 +59,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from audiolm.models.codec.mel import hz_to_mel, mel_to_hz
 from audiolm.models.codec.pitch import yin_f0
 
 PHASE_MODES = ("direct", "integrated", "harmonic", "harmonic_noise")
@@ -304,16 +305,34 @@ class HarmonicNoiseHead(ISTFTHead):
     bin_index: torch.Tensor  # buffer [F, 1]: 0, 1, ..., F - 1
     bin_sign: torch.Tensor  # buffer [F, 1]: (-1)^k
 
-    def __init__(self, dim: int, n_fft: int, hop_length: int, max_log_magnitude: float = 7.6):
+    noise_interp: torch.Tensor  # buffer [F, noise_bands]: band values -> bins (banded noise only)
+
+    def __init__(
+        self,
+        dim: int,
+        n_fft: int,
+        hop_length: int,
+        max_log_magnitude: float = 7.6,
+        noise_bands: int = 0,
+        sample_rate: int = 24000,
+    ):
         super().__init__(dim, n_fft, hop_length, max_log_magnitude=max_log_magnitude, phase="harmonic_noise")
         bins = n_fft // 2 + 1
-        # per bin: harmonic, noise and tonal log-envelopes, the tonal advance deviation
-        self.out = nn.Linear(dim, 4 * bins)
+        # per bin: harmonic and tonal log-envelopes, the tonal advance deviation; the noise
+        # log-envelope per bin, or (noise_bands > 0) per mel-spaced band, interpolated to bins.
+        # Per bin, the noise envelope grows single-bin spikes 6-13 dB above its neighbours at
+        # 4-10 kHz (steady lines in every round trip; BENCHMARKS.md, session 8): the mel losses
+        # there average over tens of bins and do not see them. Bands cannot make them.
+        self.noise_bands = noise_bands
+        self.noise_size = noise_bands or bins
+        self.out = nn.Linear(dim, 3 * bins + self.noise_size)
         with torch.no_grad():
             # noise and tonal parts start quiet (e^-3 of the harmonic part): on voiced frames a
             # voice is mostly harmonic, and a loud noise part is a cheap way to match the
             # coarse mel spectrum that the finer losses take thousands of steps to undo
-            self.out.bias[bins : 3 * bins].fill_(-3.0)
+            self.out.bias[bins : 2 * bins + self.noise_size].fill_(-3.0)
+        interp = noise_band_interpolation(n_fft, noise_bands, sample_rate) if noise_bands else torch.zeros(0)
+        self.register_buffer("noise_interp", interp, persistent=False)
         # the fundamental's running phase starts at 0, the tonal bins' at pi * k (as "integrated")
         self.register_buffer("start_phase", torch.cat([self.start_phase, self.start_phase[:1] * 0]), persistent=False)
         self.register_buffer("bin_index", torch.arange(bins, dtype=torch.float32)[:, None], persistent=False)
@@ -322,8 +341,28 @@ class HarmonicNoiseHead(ISTFTHead):
     def predict_parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """x [B, C, T] -> (harmonic, noise and tonal log-envelopes, the tonal phase advance), [B, F, T] each."""
         out = self.out(x.transpose(1, 2)).transpose(1, 2).float()
-        harmonic, noise, tonal, param = out.split(self.n_fft // 2 + 1, dim=1)
+        bins = self.n_fft // 2 + 1
+        harmonic, noise, tonal, param = out.split([bins, self.noise_size, bins, bins], dim=1)
+        if self.noise_bands:
+            noise = torch.einsum("fb,nbt->nft", self.noise_interp, noise)  # [B, bands, T] -> [B, F, T]
         return harmonic, noise, tonal, self.bin_advance + math.pi * torch.tanh(param)
+
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ):
+        # a per-bin head's weights load into a banded head: its noise rows [F, dim] become the
+        # band rows that interpolate back to them best (least squares), the rest unchanged
+        bins = self.n_fft // 2 + 1
+        for name in ("weight", "bias"):
+            key = f"{prefix}out.{name}"
+            value = state_dict.get(key)
+            if self.noise_bands and value is not None and value.shape[0] == 4 * bins:
+                harmonic, noise, rest = value.float().split([bins, bins, 2 * bins], dim=0)
+                band = torch.linalg.lstsq(self.noise_interp, noise.reshape(bins, -1)).solution
+                state_dict[key] = torch.cat([harmonic, band.reshape(-1, *noise.shape[1:]), rest]).to(value.dtype)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
     def compose_parts(
         self,
@@ -380,6 +419,33 @@ class HarmonicNoiseHead(ISTFTHead):
         return self.compose_parts(*self.predict_parts(x), f0_bins, phase_prefix)
 
 
+def noise_band_interpolation(n_fft: int, bands: int, sample_rate: int) -> torch.Tensor:
+    """[F, bands]: linear interpolation from band centres to the n_fft // 2 + 1 STFT bins.
+
+    The centres are evenly spaced on the mel scale from 0 Hz to Nyquist, at least one bin apart
+    (below ~700 Hz mel spacing can be finer than a bin); each bin mixes its two nearest centres,
+    so a bin at a centre takes that band's value and the rows sum to 1."""
+    bins = n_fft // 2 + 1
+    if not 2 <= bands <= bins:
+        raise ValueError(f"noise bands must be in [2, {bins}], got {bands}")
+    mel = torch.linspace(0.0, float(hz_to_mel(sample_rate / 2)), bands, dtype=torch.float64)
+    centres = (mel_to_hz(mel) * n_fft / sample_rate).tolist()  # in bins, 0 .. F - 1
+    for b in range(1, bands):
+        centres[b] = max(centres[b], centres[b - 1] + 1.0)
+    if centres[-1] > bins - 1 + 1e-6:
+        raise ValueError(f"{bands} noise bands do not fit {bins} bins at least one bin apart")
+    centres[-1] = bins - 1.0
+    c = torch.tensor(centres, dtype=torch.float64)
+    k = torch.arange(bins, dtype=torch.float64)
+    right = torch.searchsorted(c, k, right=False).clamp(1, bands - 1)  # [F]: the centre at or above
+    left = right - 1
+    t = (k - c[left]) / (c[right] - c[left])  # [F]: 0 at the left centre, 1 at the right
+    interp = torch.zeros(bins, bands, dtype=torch.float64)
+    interp[k.long(), left] = 1.0 - t
+    interp[k.long(), right] += t
+    return interp.float()
+
+
 def _hashed_phase(bins: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
     """A pseudo-random phase in [0, 2*pi) for every bin [F, 1] and absolute frame index [B, 1, T]
     -> [B, F, T]: the same numbers for the same (bin, frame), so a decode is deterministic and
@@ -404,6 +470,8 @@ class ISTFTDecoder(nn.Module):
         phase: str = "direct",
         max_log_magnitude: float = 4.6,
         comb: bool = False,
+        noise_bands: int = 0,
+        sample_rate: int = 24000,
     ):
         super().__init__()
         # "harmonic_noise": the input's channel 0 is the given F0 in bins (0 = unvoiced), the
@@ -415,8 +483,12 @@ class ISTFTDecoder(nn.Module):
         if self.pitched:
             if comb:
                 raise ValueError("comb is for phase 'harmonic'; 'harmonic_noise' always builds its harmonics")
-            self.head = HarmonicNoiseHead(dim, n_fft, hop_length, max_log_magnitude=max_log_magnitude)
+            self.head = HarmonicNoiseHead(
+                dim, n_fft, hop_length, max_log_magnitude, noise_bands=noise_bands, sample_rate=sample_rate
+            )
         else:
+            if noise_bands:
+                raise ValueError("noise_bands is for phase 'harmonic_noise' (the head with a noise part)")
             self.head = ISTFTHead(dim, n_fft, hop_length, max_log_magnitude=max_log_magnitude, phase=phase, comb=comb)
 
     @property

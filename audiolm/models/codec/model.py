@@ -122,6 +122,8 @@ class CodecModel(nn.Module):
                 phase=config.istft_phase,
                 max_log_magnitude=config.istft_max_log_magnitude,
                 comb=config.istft_harmonic_comb,
+                noise_bands=config.istft_noise_bands,
+                sample_rate=config.sample_rate,
                 **frame_args,
             )
         rvq_args: dict[str, Any] = dict(
@@ -142,6 +144,21 @@ class CodecModel(nn.Module):
             )
         else:
             self.quantizer = ResidualVQ(n_q=config.n_q, **rvq_args)
+        self.frozen: tuple[str, ...] = ()
+
+    def freeze(self, parts: tuple[str, ...] | list[str]) -> None:
+        """Stop training these parts ("encoder", "quantizer", "decoder"): no gradients, and they
+        stay in eval mode through `train()` (a frozen quantizer's codebooks do not update)."""
+        for part in parts:
+            getattr(self, part).requires_grad_(False)
+        self.frozen = tuple(parts)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> CodecModel:
+        super().train(mode)
+        for part in getattr(self, "frozen", ()):  # train() runs inside nn.Module.__init__ too
+            getattr(self, part).train(False)
+        return self
 
     @property
     def hop_length(self) -> int:

@@ -26,7 +26,10 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from audiolm.core.checkpoint import load_checkpoint, resolve_checkpoint_dir
+from audiolm.core.config import config_to_dict
 from audiolm.core.corpus import train_valid_audio
+from audiolm.core.errors import CheckpointError, ConfigError
 from audiolm.models.codec.config import CodecConfig
 from audiolm.models.codec.metrics import si_sdr
 from audiolm.models.codec.model import CodecModel
@@ -99,6 +102,33 @@ class Critic(nn.Module):
         return logits, features
 
 
+# fields an --init codec may differ in from the run's config: how it trains, and the noise
+# envelope's resolution (a per-bin head's weights load into a banded one, frame_rate.py)
+INIT_MAY_DIFFER = ("training", "istft_noise_bands")
+
+
+def init_weights(model: CodecModel, directory: str | Path) -> None:
+    """Load a codec's weights (a codec directory or training run) into `model`, whose config
+    must equal the codec's but for INIT_MAY_DIFFER: fine-tuning, e.g. a new decoder for a codec's
+    tokens as they are (training.frozen = encoder, quantizer)."""
+    path = resolve_checkpoint_dir(directory)
+    ckpt = load_checkpoint(path, "codec", CodecConfig)
+    mine, theirs = config_to_dict(model.config), config_to_dict(ckpt.config)
+    differ = sorted(k for k in mine if k not in INIT_MAY_DIFFER and mine[k] != theirs.get(k))
+    if differ:
+        shown = ", ".join(f"{k} {theirs.get(k)!r} vs {mine[k]!r}" for k in differ[:4])
+        raise ConfigError(f"{path}: this codec does not fit the run's config ({shown}); --init needs the same network")
+    if ckpt.config.istft_noise_bands and ckpt.config.istft_noise_bands != model.config.istft_noise_bands:
+        raise ConfigError(
+            f"{path}: its noise envelope has {ckpt.config.istft_noise_bands} bands, the run's config "
+            f"{model.config.istft_noise_bands}; only a per-bin head (0) converts"
+        )
+    try:
+        model.load_state_dict(ckpt.state_dict, strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not fit the model: {str(e).splitlines()[0]}") from None
+
+
 def _unwrap(module: nn.Module) -> Any:
     return getattr(module, "module", module)  # DDP / accelerate wrappers keep the model in .module
 
@@ -107,13 +137,22 @@ class CodecTask(Task):
     kind = "codec"
 
     def __init__(
-        self, config: CodecConfig, train_files: list[Path], valid_files: list[Path] | None = None, seed: int = 0
+        self,
+        config: CodecConfig,
+        train_files: list[Path],
+        valid_files: list[Path] | None = None,
+        seed: int = 0,
+        init: str | Path | None = None,
     ):
+        """init: a codec directory (or run) whose weights the model starts from (`init_weights`)."""
         self.config = config
         self.train_files = list(train_files)
         self.valid_files = list(valid_files or [])
         self.seed = seed
         self.model = CodecModel(config)
+        if init is not None:
+            init_weights(self.model, init)
+        self.model.freeze(config.training.frozen)
         self.critic = Critic(config)
         self.mel = MultiScaleMel(
             config.sample_rate,
@@ -128,10 +167,12 @@ class CodecTask(Task):
         self._valid_set: AudioCropDataset | None = None
 
     @classmethod
-    def from_corpus(cls, config: CodecConfig, corpus_dir: str | Path, seed: int = 0) -> CodecTask:
+    def from_corpus(
+        cls, config: CodecConfig, corpus_dir: str | Path, seed: int = 0, init: str | Path | None = None
+    ) -> CodecTask:
         """Train on the corpus' train split (speech and music), validate on its valid split."""
         train, valid = train_valid_audio(corpus_dir)
-        return cls(config, train, valid, seed=seed)
+        return cls(config, train, valid, seed=seed, init=init)
 
     # -- Task API -----------------------------------------------------------------------------
     def model_config(self) -> CodecConfig:

@@ -18,6 +18,7 @@ from audiolm.models.codec.frame_rate import (
     ISTFTHead,
     PitchedSTFTEncoder,
     STFTEncoder,
+    noise_band_interpolation,
 )
 from audiolm.models.codec.model import CodecModel, to_hf_config
 
@@ -466,3 +467,66 @@ def test_harmonic_noise_head_noise_is_noise_not_a_hum():
     assert steps.std(dim=-1).min() > 1.0  # a steady partial would change by the same angle every hop
     middle = wav[10 * HOP : 50 * HOP]
     assert max(abs(_autocorrelation(middle, lag)) for lag in (80, 160, 320, 1280)) < 0.1
+
+
+def test_noise_band_interpolation_is_linear_between_mel_spaced_centres():
+    interp = noise_band_interpolation(1280, 128, 24000)  # [641, 128]
+    assert interp.shape == (641, 128) and torch.allclose(interp.sum(1), torch.ones(641))
+    assert (interp >= 0).all() and ((interp > 0).sum(1) <= 2).all()  # each bin mixes two neighbours
+    centres = interp.argmax(0)  # [128]: the bin each band peaks on
+    widths = centres.diff()
+    assert widths.min() >= 1 and widths[:10].max() <= 2 and widths[-10:].min() >= 10  # mel: wide at the top
+    ramp = torch.arange(128, dtype=torch.float32)  # a linear function of the band index ...
+    between = interp @ ramp  # ... is reproduced near every centre (within half a bin), monotone
+    assert torch.allclose(between[centres], ramp, atol=0.5) and (between.diff() >= 0).all()
+    assert between[0] == 0 and between[-1] == 127  # the end bins are the end centres
+    with pytest.raises(ValueError, match="noise bands"):
+        noise_band_interpolation(1280, 1, 24000)
+
+
+def test_banded_noise_envelope_has_no_single_bin_spikes():
+    """Whatever the weights, the banded head's noise log-envelope is piecewise linear between
+    band centres: no bin can rise above both neighbours unless it is a centre."""
+    head = HarmonicNoiseHead(dim=8, n_fft=1280, hop_length=HOP, noise_bands=64)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        head.out.weight.normal_()
+        _, noise, _, _ = head.predict_parts(torch.randn(2, 8, 5))
+    assert noise.shape == (2, 641, 5)
+    second = noise[:, 2:] - 2 * noise[:, 1:-1] + noise[:, :-2]  # [B, F - 2, T]
+    # a centre between bins m and m + 1 bends the line at both: second differences at bins
+    # m - 1 .. m + 1 (indices m - 2 .. m) may be non-zero, every other must be 0
+    near = {m + d for m in head.noise_interp.argmax(0).tolist() for d in (-2, -1, 0)}
+    off_centre = [j for j in range(639) if j not in near]
+    assert len(off_centre) > 300
+    assert second[:, off_centre].abs().max() < 1e-3
+
+
+def test_per_bin_head_weights_load_into_a_banded_head():
+    """A per-bin checkpoint loads into a banded head (least squares on the noise rows): a per-bin
+    envelope that is itself band-shaped comes back exactly; harmonic, tonal and advance rows as
+    they were."""
+    per_bin = HarmonicNoiseHead(dim=8, n_fft=1280, hop_length=HOP)
+    banded = HarmonicNoiseHead(dim=8, n_fft=1280, hop_length=HOP, noise_bands=32)
+    torch.manual_seed(0)
+    bins = 641
+    with torch.no_grad():
+        per_bin.out.weight.normal_()
+        per_bin.out.bias.normal_()
+        per_bin.out.weight[bins : 2 * bins] = banded.noise_interp @ torch.randn(32, 8)
+        per_bin.out.bias[bins : 2 * bins] = banded.noise_interp @ torch.randn(32)
+    banded.load_state_dict(per_bin.state_dict())
+    x = torch.randn(1, 8, 6)
+    with torch.no_grad():
+        for a, b in zip(per_bin.predict_parts(x), banded.predict_parts(x)):
+            assert torch.allclose(a, b, atol=1e-4)
+
+
+def test_banded_noise_is_checked_and_builds_through_the_config():
+    config = _pitched_config(istft_noise_bands=48)
+    head = CodecModel(config).decoder.head
+    assert isinstance(head, HarmonicNoiseHead) and head.noise_interp.shape[1] == 48
+    with pytest.raises(ValueError, match="istft_noise_bands"):
+        _frame_config(istft_noise_bands=48)  # no noise part to band
+    with pytest.raises(ValueError, match="istft_noise_bands"):
+        _pitched_config(istft_noise_bands=1)

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 import torch
 
+from audiolm.core.errors import ConfigError
 from audiolm.models.codec.codec import Codec
 from audiolm.models.codec.config import CodecConfig
 from audiolm.training.codec.task import AudioCropDataset, CodecTask
 from audiolm.training.task import ItemKey
 from audiolm.training.trainer import TrainConfig, Trainer
+from tests.helpers import run_cli, tiny_pitched_codec
 
 
 def _train_config(steps: int) -> TrainConfig:
@@ -173,3 +176,61 @@ def test_a_few_adversarial_steps_lower_the_discriminator_loss(tiny_corpus, loss)
         losses.append(float(out.losses["discriminator"].detach()))
         assert {"adversarial", "feature_matching", "discriminator"} <= set(out.metrics)
     assert np.mean(losses[-3:]) < losses[0] - 0.1
+
+
+def _decoder_only_config(codec_config: CodecConfig, **changes) -> CodecConfig:
+    training = dataclasses.replace(
+        codec_config.training, frozen=("encoder", "quantizer"), adversarial_start_step=1000, weight_l1=0.0
+    )
+    return dataclasses.replace(codec_config, training=training, **changes)
+
+
+def test_a_new_decoder_trains_for_a_codecs_tokens_as_they_are(tiny_corpus, tmp_path):
+    """--init + frozen encoder and quantizer: the decoder (here re-shaped to a banded noise
+    envelope) trains, the encoder and codebooks stay bit-identical, so the codes do too."""
+    original = tiny_pitched_codec(seed=3)
+    source = original.save(tmp_path / "codec")
+    config = _decoder_only_config(original.config, istft_noise_bands=16)
+    task = CodecTask.from_corpus(config, tiny_corpus, init=source)
+    before = {k: v.clone() for k, v in task.model.state_dict().items()}
+    Trainer(task, _train_config(4), tmp_path / "run", progress=False).fit()
+    tuned = Codec.from_pretrained(tmp_path / "run")
+    after = tuned.model.state_dict()
+    for name, value in before.items():
+        if name.startswith(("encoder.", "quantizer.")):
+            assert torch.equal(value, after[name]), name
+    assert not torch.equal(before["decoder.head.out.weight"], after["decoder.head.out.weight"])
+    audio = torch.from_numpy(np.random.default_rng(0).standard_normal(4800).astype(np.float32)) * 0.1
+    assert torch.equal(original.encode(audio, 24000), tuned.encode(audio, 24000))
+    assert tuned.config.istft_noise_bands == 16 and tuned.decode(tuned.encode(audio, 24000)).isfinite().all()
+
+
+def test_init_refuses_a_codec_of_another_network(tiny_corpus, tmp_path, capsys):
+    source = tiny_pitched_codec().save(tmp_path / "codec")
+    other = _decoder_only_config(tiny_pitched_codec().config, frame_dim=24)
+    with pytest.raises(ConfigError, match="frame_dim"):
+        CodecTask.from_corpus(other, tiny_corpus, init=source)
+    code, _, err = run_cli(
+        capsys,
+        "train",
+        "codec",
+        "--data",
+        str(tiny_corpus),
+        "--out",
+        str(tmp_path / "r"),
+        "--init",
+        str(source),
+        "--resume",
+    )
+    assert code == 2 and "--init starts a new run" in err
+
+
+def test_a_run_resumes_after_its_config_class_grew_a_field(tiny_corpus, tmp_path):
+    """A checkpoint written before a config field existed resumes: the field takes its default."""
+    Trainer(_task(tiny_corpus), _train_config(4), tmp_path / "run", progress=False).fit(stop_after=2)
+    for path in [*(tmp_path / "run" / "checkpoints").glob("step-*/config.json")]:
+        saved = json.loads(path.read_text())
+        del saved["config"]["istft_noise_bands"]  # as written before session 9
+        path.write_text(json.dumps(saved))
+    resumed = Trainer(_task(tiny_corpus), _train_config(4), tmp_path / "run", resume=True, progress=False)
+    assert resumed.step == 2
