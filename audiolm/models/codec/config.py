@@ -150,6 +150,9 @@ class CodecConfig:
     # interpolated to the STFT bins) instead of per bin; 0 = per bin (checkpoints before session 9).
     # Per bin it grows single-bin spikes at 4-10 kHz that sound as steady lines (frame_rate.py)
     istft_noise_bands: int = 0
+    # "harmonic_noise" only: the tonal part (steady partials off the pitch comb) only below this
+    # frequency; 0 = at every frequency. Above 4 kHz a decoder used it for steady lines (session 9)
+    istft_tonal_max_hz: float = 0.0
     pitch_fmin: float = 50.0
     pitch_fmax: float = 800.0
     pitch_threshold: float = 0.25
@@ -270,8 +273,13 @@ class CodecConfig:
             raise ValueError(
                 "pitch_codebook and istft_phase 'harmonic_noise' go together (the head builds on the pitch)"
             )
-        if self.istft_noise_bands and not self.pitch_codebook:
-            raise ValueError("istft_noise_bands is for the harmonic-plus-noise head (pitch_codebook)")
+        if (self.istft_noise_bands or self.istft_tonal_max_hz) and not self.pitch_codebook:
+            raise ValueError(
+                "istft_noise_bands and istft_tonal_max_hz are for the harmonic-plus-noise head (pitch_codebook)"
+            )
+        tonal = self.istft_tonal_max_hz
+        if isinstance(tonal, bool) or not isinstance(tonal, (int, float)) or not 0 <= tonal <= self.sample_rate / 2:
+            raise ValueError(f"istft_tonal_max_hz must be in [0, {self.sample_rate / 2:g}] Hz, got {tonal!r}")
         if not self.pitch_codebook:
             return
         bins = self.n_fft // 2 + 1

@@ -315,6 +315,7 @@ class HarmonicNoiseHead(ISTFTHead):
         max_log_magnitude: float = 7.6,
         noise_bands: int = 0,
         sample_rate: int = 24000,
+        tonal_max_hz: float = 0.0,
     ):
         super().__init__(dim, n_fft, hop_length, max_log_magnitude=max_log_magnitude, phase="harmonic_noise")
         bins = n_fft // 2 + 1
@@ -333,6 +334,9 @@ class HarmonicNoiseHead(ISTFTHead):
             self.out.bias[bins : 2 * bins + self.noise_size].fill_(-3.0)
         interp = noise_band_interpolation(n_fft, noise_bands, sample_rate) if noise_bands else torch.zeros(0)
         self.register_buffer("noise_interp", interp, persistent=False)
+        # the tonal part only below tonal_max_hz (0 = everywhere): given steady partials at 4-10 kHz
+        # a decoder draws steady lines there that no voice has (BENCHMARKS.md, session 9)
+        self.tonal_from_bin = min(bins, math.ceil(tonal_max_hz * n_fft / sample_rate)) if tonal_max_hz else bins
         # the fundamental's running phase starts at 0, the tonal bins' at pi * k (as "integrated")
         self.register_buffer("start_phase", torch.cat([self.start_phase, self.start_phase[:1] * 0]), persistent=False)
         self.register_buffer("bin_index", torch.arange(bins, dtype=torch.float32)[:, None], persistent=False)
@@ -345,6 +349,9 @@ class HarmonicNoiseHead(ISTFTHead):
         harmonic, noise, tonal, param = out.split([bins, self.noise_size, bins, bins], dim=1)
         if self.noise_bands:
             noise = torch.einsum("fb,nbt->nft", self.noise_interp, noise)  # [B, bands, T] -> [B, F, T]
+        if self.tonal_from_bin < bins:
+            silent = torch.full_like(tonal[:, self.tonal_from_bin :], -30.0)  # e^-30: nothing
+            tonal = torch.cat([tonal[:, : self.tonal_from_bin], silent], dim=1)
         return harmonic, noise, tonal, self.bin_advance + math.pi * torch.tanh(param)
 
     def _load_from_state_dict(
@@ -472,6 +479,7 @@ class ISTFTDecoder(nn.Module):
         comb: bool = False,
         noise_bands: int = 0,
         sample_rate: int = 24000,
+        tonal_max_hz: float = 0.0,
     ):
         super().__init__()
         # "harmonic_noise": the input's channel 0 is the given F0 in bins (0 = unvoiced), the
@@ -484,11 +492,19 @@ class ISTFTDecoder(nn.Module):
             if comb:
                 raise ValueError("comb is for phase 'harmonic'; 'harmonic_noise' always builds its harmonics")
             self.head = HarmonicNoiseHead(
-                dim, n_fft, hop_length, max_log_magnitude, noise_bands=noise_bands, sample_rate=sample_rate
+                dim,
+                n_fft,
+                hop_length,
+                max_log_magnitude,
+                noise_bands=noise_bands,
+                sample_rate=sample_rate,
+                tonal_max_hz=tonal_max_hz,
             )
         else:
-            if noise_bands:
-                raise ValueError("noise_bands is for phase 'harmonic_noise' (the head with a noise part)")
+            if noise_bands or tonal_max_hz:
+                raise ValueError(
+                    "noise_bands and tonal_max_hz are for phase 'harmonic_noise' (its noise and tonal parts)"
+                )
             self.head = ISTFTHead(dim, n_fft, hop_length, max_log_magnitude=max_log_magnitude, phase=phase, comb=comb)
 
     @property

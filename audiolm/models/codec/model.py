@@ -123,6 +123,7 @@ class CodecModel(nn.Module):
                 max_log_magnitude=config.istft_max_log_magnitude,
                 comb=config.istft_harmonic_comb,
                 noise_bands=config.istft_noise_bands,
+                tonal_max_hz=config.istft_tonal_max_hz,
                 sample_rate=config.sample_rate,
                 **frame_args,
             )

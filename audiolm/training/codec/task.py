@@ -102,9 +102,9 @@ class Critic(nn.Module):
         return logits, features
 
 
-# fields an --init codec may differ in from the run's config: how it trains, and the noise
-# envelope's resolution (a per-bin head's weights load into a banded one, frame_rate.py)
-INIT_MAY_DIFFER = ("training", "istft_noise_bands")
+# fields an --init codec may differ in from the run's config: how it trains, the noise envelope's
+# resolution (a per-bin head's weights load into a banded one, frame_rate.py) and the tonal band
+INIT_MAY_DIFFER = ("training", "istft_noise_bands", "istft_tonal_max_hz")
 
 
 def init_weights(model: CodecModel, directory: str | Path) -> None:

@@ -543,3 +543,25 @@ def test_decoder_recipe_is_the_pitch_recipe_with_a_banded_noise_envelope_and_fro
     assert decoder.istft_noise_bands == 128 and decoder.training.frozen == ("encoder", "quantizer")
     same = dataclasses.replace(decoder, istft_noise_bands=0, training=pitch.training)
     assert same == pitch
+
+
+def test_tonal_part_stays_below_its_limit():
+    """istft_tonal_max_hz: the tonal part's envelope is silent from the limit's bin up, whatever
+    the weights; below it, as without the limit."""
+    free = HarmonicNoiseHead(dim=8, n_fft=1280, hop_length=HOP)
+    limited = HarmonicNoiseHead(dim=8, n_fft=1280, hop_length=HOP, tonal_max_hz=4000.0)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        free.out.weight.normal_()
+        limited.load_state_dict(free.state_dict())
+        x = torch.randn(1, 8, 5)
+        _, _, tonal_free, _ = free.predict_parts(x)
+        _, _, tonal, _ = limited.predict_parts(x)
+    first = round(4000 * 1280 / 24000)  # bin 213.3 -> 214
+    assert torch.equal(tonal[:, :first], tonal_free[:, :first])
+    assert (tonal[:, first + 1 :] == -30.0).all() and torch.exp(tonal[:, first + 1 :]).max() < 1e-12
+    assert CodecModel(_pitched_config(istft_tonal_max_hz=4000.0)).decoder.head.tonal_from_bin == 214
+    with pytest.raises(ValueError, match="istft_tonal_max_hz"):
+        _pitched_config(istft_tonal_max_hz=20000.0)
+    with pytest.raises(ValueError, match="istft_tonal_max_hz"):
+        _frame_config(istft_tonal_max_hz=4000.0)
