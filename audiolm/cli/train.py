@@ -71,6 +71,8 @@ def _run_codec(args: argparse.Namespace) -> int:
     if args.cpu_seconds is not None and not args.cpu_seconds > 0:
         raise UsageError(f"--cpu-seconds must be > 0, got {args.cpu_seconds:g}")
     config = resolve_model_config(args, CodecConfig, CodecConfig())
+    if args.resume:  # the weights a run started from (`--init`), for a run killed before its first checkpoint
+        args.init = json.loads((Path(args.out) / "run.json").read_text()).get("init")
     if args.cpu_seconds is None:
         # train_from_args leaves the run's seed (--seed, or run.json's on --resume) in args.seed
         train_from_args(

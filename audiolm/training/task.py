@@ -79,6 +79,10 @@ class Task:
         """Per-part overrides of the TrainConfig optimizer fields (lr, betas, weight_decay)."""
         return {}
 
+    def run_info(self) -> dict[str, Any]:
+        """Extra keys for a new run's run.json (read back on --resume), e.g. the weights it started from."""
+        return {}
+
     def export_extras(self) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
         """Extra files for the exported model directory: ({file: tensors}, {file: json})."""
         return {}, {}

@@ -250,7 +250,8 @@ class Trainer:
                     "kind": task.kind,
                     "model_config": config_to_dict(task.model_config()),
                     "train_config": config_to_dict(config),
-                },
+                }
+                | task.run_info(),
             )
         acc.wait_for_everyone()
         if config.log_with != "none":

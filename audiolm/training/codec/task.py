@@ -150,8 +150,9 @@ class CodecTask(Task):
         self.valid_files = list(valid_files or [])
         self.seed = seed
         self.model = CodecModel(config)
-        if init is not None:
-            init_weights(self.model, init)
+        self.init = None if init is None else str(resolve_checkpoint_dir(init).resolve())
+        if self.init is not None:
+            init_weights(self.model, self.init)
         self.model.freeze(config.training.frozen)
         self.critic = Critic(config)
         self.mel = MultiScaleMel(
@@ -180,6 +181,10 @@ class CodecTask(Task):
 
     def parts(self) -> dict[str, nn.Module]:
         return {"model": self.model, "discriminator": self.critic}
+
+    def run_info(self) -> dict[str, Any]:
+        # a run killed before its first checkpoint resumes from step 0: from these weights again
+        return {} if self.init is None else {"init": self.init}
 
     def train_dataset(self) -> Dataset:
         if self._train_set is None:

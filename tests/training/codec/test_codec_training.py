@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pytest
 import torch
 
+from audiolm.core.config import config_to_dict
 from audiolm.core.errors import ConfigError
 from audiolm.models.codec.codec import Codec
 from audiolm.models.codec.config import CodecConfig
@@ -234,3 +236,20 @@ def test_a_run_resumes_after_its_config_class_grew_a_field(tiny_corpus, tmp_path
         path.write_text(json.dumps(saved))
     resumed = Trainer(_task(tiny_corpus), _train_config(4), tmp_path / "run", resume=True, progress=False)
     assert resumed.step == 2
+
+
+def test_an_init_run_killed_before_its_first_checkpoint_resumes_from_the_init_weights(tiny_corpus, tmp_path, capsys):
+    source = tiny_pitched_codec(seed=5).save(tmp_path / "codec")
+    config = tmp_path / "decoder.json"
+    config.write_text(json.dumps(config_to_dict(_decoder_only_config(tiny_pitched_codec().config))))
+    run = tmp_path / "run"
+    argv = ["train", "codec", "--data", str(tiny_corpus), "--out", str(run), "--steps", "2", "--batch-size", "2"]
+    code, _, err = run_cli(capsys, *argv, "--config", str(config), "--init", str(source))
+    assert code == 0, err
+    assert json.loads((run / "run.json").read_text())["init"] == str(source.resolve())
+    shutil.rmtree(run / "checkpoints")  # as if killed before its first checkpoint
+    shutil.rmtree(run / "model")
+    code, _, err = run_cli(capsys, *argv, "--resume")
+    assert code == 0, err
+    started, tuned = Codec.from_pretrained(source).model.state_dict(), Codec.from_pretrained(run).model.state_dict()
+    assert all(torch.equal(started[k], tuned[k]) for k in started if k.startswith("encoder."))
