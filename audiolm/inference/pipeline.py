@@ -46,6 +46,7 @@ from audiolm.core.paths import PIPELINES_DIR, resolve_checkpoint
 from audiolm.core.timing import synced_clock
 from audiolm.inference.codec_chunks import ChunkedDecoder, decode_chunked
 from audiolm.inference.compiled_step import compile_by_default
+from audiolm.inference.fine_draws import FineDrawMean
 from audiolm.inference.limits import (
     MemoryPlan,
     PipelineError,
@@ -114,9 +115,14 @@ class PipelineRecipe:
     # match the continuation's codec latents to the prompt's before decoding (voice_anchor.py;
     # `stream` frame by frame on the frames so far)
     voice_anchor: bool = False
+    # decode the fine levels as the mean latent of this many fine-stage draws (fine_draws.py; 1 =
+    # one draw, as sampled). Not in `stream`, which decodes one draw as it comes
+    fine_draws: int = 1
     description: str = ""
 
     def __post_init__(self) -> None:
+        if isinstance(self.fine_draws, bool) or not isinstance(self.fine_draws, int) or not 1 <= self.fine_draws <= 16:
+            raise ValueError(f"fine_draws must be an integer in [1, 16], got {self.fine_draws!r}")
         unknown = set(self.sampling) - set(STAGE_NAMES)
         if unknown:
             raise ValueError(f"sampling has unknown stage(s) {sorted(unknown)}; stages are {list(STAGE_NAMES)}")
@@ -212,6 +218,13 @@ class _Run:
     semantic: Track
     coarse: Track
     fine: Track
+    seeds: list[int]  # per row
+    fine_sampling: SamplingConfig
+
+    @property
+    def prompt_of_row(self) -> list[int]:
+        per_prompt = self.batch // len(self.prompts)  # row i * per_prompt + j: sample j of prompt i
+        return [i for i in range(len(self.prompts)) for _ in range(per_prompt)]
 
 
 def _random_seed() -> int:
@@ -238,6 +251,8 @@ class AudioLM:
         # decode continuations with the prompt's voice statistics (`voice_anchor.py`); the
         # recipe's setting, and an attribute to switch it per object
         self.voice_anchor = recipe.voice_anchor
+        # fine levels decoded as the mean of this many draws (`fine_draws.py`); likewise switchable
+        self.fine_draws = recipe.fine_draws
         # CPU decoding through the compiled step kept on disk per machine (`compiled_step.py`):
         # None = the default (on, unless AUDIOLM_COMPILE=0), False = the eager step
         self.compile_step = compile_step
@@ -572,10 +587,11 @@ class AudioLM:
         run.coarse.fill()
         clock.lap("coarse")
         codes = run.fine.fill()
+        latent_map = self._latent_map(run, codes)  # more fine draws, if any, and the voice anchor
         clock.lap("fine")
         if progress is not None:
             progress("codec", 0, 1)
-        decoded = self._decode(codes, self._anchor(run, codes))  # [B, 1, N]
+        decoded = self._decode(codes, latent_map)  # [B, 1, N]
         clock.lap("codec")
         if progress is not None:
             progress("codec", 1, 1)
@@ -608,15 +624,16 @@ class AudioLM:
         run = self._start(prompts, seconds, seed, num_samples, temperature, top_k, top_p, progress)
         for name, track in (("semantic", run.semantic), ("coarse", run.coarse), ("fine", run.fine)):
             track.fill()
+            if name == "fine":
+                latent_map = self._latent_map(run, run.fine.data)
             clock.lap(name)
         groups: dict[int, list[int]] = {}  # total frames -> prompts
         for i, frames in enumerate(run.total_frames):
             groups.setdefault(frames, []).append(i)
         decoded: dict[int, torch.Tensor] = {}
-        anchor = self._anchor(run, run.fine.data)
         for frames, members in groups.items():
             rows = torch.tensor([i * num_samples + j for i in members for j in range(num_samples)])
-            audio = self._decode(run.fine.data[rows.to(self.device), :, :frames], anchor and anchor.rows(rows))
+            audio = self._decode(run.fine.data[rows.to(self.device), :, :frames], latent_map and latent_map.rows(rows))
             for k, i in enumerate(members):
                 decoded[i] = audio[k * num_samples : (k + 1) * num_samples]
         clock.lap("codec")
@@ -697,8 +714,8 @@ class AudioLM:
 
     # -- continuation internals ---------------------------------------------------------------
 
-    def _decode(self, codes: torch.Tensor, anchor: VoiceAnchor | None = None) -> torch.Tensor:
-        """codes [B, Q, T] -> audio [B, 1, T * hop] on the CPU, through `anchor` if given. Beyond
+    def _decode(self, codes: torch.Tensor, anchor: VoiceAnchor | FineDrawMean | None = None) -> torch.Tensor:
+        """codes [B, Q, T] -> audio [B, 1, T * hop] on the CPU, through the latent map `anchor` if given. Beyond
         DECODE_CHUNK_SECONDS of frames the codec decodes chunk by chunk
         (`codec_chunks.decode_chunked`, equal up to float rounding), so its activations, not
         only the stages' caches, stay bounded in length."""
@@ -708,18 +725,48 @@ class AudioLM:
             return self.codec.decode(codes, anchor).cpu()
         return torch.cat([piece.cpu() for piece in decode_chunked(self.codec, codes, chunk, anchor)], dim=-1)
 
-    def _anchor(self, run: _Run, codes: torch.Tensor) -> VoiceAnchor | None:
-        """The voice anchor of a finished run's rows (codes [B, Q, T]), or None when off."""
-        if not self.voice_anchor:
-            return None
-        per_prompt = run.batch // len(run.prompts)  # row i * per_prompt + j: sample j of prompt i
-        prompt_of_row = [i for i in range(len(run.prompts)) for _ in range(per_prompt)]
-        return fit_voice_anchor(
-            self.codec,
-            codes,
-            [run.prompt_frames[i] for i in prompt_of_row],
-            [run.total_frames[i] for i in prompt_of_row],
+    def _latent_map(self, run: _Run, codes: torch.Tensor) -> VoiceAnchor | FineDrawMean | None:
+        """What a finished run's codes [B, Q, T] go through before the codec's decoder: the mean
+        with more fine-stage draws (`fine_draws` > 1, drawn here), then the voice anchor (fitted
+        on that mean); None when neither is on."""
+        mean = None
+        if self.fine_draws > 1:
+            mean = FineDrawMean(self.codec, self._more_fine_draws(run, codes, self.fine_draws - 1))
+        anchor = None
+        if self.voice_anchor:
+            rows = run.prompt_of_row
+            anchor = fit_voice_anchor(
+                self.codec,
+                codes,
+                [run.prompt_frames[i] for i in rows],
+                [run.total_frames[i] for i in rows],
+                latent=None if mean is None else mean.mean_latent(codes),
+            )
+        if mean is None:
+            return anchor
+        mean.then = anchor
+        return mean
+
+    def _more_fine_draws(self, run: _Run, codes: torch.Tensor, count: int) -> torch.Tensor:
+        """`count` more fine-stage draws for a finished run's coarse codes: [count, B, Q, T], draw
+        s of row b seeded apart from every row's own draw. One batch of count * B rows."""
+        stage = self.stages["fine"]
+        B, Qc = codes.shape[0], stage.config.coarse_levels
+        rows = run.prompt_of_row * count
+        lengths = [run.total_frames[i] for i in rows]
+        coarse = Track(codes[:, :Qc].repeat(count, 1, 1), codes.shape[-1], lambda track: iter(()), lengths=lengths)
+        seeds = [(seed + 0x9E3779B9 * (s + 1)) % 2**32 for s in range(count) for seed in run.seeds]
+        fine = fine_track(
+            stage.model,
+            stage.config,
+            coarse,
+            codes[..., : max(run.prompt_frames)].repeat(count, 1, 1),
+            sampling=run.fine_sampling,
+            seeds=seeds,
+            fine_prompt_frames=[run.prompt_frames[i] for i in rows],
+            compile_step=self._compiled(),
         )
+        return fine.fill().view(count, B, *codes.shape[1:])
 
     def _encode_given(self, wav, sample_rate) -> PromptTokens:
         if wav is None or sample_rate is None:
@@ -821,7 +868,9 @@ class AudioLM:
             fine_prompt_frames=None if even else rows(prompt_frames),
             compile_step=compiled,
         )
-        return _Run(prompts, B, prompt_frames, total_frames, total_semantic, semantic, coarse, fine)
+        return _Run(
+            prompts, B, prompt_frames, total_frames, total_semantic, semantic, coarse, fine, seeds, sampling("fine")
+        )
 
     def _result(self, run, index, decoded, continuation_only, timings, rows=slice(None)) -> Continuation:
         """The Continuation of prompt `index` of a run from its decoded audio [n, 1, N]."""

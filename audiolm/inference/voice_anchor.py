@@ -85,11 +85,17 @@ def _groups(codes: torch.Tensor, pitched: bool) -> torch.Tensor:
 
 @torch.inference_mode()
 def fit_voice_anchor(
-    codec, codes: torch.Tensor, prompt_frames: list[int], lengths: list[int] | None = None
+    codec,
+    codes: torch.Tensor,
+    prompt_frames: list[int],
+    lengths: list[int] | None = None,
+    latent: torch.Tensor | None = None,
 ) -> VoiceAnchor:
     """The anchor mapping each row's generated frames [prompt_frames[b], lengths[b]) onto the
     statistics of its prompt frames [0, prompt_frames[b]). codes [B, Q, T] (prompt +
-    continuation; lengths: each row's frames, default T). `codec`: an `audiolm` Codec."""
+    continuation; lengths: each row's frames, default T). `codec`: an `audiolm` Codec.
+    latent [B, D, T]: the latents the anchor will map, if not the codes' own (e.g. a mean of
+    fine draws, fine_draws.py)."""
     B, _, T = codes.shape
     lengths = [T] * B if lengths is None else lengths
     if len(prompt_frames) != B or len(lengths) != B:
@@ -97,7 +103,9 @@ def fit_voice_anchor(
             f"need one prompt length and one length per row ({B}), got {len(prompt_frames)}, {len(lengths)}"
         )
     pitched = isinstance(codec.model.quantizer, PitchedResidualVQ)
-    latent = codec.model.quantizer.decode(codes.to(codec.device)).float()  # [B, D, T]
+    if latent is None:
+        latent = codec.model.quantizer.decode(codes.to(codec.device))
+    latent = latent.float()  # [B, D, T]
     first = 1 if pitched else 0
     z = latent[:, first:]  # [B, C, T]
     C = z.shape[1]
