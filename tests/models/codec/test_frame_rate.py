@@ -534,14 +534,16 @@ def test_banded_noise_is_checked_and_builds_through_the_config():
 
 def test_decoder_recipe_is_the_pitch_recipe_with_a_banded_noise_envelope_and_frozen_tokens():
     """tokenizers/codec_pitch_decoder.json trains a new decoder for a codec of the pitch recipe
-    (`train codec --init`): the same network but the noise envelope, encoder and quantizer frozen."""
+    (`train codec --init`): the same network but the noise envelope and the tonal band, encoder and
+    quantizer frozen."""
     import dataclasses
 
     folder = Path(__file__).resolve().parents[3] / "tokenizers"
     pitch = load_config_file(CodecConfig, folder / "codec_pitch_config.json")
     decoder = load_config_file(CodecConfig, folder / "codec_pitch_decoder.json")
-    assert decoder.istft_noise_bands == 128 and decoder.training.frozen == ("encoder", "quantizer")
-    same = dataclasses.replace(decoder, istft_noise_bands=0, training=pitch.training)
+    assert decoder.istft_noise_bands == 128 and decoder.istft_tonal_max_hz == 4000
+    assert decoder.training.frozen == ("encoder", "quantizer")
+    same = dataclasses.replace(decoder, istft_noise_bands=0, istft_tonal_max_hz=0.0, training=pitch.training)
     assert same == pitch
 
 
