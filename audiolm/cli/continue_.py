@@ -101,6 +101,14 @@ def _setup_continue(p: argparse.ArgumentParser) -> None:
         "voice (the default and speech pipelines match them; a --stream frame by frame)",
     )
     p.add_argument(
+        "--fine-draws",
+        type=int,
+        default=None,
+        metavar="N",
+        help="decode the fine levels as the mean latent of N fine-stage draws (1 = one draw as sampled; "
+        "default: the pipeline's, 3 for default and speech; not with --stream, which decodes one draw)",
+    )
+    p.add_argument(
         "--max-memory",
         type=float,
         default=None,
@@ -136,6 +144,8 @@ def _check_arguments(args: argparse.Namespace):
         check_sampling,
     )
 
+    if args.fine_draws is not None and not 1 <= args.fine_draws <= 16:
+        raise UsageError(f"--fine-draws must be in [1, 16], got {args.fine_draws}")
     if not args.prompt and args.prompt_tokens is None:
         raise UsageError("give a PROMPT audio file or --prompt-tokens FILE")
     if args.prompt and args.prompt_tokens is not None:
@@ -328,8 +338,10 @@ def _load_pipeline(args: argparse.Namespace):
 
 
 def _with_flags(lm, args: argparse.Namespace):
-    """The loaded pipeline with what the flags change on it: --no-voice-anchor."""
+    """The loaded pipeline with what the flags change on it: --no-voice-anchor, --fine-draws."""
     lm.voice_anchor = lm.voice_anchor and not args.no_voice_anchor
+    if args.fine_draws is not None:
+        lm.fine_draws = args.fine_draws
     return lm
 
 

@@ -91,3 +91,25 @@ def test_a_recipe_with_a_bad_fine_draws_is_refused(tmp_path, value):
     build_tiny_pipeline(tmp_path)
     with pytest.raises(ConfigError, match="fine_draws"):
         AudioLM.from_pretrained(write_recipe(tmp_path, name="bad", fine_draws=value))
+
+
+def test_continue_cli_sets_the_fine_draws(tmp_path, capsys):
+    from audiolm.cli.app import main
+    from audiolm.core.audio import load_audio, save_audio
+
+    build_tiny_pipeline(tmp_path)
+    tiny_pitched_codec().save(tmp_path / "pitched_codec")
+    three = write_recipe(tmp_path, name="three", codec="pitched_codec", fine_draws=3)
+    one = write_recipe(tmp_path, name="one", codec="pitched_codec")
+    save_audio(tmp_path / "p.wav", tone(0.6, freq=220.0), SR)
+    outputs = {}
+    for name, recipe, extra in (("three", three, []), ("flag", three, ["--fine-draws", "1"]), ("one", one, [])):
+        out = tmp_path / f"{name}.wav"
+        argv = ["continue", str(tmp_path / "p.wav"), "-o", str(out), "--seconds", "0.5", "--seed", "0"]
+        assert main([*argv, "--pipeline", str(recipe), "--no-compile", *extra]) == 0, capsys.readouterr().err
+        outputs[name] = load_audio(out)[0]
+    assert torch.equal(outputs["flag"], outputs["one"])
+    assert (outputs["three"] - outputs["one"]).abs().max() > 1e-3
+    argv = ["continue", str(tmp_path / "p.wav"), "-o", str(tmp_path / "x.wav"), "--fine-draws", "0"]
+    assert main([*argv, "--pipeline", str(three)]) == 2
+    assert "--fine-draws must be in [1, 16]" in capsys.readouterr().err
