@@ -5,8 +5,9 @@ The fine stage is nearly uniform over its levels' codes (cross entropy ~6.6 nats
 DNSMOS hears as distortion (decoding without the fine levels lifts DNSMOS OVRL by 0.17 but loses
 voice). What the codes determine of those levels is their expectation given the coarse codes;
 the mean of S draws' quantized latents estimates it (the minimum-squared-error latent), and the
-codec decodes that. 4 draws on 12 voices: DNSMOS OVRL +0.07, GE2E cosine to the prompt +0.01,
-voice retrieval unchanged (BENCHMARKS.md, "Session 9").
+codec decodes that. On 12 voices: 4 draws through the session-6 decoder DNSMOS OVRL +0.07, GE2E
+cosine to the prompt +0.01; 3 draws through the session-9 decoder about +0.03 and +0.01
+(BENCHMARKS.md, "Session 9").
 
 The returned codes stay one draw (a token sequence like any other); only the audio is decoded
 from the mean, so `codec.decode(codes)` of a continuation's codes is not its audio exactly.
