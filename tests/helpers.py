@@ -144,6 +144,33 @@ def tiny_pitched_codec(seed: int = 0):
     return random_codec(config, seed)
 
 
+def assert_prompts_batch_as_alone(lm, prompt: torch.Tensor, sample_rate: int = 24000) -> None:
+    """`lm.continue_prompts` of `prompt` and a shorter cut of it (rows of other lengths in one
+    batch, 2 samples each) equals `generate_continuation` of each prompt alone."""
+    prompts = [lm.encode_prompt(prompt, sample_rate), lm.encode_prompt(prompt[: int(0.45 * sample_rate)], sample_rate)]
+    together = lm.continue_prompts(prompts, seconds=0.5, seed=0, num_samples=2)
+    for p, result in zip(prompts, together):
+        alone = lm.generate_continuation(None, None, seconds=0.5, seed=0, num_samples=2, prompt=p)
+        assert torch.equal(result.codes, alone.codes)
+        torch.testing.assert_close(result.audio, alone.audio, atol=1e-4, rtol=1e-3)
+
+
+def continue_cli_outputs(tmp_path: Path, capsys, runs) -> dict[str, torch.Tensor]:
+    """`audiolm continue` of a 0.6 s tone (seed 0, 0.5 s, eager step) for each (name, recipe,
+    extra flags) in `runs` -> {name: the written audio}."""
+    from audiolm.cli.app import main
+    from audiolm.core.audio import load_audio, save_audio
+
+    save_audio(tmp_path / "p.wav", tone(0.6, freq=220.0), 24000)
+    outputs = {}
+    for name, recipe, extra in runs:
+        out = tmp_path / f"{name}.wav"
+        argv = ["continue", str(tmp_path / "p.wav"), "-o", str(out), "--seconds", "0.5", "--seed", "0"]
+        assert main([*argv, "--pipeline", str(recipe), "--no-compile", *extra]) == 0, capsys.readouterr().err
+        outputs[name] = load_audio(out)[0]
+    return outputs
+
+
 def save_tiny_codec(directory: Path, seed: int = 0) -> Path:
     """`tiny_codec(seed)` saved to `directory` (returns the path `Codec.save` gives)."""
     return tiny_codec(seed).save(directory)

@@ -10,7 +10,14 @@ from audiolm.inference.codec_chunks import decode_chunked
 from audiolm.inference.fine_draws import FineDrawMean
 from audiolm.inference.pipeline import AudioLM
 from audiolm.inference.voice_anchor import fit_voice_anchor
-from tests.helpers import build_tiny_pipeline, tiny_pitched_codec, tone, write_recipe
+from tests.helpers import (
+    assert_prompts_batch_as_alone,
+    build_tiny_pipeline,
+    continue_cli_outputs,
+    tiny_pitched_codec,
+    tone,
+    write_recipe,
+)
 
 SR = 24000
 
@@ -78,12 +85,7 @@ def test_the_pipeline_decodes_the_mean_of_its_fine_draws(tmp_path):
     assert not torch.equal(extra[0, :, 2:, Tp:], codes[:, 2:, Tp:]) and not torch.equal(extra[0], extra[1])
     # with voice anchoring too, and prompts of other lengths in one batch: each as alone
     lm.voice_anchor = True
-    prompts = [lm.encode_prompt(prompt, SR), lm.encode_prompt(prompt[: int(0.45 * SR)], SR)]
-    together = lm.continue_prompts(prompts, seconds=0.5, seed=0, num_samples=2)
-    for p, result in zip(prompts, together):
-        alone = lm.generate_continuation(None, None, seconds=0.5, seed=0, num_samples=2, prompt=p)
-        assert torch.equal(result.codes, alone.codes)
-        torch.testing.assert_close(result.audio, alone.audio, atol=1e-4, rtol=1e-3)
+    assert_prompts_batch_as_alone(lm, prompt)
 
 
 @pytest.mark.parametrize("value", [0, 17, 2.5, True])
@@ -95,19 +97,13 @@ def test_a_recipe_with_a_bad_fine_draws_is_refused(tmp_path, value):
 
 def test_continue_cli_sets_the_fine_draws(tmp_path, capsys):
     from audiolm.cli.app import main
-    from audiolm.core.audio import load_audio, save_audio
 
     build_tiny_pipeline(tmp_path)
     tiny_pitched_codec().save(tmp_path / "pitched_codec")
     three = write_recipe(tmp_path, name="three", codec="pitched_codec", fine_draws=3)
     one = write_recipe(tmp_path, name="one", codec="pitched_codec")
-    save_audio(tmp_path / "p.wav", tone(0.6, freq=220.0), SR)
-    outputs = {}
-    for name, recipe, extra in (("three", three, []), ("flag", three, ["--fine-draws", "1"]), ("one", one, [])):
-        out = tmp_path / f"{name}.wav"
-        argv = ["continue", str(tmp_path / "p.wav"), "-o", str(out), "--seconds", "0.5", "--seed", "0"]
-        assert main([*argv, "--pipeline", str(recipe), "--no-compile", *extra]) == 0, capsys.readouterr().err
-        outputs[name] = load_audio(out)[0]
+    runs = (("three", three, []), ("flag", three, ["--fine-draws", "1"]), ("one", one, []))
+    outputs = continue_cli_outputs(tmp_path, capsys, runs)
     assert torch.equal(outputs["flag"], outputs["one"])
     assert (outputs["three"] - outputs["one"]).abs().max() > 1e-3
     argv = ["continue", str(tmp_path / "p.wav"), "-o", str(tmp_path / "x.wav"), "--fine-draws", "0"]

@@ -11,7 +11,15 @@ import torch
 from audiolm.inference.codec_chunks import decode_chunked
 from audiolm.inference.pipeline import AudioLM
 from audiolm.inference.voice_anchor import MIN_FRAMES, PRIOR_FRAMES, RunningVoiceAnchor, fit_voice_anchor
-from tests.helpers import build_tiny_pipeline, tiny_codec, tiny_pitched_codec, tone, write_recipe
+from tests.helpers import (
+    assert_prompts_batch_as_alone,
+    build_tiny_pipeline,
+    continue_cli_outputs,
+    tiny_codec,
+    tiny_pitched_codec,
+    tone,
+    write_recipe,
+)
 
 SR = 24000
 
@@ -102,12 +110,7 @@ def test_the_pipeline_decodes_through_the_anchor_when_its_recipe_says_so(tmp_pat
     assert not torch.allclose(anchored.audio, plain.audio, atol=1e-4)
     # several prompts of other lengths in one batch: each as it would come alone
     lm.voice_anchor = True
-    prompts = [lm.encode_prompt(prompt, SR), lm.encode_prompt(prompt[: int(0.45 * SR)], SR)]
-    together = lm.continue_prompts(prompts, seconds=0.5, seed=0, num_samples=2)
-    for p, result in zip(prompts, together):
-        alone = lm.generate_continuation(None, None, seconds=0.5, seed=0, num_samples=2, prompt=p)
-        assert torch.equal(result.codes, alone.codes)
-        torch.testing.assert_close(result.audio, alone.audio, atol=1e-4, rtol=1e-3)
+    assert_prompts_batch_as_alone(lm, prompt)
 
 
 def test_a_recipe_without_the_field_decodes_plainly(tmp_path):
@@ -116,24 +119,12 @@ def test_a_recipe_without_the_field_decodes_plainly(tmp_path):
 
 
 def test_continue_cli_decodes_plainly_with_no_voice_anchor(tmp_path, capsys):
-    from audiolm.cli.app import main
-    from audiolm.core.audio import load_audio, save_audio
-
     build_tiny_pipeline(tmp_path)
     tiny_pitched_codec().save(tmp_path / "pitched_codec")
     anchored = write_recipe(tmp_path, name="anchored", codec="pitched_codec", voice_anchor=True)
     plain = write_recipe(tmp_path, name="plain", codec="pitched_codec", voice_anchor=False)
-    save_audio(tmp_path / "p.wav", tone(0.6, freq=220.0), SR)
-    outputs = {}
-    for name, recipe, extra in (
-        ("anchored", anchored, []),
-        ("flag", anchored, ["--no-voice-anchor"]),
-        ("plain", plain, []),
-    ):
-        out = tmp_path / f"{name}.wav"
-        argv = ["continue", str(tmp_path / "p.wav"), "-o", str(out), "--seconds", "0.5", "--seed", "0"]
-        assert main([*argv, "--pipeline", str(recipe), "--no-compile", *extra]) == 0, capsys.readouterr().err
-        outputs[name] = load_audio(out)[0]
+    runs = (("anchored", anchored, []), ("flag", anchored, ["--no-voice-anchor"]), ("plain", plain, []))
+    outputs = continue_cli_outputs(tmp_path, capsys, runs)
     assert torch.equal(outputs["flag"], outputs["plain"])
     assert (outputs["anchored"] - outputs["plain"]).abs().max() > 1e-3
 
