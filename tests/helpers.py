@@ -123,25 +123,35 @@ def tiny_codec(seed: int = 0):
     return random_codec(seed=seed)
 
 
-def tiny_pitched_codec(seed: int = 0):
-    """`tiny_codec` as a source-filter codec: level 0 of its codes is the pitch (0 = unvoiced),
-    an STFT encoder and a harmonic-plus-noise iSTFT decoder."""
+def tiny_frame_rate_config(**changes):
+    """`CodecConfig.tiny()` with the frame-rate networks (STFT encoder, iSTFT decoder, one
+    ConvNeXt block each of width 16), then `changes`."""
     import dataclasses
 
     from audiolm.models.codec.config import CodecConfig
 
-    config = dataclasses.replace(
-        CodecConfig.tiny(),
-        encoder="stft",
-        decoder="istft",
-        frame_dim=16,
-        frame_intermediate=32,
-        encoder_layers=1,
-        decoder_layers=1,
-        istft_phase="harmonic_noise",
-        pitch_codebook=True,
+    frame_rate = dict(
+        encoder="stft", decoder="istft", frame_dim=16, frame_intermediate=32, encoder_layers=1, decoder_layers=1
     )
-    return random_codec(config, seed)
+    return dataclasses.replace(CodecConfig.tiny(), **(frame_rate | changes))
+
+
+def tiny_pitched_codec(seed: int = 0):
+    """`tiny_codec` as a source-filter codec: level 0 of its codes is the pitch (0 = unvoiced),
+    an STFT encoder and a harmonic-plus-noise iSTFT decoder."""
+    return random_codec(tiny_frame_rate_config(istft_phase="harmonic_noise", pitch_codebook=True), seed)
+
+
+def random_codes(codec, frames: int, seed: int, voiced_share: float = 0.6) -> torch.Tensor:
+    """Random codes [2, Q, frames] at 3 kbps; a pitched codec's level 0 voiced on about
+    `voiced_share` of the frames."""
+    g = torch.Generator().manual_seed(seed)
+    Q = codec.levels_for_kbps(3.0)
+    codes = torch.randint(0, codec.codebook_size, (2, Q, frames), generator=g)
+    if codec.model.quantizer.__class__.__name__ == "PitchedResidualVQ":
+        voiced = torch.rand(2, frames, generator=g) < voiced_share
+        codes[:, 0] = torch.where(voiced, torch.randint(1, codec.codebook_size, (2, frames), generator=g), 0)
+    return codes
 
 
 def assert_prompts_batch_as_alone(lm, prompt: torch.Tensor, sample_rate: int = 24000) -> None:

@@ -66,13 +66,17 @@ def _setup_codec(parser: argparse.ArgumentParser) -> None:
 def _run_codec(args: argparse.Namespace) -> int:
     from audiolm.models.codec.config import CodecConfig  # lazy: keeps `audiolm --help` fast
     from audiolm.training.codec.task import CodecTask  # lazy: keeps `audiolm --help` fast
-    from audiolm.training.trainer import resolve_model_config, train_from_args  # lazy: keeps `audiolm --help` fast
+    from audiolm.training.trainer import (  # lazy: keeps `audiolm --help` fast
+        read_run_file,
+        resolve_model_config,
+        train_from_args,
+    )
 
     if args.cpu_seconds is not None and not args.cpu_seconds > 0:
         raise UsageError(f"--cpu-seconds must be > 0, got {args.cpu_seconds:g}")
     config = resolve_model_config(args, CodecConfig, CodecConfig())
     if args.resume:  # the weights a run started from (`--init`), for a run killed before its first checkpoint
-        args.init = json.loads((Path(args.out) / "run.json").read_text()).get("init")
+        args.init = read_run_file(Path(args.out)).get("init")
     if args.cpu_seconds is None:
         # train_from_args leaves the run's seed (--seed, or run.json's on --resume) in args.seed
         train_from_args(

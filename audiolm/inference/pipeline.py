@@ -714,16 +714,16 @@ class AudioLM:
 
     # -- continuation internals ---------------------------------------------------------------
 
-    def _decode(self, codes: torch.Tensor, anchor: VoiceAnchor | FineDrawMean | None = None) -> torch.Tensor:
-        """codes [B, Q, T] -> audio [B, 1, T * hop] on the CPU, through the latent map `anchor` if given. Beyond
+    def _decode(self, codes: torch.Tensor, latent_map: VoiceAnchor | FineDrawMean | None = None) -> torch.Tensor:
+        """codes [B, Q, T] -> audio [B, 1, T * hop] on the CPU, through `latent_map` if given. Beyond
         DECODE_CHUNK_SECONDS of frames the codec decodes chunk by chunk
         (`codec_chunks.decode_chunked`, equal up to float rounding), so its activations, not
         only the stages' caches, stay bounded in length."""
         chunk = round(DECODE_CHUNK_SECONDS * self.codec.frame_rate)
         codes = codes.to(self.codec.device)
         if codes.shape[-1] <= chunk:
-            return self.codec.decode(codes, anchor).cpu()
-        return torch.cat([piece.cpu() for piece in decode_chunked(self.codec, codes, chunk, anchor)], dim=-1)
+            return self.codec.decode(codes, latent_map).cpu()
+        return torch.cat([piece.cpu() for piece in decode_chunked(self.codec, codes, chunk, latent_map)], dim=-1)
 
     def _latent_map(self, run: _Run, codes: torch.Tensor) -> VoiceAnchor | FineDrawMean | None:
         """What a finished run's codes [B, Q, T] go through before the codec's decoder: the mean

@@ -676,7 +676,7 @@ def add_training_arguments(parser: argparse.ArgumentParser, defaults: TrainConfi
         parser.add_argument(flag, type=typ, default=None, help=f"{help_text} (default {getattr(defaults, field)})")
 
 
-def _read_run_file(out: Path) -> dict[str, Any]:
+def read_run_file(out: Path) -> dict[str, Any]:
     run_file = out / "run.json"
     if not run_file.is_file():
         raise AudiolmError(f"{out}: no training run to resume (no run.json)")
@@ -686,7 +686,7 @@ def _read_run_file(out: Path) -> dict[str, Any]:
 def resolve_model_config(args: argparse.Namespace, config_cls: type, default: Any) -> Any:
     """The model config: the run's own on --resume, else --config, else `default`."""
     if getattr(args, "resume", False):
-        saved: Any = config_from_dict(config_cls, _read_run_file(Path(args.out))["model_config"], where="run.json")
+        saved: Any = config_from_dict(config_cls, read_run_file(Path(args.out))["model_config"], where="run.json")
         if args.config:
             given: Any = load_config_file(config_cls, args.config)
             if given != saved:
@@ -701,7 +701,7 @@ def train_config_from_args(args: argparse.Namespace, defaults: TrainConfig) -> T
     """TrainConfig from (saved run on --resume | --train-config | defaults) + explicit flags."""
     base = defaults
     if getattr(args, "resume", False):
-        base = config_from_dict(TrainConfig, _read_run_file(Path(args.out))["train_config"], where="run.json")
+        base = config_from_dict(TrainConfig, read_run_file(Path(args.out))["train_config"], where="run.json")
     elif getattr(args, "train_config", None):
         base = load_config_file(TrainConfig, args.train_config)
     overrides = {

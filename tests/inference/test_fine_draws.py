@@ -14,6 +14,7 @@ from tests.helpers import (
     assert_prompts_batch_as_alone,
     build_tiny_pipeline,
     continue_cli_outputs,
+    random_codes,
     tiny_pitched_codec,
     tone,
     write_recipe,
@@ -22,15 +23,10 @@ from tests.helpers import (
 SR = 24000
 
 
-def _codes(codec, frames: int, seed: int, rows: int = 2) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(0, codec.codebook_size, (rows, codec.levels_for_kbps(3.0), frames), generator=g)
-
-
 def test_the_map_decodes_the_mean_latent_of_the_draws():
     codec = tiny_pitched_codec()
-    codes = _codes(codec, 60, seed=1)
-    extra = torch.stack([_codes(codec, 60, seed=s) for s in (2, 3)])  # [2, B, Q, T]
+    codes = random_codes(codec, 60, seed=1)
+    extra = torch.stack([random_codes(codec, 60, seed=s) for s in (2, 3)])  # [2, B, Q, T]
     quantizer = codec.model.quantizer
     with torch.inference_mode():
         expected = (quantizer.decode(codes) + quantizer.decode(extra[0]) + quantizer.decode(extra[1])) / 3
@@ -52,8 +48,8 @@ def test_the_map_decodes_the_mean_latent_of_the_draws():
 
 def test_the_anchor_fitted_on_the_mean_maps_it_to_the_prompts_statistics():
     codec = tiny_pitched_codec()
-    codes = _codes(codec, 80, seed=4)
-    extra = _codes(codec, 80, seed=5)[None]
+    codes = random_codes(codec, 80, seed=4)
+    extra = random_codes(codec, 80, seed=5)[None]
     mean = FineDrawMean(codec, extra)
     with torch.inference_mode():
         latent = mean.mean_latent(codes)

@@ -15,6 +15,7 @@ from tests.helpers import (
     assert_prompts_batch_as_alone,
     build_tiny_pipeline,
     continue_cli_outputs,
+    random_codes,
     tiny_codec,
     tiny_pitched_codec,
     tone,
@@ -22,18 +23,6 @@ from tests.helpers import (
 )
 
 SR = 24000
-
-
-def _codes(codec, frames: int, seed: int, voiced_share: float = 0.6) -> torch.Tensor:
-    """Random codes [2, Q, frames] at 3 kbps; a pitched codec's level 0 voiced on about
-    `voiced_share` of the frames."""
-    g = torch.Generator().manual_seed(seed)
-    Q = codec.levels_for_kbps(3.0)
-    codes = torch.randint(0, codec.codebook_size, (2, Q, frames), generator=g)
-    if codec.model.quantizer.__class__.__name__ == "PitchedResidualVQ":
-        voiced = torch.rand(2, frames, generator=g) < voiced_share
-        codes[:, 0] = torch.where(voiced, torch.randint(1, codec.codebook_size, (2, frames), generator=g), 0)
-    return codes
 
 
 def _latent(codec, codes):
@@ -45,7 +34,7 @@ def _latent(codec, codes):
 def test_generated_frames_take_the_prompts_mean_and_spread(pitched):
     codec = tiny_pitched_codec() if pitched else tiny_codec()
     prompt_frames, frames = [60, 45], 140
-    codes = _codes(codec, frames, seed=1)
+    codes = random_codes(codec, frames, seed=1)
     # make the continuation's statistics differ from the prompt's: other codes, fewer of them
     codes[:, 1:, 70:] = codes[:, 1:, 70:] % 7
     anchor = fit_voice_anchor(codec, codes, prompt_frames)
@@ -66,7 +55,7 @@ def test_generated_frames_take_the_prompts_mean_and_spread(pitched):
 
 def test_a_group_with_too_few_frames_is_left_alone():
     codec = tiny_pitched_codec()
-    codes = _codes(codec, 100, seed=2)
+    codes = random_codes(codec, 100, seed=2)
     codes[0, 0, :50] = 0  # row 0's prompt is all unvoiced: nothing to match voiced frames to
     anchor = fit_voice_anchor(codec, codes, [50, 50])
     assert torch.equal(anchor.scale[0, 0], torch.ones_like(anchor.scale[0, 0]))
@@ -76,7 +65,7 @@ def test_a_group_with_too_few_frames_is_left_alone():
 
 def test_rows_of_other_lengths_fit_only_their_own_frames():
     codec = tiny_codec()
-    codes = _codes(codec, 120, seed=3)
+    codes = random_codes(codec, 120, seed=3)
     padded = codes.clone()
     padded[1, :, 90:] = 0  # row 1 ends at frame 90: what lies after it must not count
     whole = fit_voice_anchor(codec, padded, [40, 40], lengths=[120, 90])
@@ -89,7 +78,7 @@ def test_rows_of_other_lengths_fit_only_their_own_frames():
 
 def test_chunked_decoding_applies_the_anchor_like_whole_decoding():
     codec = tiny_pitched_codec()
-    codes = _codes(codec, 160, seed=4)
+    codes = random_codes(codec, 160, seed=4)
     anchor = fit_voice_anchor(codec, codes, [70, 50])
     whole = codec.decode(codes, anchor)
     pieces = torch.cat(list(decode_chunked(codec, codes, 40, anchor)), dim=-1)
@@ -131,7 +120,7 @@ def test_continue_cli_decodes_plainly_with_no_voice_anchor(tmp_path, capsys):
 
 def test_the_running_anchor_maps_each_frame_with_the_frames_before_it_only():
     codec = tiny_pitched_codec()
-    codes = _codes(codec, 150, seed=5)
+    codes = random_codes(codec, 150, seed=5)
     codes[:, 1:, 80:] = codes[:, 1:, 80:] % 5
     Tp = 60
     whole = RunningVoiceAnchor(codec, codes[..., :Tp])(_latent(codec, codes), codes, 0)

@@ -17,7 +17,7 @@ from audiolm.models.codec.config import CodecConfig
 from audiolm.training.codec.task import AudioCropDataset, CodecTask
 from audiolm.training.task import ItemKey
 from audiolm.training.trainer import TrainConfig, Trainer
-from tests.helpers import run_cli, tiny_pitched_codec
+from tests.helpers import run_cli, tiny_frame_rate_config, tiny_pitched_codec
 
 
 def _train_config(steps: int) -> TrainConfig:
@@ -86,14 +86,7 @@ def test_phase_and_stft_losses_join_the_balanced_losses_when_weighted(tiny_corpu
     the balancer of older runs."""
     import dataclasses
 
-    config = dataclasses.replace(
-        CodecConfig.tiny(),
-        encoder="stft",
-        decoder="istft",
-        frame_dim=16,
-        frame_intermediate=32,
-        encoder_layers=1,
-        decoder_layers=1,
+    config = tiny_frame_rate_config(
         istft_phase="harmonic",
         istft_harmonic_comb=True,
         istft_max_log_magnitude=7.6,
