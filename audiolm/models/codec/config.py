@@ -142,7 +142,8 @@ class CodecConfig:
     # "harmonic" only: the F0 share also shapes the magnitudes as a comb of harmonics (frame_rate.py)
     istft_harmonic_comb: bool = False
     # A pitch code as level 0 (pitch.py, quantizer.PitchedResidualVQ): the encoder tracks F0 with
-    # YIN (pitch_fmin..pitch_fmax Hz, voiced where YIN's dip is below pitch_threshold) and the
+    # YIN (pitch_fmin..pitch_fmax Hz, the dip below pitch_threshold, voiced below
+    # pitch_voicing_threshold) and the
     # decoder's harmonic-plus-noise head (istft_phase "harmonic_noise") builds the harmonics on
     # it. Needs encoder "stft" and decoder "istft"; the pitch takes one of n_q levels.
     pitch_codebook: bool = False
@@ -156,6 +157,10 @@ class CodecConfig:
     pitch_fmin: float = 50.0
     pitch_fmax: float = 800.0
     pitch_threshold: float = 0.25
+    # YIN's voicing decision: voiced where the chosen dip's d' is below this; 0 = pitch_threshold
+    # (checkpoints before session 10). A higher one than pitch_threshold voices the weakly periodic
+    # frames of diphone voices without taking octave-error dips (pitch.yin_f0)
+    pitch_voicing_threshold: float = 0.0
     # The encoder sees wav * input_gain and the decoder's output is divided by it. Our corpus
     # sits at -23 dB RMS (~0.07); at that scale a randomly initialised SEANet encoder gives
     # nearly the same latent for every frame and clip, and the quantizer collapses onto one
@@ -301,6 +306,11 @@ class CodecConfig:
             )
         if not (isinstance(self.pitch_threshold, (int, float)) and 0 < self.pitch_threshold < 1):
             raise ValueError(f"pitch_threshold must be in (0, 1), got {self.pitch_threshold}")
+        voicing = self.pitch_voicing_threshold
+        if not (isinstance(voicing, (int, float)) and (voicing == 0 or self.pitch_threshold <= voicing < 1)):
+            raise ValueError(
+                f"pitch_voicing_threshold must be 0 (= pitch_threshold) or in [pitch_threshold, 1), got {voicing}"
+            )
         for kbps in self.bandwidths:
             if self.levels_for_kbps_unchecked(kbps) < 2:
                 raise ValueError(f"bandwidth {kbps} kbps gives 1 level; a pitched codec needs 2 (pitch + RVQ)")

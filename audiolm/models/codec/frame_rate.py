@@ -622,10 +622,12 @@ class PitchedSTFTEncoder(STFTEncoder):
         fmax: float,
         threshold: float,
         input_gain: float,
+        voicing_threshold: float | None = None,
         **stft_encoder_args,
     ):
         super().__init__(latent_dim, **stft_encoder_args)
         self.sample_rate, self.fmin, self.fmax, self.threshold = sample_rate, fmin, fmax, threshold
+        self.voicing_threshold = threshold if voicing_threshold is None else voicing_threshold
         self.input_gain = input_gain  # the encoder sees wav * gain; YIN's silence floor is for wav
 
     @property
@@ -650,5 +652,6 @@ class PitchedSTFTEncoder(STFTEncoder):
             fmin=self.fmin,
             fmax=self.fmax,
             threshold=self.threshold,
+            voicing_threshold=self.voicing_threshold,
         )
         return torch.cat([f0_hz[:, None].to(latent.dtype), latent], dim=1)

@@ -16,7 +16,8 @@ the difference function d(tau) = sum_j (x_j - x_{j+tau})^2 over the first n_fft 
 samples (from one FFT cross-correlation and running energies), its cumulative-mean
 normalisation d'(tau), the first lag in [sr / fmax, sr / fmin] whose d' falls below
 `threshold` refined to the smallest d' within +-20 % of it (YIN's absolute threshold, which
-avoids the octave-down dips), voiced where that minimum is below the threshold, and the lag
+avoids the octave-down dips; with no dip below it, the first within 0.05 of the lowest d'), voiced where that minimum is
+below `voicing_threshold` (default: `threshold`), and the lag
 refined between samples by a parabola through d' around it (one sample at 24 kHz is 0.4 % of
 a 100 Hz period but 1.8 % of a 430 Hz one).
 """
@@ -27,6 +28,8 @@ import math
 
 import torch
 import torch.nn.functional as F
+
+NEAR_LOWEST = 0.05  # d' margin of the fallback dip (see yin_f0)
 
 
 @torch.no_grad()
@@ -40,8 +43,15 @@ def yin_f0(
     fmax: float = 600.0,
     threshold: float = 0.15,
     width: int | None = None,
+    voicing_threshold: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """wav [B, N] -> (F0 in Hz [B, frames], 0 where unvoiced; voiced mask [B, frames]).
+
+    Two thresholds on the normalised difference d' (0 = periodic, ~1 = noise): `threshold`
+    picks the dip (a low one avoids octave errors), `voicing_threshold` (default `threshold`)
+    decides voiced. One threshold for both calls only a third of a diphone voice's frames voiced
+    where Harvest calls 85 %; 0.15 / 0.5 call 70-80 % at a few per cent more gross errors
+    (BENCHMARKS.md, session 10).
 
     `width`: the integration window in samples (default: all the frame leaves beside the
     longest lag, n_fft - sr / fmin); a shorter one is centred in the frame and follows a
@@ -72,7 +82,11 @@ def yin_f0(
     cmnd[..., 1:] = diff[..., 1:] / running.clamp(min=1e-12)
     search = cmnd[..., min_lag:]  # lags min_lag..max_lag
     below = search < threshold
-    first = torch.where(below.any(-1), below.float().argmax(-1), search.argmin(-1)) + min_lag  # [B, T]
+    # no dip below threshold: the first lag within NEAR_LOWEST of the lowest d', not the lowest
+    # itself, which in a breathy voice is as often at twice the period (an octave down). Such a
+    # frame is voiced only if voicing_threshold > threshold
+    near_lowest = search <= search.min(-1, keepdim=True).values + NEAR_LOWEST
+    first = torch.where(below.any(-1), below.float().argmax(-1), near_lowest.float().argmax(-1)) + min_lag  # [B, T]
     # refine: the smallest d' within +-20 % of the first dip
     span = torch.arange(-(max_lag // 5), max_lag // 5 + 1, device=x.device)
     candidates = (first[..., None] + (first[..., None] * span / max_lag).round().long()).clamp(min_lag, max_lag)
@@ -83,7 +97,7 @@ def yin_f0(
     curvature = left - 2 * centre + right
     shift = torch.where(curvature > 1e-9, 0.5 * (left - right) / curvature.clamp(min=1e-9), torch.zeros_like(centre))
     lag = best.float() + shift.clamp(-0.5, 0.5)  # the parabola's vertex
-    voiced = centre < threshold
+    voiced = centre < (threshold if voicing_threshold is None else voicing_threshold)
     voiced &= x.square().mean(-1) > 1e-6  # not silence
     f0 = torch.where(voiced, sample_rate / lag, torch.zeros_like(lag))
     return f0, voiced

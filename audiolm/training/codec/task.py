@@ -104,7 +104,9 @@ class Critic(nn.Module):
 
 # fields an --init codec may differ in from the run's config: how it trains, the noise envelope's
 # resolution (a per-bin head's weights load into a banded one, frame_rate.py) and the tonal band
-INIT_MAY_DIFFER = ("training", "istft_noise_bands", "istft_tonal_max_hz")
+# the pitch tracker's thresholds are decisions, not weights: a new decoder can learn a new tracker's
+# pitch code (level 0 changes; the RVQ levels stay, their encoder does not see the pitch)
+INIT_MAY_DIFFER = ("training", "istft_noise_bands", "istft_tonal_max_hz", "pitch_threshold", "pitch_voicing_threshold")
 
 
 def init_weights(model: CodecModel, directory: str | Path) -> None:

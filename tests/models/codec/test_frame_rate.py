@@ -430,6 +430,10 @@ def test_pitched_codec_options_are_checked():
         _pitched_config(pitch_fmin=20.0)
     with pytest.raises(ValueError, match="pitch_threshold"):
         _pitched_config(pitch_threshold=1.5)
+    with pytest.raises(ValueError, match="pitch_voicing_threshold"):
+        _pitched_config(pitch_threshold=0.3, pitch_voicing_threshold=0.2)  # below the dip threshold
+    with pytest.raises(ValueError, match="pitch_voicing_threshold"):
+        _pitched_config(pitch_voicing_threshold=1.0)
     with pytest.raises(ValueError, match="needs 2"):
         _pitched_config(bandwidths=(0.75, 6.0))
     with pytest.raises(ValueError, match="weight_head_phase"):

@@ -60,3 +60,24 @@ def test_a_shorter_integration_window_is_centred_and_checked():
     assert voiced[0, 5:70].all() and (hz[0, 5:70] / 150.0 - 1).abs().max() < 0.004
     with pytest.raises(ValueError, match="width must be"):
         yin_f0(_voice(150.0), SR, 75, 1280, 320, width=1000)  # 1000 + the longest lag > 1280
+
+
+def _breathy_voice(noise: float) -> torch.Tensor:
+    return _voice(150.0) + noise * torch.randn(1, SR, generator=torch.Generator().manual_seed(0))
+
+
+def test_a_voicing_threshold_above_the_dip_threshold_voices_a_breathy_voice_at_its_pitch():
+    # d' of this voice's period dip is ~0.33: above the dip threshold, below the voicing one
+    wav = _breathy_voice(0.2)
+    assert not yin_f0(wav, SR, 75, 1280, 320)[1][0, 5:70].any()  # one threshold (0.15) for both
+    hz, voiced = yin_f0(wav, SR, 75, 1280, 320, voicing_threshold=0.5)
+    assert voiced[0, 5:70].float().mean() > 0.9
+    # the fallback dip is the first near the lowest d', not the lowest (here at twice the period)
+    assert (hz[0, 5:70][voiced[0, 5:70]] / 150.0 - 1).abs().max() < 0.03
+
+
+def test_a_voicing_threshold_leaves_noise_unvoiced_and_clean_voices_as_they_were():
+    noise = 0.1 * torch.randn(1, SR, generator=torch.Generator().manual_seed(0))
+    assert not yin_f0(noise, SR, 75, 1280, 320, voicing_threshold=0.5)[1].any()
+    clean = _voice(220.0)
+    assert torch.equal(yin_f0(clean, SR, 75, 1280, 320)[0], yin_f0(clean, SR, 75, 1280, 320, voicing_threshold=0.5)[0])

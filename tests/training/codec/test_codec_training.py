@@ -200,6 +200,24 @@ def test_a_new_decoder_trains_for_a_codecs_tokens_as_they_are(tiny_corpus, tmp_p
     assert tuned.config.istft_noise_bands == 16 and tuned.decode(tuned.encode(audio, 24000)).isfinite().all()
 
 
+def test_a_new_decoder_trains_for_a_new_voicing_rule_with_the_rvq_levels_as_they_are(tiny_corpus, tmp_path):
+    """The pitch tracker's thresholds may differ from the init codec's (they are decisions, not
+    weights): level 0 follows the new rule, the RVQ levels stay bit-identical."""
+    original = tiny_pitched_codec(seed=3)
+    source = original.save(tmp_path / "codec")
+    config = _decoder_only_config(original.config, pitch_threshold=0.15, pitch_voicing_threshold=0.5)
+    task = CodecTask.from_corpus(config, tiny_corpus, init=source)
+    Trainer(task, _train_config(2), tmp_path / "run", progress=False).fit()
+    tuned = Codec.from_pretrained(tmp_path / "run")
+    assert tuned.config.pitch_voicing_threshold == 0.5
+    t = torch.arange(24000) / 24000
+    voice = sum(0.3 * torch.sin(2 * torch.pi * 150 * h * t) / h for h in range(1, 10))
+    breathy = voice + 0.2 * torch.randn(24000, generator=torch.Generator().manual_seed(0))  # d' ~0.33
+    before, after = original.encode(breathy, 24000), tuned.encode(breathy, 24000)  # [1, n_q, T]
+    assert torch.equal(before[:, 1:], after[:, 1:])
+    assert (before[0, 0, 5:-5] == 0).all() and (after[0, 0, 5:-5] > 0).float().mean() > 0.9
+
+
 def test_init_refuses_a_codec_of_another_network(tiny_corpus, tmp_path, capsys):
     source = tiny_pitched_codec().save(tmp_path / "codec")
     other = _decoder_only_config(tiny_pitched_codec().config, frame_dim=24)
