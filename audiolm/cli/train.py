@@ -2,6 +2,7 @@
 Trainer (audiolm/training/trainer.py); each command builds its Task.
 
     audiolm train codec --data CORPUS --out RUN [--config JSON] [--init CODEC] [--resume] [--cpu-seconds S] [trainer flags]
+    audiolm train {semantic,coarse,fine} --tokens DIR --out RUN [--config JSON] [--init STAGE] [--kind K] [--resume] [...]
 
 Only cheap modules are imported at module level; torch and the models load inside the run
 functions (start-up time: `audiolm --help` imports every command module).
@@ -210,6 +211,13 @@ def _setup_stage(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--tokens", required=True, metavar="DIR", help="token directory (audiolm tokenize)")
     parser.add_argument("--kind", help="train and validate on utterances of this kind only (speech, music)")
+    parser.add_argument(
+        "--init",
+        metavar="STAGE",
+        help="start a new run from this stage's weights (a checkpoint directory such as "
+        "checkpoints/stage_coarse, or a run): fine-tuning, e.g. on your own audio's tokens. "
+        "Its config is the run's (a --config given too must describe the same model)",
+    )
     add_training_arguments(parser, stage_train_defaults())
 
 
@@ -222,8 +230,12 @@ def stage_train_defaults():
 
 def _run_stage(args: argparse.Namespace, stage: StageName) -> int:
     from audiolm.models.lm.stage import complete_stage_config  # lazy: keeps `audiolm --help` fast
-    from audiolm.training.lm.task import StageTask  # lazy: keeps `audiolm --help` fast
-    from audiolm.training.trainer import resolve_model_config, train_from_args  # lazy: keeps `audiolm --help` fast
+    from audiolm.training.lm.task import StageTask, read_init_stage_config  # lazy: keeps `audiolm --help` fast
+    from audiolm.training.trainer import (  # lazy: keeps `audiolm --help` fast
+        read_run_file,
+        resolve_model_config,
+        train_from_args,
+    )
 
     user_config = None
     if args.config:
@@ -239,10 +251,15 @@ def _run_stage(args: argparse.Namespace, stage: StageName) -> int:
 
             if complete_stage_config(user_config, read_token_index(args.tokens)) != config:
                 raise ConfigError(f"{args.config}: differs from the model config of the run in {args.out}")
+        args.init = read_run_file(Path(args.out)).get("init")  # for a run killed before its first checkpoint
+    elif args.init is not None:
+        # the init stage's own config, or a --config that must complete to the same model (dropout
+        # and join_voice may differ; StageTask checks)
+        config = user_config or read_init_stage_config(args.init, stage)
     else:
         config = user_config or StageConfig(stage=stage)
     # a factory: the trainer seeds torch (--seed) before the task builds its Transformer
-    train_from_args(lambda: StageTask(config, args.tokens, args.kind), args, stage_train_defaults())
+    train_from_args(lambda: StageTask(config, args.tokens, args.kind, init=args.init), args, stage_train_defaults())
     return 0
 
 
@@ -314,7 +331,7 @@ def _check_train_flags(args: argparse.Namespace) -> None:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
     check_finite(getattr(args, "lr", None), "--lr", positive=True)
     if getattr(args, "init", None) is not None and args.resume:
-        raise UsageError("--init starts a new run from a codec's weights; --resume continues a run (drop one)")
+        raise UsageError("--init starts a new run from trained weights; --resume continues a run (drop one)")
     seed = getattr(args, "seed", None)
     if seed is not None and not 0 <= seed < 2**32:
         raise UsageError(f"--seed must be in [0, {2**32 - 1}], got {seed}")

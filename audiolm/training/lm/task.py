@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,7 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from audiolm.core.errors import AudiolmError
+from audiolm.core.checkpoint import load_checkpoint, resolve_checkpoint_dir
+from audiolm.core.config import config_to_dict
+from audiolm.core.errors import AudiolmError, CheckpointError, ConfigError
 from audiolm.models.lm.config import StageConfig
 from audiolm.models.lm.layouts import IGNORE
 from audiolm.models.lm.stage import Layout, complete_stage_config, make_layout, stage_kind
@@ -113,10 +116,51 @@ def _voice_runs(shards: TokenShards, lengths: list[int], max_length: int) -> lis
     return sorted(runs)
 
 
+# fields an --init stage may differ in from the run's config: how it trains, not what it is
+INIT_MAY_DIFFER = ("model.dropout", "join_voice")
+
+
+def read_init_stage_config(directory: str | Path, stage: str) -> StageConfig:
+    """The config of the stage checkpoint (or run) a new run starts from (`--init`)."""
+    return load_checkpoint(resolve_checkpoint_dir(directory), stage_kind(stage), StageConfig).config
+
+
+def init_stage_weights(model: Transformer, config: StageConfig, directory: str | Path) -> None:
+    """Load a stage's weights (a checkpoint directory or run) into `model`, whose completed config
+    must equal the stage's but for INIT_MAY_DIFFER: fine-tuning a trained stage, e.g. on tokens of a codec whose decoder or
+    pitch code changed, or on a user's own audio. Stored fp16 weights load into fp32 parameters."""
+    path = resolve_checkpoint_dir(directory)
+    ckpt = load_checkpoint(path, stage_kind(config.stage), StageConfig)
+    mine, theirs = _flat(config_to_dict(config)), _flat(config_to_dict(ckpt.config))
+    differ = sorted(k for k in mine.keys() | theirs.keys() if k not in INIT_MAY_DIFFER and mine.get(k) != theirs.get(k))
+    if differ:
+        shown = ", ".join(f"{k} {theirs.get(k)!r} vs {mine.get(k)!r}" for k in differ[:4])
+        raise ConfigError(
+            f"{path}: this stage does not fit the run's config and tokens ({shown}); --init needs the same model"
+        )
+    try:
+        model.load_state_dict(ckpt.state_dict, strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not fit the model: {str(e).splitlines()[0]}") from None
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 class StageTask(Task):
     """Trains one stage (semantic, coarse or fine) from a token directory."""
 
-    def __init__(self, config: StageConfig, tokens_dir: str | Path, kind: str | None = None) -> None:
+    def __init__(
+        self, config: StageConfig, tokens_dir: str | Path, kind: str | None = None, init: str | Path | None = None
+    ) -> None:
+        """init: a stage checkpoint directory (or run) whose weights the model starts from."""
         self.tokens_dir = Path(tokens_dir)
         self.data_kind = kind  # None: every utterance; "speech" / "music": only that kind
         self.train_shards = TokenShards(self.tokens_dir, "train", kind)
@@ -124,8 +168,15 @@ class StageTask(Task):
         self.kind = stage_kind(self.config.stage)
         self.layout = make_layout(self.config)
         self.model = Transformer(self.config.model)
+        self.init = None if init is None else str(resolve_checkpoint_dir(init).resolve())
+        if self.init is not None:
+            init_stage_weights(self.model, self.config, self.init)
         if len(StageDataset(self.train_shards, self.layout)) == 0:
             raise AudiolmError(f"{self.tokens_dir}: the train split holds no utterance with tokens")
+
+    def run_info(self) -> dict[str, Any]:
+        # a run killed before its first checkpoint resumes from step 0: from these weights again
+        return {} if self.init is None else {"init": self.init}
 
     def model_config(self) -> StageConfig:
         return self.config

@@ -307,3 +307,51 @@ def test_join_voice_windows_run_across_the_utterances_of_one_voice(tmp_path):
     assert sorted(map(sorted, bigger.sequences)) == [[0, 2, 5], [1, 4], [3]]
     item = bigger[ItemKey(0, 0)]
     assert item["inputs"].shape == item["targets"].shape
+
+
+def test_a_stage_run_starts_from_a_trained_stages_weights_with_init(trained, tokens, tmp_path, capsys):
+    """`train coarse --init STAGE`: the run starts from those weights (its own config), records them
+    in run.json for a resume before the first checkpoint; another stage or network is refused in one
+    line, and --init with --resume is a usage error."""
+    from audiolm.core.errors import ConfigError
+    from tests.helpers import run_cli
+
+    source, _ = trained["coarse"]
+    task = StageTask(small("coarse"), tokens, init=source)
+    started = load_stage(source, "coarse").model.state_dict()
+    assert all(torch.equal(v, started[k]) for k, v in task.model.state_dict().items())
+    run = tmp_path / "run"
+
+    def argv(out):
+        return [
+            "train",
+            "coarse",
+            "--tokens",
+            tokens,
+            "--out",
+            out,
+            "--steps",
+            "1",
+            "--batch-size",
+            "2",
+            "--device",
+            "cpu",
+        ]
+
+    code, _, err = run_cli(capsys, *argv(run), "--init", source, "--lr", "1e-12", "--warmup-steps", "0")
+    assert code == 0, err
+    assert json.loads((run / "run.json").read_text())["init"] == str(source.resolve())
+    tuned = load_stage(run, "coarse").model.state_dict()
+    assert all(torch.allclose(v, started[k], atol=1e-6) for k, v in tuned.items())  # one step at lr 1e-12
+    # another stage's weights, another network: one line, exit 2
+    code, _, err = run_cli(capsys, *argv(tmp_path / "r2"), "--init", trained["semantic"][0])
+    assert code == 2 and "lm_semantic" in err and len(err.strip().splitlines()) == 1
+    wider = tmp_path / "wider.json"
+    wider.write_text(json.dumps({"model": {"dim": 64, "n_layers": 2, "n_heads": 4, "max_seq_len": 32}}))
+    with pytest.raises(ConfigError, match="model.dim 48 vs 64"):
+        wide = TransformerConfig(dim=64, n_layers=2, n_heads=4, max_seq_len=32)
+        StageTask(dataclasses.replace(small("coarse"), model=wide), tokens, init=source)
+    code, _, err = run_cli(capsys, *argv(tmp_path / "r3"), "--init", source, "--config", wider)
+    assert code == 2 and "--init needs the same model" in err
+    code, _, err = run_cli(capsys, *argv(run), "--init", source, "--resume")
+    assert code == 2 and "--init starts a new run" in err
