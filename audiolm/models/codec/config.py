@@ -143,9 +143,9 @@ class CodecConfig:
     istft_harmonic_comb: bool = False
     # A pitch code as level 0 (pitch.py, quantizer.PitchedResidualVQ): the encoder tracks F0 with
     # YIN (pitch_fmin..pitch_fmax Hz, the dip below pitch_threshold, voiced below
-    # pitch_voicing_threshold) and the
-    # decoder's harmonic-plus-noise head (istft_phase "harmonic_noise") builds the harmonics on
-    # it. Needs encoder "stft" and decoder "istft"; the pitch takes one of n_q levels.
+    # pitch_voicing_threshold) and the decoder's harmonic-plus-noise head (istft_phase
+    # "harmonic_noise") builds the harmonics on it. Needs encoder "stft" and decoder "istft"; the
+    # pitch takes one of n_q levels.
     pitch_codebook: bool = False
     # "harmonic_noise" only: the noise part's log-envelope per mel-spaced band (this many, linearly
     # interpolated to the STFT bins) instead of per bin; 0 = per bin (checkpoints before session 9).

@@ -621,13 +621,13 @@ class PitchedSTFTEncoder(STFTEncoder):
         fmin: float,
         fmax: float,
         threshold: float,
+        voicing_threshold: float,
         input_gain: float,
-        voicing_threshold: float | None = None,
         **stft_encoder_args,
     ):
         super().__init__(latent_dim, **stft_encoder_args)
         self.sample_rate, self.fmin, self.fmax, self.threshold = sample_rate, fmin, fmax, threshold
-        self.voicing_threshold = threshold if voicing_threshold is None else voicing_threshold
+        self.voicing_threshold = voicing_threshold  # yin_f0: the dip below threshold, voiced below this
         self.input_gain = input_gain  # the encoder sees wav * gain; YIN's silence floor is for wav
 
     @property

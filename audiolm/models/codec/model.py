@@ -107,7 +107,7 @@ class CodecModel(nn.Module):
                 fmin=config.pitch_fmin,
                 fmax=config.pitch_fmax,
                 threshold=config.pitch_threshold,
-                voicing_threshold=config.pitch_voicing_threshold or config.pitch_threshold,
+                voicing_threshold=config.pitch_voicing_threshold or config.pitch_threshold,  # 0 = the same
                 input_gain=config.input_gain,
                 layers=config.encoder_layers,
                 **frame_args,

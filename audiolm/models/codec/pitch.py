@@ -16,8 +16,8 @@ the difference function d(tau) = sum_j (x_j - x_{j+tau})^2 over the first n_fft 
 samples (from one FFT cross-correlation and running energies), its cumulative-mean
 normalisation d'(tau), the first lag in [sr / fmax, sr / fmin] whose d' falls below
 `threshold` refined to the smallest d' within +-20 % of it (YIN's absolute threshold, which
-avoids the octave-down dips; with no dip below it, the first within 0.05 of the lowest d'), voiced where that minimum is
-below `voicing_threshold` (default: `threshold`), and the lag
+avoids the octave-down dips; with no dip below it, the first within 0.05 of the lowest d'),
+voiced where that minimum is below `voicing_threshold` (default: `threshold`), and the lag
 refined between samples by a parabola through d' around it (one sample at 24 kHz is 0.4 % of
 a 100 Hz period but 1.8 % of a 430 Hz one).
 """

@@ -17,8 +17,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from audiolm.core.checkpoint import load_checkpoint, resolve_checkpoint_dir
-from audiolm.core.config import config_to_dict
+from audiolm.core.checkpoint import (
+    load_checkpoint,
+    load_state_dict_checked,
+    read_checkpoint_header,
+    resolve_checkpoint_dir,
+)
+from audiolm.core.config import config_from_dict, config_to_dict
 from audiolm.core.errors import AudiolmError, CheckpointError, ConfigError
 from audiolm.models.lm.config import StageConfig
 from audiolm.models.lm.layouts import IGNORE
@@ -121,14 +126,20 @@ INIT_MAY_DIFFER = ("model.dropout", "join_voice")
 
 
 def read_init_stage_config(directory: str | Path, stage: str) -> StageConfig:
-    """The config of the stage checkpoint (or run) a new run starts from (`--init`)."""
-    return load_checkpoint(resolve_checkpoint_dir(directory), stage_kind(stage), StageConfig).config
+    """The config of the stage checkpoint (or run) a new run starts from (`--init`), from its
+    header only: the weights load once, in `init_stage_weights`."""
+    path = resolve_checkpoint_dir(directory)
+    header = read_checkpoint_header(path)
+    if header["kind"] != stage_kind(stage):
+        raise CheckpointError(f"{path}: checkpoint kind is {header['kind']!r}, expected {stage_kind(stage)!r}")
+    return config_from_dict(StageConfig, header["config"], where=f"{path}: config")
 
 
 def init_stage_weights(model: Transformer, config: StageConfig, directory: str | Path) -> None:
     """Load a stage's weights (a checkpoint directory or run) into `model`, whose completed config
-    must equal the stage's but for INIT_MAY_DIFFER: fine-tuning a trained stage, e.g. on tokens of a codec whose decoder or
-    pitch code changed, or on a user's own audio. Stored fp16 weights load into fp32 parameters."""
+    must equal the stage's but for INIT_MAY_DIFFER: fine-tuning a trained stage, e.g. on tokens of
+    a codec whose decoder or pitch code changed, or on a user's own audio. Stored fp16 weights
+    load into fp32 parameters."""
     path = resolve_checkpoint_dir(directory)
     ckpt = load_checkpoint(path, stage_kind(config.stage), StageConfig)
     mine, theirs = _flat(config_to_dict(config)), _flat(config_to_dict(ckpt.config))
@@ -138,10 +149,7 @@ def init_stage_weights(model: Transformer, config: StageConfig, directory: str |
         raise ConfigError(
             f"{path}: this stage does not fit the run's config and tokens ({shown}); --init needs the same model"
         )
-    try:
-        model.load_state_dict(ckpt.state_dict, strict=True)
-    except RuntimeError as e:
-        raise CheckpointError(f"{path}: weights do not fit the model: {str(e).splitlines()[0]}") from None
+    load_state_dict_checked(model, ckpt.state_dict, str(path))
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
