@@ -1,5 +1,6 @@
-"""`audiolm corpus build OUT` (audiolm/training/data/corpus_build.py) and `audiolm corpus import
-SRC OUT` (audiolm/training/data/corpus_import.py).
+"""`audiolm corpus build OUT` (audiolm/training/data/corpus_build.py), `audiolm corpus import
+SRC OUT` (audiolm/training/data/corpus_import.py) and `audiolm corpus merge OUT CORPUS...`
+(audiolm/training/data/corpus_merge.py).
 
 Only cheap modules are imported at module level; torch and the models load inside the run
 functions (start-up time: `audiolm --help` imports every command module).
@@ -29,6 +30,11 @@ def _setup_build(parser: argparse.ArgumentParser) -> None:
         "(Festival kal/ked/slt, MBROLA us1-3/en1 where installed, MuseScore_General), "
         "every item in the valid split; never train on it",
     )
+    parser.add_argument(
+        "--engines",
+        help="speech engines to draw voices from, comma-separated: espeak, flite, festival, mbrola "
+        "(default: every one installed; a resumed corpus keeps its own)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -49,7 +55,27 @@ def _check_build(args: argparse.Namespace) -> None:
         raise UsageError(f"--seed must be in [0, {2**32 - 1}], got {args.seed}")
     if not 1 <= args.jobs <= 256:
         raise UsageError(f"--jobs must be in [1, 256], got {args.jobs}")
+    if args.engines is not None:
+        from audiolm.training.data.corpus_build import SPEECH_ENGINES  # lazy: start-up time
+
+        engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+        unknown = [e for e in engines if e not in SPEECH_ENGINES]
+        if unknown or not engines:
+            raise UsageError(f"--engines takes some of {', '.join(SPEECH_ENGINES)}, got {args.engines!r}")
+        if args.heldout:
+            raise UsageError("--engines is for a training corpus; --heldout always takes the reserved voices")
+        args.engines = engines
     make_output_folder(args.out, "corpus")
+
+
+def _summary(items: list, out: str) -> str:
+    """ "N items, V voices in OUT (speech/train 9.1 min, ...)"."""
+    minutes: dict[tuple[str, str], float] = defaultdict(float)
+    for item in items:
+        minutes[(item.kind, item.split)] += item.duration / 60
+    split_minutes = ", ".join(f"{kind}/{split} {m:.1f} min" for (kind, split), m in sorted(minutes.items()))
+    voices = len({item.speaker for item in items if item.kind == "speech"})
+    return f"{len(items)} items, {voices} voices in {out} ({split_minutes})"
 
 
 def _run_build(args: argparse.Namespace) -> int:
@@ -65,13 +91,9 @@ def _run_build(args: argparse.Namespace) -> int:
         workers=max(1, args.jobs),
         progress=not args.no_progress,
         heldout=args.heldout,
+        engines=args.engines,
     )
-    minutes: dict[tuple[str, str], float] = defaultdict(float)
-    for item in items:
-        minutes[(item.kind, item.split)] += item.duration / 60
-    summary = ", ".join(f"{kind}/{split} {m:.1f} min" for (kind, split), m in sorted(minutes.items()))
-    voices = len({item.speaker for item in items if item.kind == "speech"})
-    print(f"corpus: {len(items)} items, {voices} voices in {args.out} ({summary})", file=sys.stderr)
+    print(f"corpus: {_summary(items, args.out)}", file=sys.stderr)
     return 0
 
 
@@ -134,6 +156,21 @@ def _run_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _setup_merge(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("out", metavar="OUT", help="output folder (new or empty): a manifest and one link per source")
+    parser.add_argument("corpora", metavar="CORPUS", nargs="+", help="corpus folders to merge (two or more)")
+
+
+def _run_merge(args: argparse.Namespace) -> int:
+    from audiolm.training.data.corpus_merge import merge_corpora  # lazy: start-up time
+
+    if len(args.corpora) < 2:
+        raise UsageError("corpus merge needs at least two corpora")
+    items = merge_corpora(args.out, args.corpora)
+    print(f"merge: {_summary(items, args.out)}", file=sys.stderr)
+    return 0
+
+
 def register(cli) -> None:
     cli.add(
         "corpus build",
@@ -147,4 +184,10 @@ def register(cli) -> None:
         "turn any folder (or list) of audio files into a corpus: chunked, level-normalised, split by speaker/album",
         _setup_import,
         _run_import,
+    )
+    cli.add(
+        "corpus merge",
+        "one corpus reading several (linked, not copied), e.g. the synthetic corpus plus your own recordings",
+        _setup_merge,
+        _run_merge,
     )

@@ -1,8 +1,10 @@
-"""`audiolm corpus build`: the offline training corpus from espeak-ng, flite, Festival and fluidsynth.
+"""`audiolm corpus build`: the offline training corpus from espeak-ng, flite, Festival, MBROLA and fluidsynth.
 
 Speech: espeak-ng (8 English base voices x every variant +m1..+f5, +klatt..., rate, pitch and
-pitch range varied), flite (kal16, awb, rms, slt; speed and mean F0 varied) and Festival's
-non-English voices reading English text (speed varied); every utterance is also warped in
+pitch range varied), flite (kal16, awb, rms, slt; speed and mean F0 varied), Festival's
+non-English voices reading English text (speed varied) and, where installed, MBROLA's recorded
+diphone voices of many languages reading English through espeak-ng (MBROLA_TRAINING_VOICES;
+rate and pitch varied); `engines` keeps some of them only. Every utterance is also warped in
 sample rate by 0.9-1.1, which moves pitch and formants together (a vocal-tract-length change),
 and carries a phone alignment. Music: music21 scores rendered by fluidsynth through several
 General MIDI soundfonts over ~70 instruments and 0.6-1.5x tempi.
@@ -21,8 +23,8 @@ utterance to the next, so phone boundaries jitter by a few milliseconds between 
 voices, parameters and splits do not change).
 
 Split (disjoint by speaker and by piece): speech item i is valid when i % 10 == 3 and then
-uses only valid voices — ESPEAK_VALID_VARIANTS (with any base voice), the flite voice rms and
-FESTIVAL_VALID_VOICES; train never uses them. Music items come ITEMS_PER_PIECE per piece; piece
+uses only valid voices — ESPEAK_VALID_VARIANTS (with any base voice), the flite voice rms,
+FESTIVAL_VALID_VOICES and MBROLA_VALID_VOICES; train never uses them. Music items come ITEMS_PER_PIECE per piece; piece
 slot j = i // ITEMS_PER_PIECE is valid when j % 10 == 1.
 
 The held-out voices and soundfont (audiolm/training/data/reserved.py) never enter this corpus: the
@@ -97,8 +99,27 @@ ITEMS_PER_PIECE = 4
 ESPEAK_VALID_VARIANTS = ("m4", "f2", "Andy", "belinda", "iven3", "klatt3", "steph2", "travis", "robosoft3", "zac")
 FLITE_VALID_VOICES = ("rms",)
 FESTIVAL_VALID_VOICES = ("hy_fi_mv_diphone",)
+# MBROLA voices (diphones of recorded speakers, many languages) that read English text through
+# espeak-ng's mb-XX voices with at most 4 unknown diphones (each a short gap) in two test
+# sentences; the others (ar, es, hb, jp, nl1, ...) lose dozens. Measured 2026-11-30 on Debian's
+# mbrola-* packages (contrib/non-free). The reserved us1-3 / en1 are never among them.
+MBROLA_TRAINING_VOICES = (
+    "af1", "br1", "br2", "br3", "br4", "ca1", "ca2", "cr1", "cz2", "de1", "de2", "de3", "de4", "de5", "de6",
+    "de7", "ee1", "fr1", "fr2", "fr3", "fr4", "fr5", "fr6", "fr7", "gr2", "hu1", "id1", "ir1", "it3", "it4",
+    "lt1", "lt2", "nl2", "nl3", "pl1", "ro1", "sw1", "sw2",
+)  # fmt: skip
+MBROLA_VALID_VOICES = ("br3", "de6", "fr6", "ro1")
 _FLITE_F0 = {"kal16": 105.0, "awb": 115.0, "rms": 100.0, "slt": 170.0}
-_ENGINE_WEIGHTS = {"espeak": 0.6, "flite": 0.2, "festival": 0.2}  # of the engines a corpus has
+# of the engines a corpus has (a corpus without MBROLA voices draws as before)
+_ENGINE_WEIGHTS = {"espeak": 0.6, "flite": 0.2, "festival": 0.2, "mbrola": 0.4}
+SPEECH_ENGINES = tuple(_ENGINE_WEIGHTS)
+_ENGINE_KEYS = {"espeak": ("espeak_voices", "espeak_variants"), "flite": ("flite",), "festival": ("festival",)}
+_ENGINE_PACKAGES = {
+    "espeak": "espeak-ng",
+    "flite": "flite",
+    "festival": "festival festvox-italp16k",
+    "mbrola": "mbrola mbrola-de1 mbrola-fr1 ... (Debian contrib / non-free)",
+}
 
 
 @dataclass
@@ -135,23 +156,42 @@ class Job:
 # inventory: the voices and soundfonts a corpus draws from
 
 
-def training_inventory() -> dict[str, list[str]]:
-    """The training voices and soundfonts installed here (never a reserved one)."""
-    return {
+def training_inventory(engines: list[str] | None = None) -> dict[str, list[str]]:
+    """The training voices and soundfonts installed here (never a reserved one); `engines`
+    (default: all) limits the speech engines drawn from. AudiolmError for an unknown engine or
+    one requested by name with no voice installed."""
+    inventory = {
         "espeak_voices": list(ESPEAK_VOICES),
         "espeak_variants": list(ESPEAK_VARIANTS),
         "flite": list(FLITE_VOICES),
         "festival": [v for v in festival_voices() if v not in RESERVED_FESTIVAL_VOICES],
+        "mbrola": mbrola_voices(MBROLA_TRAINING_VOICES),
         "soundfonts": list(available_soundfonts()),
     }
+    if engines is None:
+        return inventory
+    unknown = sorted(set(engines) - set(SPEECH_ENGINES))
+    if unknown or not engines:
+        raise AudiolmError(f"speech engines are {', '.join(SPEECH_ENGINES)}; got {', '.join(unknown) or 'none'}")
+    for engine in engines:
+        if not inventory[_ENGINE_KEYS.get(engine, (engine,))[-1]]:
+            raise AudiolmError(f"no {engine} voice is installed here (apt-get install {_ENGINE_PACKAGES[engine]})")
+    kept = {key for engine in engines for key in _ENGINE_KEYS.get(engine, (engine,))}
+    return {key: voices for key, voices in inventory.items() if key in kept or key == "soundfonts"}
 
 
-def mbrola_voices() -> list[str]:
-    """MBROLA voices espeak-ng can speak through here (the mbrola program + the voice file)."""
+def inventory_engines(inventory: dict[str, list[str]]) -> list[str]:
+    """The speech engines an inventory has voices for."""
+    return [e for e in SPEECH_ENGINES if all(inventory.get(key) for key in _ENGINE_KEYS.get(e, (e,)))]
+
+
+def mbrola_voices(candidates: tuple[str, ...] = RESERVED_MBROLA_VOICES) -> list[str]:
+    """The `candidates` espeak-ng can speak through here (the mbrola program + the voice file);
+    by default the reserved ones (the held-out set)."""
     if shutil.which("mbrola") is None:
         return []
     roots = (Path("/usr/share/mbrola"), Path("/usr/share/mbrola/voices"))
-    return [v for v in RESERVED_MBROLA_VOICES if any((r / v / v).is_file() or (r / v).is_file() for r in roots)]
+    return [v for v in candidates if any((r / v / v).is_file() or (r / v).is_file() for r in roots)]
 
 
 def heldout_inventory() -> dict[str, list[str]]:
@@ -169,9 +209,8 @@ def check_training_inventory(inventory: dict[str, list[str]]) -> None:
         refuse_reserved_voice("espeak", base)
     for voice in inventory.get("festival", []):
         refuse_reserved_voice("festival", voice)
-    if inventory.get("mbrola"):
-        refuse_reserved_voice("mbrola", inventory["mbrola"][0])
-        raise AudiolmError("a training corpus has no MBROLA voices")
+    for voice in inventory.get("mbrola", []):
+        refuse_reserved_voice("mbrola", voice)
     paths = {name: path for name, path, _ in SOUNDFONTS}
     for name in inventory.get("soundfonts", []):
         if name not in paths or is_reserved_soundfont(paths[name]) or name.lower().startswith("musescore"):
@@ -214,13 +253,19 @@ def plan_speech(index: int, seed: int, inventory: dict[str, list[str]], heldout:
             "espeak": set(ESPEAK_VALID_VARIANTS),
             "flite": set(FLITE_VALID_VOICES),
             "festival": set(FESTIVAL_VALID_VOICES),
+            "mbrola": set(MBROLA_VALID_VOICES),
         }
         pools = {
             "espeak": [v for v in inventory.get("espeak_variants", []) if (v in held["espeak"]) == valid],
             "flite": [v for v in inventory.get("flite", []) if (v in held["flite"]) == valid],
             "festival": [v for v in inventory.get("festival", []) if (v in held["festival"]) == valid],
+            "mbrola": [v for v in inventory.get("mbrola", []) if (v in held["mbrola"]) == valid],
         }
         engines = [e for e in _ENGINE_WEIGHTS if pools[e] and (e != "espeak" or inventory.get("espeak_voices"))]
+        if not engines:
+            raise AudiolmError(
+                f"this corpus' voices hold no {split} voice (its inventory: {inventory_engines(inventory)})"
+            )
         weights = np.array([_ENGINE_WEIGHTS[e] for e in engines])
         engine = engines[int(rng.choice(len(engines), p=weights / weights.sum()))]
         voice = str(rng.choice(pools[engine]))
@@ -235,11 +280,12 @@ def plan_speech(index: int, seed: int, inventory: dict[str, list[str]], heldout:
         }
         name = f"{base}+{voice}"
         labels = {"engine": "espeak", "voice": name, "base_voice": base, "variant": voice, **params}
-    elif engine == "mbrola":  # through espeak-ng's mb-XX voices
+    elif engine == "mbrola":  # through espeak-ng's mb-XX voices; held-out near their natural pitch
+        rate, pitch = ((150, 191), (40, 61)) if heldout else ((140, 201), (30, 71))
         params = {
-            "rate": int(rng.integers(150, 191)),
-            "pitch": int(rng.integers(40, 61)),
-            "range": int(rng.integers(40, 61)),
+            "rate": int(rng.integers(*rate)),
+            "pitch": int(rng.integers(*pitch)),
+            "range": int(rng.integers(*pitch)),
         }
         name = f"mb-{voice}"
         labels = {"engine": "mbrola", "voice": name, **params}
@@ -443,14 +489,20 @@ def _render_safely(job: Job, out_dir: Path, sample_rate: int) -> tuple[float | N
 # the build
 
 
-def check_tools(speech: bool, music: bool, heldout: bool = False) -> None:
-    """Fail early, naming the apt package, when a synthesizer or soundfont is missing."""
+def check_tools(speech: bool, music: bool, heldout: bool = False, engines: list[str] | None = None) -> None:
+    """Fail early, naming the apt package, when a synthesizer or soundfont is missing.
+    `engines`: the speech engines the corpus draws from (default espeak and flite)."""
+    engines = ["espeak", "flite"] if engines is None else engines
     if speech and heldout:
         require_program("festival", "festival")
     elif speech:
-        require_program("espeak-ng", "espeak-ng")
-        require_program("flite", "flite")
-        EspeakEngine.shared()  # the library itself (libespeak-ng1)
+        if "espeak" in engines or "mbrola" in engines:
+            require_program("espeak-ng", "espeak-ng")
+            EspeakEngine.shared()  # the library itself (libespeak-ng1)
+        if "flite" in engines:
+            require_program("flite", "flite")
+        if "mbrola" in engines:
+            require_program("mbrola", "mbrola")
     if music:
         require_program("fluidsynth", "fluidsynth")
         if heldout:
@@ -497,12 +549,15 @@ def build_corpus(
     progress: bool = True,
     heldout: bool = False,
     inventory: dict[str, list[str]] | None = None,
+    engines: list[str] | None = None,
 ) -> list[CorpusItem]:
     """Build (or resume, or extend) a corpus in `out_dir`; returns the manifest's items.
 
     heldout: build the evaluation set from the reserved voices and soundfont (all valid).
     inventory: the voices and soundfonts to draw from (default: what is installed, or what
     `out_dir`'s corpus.json recorded when its build began).
+    engines: the speech engines of a new training corpus (default: every one installed); a
+    resumed corpus keeps its own, and naming others is an error.
     """
     began, cpu_began = time.monotonic(), _cpu_seconds()
     out_dir = Path(out_dir)
@@ -511,15 +566,21 @@ def build_corpus(
         raise AudiolmError("--speech-minutes and --music-minutes must be >= 0")
     settings = {"format_version": FORMAT_VERSION, "sample_rate": sample_rate, "seed": seed, "heldout": heldout}
     previous = _previous_build(out_dir, settings)
+    if engines is not None and heldout:
+        raise AudiolmError("the held-out set's voices are the reserved ones: it takes no --engines")
     if inventory is None:
-        inventory = (
-            previous["inventory"]
-            if previous and "inventory" in previous
-            else (heldout_inventory() if heldout else training_inventory())
-        )
+        if previous and "inventory" in previous:
+            inventory = previous["inventory"]
+            if engines is not None and sorted(engines) != sorted(inventory_engines(inventory)):
+                raise AudiolmError(
+                    f"{out_dir} was started with the engines {', '.join(inventory_engines(inventory))}; "
+                    "a resumed corpus keeps them (use another folder for others)"
+                )
+        else:
+            inventory = heldout_inventory() if heldout else training_inventory(engines)
     if not heldout:
         check_training_inventory(inventory)
-    check_tools(speech_minutes > 0, music_minutes > 0, heldout)
+    check_tools(speech_minutes > 0, music_minutes > 0, heldout, inventory_engines(inventory))
     out_dir.mkdir(parents=True, exist_ok=True)
     requested = {"speech_minutes": speech_minutes, "music_minutes": music_minutes}
     atomic_write_json(out_dir / BUILD_FILE, {**settings, **requested, "inventory": inventory})

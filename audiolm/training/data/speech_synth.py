@@ -14,11 +14,15 @@ libespeak-ng keeps global state: use one `EspeakEngine` per process.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
+import os
 import shutil
 import subprocess
+import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -184,6 +188,24 @@ class _Event(ctypes.Structure):  # espeak_EVENT from speak_lib.h
 _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
 
 
+@contextlib.contextmanager
+def _stderr_silenced(silence: bool) -> Iterator[None]:
+    """File descriptor 2 to /dev/null for the block (what a C library and the programs it starts
+    write there, which Python's sys.stderr does not catch)."""
+    if not silence:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 class EspeakEngine:
     """libespeak-ng in synchronous mode with phoneme events.
 
@@ -233,16 +255,19 @@ class EspeakEngine:
         self, text: str, voice: str, variant: str | None, rate: int = 175, pitch: int = 50, pitch_range: int = 50
     ) -> Utterance:
         name = voice + (f"+{variant}" if variant else "")
-        if self.lib.espeak_SetVoiceByName(name.encode()) != 0:
-            raise AudiolmError(f"espeak-ng has no voice '{name}'")
-        for param, value in ((_RATE, rate), (_PITCH, pitch), (_RANGE, pitch_range)):
-            self.lib.espeak_SetParameter(param, int(value), 0)
-        self._chunks, self._starts = [], []
-        self.lib.espeak_SetSynthCallback(self._callback)  # ours, even if another instance registered
-        data = text.encode("utf-8")
-        # espeak_Synth(text, size, position, POS_CHARACTER, end, espeakCHARS_UTF8, id, user_data)
-        status = self.lib.espeak_Synth(ctypes.c_char_p(data), len(data) + 1, 0, 1, 0, 1, None, None)
-        self.lib.espeak_Synchronize()
+        # an MBROLA voice reading another language's text warns on stderr for every unknown
+        # diphone (it sounds a short gap): dozens of lines per item, so they are silenced
+        with _stderr_silenced(voice.startswith("mb-")):
+            if self.lib.espeak_SetVoiceByName(name.encode()) != 0:
+                raise AudiolmError(f"espeak-ng has no voice '{name}'")
+            for param, value in ((_RATE, rate), (_PITCH, pitch), (_RANGE, pitch_range)):
+                self.lib.espeak_SetParameter(param, int(value), 0)
+            self._chunks, self._starts = [], []
+            self.lib.espeak_SetSynthCallback(self._callback)  # ours, even if another instance registered
+            data = text.encode("utf-8")
+            # espeak_Synth(text, size, position, POS_CHARACTER, end, espeakCHARS_UTF8, id, user_data)
+            status = self.lib.espeak_Synth(ctypes.c_char_p(data), len(data) + 1, 0, 1, 0, 1, None, None)
+            self.lib.espeak_Synchronize()
         if status != 0 or not self._chunks:
             raise AudiolmError(f"espeak-ng failed to speak with voice '{name}' (status {status})")
         samples = np.concatenate(self._chunks).astype(np.float32) / 32768.0

@@ -263,13 +263,20 @@ def test_build_writes_a_valid_corpus(built_corpus: Path) -> None:
     assert {"espeak", "flite"} <= {i.labels["engine"] for i in speech} or len(speech) < 6
     assert len({i.text for i in speech}) == len(speech)
     assert all(4.9 <= i.duration <= 7.5 for i in music)  # 5-6 s excerpts (after the tempo change) + release
-    from audiolm.training.data.corpus_build import ESPEAK_VALID_VARIANTS, FESTIVAL_VALID_VOICES, FLITE_VALID_VOICES
+    from audiolm.training.data.corpus_build import (
+        ESPEAK_VALID_VARIANTS,
+        FESTIVAL_VALID_VOICES,
+        FLITE_VALID_VOICES,
+        MBROLA_VALID_VOICES,
+    )
     from audiolm.training.data.reserved import is_reserved_voice
 
     for item in speech:  # the valid voices never reach train; the reserved ones reach neither
-        variant = item.labels.get("variant")
+        variant = item.labels.get("variant") if item.labels["engine"] == "espeak" else None
         valid_voice = (
-            variant in ESPEAK_VALID_VARIANTS or item.labels["voice"] in FLITE_VALID_VOICES + FESTIVAL_VALID_VOICES
+            variant in ESPEAK_VALID_VARIANTS
+            or item.labels["voice"] in FLITE_VALID_VOICES + FESTIVAL_VALID_VOICES
+            or (item.labels["engine"] == "mbrola" and item.labels["voice"].removeprefix("mb-") in MBROLA_VALID_VOICES)
         )
         assert valid_voice == (item.split == "valid")
         assert not is_reserved_voice(item.labels["engine"], item.labels["voice"])
