@@ -6,6 +6,8 @@
     OUT/corpus.json           build settings (seed, sample rate, minutes) — `audiolm corpus build`
     OUT/.cache/midi/          each score as MIDI, so a resumed build does not parse it again
     OUT/build_errors.json     items that could not be rendered and were left out (if any)
+    OUT/merge.json            a merged corpus' sources (`audiolm corpus merge`; its items' paths
+                              run through one link per source: OUT/<source name>/...)
 
 A manifest line:
 

@@ -24,8 +24,8 @@ voices, parameters and splits do not change).
 
 Split (disjoint by speaker and by piece): speech item i is valid when i % 10 == 3 and then
 uses only valid voices — ESPEAK_VALID_VARIANTS (with any base voice), the flite voice rms,
-FESTIVAL_VALID_VOICES and MBROLA_VALID_VOICES; train never uses them. Music items come ITEMS_PER_PIECE per piece; piece
-slot j = i // ITEMS_PER_PIECE is valid when j % 10 == 1.
+FESTIVAL_VALID_VOICES and MBROLA_VALID_VOICES; train never uses them. Music items come
+ITEMS_PER_PIECE per piece; piece slot j = i // ITEMS_PER_PIECE is valid when j % 10 == 1.
 
 The held-out voices and soundfont (audiolm/training/data/reserved.py) never enter this corpus: the
 inventory and every job are checked. `--heldout` builds the evaluation set from them alone

@@ -189,12 +189,9 @@ _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctype
 
 
 @contextlib.contextmanager
-def _stderr_silenced(silence: bool) -> Iterator[None]:
+def _stderr_silenced() -> Iterator[None]:
     """File descriptor 2 to /dev/null for the block (what a C library and the programs it starts
     write there, which Python's sys.stderr does not catch)."""
-    if not silence:
-        yield
-        return
     sys.stderr.flush()
     saved = os.dup(2)
     try:
@@ -257,7 +254,7 @@ class EspeakEngine:
         name = voice + (f"+{variant}" if variant else "")
         # an MBROLA voice reading another language's text warns on stderr for every unknown
         # diphone (it sounds a short gap): dozens of lines per item, so they are silenced
-        with _stderr_silenced(voice.startswith("mb-")):
+        with _stderr_silenced() if voice.startswith("mb-") else contextlib.nullcontext():
             if self.lib.espeak_SetVoiceByName(name.encode()) != 0:
                 raise AudiolmError(f"espeak-ng has no voice '{name}'")
             for param, value in ((_RATE, rate), (_PITCH, pitch), (_RANGE, pitch_range)):
