@@ -121,8 +121,10 @@ def _voice_runs(shards: TokenShards, lengths: list[int], max_length: int) -> lis
     return sorted(runs)
 
 
-# fields an --init stage may differ in from the run's config: how it trains, not what it is
-INIT_MAY_DIFFER = ("model.dropout", "join_voice")
+# fields an --init stage may differ in from the run's config: how it trains, not what it is. The
+# context too: positions are rotary (RoPE, computed, not learned), so the same weights read a
+# longer window, and a fine-tune teaches them to use it.
+INIT_MAY_DIFFER = ("model.dropout", "join_voice", "model.max_seq_len", "window_frames")
 
 
 def read_init_stage_config(directory: str | Path, stage: str) -> StageConfig:

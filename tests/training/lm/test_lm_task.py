@@ -355,3 +355,21 @@ def test_a_stage_run_starts_from_a_trained_stages_weights_with_init(trained, tok
     assert code == 2 and "--init needs the same model" in err
     code, _, err = run_cli(capsys, *argv(run), "--init", source, "--resume")
     assert code == 2 and "--init starts a new run" in err
+
+
+def test_init_may_lengthen_a_stages_context(trained, tokens):
+    """Positions are rotary, so `--init` carries a stage to a longer context (max_seq_len and the
+    window it sizes): the same weights load, and on a window that fits both contexts the longer
+    model gives the same logits as its source."""
+    source, _ = trained["coarse"]
+    short = load_stage(source, "coarse")
+    longer_model = dataclasses.replace(short.config.model, max_seq_len=2 * short.config.model.max_seq_len)
+    longer = dataclasses.replace(short.config, model=longer_model, window_frames=0)
+    task = StageTask(longer, tokens, init=source)
+    assert task.model_config().window_frames > short.config.window_frames
+    assert task.model_config().model.max_seq_len == 2 * short.config.model.max_seq_len
+    ids = torch.randint(0, short.config.model.vocab_size, (1, short.config.model.max_seq_len))
+    task.model.eval()
+    short.model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(task.model(ids), short.model(ids), rtol=1e-5, atol=1e-5)
