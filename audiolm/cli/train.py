@@ -216,7 +216,8 @@ def _setup_stage(parser: argparse.ArgumentParser) -> None:
         metavar="STAGE",
         help="start a new run from this stage's weights (a checkpoint directory such as "
         "checkpoints/stage_coarse, or a run): fine-tuning, e.g. on your own audio's tokens. "
-        "Its config is the run's (a --config given too must describe the same model)",
+        "Its config is the run's (a --config given too must describe the same model; it may change "
+        "dropout, join_voice and the context: model.max_seq_len, window_frames)",
     )
     add_training_arguments(parser, stage_train_defaults())
 
