@@ -254,8 +254,8 @@ def _run_stage(args: argparse.Namespace, stage: StageName) -> int:
                 raise ConfigError(f"{args.config}: differs from the model config of the run in {args.out}")
         args.init = read_run_file(Path(args.out)).get("init")  # for a run killed before its first checkpoint
     elif args.init is not None:
-        # the init stage's own config, or a --config that must complete to the same model (dropout
-        # and join_voice may differ; StageTask checks)
+        # the init stage's own config, or a --config that must complete to the same model but for
+        # task.INIT_MAY_DIFFER (dropout, join_voice, the context; StageTask checks)
         config = user_config or read_init_stage_config(args.init, stage)
     else:
         config = user_config or StageConfig(stage=stage)
