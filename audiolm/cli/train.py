@@ -1,7 +1,8 @@
-"""`audiolm train {codec,ssl,kmeans,semantic,coarse,fine,wavenet}`: every model through the one
-Trainer (audiolm/training/trainer.py); each command builds its Task.
+"""`audiolm train {codec,pitch,ssl,kmeans,semantic,coarse,fine,wavenet}`: every model through the
+one Trainer (audiolm/training/trainer.py); each command builds its Task.
 
-    audiolm train codec --data CORPUS --out RUN [--config JSON] [--init CODEC] [--resume] [--cpu-seconds S] [trainer flags]
+    audiolm train codec --data CORPUS --out RUN [--config JSON] [--init CODEC] [--pitch-net RUN] [--resume] [--cpu-seconds S] [trainer flags]
+    audiolm train pitch --data CORPUS --out RUN [--max-items N] [--music-items N] [--jobs J] [trainer flags]
     audiolm train {semantic,coarse,fine} --tokens DIR --out RUN [--config JSON] [--init STAGE] [--kind K] [--resume] [...]
 
 Only cheap modules are imported at module level; torch and the models load inside the run
@@ -61,6 +62,13 @@ def _setup_codec(parser: argparse.ArgumentParser) -> None:
         "the noise envelope per bin may become banded). With training.frozen [encoder, quantizer] "
         "in --config it trains a new decoder for the codec's tokens as they are",
     )
+    parser.add_argument(
+        "--pitch-net",
+        metavar="RUN",
+        help="track F0 for the pitch code with this trained pitch net (`audiolm train pitch`) instead "
+        "of YIN: it goes into the codec (config pitch_net) and stays frozen. Needs a pitch-code config "
+        "(pitch_codebook); with --init a YIN codec, its decoder learns the net's F0",
+    )
     add_training_arguments(parser, _codec_train_defaults())
 
 
@@ -76,18 +84,38 @@ def _run_codec(args: argparse.Namespace) -> int:
     if args.cpu_seconds is not None and not args.cpu_seconds > 0:
         raise UsageError(f"--cpu-seconds must be > 0, got {args.cpu_seconds:g}")
     config = resolve_model_config(args, CodecConfig, CodecConfig())
-    if args.resume:  # the weights a run started from (`--init`), for a run killed before its first checkpoint
-        args.init = read_run_file(Path(args.out)).get("init")
+    if args.resume:
+        if args.pitch_net is not None:
+            raise UsageError("--pitch-net starts a run with a pitch net; a resumed run keeps its own (drop it)")
+        # the weights a run started from (`--init`, `--pitch-net`), for a run killed before its first checkpoint
+        run = read_run_file(Path(args.out))
+        args.init, args.pitch_net = run.get("init"), run.get("pitch_net")
+    elif args.pitch_net is not None:
+        config = _with_pitch_net(config, args.pitch_net)
+
+    def make_task(seed: int) -> CodecTask:
+        return CodecTask.from_corpus(config, args.data, seed=seed, init=args.init, pitch_net=args.pitch_net)
+
     if args.cpu_seconds is None:
         # train_from_args leaves the run's seed (--seed, or run.json's on --resume) in args.seed
-        train_from_args(
-            lambda: CodecTask.from_corpus(config, args.data, seed=args.seed, init=args.init),
-            args,
-            _codec_train_defaults(),
-        )
+        train_from_args(lambda: make_task(args.seed), args, _codec_train_defaults())
     else:
-        _train_codec_cpu_budget(lambda seed: CodecTask.from_corpus(config, args.data, seed=seed, init=args.init), args)
+        _train_codec_cpu_budget(make_task, args)
     return 0
+
+
+def _with_pitch_net(config, pitch_net: str):
+    """The codec config with the trained pitch net's config as its tracker (`--pitch-net`)."""
+    from audiolm.core.checkpoint import load_checkpoint, resolve_checkpoint_dir  # lazy: keeps `audiolm --help` fast
+    from audiolm.models.codec.config import PitchNetConfig  # lazy: keeps `audiolm --help` fast
+
+    if not Path(pitch_net).exists():
+        raise UsageError(f"--pitch-net {pitch_net}: no such run or model directory")
+    net = load_checkpoint(resolve_checkpoint_dir(pitch_net), "pitch", PitchNetConfig).config
+    try:
+        return dataclasses.replace(config, pitch_net=net)
+    except ValueError as e:  # CodecConfig's checks: a pitch-code codec with the net's framing
+        raise ConfigError(f"--pitch-net {pitch_net}: {e}") from None
 
 
 def _train_codec_cpu_budget(make_task, args: argparse.Namespace) -> None:
@@ -113,6 +141,84 @@ def _train_codec_cpu_budget(make_task, args: argparse.Namespace) -> None:
     if out is None:
         out = trainer.export()
     print(f"model written to {out}")
+
+
+def _pitch_train_defaults():
+    from audiolm.training.trainer import TrainConfig  # lazy: keeps `audiolm --help` fast
+
+    # ~8 min on one CPU thread at the default PitchNetConfig (0.62 M parameters, 16 x 1 s crops)
+    return TrainConfig(
+        steps=8000,
+        batch_size=16,
+        lr=1e-3,
+        weight_decay=0.01,
+        warmup_steps=200,
+        valid_every=500,
+        valid_batches=4,
+        save_every=500,
+        log_every=50,
+    )
+
+
+def _setup_pitch(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, metavar="CORPUS", help="corpus folder (manifest.jsonl)")
+    p.add_argument(
+        "--max-items", type=int, default=1500, help="speech items of the train split to label (default 1500)"
+    )
+    p.add_argument("--music-items", type=int, default=150, help="music items of the train split (default 150)")
+    p.add_argument("--valid-items", type=int, default=64, help="valid-split items scored against Harvest (default 64)")
+    p.add_argument(
+        "--jobs", type=int, default=1, help="processes for the Harvest labels (about 2.5x real time each; default 1)"
+    )
+    from audiolm.training.trainer import add_training_arguments  # lazy: keeps `audiolm --help` fast
+
+    add_training_arguments(p, _pitch_train_defaults())
+
+
+def _run_pitch(args: argparse.Namespace) -> int:
+    from audiolm.models.codec.config import PitchNetConfig  # lazy: keeps `audiolm --help` fast
+    from audiolm.training.trainer import (  # lazy: keeps `audiolm --help` fast
+        read_run_file,
+        resolve_model_config,
+        train_from_args,
+    )
+
+    for flag in ("max_items", "valid_items", "jobs"):
+        if getattr(args, flag) < 1:
+            raise UsageError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
+    if args.music_items < 0:
+        raise UsageError(f"--music-items must be >= 0, got {args.music_items}")
+    _require_pyworld()
+    config = resolve_model_config(args, PitchNetConfig, PitchNetConfig())
+    if args.resume:  # the items a run labelled are its own
+        run = read_run_file(Path(args.out))
+        args.max_items, args.music_items, args.valid_items = run["items"]
+    from audiolm.training.pitch.task import PitchTask  # lazy: keeps `audiolm --help` fast
+
+    def make_task() -> PitchTask:  # after train_from_args has set args.seed (the run's own on --resume)
+        return PitchTask(
+            config,
+            args.data,
+            Path(args.out) / "labels",
+            max_items=args.max_items,
+            music_items=args.music_items,
+            valid_items=args.valid_items,
+            seed=args.seed,
+            jobs=args.jobs,
+        )
+
+    train_from_args(make_task, args, _pitch_train_defaults())
+    return 0
+
+
+def _require_pyworld() -> None:
+    """A one-line error when the eval extra's pyworld (the Harvest labels) is missing."""
+    from audiolm.evaluation.judges import JudgeUnavailable, _pyworld  # lazy: keeps `audiolm --help` fast
+
+    try:
+        _pyworld()
+    except JudgeUnavailable as e:
+        raise UsageError(f"train pitch labels with Harvest: {e}") from None
 
 
 def _ssl_train_defaults():
@@ -395,4 +501,10 @@ def register(cli) -> None:
         "train the codec from scratch on a corpus (RVQ, mel + adversarial losses)",
         _setup_codec,
         _run_in_locked_dir(_run_codec),
+    )
+    cli.add(
+        "train pitch",
+        "train the codec's pitch net: Harvest's F0 distilled into a small causal classifier",
+        _setup_pitch,
+        _run_in_locked_dir(_run_pitch),
     )

@@ -13,12 +13,72 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 def _check_int(value, name: str, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
+
+
+@dataclass
+class PitchNetConfig:
+    """The learned pitch tracker (pitch_net.PitchNet, `audiolm train pitch`): its framing (must equal the codec's it serves), classes and size."""
+
+    sample_rate: int = 24000
+    n_fft: int = 1280
+    hop_length: int = 320
+    fmin: float = 50.0
+    fmax: float = 800.0
+    classes: int = 240  # log-spaced F0 classes, fmin..fmax (20 cents apart at 240)
+    max_hz: float = 4000.0  # the features' top frequency: the harmonics that tell F0
+    dim: int = 128
+    intermediate: int = 384
+    layers: int = 4
+    kernel_size: int = 7
+    # unvoiced where P(unvoiced) exceeds this: the knob between YIN-like and Harvest-like voicing
+    unvoiced_threshold: float = 0.5
+    decode_radius: int = 4  # classes either side of the peak in the F0 read-out
+    # training only (audiolm train pitch): target width, crop length, random gain per crop
+    sigma_classes: float = 1.25
+    crop_seconds: float = 1.0
+    gain_db_min: float = -20.0
+    gain_db_max: float = 6.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.fmin < self.fmax < self.sample_rate / 2:
+            raise ValueError(f"need 0 < fmin < fmax < sample_rate / 2, got {self.fmin} and {self.fmax}")
+        if not 0 < self.hop_length <= self.n_fft:
+            raise ValueError(f"need 0 < hop_length <= n_fft, got {self.hop_length} and {self.n_fft}")
+        if not self.fmax < self.max_hz <= self.sample_rate / 2:
+            raise ValueError(f"max_hz must be in (fmax, sample_rate / 2], got {self.max_hz}")
+        for name in ("classes", "dim", "intermediate", "layers", "kernel_size"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.classes < 2:
+            raise ValueError(f"classes must be at least 2, got {self.classes}")
+        if not 0 < self.unvoiced_threshold < 1:
+            raise ValueError(f"unvoiced_threshold must be in (0, 1), got {self.unvoiced_threshold}")
+        if self.gain_db_min > self.gain_db_max:
+            raise ValueError("gain_db_min must not exceed gain_db_max")
+
+    @classmethod
+    def tiny(cls) -> PitchNetConfig:
+        """A few-thousand-parameter net for tests (the codec's framing, 24 kHz, hop 320)."""
+        return cls(classes=48, dim=16, intermediate=32, layers=1, kernel_size=3, crop_seconds=0.4)
+
+    @property
+    def feature_bins(self) -> int:
+        return int(self.max_hz * self.n_fft / self.sample_rate) + 1
+
+    def hz_to_class(self, f0_hz: Any) -> Any:
+        """F0 in Hz [...] -> continuous class position [...] in [1, classes] (clamped)."""
+        position = (f0_hz.clamp(self.fmin, self.fmax) / self.fmin).log() / math.log(self.fmax / self.fmin)
+        return 1 + position * (self.classes - 1)
+
+    def class_to_hz(self, position: Any) -> Any:
+        """Continuous class position [...] (1..classes) -> F0 in Hz [...]."""
+        return self.fmin * ((position - 1) / (self.classes - 1) * math.log(self.fmax / self.fmin)).exp()
 
 
 @dataclass
@@ -161,6 +221,10 @@ class CodecConfig:
     # (checkpoints before session 10). A higher one than pitch_threshold voices the weakly periodic
     # frames of diphone voices without taking octave-error dips (pitch.yin_f0)
     pitch_voicing_threshold: float = 0.0
+    # The learned tracker instead of YIN (pitch_net.PitchNet, distilled from Harvest by `audiolm
+    # train pitch`; its weights live in the codec checkpoint under encoder.pitch_net). None = YIN
+    # (every checkpoint before session 13). Its framing must be the codec's.
+    pitch_net: PitchNetConfig | None = None
     # The encoder sees wav * input_gain and the decoder's output is divided by it. Our corpus
     # sits at -23 dB RMS (~0.07); at that scale a randomly initialised SEANet encoder gives
     # nearly the same latent for every frame and clip, and the quantizer collapses onto one
@@ -285,6 +349,15 @@ class CodecConfig:
         tonal = self.istft_tonal_max_hz
         if isinstance(tonal, bool) or not isinstance(tonal, (int, float)) or not 0 <= tonal <= self.sample_rate / 2:
             raise ValueError(f"istft_tonal_max_hz must be in [0, {self.sample_rate / 2:g}] Hz, got {tonal!r}")
+        if self.pitch_net is not None:
+            if not self.pitch_codebook:
+                raise ValueError("pitch_net is a tracker for the pitch code: it needs pitch_codebook")
+            net = self.pitch_net
+            if (net.sample_rate, net.n_fft, net.hop_length) != (self.sample_rate, self.n_fft, self.hop_length):
+                raise ValueError(
+                    f"pitch_net frames audio at {net.sample_rate} Hz, n_fft {net.n_fft}, hop {net.hop_length}; "
+                    f"the codec at {self.sample_rate} Hz, n_fft {self.n_fft}, hop {self.hop_length}"
+                )
         if not self.pitch_codebook:
             return
         bins = self.n_fft // 2 + 1

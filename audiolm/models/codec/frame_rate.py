@@ -54,6 +54,7 @@ The encoder's frame t covers samples [t*hop - (n_fft - hop), (t + 1)*hop): it is
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -61,6 +62,9 @@ from torch import nn
 
 from audiolm.models.codec.mel import hz_to_mel, mel_to_hz
 from audiolm.models.codec.pitch import yin_f0
+
+if TYPE_CHECKING:  # pitch_net.py builds on this module's ConvNeXtBackbone
+    from audiolm.models.codec.pitch_net import PitchNet
 
 PHASE_MODES = ("direct", "integrated", "harmonic", "harmonic_noise")
 F0_BINS = (2.0, 64.0)  # the harmonic head's F0 range in bins (37.5-1200 Hz at 24 kHz, n_fft 1280)
@@ -609,10 +613,12 @@ class STFTEncoder(nn.Module):
 
 
 class PitchedSTFTEncoder(STFTEncoder):
-    """Waveform [B, 1, N] -> [B, 1 + D, T]: channel 0 the YIN F0 in Hz (0 = unvoiced, pitch.py)
-    on the decoder's frames (frame t centred on [t*hop, (t+1)*hop), so it looks (n_fft - hop) / 2
+    """Waveform [B, 1, N] -> [B, 1 + D, T]: channel 0 the F0 in Hz (0 = unvoiced) on the
+    decoder's frames (frame t centred on [t*hop, (t+1)*hop), so it looks (n_fft - hop) / 2
     samples ahead), channels 1.. the STFT encoder's latent. The quantizer turns channel 0 into
-    the pitch code (quantizer.PitchedResidualVQ)."""
+    the pitch code (quantizer.PitchedResidualVQ). The F0 is YIN's (pitch.py) or, given
+    `pitch_net`, the learned tracker's (pitch_net.py, same framing); the net is never trained
+    here: its weights come from `audiolm train pitch` and stay frozen, in eval mode."""
 
     def __init__(
         self,
@@ -623,17 +629,31 @@ class PitchedSTFTEncoder(STFTEncoder):
         threshold: float,
         voicing_threshold: float,
         input_gain: float,
+        pitch_net: PitchNet | None = None,
         **stft_encoder_args,
     ):
         super().__init__(latent_dim, **stft_encoder_args)
         self.sample_rate, self.fmin, self.fmax, self.threshold = sample_rate, fmin, fmax, threshold
         self.voicing_threshold = voicing_threshold  # yin_f0: the dip below threshold, voiced below this
         self.input_gain = input_gain  # the encoder sees wav * gain; YIN's silence floor is for wav
+        self.pitch_net = pitch_net
+        if pitch_net is not None:
+            pitch_net.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> PitchedSTFTEncoder:
+        super().train(mode)
+        if self.pitch_net is not None:
+            self.pitch_net.train(False)  # frozen: trained by `audiolm train pitch` only
+        return self
 
     @property
     def context_samples(self) -> int:
         """Samples before frame t's hop that its output depends on: the STFT window and the backbone."""
-        return self.n_fft - self.hop_length + self.backbone.context_frames * self.hop_length
+        own = self.n_fft - self.hop_length + self.backbone.context_frames * self.hop_length
+        if self.pitch_net is None:
+            return own
+        net = (self.n_fft - self.hop_length) // 2 + self.pitch_net.backbone.context_frames * self.hop_length
+        return max(own, net)
 
     @property
     def lookahead_samples(self) -> int:
@@ -643,6 +663,9 @@ class PitchedSTFTEncoder(STFTEncoder):
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         latent = super().forward(wav)  # [B, D, T]
+        if self.pitch_net is not None:
+            f0_hz, _ = self.pitch_net.track(wav[:, 0] / self.input_gain, latent.shape[-1])
+            return torch.cat([f0_hz[:, None].to(latent.dtype), latent], dim=1)
         f0_hz, _ = yin_f0(
             wav[:, 0] / self.input_gain,
             self.sample_rate,

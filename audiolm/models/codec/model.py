@@ -28,6 +28,7 @@ from torch import nn
 
 from audiolm.models.codec.config import CodecConfig
 from audiolm.models.codec.frame_rate import ISTFTDecoder, PitchedSTFTEncoder, STFTEncoder
+from audiolm.models.codec.pitch_net import PitchNet
 from audiolm.models.codec.quantizer import PitchedResidualVQ, ResidualVQ
 
 # latent_map(latent [B, D, t], codes [B, Q, t], offset of the first frame) -> latent [B, D, t]:
@@ -109,6 +110,7 @@ class CodecModel(nn.Module):
                 threshold=config.pitch_threshold,
                 voicing_threshold=config.pitch_voicing_threshold or config.pitch_threshold,  # 0 = the same
                 input_gain=config.input_gain,
+                pitch_net=None if config.pitch_net is None else PitchNet(config.pitch_net),
                 layers=config.encoder_layers,
                 **frame_args,
             )

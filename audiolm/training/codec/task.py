@@ -30,7 +30,7 @@ from audiolm.core.checkpoint import load_checkpoint, resolve_checkpoint_dir
 from audiolm.core.config import config_to_dict
 from audiolm.core.corpus import train_valid_audio
 from audiolm.core.errors import CheckpointError, ConfigError
-from audiolm.models.codec.config import CodecConfig
+from audiolm.models.codec.config import CodecConfig, PitchNetConfig
 from audiolm.models.codec.metrics import si_sdr
 from audiolm.models.codec.model import CodecModel
 from audiolm.models.codec.pitch import yin_f0
@@ -106,13 +106,23 @@ class Critic(nn.Module):
 # resolution (a per-bin head's weights load into a banded one, frame_rate.py) and the tonal band
 # the pitch tracker's thresholds are decisions, not weights: a new decoder can learn a new tracker's
 # pitch code (level 0 changes; the RVQ levels stay, their encoder does not see the pitch)
-INIT_MAY_DIFFER = ("training", "istft_noise_bands", "istft_tonal_max_hz", "pitch_threshold", "pitch_voicing_threshold")
+# (so may the tracker itself: a YIN codec's decoder may be re-trained on a pitch net's F0)
+INIT_MAY_DIFFER = (
+    "training",
+    "istft_noise_bands",
+    "istft_tonal_max_hz",
+    "pitch_threshold",
+    "pitch_voicing_threshold",
+    "pitch_net",
+)
+PITCH_NET_PREFIX = "encoder.pitch_net."  # the pitch net's weights inside a codec's state dict
 
 
-def init_weights(model: CodecModel, directory: str | Path) -> None:
+def init_weights(model: CodecModel, directory: str | Path) -> bool:
     """Load a codec's weights (a codec directory or training run) into `model`, whose config
     must equal the codec's but for INIT_MAY_DIFFER: fine-tuning, e.g. a new decoder for a codec's
-    tokens as they are (training.frozen = encoder, quantizer)."""
+    tokens as they are (training.frozen = encoder, quantizer). The codec's pitch net comes along
+    when the model has the same one; returns whether it did (else `load_pitch_net` must)."""
     path = resolve_checkpoint_dir(directory)
     ckpt = load_checkpoint(path, "codec", CodecConfig)
     mine, theirs = config_to_dict(model.config), config_to_dict(ckpt.config)
@@ -125,10 +135,32 @@ def init_weights(model: CodecModel, directory: str | Path) -> None:
             f"{path}: its noise envelope has {ckpt.config.istft_noise_bands} bands, the run's config "
             f"{model.config.istft_noise_bands}; only a per-bin head (0) converts"
         )
+    same_net = model.config.pitch_net is not None and ckpt.config.pitch_net == model.config.pitch_net
+    state = {k: v for k, v in ckpt.state_dict.items() if same_net or not k.startswith(PITCH_NET_PREFIX)}
     try:
-        model.load_state_dict(ckpt.state_dict, strict=True)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith(PITCH_NET_PREFIX)]
+        if missing or unexpected:
+            raise RuntimeError(f"missing keys {missing[:3]}, unexpected keys {unexpected[:3]}")
     except RuntimeError as e:
         raise CheckpointError(f"{path}: weights do not fit the model: {str(e).splitlines()[0]}") from None
+    return same_net
+
+
+def load_pitch_net(model: CodecModel, directory: str | Path) -> None:
+    """Put a trained pitch net (`audiolm train pitch` run or its exported model) into `model`'s
+    encoder; the model's config.pitch_net must be the net's own config."""
+    path = resolve_checkpoint_dir(directory)
+    ckpt = load_checkpoint(path, "pitch", PitchNetConfig)
+    if model.config.pitch_net != ckpt.config:
+        raise ConfigError(f"{path}: this pitch net's config differs from the codec config's pitch_net")
+    net = getattr(model.encoder, "pitch_net", None)
+    if not isinstance(net, nn.Module):
+        raise ConfigError("this codec tracks pitch with YIN: it has no pitch net to load")
+    try:
+        net.load_state_dict(ckpt.state_dict, strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not fit the pitch net: {str(e).splitlines()[0]}") from None
 
 
 def _unwrap(module: nn.Module) -> Any:
@@ -145,16 +177,31 @@ class CodecTask(Task):
         valid_files: list[Path] | None = None,
         seed: int = 0,
         init: str | Path | None = None,
+        pitch_net: str | Path | None = None,
     ):
-        """init: a codec directory (or run) whose weights the model starts from (`init_weights`)."""
+        """init: a codec directory (or run) whose weights the model starts from (`init_weights`).
+        pitch_net: a trained pitch net (`audiolm train pitch`) for a config with `pitch_net` set;
+        it stays frozen. Not needed when `init` is a codec with the same net."""
         self.config = config
         self.train_files = list(train_files)
         self.valid_files = list(valid_files or [])
         self.seed = seed
         self.model = CodecModel(config)
         self.init = None if init is None else str(resolve_checkpoint_dir(init).resolve())
+        self.pitch_net = None if pitch_net is None else str(resolve_checkpoint_dir(pitch_net).resolve())
+        has_net = False
         if self.init is not None:
-            init_weights(self.model, self.init)
+            has_net = init_weights(self.model, self.init)
+        if self.pitch_net is not None:
+            if config.pitch_net is None:
+                raise ConfigError("a pitch net was given, but the codec config tracks pitch with YIN (pitch_net null)")
+            load_pitch_net(self.model, self.pitch_net)
+            has_net = True
+        if config.pitch_net is not None and not has_net:
+            raise ConfigError(
+                "the codec config tracks pitch with a net: give its weights (--pitch-net RUN, from "
+                "`audiolm train pitch`) or --init a codec that has the same net"
+            )
         self.model.freeze(config.training.frozen)
         self.critic = Critic(config)
         self.mel = MultiScaleMel(
@@ -171,11 +218,16 @@ class CodecTask(Task):
 
     @classmethod
     def from_corpus(
-        cls, config: CodecConfig, corpus_dir: str | Path, seed: int = 0, init: str | Path | None = None
+        cls,
+        config: CodecConfig,
+        corpus_dir: str | Path,
+        seed: int = 0,
+        init: str | Path | None = None,
+        pitch_net: str | Path | None = None,
     ) -> CodecTask:
         """Train on the corpus' train split (speech and music), validate on its valid split."""
         train, valid = train_valid_audio(corpus_dir)
-        return cls(config, train, valid, seed=seed, init=init)
+        return cls(config, train, valid, seed=seed, init=init, pitch_net=pitch_net)
 
     # -- Task API -----------------------------------------------------------------------------
     def model_config(self) -> CodecConfig:
@@ -186,7 +238,8 @@ class CodecTask(Task):
 
     def run_info(self) -> dict[str, Any]:
         # a run killed before its first checkpoint resumes from step 0: from these weights again
-        return {} if self.init is None else {"init": self.init}
+        info = {} if self.init is None else {"init": self.init}
+        return info | ({} if self.pitch_net is None else {"pitch_net": self.pitch_net})
 
     def train_dataset(self) -> Dataset:
         if self._train_set is None:

@@ -45,7 +45,9 @@ class AudioCrops(Dataset):
         random: bool = True,
         what: str = "audio",
         in_memory: bool = False,
+        align: int = 1,
     ):
+        """align: crops start at multiples of this many samples (a frame-labelled dataset's hop)."""
         if not files:
             raise AudiolmError(f"no audio files for the {what} dataset (is the corpus split empty?)")
         self.files = [str(f) for f in files]
@@ -53,6 +55,7 @@ class AudioCrops(Dataset):
         self.crop_samples = crop_samples
         self.random = random
         self.in_memory = in_memory
+        self.align = align
         self._audio: list[torch.Tensor] | None = None
         self._lengths: np.ndarray | None = None  # [files] samples at sample_rate
         self._rates: np.ndarray | None = None  # [files] the files' own rates
@@ -93,14 +96,20 @@ class AudioCrops(Dataset):
         assert self._rates is not None  # set by _index(), which crop() calls first
         return _to_int16(read_segment(self.files[file], int(self._rates[file]), self.sample_rate, start, count))
 
-    def crop(self, key: ItemKey | int) -> tuple[torch.Tensor, int, int]:
-        """One crop [crop_samples], zero-padded when the file is shorter; its real length; its seed."""
+    def locate(self, key: ItemKey | int) -> tuple[int, int, int]:
+        """Where crop `key` lies: (file, start sample, seed); start is a multiple of `align`."""
         lengths = self._index()
         index, seed = (key.index, key.seed) if isinstance(key, ItemKey) else (int(key), int(key))
         rng = np.random.default_rng(seed if self.random else index)
         file = int(rng.choice(len(lengths), p=self._weights)) if self.random else index % len(lengths)
         n = int(lengths[file])
-        start = int(rng.integers(0, max(1, n - self.crop_samples + 1)))
+        start = self.align * int(rng.integers(0, max(1, (n - self.crop_samples) // self.align + 1)))
+        return file, start, seed
+
+    def crop(self, key: ItemKey | int) -> tuple[torch.Tensor, int, int]:
+        """One crop [crop_samples], zero-padded when the file is shorter; its real length; its seed."""
+        file, start, seed = self.locate(key)
+        n = int(self._index()[file])
         samples = self._read(file, start, min(self.crop_samples, n - start))
         crop = torch.from_numpy(samples.astype(np.float32)) / 32767
         length = len(crop)
