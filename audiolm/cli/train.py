@@ -213,11 +213,11 @@ def _run_pitch(args: argparse.Namespace) -> int:
 
 def _require_pyworld() -> None:
     """A one-line error when the eval extra's pyworld (the Harvest labels) is missing."""
-    from audiolm.evaluation.judges import JudgeUnavailable, _pyworld  # lazy: keeps `audiolm --help` fast
+    from audiolm.models.codec.harvest import HarvestUnavailable, load_pyworld  # lazy: keeps `audiolm --help` fast
 
     try:
-        _pyworld()
-    except JudgeUnavailable as e:
+        load_pyworld()
+    except HarvestUnavailable as e:
         raise UsageError(f"train pitch labels with Harvest: {e}") from None
 
 

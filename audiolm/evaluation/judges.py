@@ -36,6 +36,7 @@ from torch import nn
 
 from audiolm.core.audio import resample
 from audiolm.core.errors import AudiolmError
+from audiolm.models.codec.harvest import HarvestUnavailable, harvest_f0, load_pyworld
 
 JUDGE_RATE = 16_000
 
@@ -219,33 +220,18 @@ def dnsmos(wav, sample_rate: int) -> dict[str, float]:
 # -- F0 agreement ------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=1)
 def _pyworld():
+    """pyworld, or JudgeUnavailable (the F0 judge's one-line error)."""
     try:
-        import pyworld  # optional dependency: the eval extra's pitch tracker
-
-        return pyworld
-    except ModuleNotFoundError as e:
-        if e.name != "pkg_resources":
-            raise JudgeUnavailable("F0 errors need the pyworld wheel (pip install 'audiolm[eval]')") from None
-    # pyworld's __init__ only asks pkg_resources for its version; load the extension itself
-    spec = importlib.util.find_spec("pyworld")
-    folder = Path(list(spec.submodule_search_locations)[0])
-    binary = next(folder.glob("pyworld*.so"), None) or next(folder.glob("pyworld*.pyd"), None)
-    if binary is None:
-        raise JudgeUnavailable(f"{folder}: pyworld's extension module is missing")
-    loader = importlib.machinery.ExtensionFileLoader("pyworld.pyworld", str(binary))
-    module_spec = importlib.util.spec_from_loader("pyworld.pyworld", loader)
-    module = importlib.util.module_from_spec(module_spec)
-    loader.exec_module(module)
-    return module
+        return load_pyworld()
+    except HarvestUnavailable as e:
+        raise JudgeUnavailable(f"F0 errors: {e}") from None
 
 
 def pitch_track(wav, sample_rate: int, frame_period_ms: float = 10.0) -> np.ndarray:
     """F0 in Hz per 10 ms frame (0 = unvoiced), pyworld's Harvest at 16 kHz, 50-800 Hz."""
-    audio = _mono16k(wav, sample_rate).astype(np.float64)
-    f0, _ = _pyworld().harvest(audio, JUDGE_RATE, f0_floor=50.0, f0_ceil=800.0, frame_period=frame_period_ms)
-    return f0
+    _pyworld()
+    return harvest_f0(wav, sample_rate, frame_period_ms)
 
 
 def f0_errors(reference, estimate, sample_rate: int, threshold: float = 0.2) -> dict[str, float]:

@@ -54,73 +54,18 @@ The encoder's frame t covers samples [t*hop - (n_fft - hop), (t + 1)*hop): it is
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from audiolm.models.codec.convnext import ConvNeXtBackbone
 from audiolm.models.codec.mel import hz_to_mel, mel_to_hz
 from audiolm.models.codec.pitch import yin_f0
-
-if TYPE_CHECKING:  # pitch_net.py builds on this module's ConvNeXtBackbone
-    from audiolm.models.codec.pitch_net import PitchNet
+from audiolm.models.codec.pitch_net import PitchNet
 
 PHASE_MODES = ("direct", "integrated", "harmonic", "harmonic_noise")
 F0_BINS = (2.0, 64.0)  # the harmonic head's F0 range in bins (37.5-1200 Hz at 24 kHz, n_fft 1280)
-
-
-class ConvNeXtBlock(nn.Module):
-    """Depthwise conv (time) -> LayerNorm -> pointwise MLP -> layer scale, residual (Vocos)."""
-
-    def __init__(self, dim: int, intermediate: int, kernel_size: int, causal: bool, layer_scale: float):
-        super().__init__()
-        self.left = kernel_size - 1 if causal else (kernel_size - 1) // 2
-        self.right = kernel_size - 1 - self.left
-        self.dwconv = nn.Conv1d(dim, dim, kernel_size, groups=dim)
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
-        self.pwconv1 = nn.Linear(dim, intermediate)
-        self.pwconv2 = nn.Linear(intermediate, dim)
-        self.gamma = nn.Parameter(torch.full((dim,), layer_scale))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x [B, C, T] -> [B, C, T]."""
-        y = self.dwconv(F.pad(x, (self.left, self.right)))
-        y = self.norm(y.transpose(1, 2))  # [B, T, C]
-        y = self.pwconv2(F.gelu(self.pwconv1(y)))
-        return x + (self.gamma * y).transpose(1, 2)
-
-
-class ConvNeXtBackbone(nn.Module):
-    """in_channels -> embedding conv -> LayerNorm -> `layers` ConvNeXt blocks -> LayerNorm."""
-
-    def __init__(self, in_channels: int, dim: int, intermediate: int, layers: int, kernel_size: int, causal: bool):
-        super().__init__()
-        self.left = kernel_size - 1 if causal else (kernel_size - 1) // 2
-        self.right = kernel_size - 1 - self.left
-        self.embed = nn.Conv1d(in_channels, dim, kernel_size)
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
-        self.blocks = nn.ModuleList(
-            ConvNeXtBlock(dim, intermediate, kernel_size, causal, 1.0 / max(layers, 1)) for _ in range(layers)
-        )
-        self.final_norm = nn.LayerNorm(dim, eps=1e-6)
-
-    @property
-    def lookahead_frames(self) -> int:
-        return self.right * (1 + len(self.blocks))
-
-    @property
-    def context_frames(self) -> int:
-        """Input frames before frame t that output frame t depends on (receptive field)."""
-        return self.left * (1 + len(self.blocks))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x [B, in_channels, T] -> [B, dim, T]."""
-        x = self.embed(F.pad(x, (self.left, self.right)))
-        x = self.norm(x.transpose(1, 2)).transpose(1, 2)
-        for block in self.blocks:
-            x = block(x)
-        return self.final_norm(x.transpose(1, 2)).transpose(1, 2)
 
 
 def _hann_lobe(distance: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from audiolm.models.codec.config import PitchNetConfig
-from audiolm.models.codec.frame_rate import ConvNeXtBackbone
+from audiolm.models.codec.convnext import ConvNeXtBackbone
 
 
 class PitchNet(nn.Module):

@@ -24,15 +24,14 @@ from safetensors.torch import load_file, save_file
 from audiolm.core.checkpoint import atomic_write_json
 from audiolm.core.errors import AudiolmError
 from audiolm.models.codec.config import PitchNetConfig
+from audiolm.models.codec.harvest import harvest_f0
 
 HARVEST_FRAME_MS = 10.0
 
 
 def harvest_labels(wav: np.ndarray, sample_rate: int, frames: int, hop_length: int) -> np.ndarray:
     """Harvest's F0 on the codec's frames: wav [N] -> [frames] float32 Hz, 0 where unvoiced."""
-    from audiolm.evaluation.judges import pitch_track  # lazy: pulls the eval extra's pyworld
-
-    f0 = np.asarray(pitch_track(wav, sample_rate, frame_period_ms=HARVEST_FRAME_MS), dtype=np.float64)
+    f0 = np.asarray(harvest_f0(wav, sample_rate, frame_period_ms=HARVEST_FRAME_MS), dtype=np.float64)
     if len(f0) == 0:
         return np.zeros(frames, dtype=np.float32)
     position = (np.arange(frames) + 0.5) * hop_length / sample_rate * 1000.0 / HARVEST_FRAME_MS
