@@ -146,7 +146,8 @@ def _train_codec_cpu_budget(make_task, args: argparse.Namespace) -> None:
 def _pitch_train_defaults():
     from audiolm.training.trainer import TrainConfig  # lazy: keeps `audiolm --help` fast
 
-    # ~8 min on one CPU thread at the default PitchNetConfig (0.62 M parameters, 16 x 1 s crops)
+    # 8-20 min on one CPU thread at the default PitchNetConfig (0.63 M parameters, 16 x 1 s crops;
+    # BENCHMARKS.md, codec section, "Session 13")
     return TrainConfig(
         steps=8000,
         batch_size=16,

@@ -211,6 +211,17 @@ def resample(wav: torch.Tensor | np.ndarray, from_sr: int, to_sr: int) -> torch.
     return out
 
 
+def mono_float32(wav, sample_rate: int, to_rate: int) -> np.ndarray:
+    """One channel of audio (tensor or array, any shape holding N samples) -> float32 [N'] at
+    `to_rate`: what the pretrained judges and Harvest take."""
+    if isinstance(wav, torch.Tensor):
+        wav = wav.detach().cpu().float().numpy()
+    wav = np.asarray(wav, dtype=np.float32).reshape(-1)
+    if sample_rate != to_rate:
+        wav = np.asarray(resample(wav, sample_rate, to_rate), dtype=np.float32)
+    return wav
+
+
 # integer PCM -> float: divide by the full scale (uint8 is offset binary)
 _PCM_SCALE = {torch.int16: 32768.0, torch.int32: 2147483648.0, torch.int8: 128.0}
 MAX_FLOAT_PEAK = 2.0  # float audio louder than this is taken for a unit mistake and refused

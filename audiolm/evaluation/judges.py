@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from audiolm.core.audio import resample
+from audiolm.core.audio import mono_float32
 from audiolm.core.errors import AudiolmError
 from audiolm.models.codec.harvest import HarvestUnavailable, harvest_f0, load_pyworld
 
@@ -48,12 +48,7 @@ class JudgeUnavailable(AudiolmError, ImportError):
 
 
 def _mono16k(wav, sample_rate: int) -> np.ndarray:
-    if isinstance(wav, torch.Tensor):
-        wav = wav.detach().cpu().float().numpy()
-    wav = np.asarray(wav, dtype=np.float32).reshape(-1)
-    if sample_rate != JUDGE_RATE:
-        wav = np.asarray(resample(wav, sample_rate, JUDGE_RATE), dtype=np.float32)
-    return wav
+    return mono_float32(wav, sample_rate, JUDGE_RATE)
 
 
 # -- GE2E speaker similarity -----------------------------------------------------------------

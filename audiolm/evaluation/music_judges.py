@@ -26,9 +26,8 @@ import math
 import warnings
 
 import numpy as np
-import torch
 
-from audiolm.core.audio import resample
+from audiolm.core.audio import mono_float32
 from audiolm.evaluation.judges import JUDGE_RATE, JudgeUnavailable
 
 __all__ = [
@@ -63,12 +62,7 @@ def _librosa():
 
 
 def _mono(wav, sample_rate: int) -> np.ndarray:
-    if isinstance(wav, torch.Tensor):
-        wav = wav.detach().cpu().float().numpy()
-    wav = np.asarray(wav, dtype=np.float32).reshape(-1)
-    if sample_rate != JUDGE_RATE:
-        wav = np.asarray(resample(wav, sample_rate, JUDGE_RATE), dtype=np.float32)
-    return wav
+    return mono_float32(wav, sample_rate, JUDGE_RATE)
 
 
 def key_scores(chroma: np.ndarray) -> np.ndarray:

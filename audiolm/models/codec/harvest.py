@@ -15,9 +15,8 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from audiolm.core.audio import resample
+from audiolm.core.audio import mono_float32
 from audiolm.core.errors import AudiolmError
 
 HARVEST_RATE = 16_000  # Harvest hears the voice band; 16 kHz is what it is run at everywhere here
@@ -52,11 +51,7 @@ def load_pyworld():
 def harvest_f0(wav, sample_rate: int, frame_period_ms: float = 10.0) -> np.ndarray:
     """wav [N] (tensor or array, any rate) -> F0 in Hz per `frame_period_ms` frame (0 = unvoiced),
     Harvest at 16 kHz, 50-800 Hz; frame k is centred at k * frame_period_ms."""
-    if isinstance(wav, torch.Tensor):
-        wav = wav.detach().cpu().float().numpy()
-    audio = np.asarray(wav, dtype=np.float32).reshape(-1)
-    if sample_rate != HARVEST_RATE:
-        audio = np.asarray(resample(audio, sample_rate, HARVEST_RATE), dtype=np.float32)
+    audio = mono_float32(wav, sample_rate, HARVEST_RATE)
     f0, _ = load_pyworld().harvest(
         audio.astype(np.float64), HARVEST_RATE, f0_floor=50.0, f0_ceil=800.0, frame_period=frame_period_ms
     )

@@ -97,6 +97,10 @@ class PitchNet(nn.Module):
         unvoiced_target = F.one_hot(torch.zeros_like(f0_hz, dtype=torch.long), 1 + c.classes).float()
         return torch.where(voiced, F.pad(gauss, (1, 0)), unvoiced_target)
 
-    def loss(self, logits: torch.Tensor, f0_hz: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy of logits [B, T, 1 + classes] against the soft targets of f0_hz [B, T]."""
-        return -(self.soft_targets(f0_hz) * logits.float().log_softmax(-1)).sum(-1).mean()
+    def loss(self, logits: torch.Tensor, f0_hz: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Cross-entropy of logits [B, T, 1 + classes] against the soft targets of f0_hz [B, T],
+        averaged over the frames where mask [B, T] is 1 (default: all)."""
+        per_frame = -(self.soft_targets(f0_hz) * logits.float().log_softmax(-1)).sum(-1)  # [B, T]
+        if mask is None:
+            return per_frame.mean()
+        return (per_frame * mask).sum() / mask.sum().clamp(min=1)

@@ -109,11 +109,15 @@ class AudioCrops(Dataset):
     def crop(self, key: ItemKey | int) -> tuple[torch.Tensor, int, int]:
         """One crop [crop_samples], zero-padded when the file is shorter; its real length; its seed."""
         file, start, seed = self.locate(key)
+        return (*self.read_crop(file, start), seed)
+
+    def read_crop(self, file: int, start: int) -> tuple[torch.Tensor, int]:
+        """The crop of file `file` from `start`: [crop_samples] float, zero-padded; its real length."""
         n = int(self._index()[file])
         samples = self._read(file, start, min(self.crop_samples, n - start))
         crop = torch.from_numpy(samples.astype(np.float32)) / 32767
         length = len(crop)
-        return torch.nn.functional.pad(crop, (0, self.crop_samples - length)), length, seed
+        return torch.nn.functional.pad(crop, (0, self.crop_samples - length)), length
 
     def __getitem__(self, key: ItemKey | int):
         return self.crop(key)[0]

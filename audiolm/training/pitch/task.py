@@ -52,7 +52,7 @@ class LabelledCrops(AudioCrops):
 
     def __getitem__(self, key: ItemKey | int) -> dict[str, torch.Tensor]:
         file, start, seed = self.locate(key)
-        wav, length, _ = self.crop(key)
+        wav, length = self.read_crop(file, start)
         first = start // self.config.hop_length
         f0 = np.zeros(self.frames, dtype=np.float32)
         labels = self.labels.f0[file][first : first + self.frames]
@@ -142,10 +142,7 @@ class PitchTask(Task):
         net = parts["model"]
         frames = batch["f0"].shape[-1]
         logits = net(batch["wav"], frames)  # [B, T, 1 + classes]
-        mask = batch["mask"]
-        targets = _unwrap(net).soft_targets(batch["f0"])
-        per_frame = -(targets * logits.float().log_softmax(-1)).sum(-1)  # [B, T]
-        loss = (per_frame * mask).sum() / mask.sum().clamp(min=1)
+        loss = _unwrap(net).loss(logits, batch["f0"], batch["mask"])
         return StepOutput(losses={"model": loss}, metrics={"ce": float(loss.detach())})
 
     @torch.no_grad()
@@ -153,10 +150,8 @@ class PitchTask(Task):
         net = _unwrap(parts["model"])
         logits = net(batch["wav"], batch["f0"].shape[-1])
         f0, voiced = net.decode(logits)
-        mask = batch["mask"]
-        per_frame = -(net.soft_targets(batch["f0"]) * logits.float().log_softmax(-1)).sum(-1)
-        ce = float((per_frame * mask).sum() / mask.sum().clamp(min=1))
-        return {"model_loss": ce} | f0_agreement(f0, voiced, batch["f0"], mask)
+        ce = float(net.loss(logits, batch["f0"], batch["mask"]))
+        return {"model_loss": ce} | f0_agreement(f0, voiced, batch["f0"], batch["mask"])
 
 
 def _unwrap(module: nn.Module) -> Any:
