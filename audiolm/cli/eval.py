@@ -1,6 +1,6 @@
 """`audiolm eval {codec,semantic,continuation,stage}`: evaluation tables (--json: one JSON object).
 
-    audiolm eval codec --data CORPUS [--split valid] [--codec DIR] [--skip-judges] [--json] [--out TABLE.md]
+    audiolm eval codec --data CORPUS [--split valid] [--codec DIR] [--skip-judges] [--diagnose] [--json] [--out TABLE.md]
     audiolm eval continuation --data CORPUS [--split valid] [--pipeline P] [--tokens TOKDIR] [--n N]
                      [--seeds N] [--kind K] [--skip-judges] [--json] [--out TABLE.md]
                                                                      (audiolm/evaluation/continuation.py)
@@ -50,6 +50,12 @@ def _setup_codec(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="skip the listener judges (GE2E speaker similarity, DNSMOS, F0 errors)",
     )
+    parser.add_argument(
+        "--diagnose",
+        action="store_true",
+        help="also split the speech loss: ViSQOL with only the codec's magnitude, phase, envelope or fine "
+        "structure, and the envelope error in dB (audiolm/evaluation/codec/loss_split.py)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
     parser.add_argument("--out", metavar="TABLE.md", help="also save the table (Markdown) here")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
@@ -82,6 +88,7 @@ def _run_codec(args: argparse.Namespace) -> int:
         opus=not args.no_opus,
         use_visqol=not args.skip_visqol,
         use_judges=not args.skip_judges,
+        diagnose=args.diagnose,
         progress=not args.no_progress,
     )
     title = f"codec vs Opus on {args.data} ({args.split} split), codec {codec.source}"

@@ -119,6 +119,17 @@ def test_eval_codec_skip_visqol_all_rates(tiny_corpus, tiny_codec_dir, capsys):
     assert "speaker_sim" not in out and "original" not in out
 
 
+def test_eval_codec_diagnose_adds_the_loss_split(tiny_corpus, tiny_codec_dir, capsys):
+    argv = ["eval", "codec", "--data", str(tiny_corpus), "--codec", str(tiny_codec_dir), "--kbps", "6"]
+    code = main(argv + ["--no-opus", "--skip-judges", "--max-items", "1", "--no-progress", "--diagnose", "--json"])
+    assert code == 0
+    rows = {r["kind"]: r for r in json.loads(capsys.readouterr().out)["results"]}
+    assert rows["speech"]["envelope_db"] > 0 and "envelope_db" not in rows["music"]
+    if importlib.util.find_spec("visqol") is not None:
+        for part in ("magnitude", "phase", "envelope", "fine"):
+            assert 1.0 <= rows["speech"][f"visqol_{part}"] <= 5.0
+
+
 def test_bench_codec_json(tiny_codec_dir, capsys):
     code = main(
         [

@@ -9,6 +9,8 @@ the original:
             original, DNSMOS OVRL / SIG / BAK, F0 gross pitch error and voicing decision error
     music:  mel distance, SI-SDR, ViSQOL audio mode (48 kHz)
 
+With `diagnose`, speech also gets the loss split of loss_split.py: ViSQOL of four hybrids
+(only the codec's magnitude, phase, envelope or fine structure) and the envelope error in dB.
 (STOI, PESQ and the judges model speech; they are not reported for music.) With the judges on,
 a row "original" gives DNSMOS of the uncoded clips, the ceiling for both codecs. Scores are
 averaged per (system, bit rate, kind); NaN scores (PESQ on a clip without detectable speech,
@@ -27,6 +29,7 @@ from tqdm.auto import tqdm
 
 from audiolm.core.audio import load_audio
 from audiolm.evaluation import judges as J
+from audiolm.evaluation.codec.loss_split import envelope_error_db, spectral_hybrids
 from audiolm.evaluation.codec.opus import opus_round_trip
 from audiolm.models.codec import metrics as M
 
@@ -42,6 +45,11 @@ SPEECH_METRICS = (
     "dnsmos_bak",
     "f0_gpe",
     "f0_vde",
+    "envelope_db",
+    "visqol_magnitude",
+    "visqol_phase",
+    "visqol_envelope",
+    "visqol_fine",
 )
 MUSIC_METRICS = ("mel_distance", "si_sdr", "visqol")
 HIGHER_IS_BETTER = {
@@ -56,6 +64,11 @@ HIGHER_IS_BETTER = {
     "dnsmos_bak": True,
     "f0_gpe": False,
     "f0_vde": False,
+    "envelope_db": False,
+    "visqol_magnitude": True,
+    "visqol_phase": True,
+    "visqol_envelope": True,
+    "visqol_fine": True,
 }
 
 
@@ -92,6 +105,7 @@ def score_pair(
     kind: str,
     use_visqol: bool = True,
     use_judges: bool = False,
+    diagnose: bool = False,
 ) -> dict[str, float]:
     """All metrics for one clip; reference/estimate are mono [N] at `sample_rate`."""
     scores = {
@@ -105,6 +119,11 @@ def score_pair(
         scores["visqol"] = M.visqol(reference, estimate, sample_rate, "speech" if kind == "speech" else "audio")
     if use_judges and kind == "speech":
         scores.update(judge_scores(reference, estimate, sample_rate))
+    if diagnose and kind == "speech":
+        scores["envelope_db"] = envelope_error_db(reference, estimate, sample_rate)
+        if use_visqol:
+            for part, hybrid in spectral_hybrids(reference, estimate, sample_rate).items():
+                scores[f"visqol_{part}"] = M.visqol(reference, hybrid, sample_rate, "speech")
     return scores
 
 
@@ -116,6 +135,7 @@ def evaluate_codec(
     opus: bool = True,
     use_visqol: bool = True,
     use_judges: bool = True,
+    diagnose: bool = False,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
     """Score `codec` (and Opus) on corpus `items` (CorpusItem list) at each bit rate."""
@@ -138,7 +158,7 @@ def evaluate_codec(
                 outputs["opus"] = opus_round_trip(reference, sr, kbps)
             for system in systems:
                 row = rows.setdefault((system, kbps, item.kind), Row(system, kbps, item.kind))
-                scores = score_pair(reference, outputs[system], sr, item.kind, use_visqol, use_judges)
+                scores = score_pair(reference, outputs[system], sr, item.kind, use_visqol, use_judges, diagnose)
                 for name, value in scores.items():
                     row.scores.setdefault(name, []).append(value)
             bar.update(1)

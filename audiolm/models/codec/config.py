@@ -188,6 +188,9 @@ class CodecConfig:
     frame_intermediate: int = 768  # ConvNeXt MLP width
     encoder_layers: int = 4
     decoder_layers: int = 8
+    # the decoder's ConvNeXt MLP width (0 = frame_intermediate): a decoder grown from a smaller
+    # one (`train codec --init`, training/codec/grow.py) for the same encoder and tokens
+    decoder_intermediate: int = 0
     frame_kernel_size: int = 7
     frame_causal: bool = True  # left-padded convolutions (streaming); False = centred
     n_fft: int = 1280  # STFT / iSTFT window (4 x hop); the iSTFT adds (n_fft - hop) / 2 samples of lookahead
@@ -310,6 +313,10 @@ class CodecConfig:
             raise ValueError(f"norm_type must be 'weight_norm' or 'time_group_norm', got {self.norm_type!r}")
         if self.encoder not in ("seanet", "stft"):
             raise ValueError(f"encoder must be 'seanet' or 'stft', got {self.encoder!r}")
+        if not (isinstance(self.decoder_intermediate, int) and self.decoder_intermediate >= 0):
+            raise ValueError(
+                f"decoder_intermediate must be an integer >= 0 (0 = frame_intermediate), got {self.decoder_intermediate!r}"
+            )
         if self.decoder not in ("seanet", "istft"):
             raise ValueError(f"decoder must be 'seanet' or 'istft', got {self.decoder!r}")
         if not (isinstance(self.istft_max_log_magnitude, (int, float)) and 0 < self.istft_max_log_magnitude <= 20):

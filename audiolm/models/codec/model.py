@@ -119,6 +119,7 @@ class CodecModel(nn.Module):
         if config.decoder == "seanet":
             self.decoder = EncodecDecoder(hf_config)
         else:
+            decoder_args = dict(frame_args, intermediate=config.decoder_intermediate or config.frame_intermediate)
             self.decoder = ISTFTDecoder(
                 config.hidden_size,
                 layers=config.decoder_layers,
@@ -128,7 +129,7 @@ class CodecModel(nn.Module):
                 noise_bands=config.istft_noise_bands,
                 tonal_max_hz=config.istft_tonal_max_hz,
                 sample_rate=config.sample_rate,
-                **frame_args,
+                **decoder_args,
             )
         rvq_args: dict[str, Any] = dict(
             codebook_size=config.codebook_size,

@@ -36,6 +36,7 @@ from audiolm.models.codec.model import CodecModel
 from audiolm.models.codec.pitch import yin_f0
 from audiolm.training.codec.balancer import Balancer
 from audiolm.training.codec.discriminator import MultiPeriodDiscriminator, MultiScaleSTFTDiscriminator
+from audiolm.training.codec.grow import grow_decoder_state, silence_new_blocks
 from audiolm.training.codec.losses import (
     MultiScaleMel,
     discriminator_adversarial_loss,
@@ -107,6 +108,7 @@ class Critic(nn.Module):
 # the pitch tracker's thresholds are decisions, not weights: a new decoder can learn a new tracker's
 # pitch code (level 0 changes; the RVQ levels stay, their encoder does not see the pitch)
 # (so may the tracker itself: a YIN codec's decoder may be re-trained on a pitch net's F0)
+# and a frame-rate decoder may grow: more blocks, wider MLPs (grow.py), never smaller
 INIT_MAY_DIFFER = (
     "training",
     "istft_noise_bands",
@@ -114,6 +116,8 @@ INIT_MAY_DIFFER = (
     "pitch_threshold",
     "pitch_voicing_threshold",
     "pitch_net",
+    "decoder_layers",
+    "decoder_intermediate",
 )
 PITCH_NET_PREFIX = "encoder.pitch_net."  # the pitch net's weights inside a codec's state dict
 
@@ -135,16 +139,49 @@ def init_weights(model: CodecModel, directory: str | Path) -> bool:
             f"{path}: its noise envelope has {ckpt.config.istft_noise_bands} bands, the run's config "
             f"{model.config.istft_noise_bands}; only a per-bin head (0) converts"
         )
+    old_layers = _check_growth(path, ckpt.config, model.config)
     same_net = model.config.pitch_net is not None and ckpt.config.pitch_net == model.config.pitch_net
     state = {k: v for k, v in ckpt.state_dict.items() if same_net or not k.startswith(PITCH_NET_PREFIX)}
+    grown = old_layers < model.config.decoder_layers
+    if _decoder_width(ckpt.config) < _decoder_width(model.config):
+        state = grow_decoder_state(state, model)
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.startswith(PITCH_NET_PREFIX)]
+        if grown:  # the new blocks start from their own init, then as the identity
+            missing = [k for k in missing if not _is_new_block(k, old_layers)]
         if missing or unexpected:
             raise RuntimeError(f"missing keys {missing[:3]}, unexpected keys {unexpected[:3]}")
     except RuntimeError as e:
         raise CheckpointError(f"{path}: weights do not fit the model: {str(e).splitlines()[0]}") from None
+    if grown:
+        silence_new_blocks(model, old_layers)
     return same_net
+
+
+def _decoder_width(config: CodecConfig) -> int:
+    return config.decoder_intermediate or config.frame_intermediate
+
+
+def _is_new_block(key: str, old_layers: int) -> bool:
+    prefix = "decoder.backbone.blocks."
+    return key.startswith(prefix) and int(key[len(prefix) :].split(".")[0]) >= old_layers
+
+
+def _check_growth(path: Path, theirs: CodecConfig, mine: CodecConfig) -> int:
+    """The --init codec's decoder depth, after checking that the run's decoder is the same or a
+    grown copy of it (grow.py): a frame-rate decoder, no fewer blocks, no narrower MLPs."""
+    same = theirs.decoder_layers == mine.decoder_layers and _decoder_width(theirs) == _decoder_width(mine)
+    if same:
+        return theirs.decoder_layers
+    if mine.decoder != "istft":
+        raise ConfigError(f"{path}: only a frame-rate decoder ('istft') can grow; this config's is {mine.decoder!r}")
+    if mine.decoder_layers < theirs.decoder_layers or _decoder_width(mine) < _decoder_width(theirs):
+        raise ConfigError(
+            f"{path}: its decoder has {theirs.decoder_layers} blocks of MLP width {_decoder_width(theirs)}, the "
+            f"run's {mine.decoder_layers} of {_decoder_width(mine)}; --init can grow a decoder, not shrink it"
+        )
+    return theirs.decoder_layers
 
 
 def load_pitch_net(model: CodecModel, directory: str | Path) -> None:
