@@ -115,11 +115,14 @@ class _Network:
         """The decoder over latent frames [start, ...), its running phase continued from the
         phases the last window gave frames [start, done)."""
         prefix = None
-        if done > start:
+        # the phases of the last frames before `done` may have been computed without their
+        # lookahead (a skipped prompt's last frames): this window, which has it, re-derives them
+        known = max(start, done - getattr(self.network, "phase_lookahead_frames", 0))
+        if known > start:
             assert self.phase is not None  # a window with context follows a kept one
-            if start < self.phase_start or done > self.phase_start + self.phase.shape[-1]:
+            if start < self.phase_start or known > self.phase_start + self.phase.shape[-1]:
                 raise RuntimeError("codec chunker: window reaches outside the kept phases")
-            prefix = self.phase[..., start - self.phase_start : done - self.phase_start]
+            prefix = self.phase[..., start - self.phase_start : known - self.phase_start]
         audio, phase = self.network.forward_with_phase(z, prefix)  # type: ignore[operator]  # ISTFTDecoder
         history = phase[..., : keep - start]  # frames [start, keep)
         drop = max(0, history.shape[-1] - self.keep_frames)

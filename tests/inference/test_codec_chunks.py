@@ -187,9 +187,12 @@ def test_round_trip_file_refuses_bad_files(codec, tmp_path):
 
 def _frame_rate_codec(phase: str) -> Codec:
     """phase "comb" = "harmonic" with the comb of harmonics in the magnitudes; "pitched" = the
-    pitch code as level 0 and the harmonic-plus-noise head."""
+    pitch code as level 0 and the harmonic-plus-noise head; "pitched_ahead" = that with a
+    decoder that sees 2 latent frames ahead."""
     import dataclasses
 
+    ahead = phase == "pitched_ahead"
+    phase = "pitched" if ahead else phase
     comb, pitched = phase == "comb", phase == "pitched"
     istft_phase = "harmonic" if comb else "harmonic_noise" if pitched else phase
     config = dataclasses.replace(
@@ -203,11 +206,12 @@ def _frame_rate_codec(phase: str) -> Codec:
         istft_phase=istft_phase,
         istft_harmonic_comb=comb,
         pitch_codebook=pitched,
+        decoder_lookahead=2 if ahead else 0,
     )
     return random_codec(config)
 
 
-@pytest.mark.parametrize("phase", ["direct", "integrated", "harmonic", "comb", "pitched"])
+@pytest.mark.parametrize("phase", ["direct", "integrated", "harmonic", "comb", "pitched", "pitched_ahead"])
 def test_frame_rate_istft_codec_runs_in_chunks_with_its_declared_lookahead(phase):
     """The frame-rate codec (STFT encoder / iSTFT decoder) declares its decoder's lookahead;
     its encoder gets the conservative default (the pitched encoder declares its context and the
@@ -215,7 +219,10 @@ def test_frame_rate_istft_codec_runs_in_chunks_with_its_declared_lookahead(phase
     running phase is carried from window to window (pitched: the fundamental's too)."""
     codec = _frame_rate_codec(phase)
     ctx = codec.chunk_context
-    assert ctx.decode_lookahead == 640 and not ctx.encode_recurrent  # 480 samples, in whole frames
+    ahead = phase == "pitched_ahead"
+    phase = "pitched" if ahead else phase
+    # 480 samples (+ 2 frames ahead), in whole frames
+    assert ctx.decode_lookahead == (1280 if ahead else 640) and not ctx.encode_recurrent
     assert ctx.exact == (phase == "pitched") and ctx.encode_lookahead == (640 if phase == "pitched" else 24000)
     wav = _signal(1.0)
     codes = codec.encode(wav, 24000, kbps=6)
@@ -244,7 +251,7 @@ def test_integrated_phase_chunks_differ_without_the_carried_phase(monkeypatch):
     assert (chunked - whole).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("phase", [None, "direct", "integrated", "harmonic", "pitched"])
+@pytest.mark.parametrize("phase", [None, "direct", "integrated", "harmonic", "pitched", "pitched_ahead"])
 def test_streaming_skip_and_push_ready_equal_whole_decode(codec, phase):
     """The streaming use: a prompt's frames skipped (no audio), then frames pushed in uneven
     pieces come out as soon as their lookahead has arrived, and equal one whole decode."""
@@ -266,7 +273,9 @@ def test_streaming_skip_and_push_ready_equal_whole_decode(codec, phase):
     assert decoder.frames_done == 180
     streamed = torch.cat(out, dim=-1)
     assert streamed.shape[-1] == 110 * HOP
-    assert (streamed - whole[..., 70 * HOP :]).abs().max() < (1e-4 if phase in ("harmonic", "pitched") else 1e-5)
+    assert (streamed - whole[..., 70 * HOP :]).abs().max() < (
+        1e-4 if phase in ("harmonic", "pitched", "pitched_ahead") else 1e-5
+    )
 
 
 def test_push_ready_waits_for_the_lookahead():

@@ -191,6 +191,9 @@ class CodecConfig:
     # the decoder's ConvNeXt MLP width (0 = frame_intermediate): a decoder grown from a smaller
     # one (`train codec --init`, training/codec/grow.py) for the same encoder and tokens
     decoder_intermediate: int = 0
+    # latent frames the frame-rate decoder sees ahead (causal only; each adds one hop of latency):
+    # its frame t's iSTFT window ends 1.5 hops after the encoder's frame t does (frame_rate.py)
+    decoder_lookahead: int = 0
     frame_kernel_size: int = 7
     frame_causal: bool = True  # left-padded convolutions (streaming); False = centred
     n_fft: int = 1280  # STFT / iSTFT window (4 x hop); the iSTFT adds (n_fft - hop) / 2 samples of lookahead
@@ -313,6 +316,10 @@ class CodecConfig:
             raise ValueError(f"norm_type must be 'weight_norm' or 'time_group_norm', got {self.norm_type!r}")
         if self.encoder not in ("seanet", "stft"):
             raise ValueError(f"encoder must be 'seanet' or 'stft', got {self.encoder!r}")
+        if not (isinstance(self.decoder_lookahead, int) and 0 <= self.decoder_lookahead <= 8):
+            raise ValueError(f"decoder_lookahead must be an integer in [0, 8] frames, got {self.decoder_lookahead!r}")
+        if self.decoder_lookahead and (self.decoder != "istft" or not self.frame_causal):
+            raise ValueError("decoder_lookahead is for a causal frame-rate decoder (decoder 'istft', frame_causal)")
         if not (isinstance(self.decoder_intermediate, int) and self.decoder_intermediate >= 0):
             raise ValueError(
                 f"decoder_intermediate must be an integer >= 0 (0 = frame_intermediate), got {self.decoder_intermediate!r}"

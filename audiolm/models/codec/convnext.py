@@ -5,6 +5,8 @@ and the pitch net all build on it.
     y = backbone(x [B, in_channels, T])   # [B, dim, T]
 
 causal=True pads every convolution on the left only (no lookahead); otherwise centred.
+`lookahead` (causal only): the embedding convolution also sees that many frames ahead (its kernel
+grows by as many taps; the blocks stay causal), so output frame t depends on inputs <= t + lookahead.
 """
 
 from __future__ import annotations
@@ -38,11 +40,22 @@ class ConvNeXtBlock(nn.Module):
 class ConvNeXtBackbone(nn.Module):
     """in_channels -> embedding conv -> LayerNorm -> `layers` ConvNeXt blocks -> LayerNorm."""
 
-    def __init__(self, in_channels: int, dim: int, intermediate: int, layers: int, kernel_size: int, causal: bool):
+    def __init__(
+        self,
+        in_channels: int,
+        dim: int,
+        intermediate: int,
+        layers: int,
+        kernel_size: int,
+        causal: bool,
+        lookahead: int = 0,
+    ):
         super().__init__()
+        if lookahead and not causal:
+            raise ValueError("lookahead is for a causal backbone (a centred one already looks ahead)")
         self.left = kernel_size - 1 if causal else (kernel_size - 1) // 2
-        self.right = kernel_size - 1 - self.left
-        self.embed = nn.Conv1d(in_channels, dim, kernel_size)
+        self.right = kernel_size - 1 - self.left + lookahead  # the embedding's right padding
+        self.embed = nn.Conv1d(in_channels, dim, kernel_size + lookahead)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.blocks = nn.ModuleList(
             ConvNeXtBlock(dim, intermediate, kernel_size, causal, 1.0 / max(layers, 1)) for _ in range(layers)
@@ -51,7 +64,8 @@ class ConvNeXtBackbone(nn.Module):
 
     @property
     def lookahead_frames(self) -> int:
-        return self.right * (1 + len(self.blocks))
+        """Input frames after frame t that output frame t depends on."""
+        return self.right + sum(block.right for block in self.blocks)
 
     @property
     def context_frames(self) -> int:

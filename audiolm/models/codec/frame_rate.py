@@ -429,13 +429,18 @@ class ISTFTDecoder(nn.Module):
         noise_bands: int = 0,
         sample_rate: int = 24000,
         tonal_max_hz: float = 0.0,
+        lookahead: int = 0,
     ):
         super().__init__()
         # "harmonic_noise": the input's channel 0 is the given F0 in bins (0 = unvoiced), the
         # backbone sees it as two features (voiced, log2 F0) beside the latent
         self.pitched = phase == "harmonic_noise"
         in_channels = latent_dim + 2 if self.pitched else latent_dim
-        self.backbone = ConvNeXtBackbone(in_channels, dim, intermediate, layers, kernel_size, causal)
+        # lookahead: latent frames the backbone sees ahead (causal only). Frame t's iSTFT window
+        # ends (n_fft - hop) / 2 samples after the encoder's frame t does, so a causal decoder must
+        # guess the end of each window; 2 frames cover it at n_fft = 4 * hop (BENCHMARKS.md,
+        # codec section, session 14)
+        self.backbone = ConvNeXtBackbone(in_channels, dim, intermediate, layers, kernel_size, causal, lookahead)
         self.head: ISTFTHead
         if self.pitched:
             if comb:
@@ -461,6 +466,13 @@ class ISTFTDecoder(nn.Module):
         """True when the output depends on a running phase carried from frame 0 (see
         `forward_with_phase`): chunked decoding must pass it on."""
         return self.head.phase != "direct"
+
+    @property
+    def phase_lookahead_frames(self) -> int:
+        """Latent frames after frame t that frame t's running phase depends on (a pitched head's
+        tonal advance comes from the backbone): a chunked decode re-derives the phases of that
+        many frames before a window's first new one."""
+        return self.backbone.lookahead_frames
 
     @property
     def lookahead_samples(self) -> int:

@@ -129,6 +129,7 @@ class CodecModel(nn.Module):
                 noise_bands=config.istft_noise_bands,
                 tonal_max_hz=config.istft_tonal_max_hz,
                 sample_rate=config.sample_rate,
+                lookahead=config.decoder_lookahead,
                 **decoder_args,
             )
         rvq_args: dict[str, Any] = dict(

@@ -16,7 +16,9 @@ the first update), as in Net2Net (Chen et al. 2016) and zero-initialised residua
   weights keep the fresh random init, their output weights start at zero (so they add nothing
   until trained, yet receive gradient at once);
 - deeper (`decoder_layers`): new blocks go after the old ones, each with layer scale 0, so each
-  starts as the identity.
+  starts as the identity;
+- further ahead (`decoder_lookahead`): the embedding convolution gains taps on future frames,
+  zero at first (its taps on the past keep their place: causal padding is on the left).
 
 The residual width (`frame_dim`) does not grow: LayerNorm's statistics would change with it.
 """
@@ -30,8 +32,8 @@ from torch import nn
 def grow_decoder_state(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
     """A smaller decoder's state dict -> one that loads into `model`'s larger decoder: every
     decoder tensor that is smaller than the model's along some dimensions is copied into a clone
-    of the model's own (freshly initialised) tensor, and a grown MLP's new output columns (the
-    `pwconv2.weight` of a block) are zeroed. Other tensors pass through unchanged."""
+    of the model's own (freshly initialised) tensor; a grown MLP's new output columns (a block's
+    `pwconv2.weight`) and the embedding's new taps are zeroed. Other tensors pass through unchanged."""
     own = model.state_dict()
     grown = dict(state)
     for key, value in state.items():
@@ -41,7 +43,9 @@ def grow_decoder_state(state: dict[str, torch.Tensor], model: nn.Module) -> dict
         if target.dim() != value.dim() or any(t < v for t, v in zip(target.shape, value.shape)):
             raise ValueError(f"{key}: {tuple(value.shape)} cannot grow into {tuple(target.shape)}")
         new = target.detach().clone()
-        if key.endswith("pwconv2.weight"):  # [dim, intermediate]: new hidden units add nothing yet
+        # new hidden units ([dim, intermediate]) and new taps on future frames ([dim, in, kernel])
+        # add nothing yet
+        if key.endswith(("pwconv2.weight", "backbone.embed.weight")):
             new.zero_()
         new[tuple(slice(0, n) for n in value.shape)] = value.to(new.dtype)
         grown[key] = new

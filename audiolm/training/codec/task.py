@@ -108,7 +108,7 @@ class Critic(nn.Module):
 # the pitch tracker's thresholds are decisions, not weights: a new decoder can learn a new tracker's
 # pitch code (level 0 changes; the RVQ levels stay, their encoder does not see the pitch)
 # (so may the tracker itself: a YIN codec's decoder may be re-trained on a pitch net's F0)
-# and a frame-rate decoder may grow: more blocks, wider MLPs (grow.py), never smaller
+# and a frame-rate decoder may grow: more blocks, wider MLPs, more lookahead (grow.py), never less
 INIT_MAY_DIFFER = (
     "training",
     "istft_noise_bands",
@@ -118,6 +118,7 @@ INIT_MAY_DIFFER = (
     "pitch_net",
     "decoder_layers",
     "decoder_intermediate",
+    "decoder_lookahead",
 )
 PITCH_NET_PREFIX = "encoder.pitch_net."  # the pitch net's weights inside a codec's state dict
 
@@ -143,8 +144,7 @@ def init_weights(model: CodecModel, directory: str | Path) -> bool:
     same_net = model.config.pitch_net is not None and ckpt.config.pitch_net == model.config.pitch_net
     state = {k: v for k, v in ckpt.state_dict.items() if same_net or not k.startswith(PITCH_NET_PREFIX)}
     grown = old_layers < model.config.decoder_layers
-    if _decoder_width(ckpt.config) < _decoder_width(model.config):
-        state = grow_decoder_state(state, model)
+    state = grow_decoder_state(state, model)
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.startswith(PITCH_NET_PREFIX)]
@@ -170,16 +170,20 @@ def _is_new_block(key: str, old_layers: int) -> bool:
 
 def _check_growth(path: Path, theirs: CodecConfig, mine: CodecConfig) -> int:
     """The --init codec's decoder depth, after checking that the run's decoder is the same or a
-    grown copy of it (grow.py): a frame-rate decoder, no fewer blocks, no narrower MLPs."""
-    same = theirs.decoder_layers == mine.decoder_layers and _decoder_width(theirs) == _decoder_width(mine)
-    if same:
+    grown copy of it (grow.py): a frame-rate decoder, no fewer blocks, no narrower MLPs, no less
+    lookahead."""
+
+    def size(c: CodecConfig) -> tuple[int, int, int]:
+        return c.decoder_layers, _decoder_width(c), c.decoder_lookahead
+
+    if size(theirs) == size(mine):
         return theirs.decoder_layers
     if mine.decoder != "istft":
         raise ConfigError(f"{path}: only a frame-rate decoder ('istft') can grow; this config's is {mine.decoder!r}")
-    if mine.decoder_layers < theirs.decoder_layers or _decoder_width(mine) < _decoder_width(theirs):
+    if any(m < t for m, t in zip(size(mine), size(theirs))):
         raise ConfigError(
-            f"{path}: its decoder has {theirs.decoder_layers} blocks of MLP width {_decoder_width(theirs)}, the "
-            f"run's {mine.decoder_layers} of {_decoder_width(mine)}; --init can grow a decoder, not shrink it"
+            f"{path}: its decoder has (blocks, MLP width, lookahead) {size(theirs)}, the run's "
+            f"{size(mine)}; --init can grow a decoder, not shrink it"
         )
     return theirs.decoder_layers
 

@@ -20,22 +20,35 @@ from audiolm.training.trainer import TrainConfig, Trainer
 from tests.helpers import random_codes, run_cli, tiny_pitched_codec
 
 
-def _grown(
-    config: CodecConfig, layers: int = 3, intermediate: int = 64, frozen=("encoder", "quantizer")
-) -> CodecConfig:
-    training = dataclasses.replace(config.training, frozen=frozen, adversarial_start_step=1000, weight_l1=0.0)
-    return dataclasses.replace(config, decoder_layers=layers, decoder_intermediate=intermediate, training=training)
+def _grown(config: CodecConfig, layers: int = 3, intermediate: int = 64, lookahead: int = 0) -> CodecConfig:
+    training = dataclasses.replace(
+        config.training, frozen=("encoder", "quantizer"), adversarial_start_step=1000, weight_l1=0.0
+    )
+    return dataclasses.replace(
+        config,
+        decoder_layers=layers,
+        decoder_intermediate=intermediate,
+        decoder_lookahead=lookahead,
+        training=training,
+    )
 
 
-def test_a_grown_decoder_decodes_as_the_small_one(tmp_path):
-    small = tiny_pitched_codec(seed=1)  # 1 decoder block, MLP width 32
+@pytest.mark.parametrize("layers, intermediate, lookahead", [(3, 64, 0), (1, 32, 2), (3, 64, 2)])
+def test_a_grown_decoder_decodes_as_the_small_one(tmp_path, layers, intermediate, lookahead):
+    small = tiny_pitched_codec(seed=1)  # 1 decoder block, MLP width 32, no lookahead
     source = small.save(tmp_path / "codec")
-    model = CodecModel(_grown(small.config))
+    model = CodecModel(_grown(small.config, layers, intermediate, lookahead))
     init_weights(model, source)
-    blocks = model.decoder.backbone.blocks
-    assert len(blocks) == 3 and blocks[0].pwconv1.out_features == 64
-    assert (blocks[1].gamma == 0).all() and (blocks[2].gamma == 0).all()  # new blocks: the identity
-    assert (blocks[0].pwconv2.weight[:, 32:] == 0).all() and blocks[0].pwconv1.weight[32:].abs().sum() > 0
+    backbone = model.decoder.backbone
+    blocks = backbone.blocks
+    assert len(blocks) == layers and blocks[0].pwconv1.out_features == intermediate
+    assert all((block.gamma == 0).all() for block in blocks[1:])  # new blocks: the identity
+    # new hidden units: random inputs, zero outputs; new taps on future frames: zero
+    assert (blocks[0].pwconv2.weight[:, 32:] == 0).all()
+    assert intermediate == 32 or blocks[0].pwconv1.weight[32:].abs().sum() > 0
+    kernel = small.config.frame_kernel_size
+    assert backbone.embed.weight.shape[-1] == kernel + lookahead and (backbone.embed.weight[..., kernel:] == 0).all()
+    assert model.decoder.lookahead_samples == small.model.decoder.lookahead_samples + lookahead * small.hop_length
     codes = random_codes(small, frames=40, seed=0)
     assert torch.allclose(model.eval().decode(codes), small.model.eval().decode(codes), atol=1e-5)
 
@@ -61,6 +74,11 @@ def test_init_grows_a_decoder_but_never_shrinks_one(tiny_corpus, tmp_path, capsy
     for layers, intermediate in ((1, 48), (2, 32)):
         with pytest.raises(ConfigError, match="not shrink"):
             CodecTask.from_corpus(_grown(big.config, layers, intermediate), tiny_corpus, init=source)
+    ahead = Codec(CodecModel(_grown(big.config, 2, 48, lookahead=2)).eval()).save(tmp_path / "ahead")
+    with pytest.raises(ConfigError, match="not shrink"):
+        CodecTask.from_corpus(_grown(big.config, 2, 48, lookahead=1), tiny_corpus, init=ahead)
+    with pytest.raises(ValueError, match="decoder_lookahead"):
+        dataclasses.replace(big.config, decoder_lookahead=2, frame_causal=False)
     with pytest.raises(ValueError, match="cannot grow"):
         grow_decoder_state({"decoder.head.out.weight": torch.zeros(10**4, 1)}, model)
     with pytest.raises(ValueError, match="decoder_intermediate"):
