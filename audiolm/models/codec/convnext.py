@@ -65,7 +65,7 @@ class ConvNeXtBackbone(nn.Module):
     @property
     def lookahead_frames(self) -> int:
         """Input frames after frame t that output frame t depends on."""
-        return self.right + sum(block.right for block in self.blocks)
+        return self.right + sum(block.right for block in self.blocks if isinstance(block, ConvNeXtBlock))
 
     @property
     def context_frames(self) -> int:
