@@ -404,6 +404,11 @@ class CodecConfig:
 
     # -- derived sizes ------------------------------------------------------------------------
     @property
+    def decoder_width(self) -> int:
+        """The frame-rate decoder's ConvNeXt MLP width (decoder_intermediate, 0 = frame_intermediate)."""
+        return self.decoder_intermediate or self.frame_intermediate
+
+    @property
     def hop_length(self) -> int:
         return int(math.prod(self.upsampling_ratios))
 

@@ -119,7 +119,7 @@ class CodecModel(nn.Module):
         if config.decoder == "seanet":
             self.decoder = EncodecDecoder(hf_config)
         else:
-            decoder_args = dict(frame_args, intermediate=config.decoder_intermediate or config.frame_intermediate)
+            decoder_args = dict(frame_args, intermediate=config.decoder_width)
             self.decoder = ISTFTDecoder(
                 config.hidden_size,
                 layers=config.decoder_layers,

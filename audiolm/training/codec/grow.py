@@ -28,17 +28,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+BACKBONE = "decoder.backbone."
+
 
 def grow_decoder_state(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
     """A smaller decoder's state dict -> one that loads into `model`'s larger decoder: every
-    decoder tensor that is smaller than the model's along some dimensions is copied into a clone
+    decoder backbone tensor that is smaller than the model's along some dimensions is copied into a clone
     of the model's own (freshly initialised) tensor; a grown MLP's new output columns (a block's
     `pwconv2.weight`) and the embedding's new taps are zeroed. Other tensors pass through unchanged."""
     own = model.state_dict()
     grown = dict(state)
     for key, value in state.items():
         target = own.get(key)
-        if not key.startswith("decoder.") or target is None or target.shape == value.shape:
+        # only the backbone grows; the head's shape follows its own config (a per-bin noise head
+        # converts into a banded one in the head's load hook, frame_rate.py)
+        if not key.startswith(BACKBONE) or target is None or target.shape == value.shape:
             continue
         if target.dim() != value.dim() or any(t < v for t, v in zip(target.shape, value.shape)):
             raise ValueError(f"{key}: {tuple(value.shape)} cannot grow into {tuple(target.shape)}")

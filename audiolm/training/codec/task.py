@@ -159,10 +159,6 @@ def init_weights(model: CodecModel, directory: str | Path) -> bool:
     return same_net
 
 
-def _decoder_width(config: CodecConfig) -> int:
-    return config.decoder_intermediate or config.frame_intermediate
-
-
 def _is_new_block(key: str, old_layers: int) -> bool:
     prefix = "decoder.backbone.blocks."
     return key.startswith(prefix) and int(key[len(prefix) :].split(".")[0]) >= old_layers
@@ -174,7 +170,7 @@ def _check_growth(path: Path, theirs: CodecConfig, mine: CodecConfig) -> int:
     lookahead."""
 
     def size(c: CodecConfig) -> tuple[int, int, int]:
-        return c.decoder_layers, _decoder_width(c), c.decoder_lookahead
+        return c.decoder_layers, c.decoder_width, c.decoder_lookahead
 
     if size(theirs) == size(mine):
         return theirs.decoder_layers

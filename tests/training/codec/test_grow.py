@@ -80,7 +80,10 @@ def test_init_grows_a_decoder_but_never_shrinks_one(tiny_corpus, tmp_path, capsy
     with pytest.raises(ValueError, match="decoder_lookahead"):
         dataclasses.replace(big.config, decoder_lookahead=2, frame_causal=False)
     with pytest.raises(ValueError, match="cannot grow"):
-        grow_decoder_state({"decoder.head.out.weight": torch.zeros(10**4, 1)}, model)
+        grow_decoder_state({"decoder.backbone.embed.weight": torch.zeros(10**4, 1, 1)}, model)
+    # the head is the head's business (a per-bin noise head converts into a banded one on load)
+    head = {"decoder.head.out.bias": torch.zeros(10**4)}
+    assert grow_decoder_state(head, model)["decoder.head.out.bias"].shape == (10**4,)
     with pytest.raises(ValueError, match="decoder_intermediate"):
         dataclasses.replace(big.config, decoder_intermediate=-1)
     # from the CLI: a one-line error, exit code 2
