@@ -227,6 +227,10 @@ class CodecConfig:
     # (checkpoints before session 10). A higher one than pitch_threshold voices the weakly periodic
     # frames of diphone voices without taking octave-error dips (pitch.yin_f0)
     pitch_voicing_threshold: float = 0.0
+    # Pitch code resolution: only every n-th of the log-spaced codes (1 = all, 4.7 cents apart at
+    # the defaults). A faithful tracker's F0 moves a few codes every frame, which the coarse stage
+    # must predict; 2 halves that for 9.4-cent steps (BENCHMARKS.md, "Session 15")
+    pitch_code_step: int = 1
     # The learned tracker instead of YIN (pitch_net.PitchNet, distilled from Harvest by `audiolm
     # train pitch`; its weights live in the codec checkpoint under encoder.pitch_net). None = YIN
     # (every checkpoint before session 13). Its framing must be the codec's.
@@ -398,6 +402,10 @@ class CodecConfig:
             raise ValueError(
                 f"pitch_voicing_threshold must be 0 (= pitch_threshold) or in [pitch_threshold, 1), got {voicing}"
             )
+        if not (isinstance(self.pitch_code_step, int) and not isinstance(self.pitch_code_step, bool)) or not (
+            1 <= self.pitch_code_step <= 16
+        ):
+            raise ValueError(f"pitch_code_step must be an integer in [1, 16], got {self.pitch_code_step!r}")
         for kbps in self.bandwidths:
             if self.levels_for_kbps_unchecked(kbps) < 2:
                 raise ValueError(f"bandwidth {kbps} kbps gives 1 level; a pitched codec needs 2 (pitch + RVQ)")

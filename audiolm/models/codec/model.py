@@ -146,6 +146,7 @@ class CodecModel(nn.Module):
                 fmin=config.pitch_fmin,
                 fmax=config.pitch_fmax,
                 hz_to_bins=config.n_fft / config.sample_rate,
+                code_step=config.pitch_code_step,
                 **rvq_args,
             )
         else:

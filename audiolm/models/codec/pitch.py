@@ -103,11 +103,17 @@ def yin_f0(
     return f0, voiced
 
 
-def pitch_to_codes(f0_hz: torch.Tensor, codebook_size: int, fmin: float, fmax: float) -> torch.Tensor:
-    """F0 in Hz [...] (0 = unvoiced) -> codes [...] in [0, codebook_size): 0 unvoiced, 1.. log-spaced."""
+def pitch_to_codes(f0_hz: torch.Tensor, codebook_size: int, fmin: float, fmax: float, step: int = 1) -> torch.Tensor:
+    """F0 in Hz [...] (0 = unvoiced) -> codes [...] in [0, codebook_size): 0 unvoiced, 1.. log-spaced.
+    `step` > 1 keeps only every step-th code (the fine code rounded half up to a multiple of
+    `step`): a coarser pitch code that an LM predicts more easily (CodecConfig.pitch_code_step)."""
     steps = codebook_size - 2
     position = torch.log(f0_hz.clamp(min=fmin, max=fmax) / fmin) / math.log(fmax / fmin) * steps
-    return torch.where(f0_hz > 0, 1 + position.round().long(), torch.zeros_like(f0_hz, dtype=torch.long))
+    fine = position.round().long()
+    if step > 1:
+        fine = (torch.div(fine, step, rounding_mode="floor") + (fine % step >= (step + 1) // 2).long()) * step
+        fine = fine.clamp(max=steps)
+    return torch.where(f0_hz > 0, 1 + fine, torch.zeros_like(f0_hz, dtype=torch.long))
 
 
 def codes_to_pitch(codes: torch.Tensor, codebook_size: int, fmin: float, fmax: float) -> torch.Tensor:

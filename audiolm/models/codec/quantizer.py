@@ -264,15 +264,25 @@ class PitchedResidualVQ(ResidualVQ):
     quantised latent. `n_q` counts every level, the pitch included, as the bit rate does: the
     pitch costs one level (log2 codebook_size bits a frame) like an RVQ level."""
 
-    def __init__(self, n_q: int, codebook_size: int, dim: int, fmin: float, fmax: float, hz_to_bins: float, **rvq_args):
+    def __init__(
+        self,
+        n_q: int,
+        codebook_size: int,
+        dim: int,
+        fmin: float,
+        fmax: float,
+        hz_to_bins: float,
+        code_step: int = 1,
+        **rvq_args,
+    ):
         if n_q < 2:
             raise ValueError(f"a pitched quantizer needs n_q >= 2 (the pitch and one RVQ level), got {n_q}")
         super().__init__(n_q - 1, codebook_size, dim, **rvq_args)
-        self.fmin, self.fmax, self.hz_to_bins = fmin, fmax, hz_to_bins
+        self.fmin, self.fmax, self.hz_to_bins, self.code_step = fmin, fmax, hz_to_bins, code_step
 
     def _pitch(self, f0_hz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """F0 [B, T] in Hz -> (codes [B, T], the decoded F0 in bins [B, T])."""
-        codes = pitch_to_codes(f0_hz, self.codebook_size, self.fmin, self.fmax)
+        codes = pitch_to_codes(f0_hz, self.codebook_size, self.fmin, self.fmax, self.code_step)
         return codes, self._bins(codes)
 
     def _bins(self, codes: torch.Tensor) -> torch.Tensor:

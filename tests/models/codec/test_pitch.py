@@ -50,6 +50,33 @@ def test_pitch_codes_round_trip_within_half_a_step():
     assert ((back[1:] / f0[1:] - 1).abs() <= half_step + 1e-6).all()
 
 
+def test_a_coarser_pitch_code_keeps_every_nth_code_within_half_its_step():
+    f0 = torch.exp(torch.linspace(math.log(50.0), math.log(800.0), 3001))
+    f0[::5] = 0.0
+    fine = pitch_to_codes(f0, 1024, 50.0, 800.0)
+    for step in (2, 3, 4):
+        coarse = pitch_to_codes(f0, 1024, 50.0, 800.0, step)
+        assert torch.equal(coarse == 0, f0 == 0)  # the voicing is the fine code's
+        voiced = coarse > 0
+        inside = voiced & (coarse < 1023)  # the top code is a clamp
+        assert ((coarse[inside] - 1) % step == 0).all()
+        assert ((coarse - fine)[voiced].abs() <= step // 2 + 1).all()  # 1 = the top code's clamp
+        assert coarse[voiced].unique().numel() < fine[voiced].unique().numel() / (step - 0.5)
+    assert torch.equal(pitch_to_codes(f0, 1024, 50.0, 800.0, 1), fine)
+
+
+def test_the_codec_config_checks_the_pitch_code_step():
+    import dataclasses
+
+    from tests.helpers import tiny_pitched_codec
+
+    config = tiny_pitched_codec(seed=0).config
+    assert dataclasses.replace(config, pitch_code_step=2).pitch_code_step == 2
+    for bad in (0, 17, 2.0, True):
+        with pytest.raises(ValueError, match="pitch_code_step"):
+            dataclasses.replace(config, pitch_code_step=bad)
+
+
 def test_pitch_outside_the_range_is_clamped_not_dropped():
     codes = pitch_to_codes(torch.tensor([20.0, 5000.0]), 1024, 50.0, 800.0)
     assert codes.tolist() == [1, 1023]  # still voiced

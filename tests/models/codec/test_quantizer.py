@@ -122,6 +122,8 @@ def test_pitched_quantizer_puts_the_pitch_code_first():
     decoded = vq.decode(codes)
     assert torch.allclose(decoded, vq(z, 3).quantized)
     assert torch.allclose(decoded[:, 0], codes_to_pitch(codes[:, 0], 64, 50.0, 800.0) * (1280 / 24000))
+    coarse = PitchedResidualVQ(4, codebook_size=64, dim=8, fmin=50.0, fmax=800.0, hz_to_bins=1.0, code_step=2)
+    assert torch.equal(coarse.encode(z, 2)[:, 0], pitch_to_codes(z[:, 0], 64, 50.0, 800.0, 2))
     with pytest.raises(ValueError, match=">= 2 levels"):
         vq.encode(z, 1)
     with pytest.raises(ValueError, match="n_q >= 2"):
