@@ -111,8 +111,7 @@ def pitch_to_codes(f0_hz: torch.Tensor, codebook_size: int, fmin: float, fmax: f
     position = torch.log(f0_hz.clamp(min=fmin, max=fmax) / fmin) / math.log(fmax / fmin) * steps
     fine = position.round().long()
     if step > 1:
-        fine = (torch.div(fine, step, rounding_mode="floor") + (fine % step >= (step + 1) // 2).long()) * step
-        fine = fine.clamp(max=steps)
+        fine = (torch.div(fine + step // 2, step, rounding_mode="floor") * step).clamp(max=steps)
     return torch.where(f0_hz > 0, 1 + fine, torch.zeros_like(f0_hz, dtype=torch.long))
 
 

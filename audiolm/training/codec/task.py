@@ -105,8 +105,9 @@ class Critic(nn.Module):
 
 # fields an --init codec may differ in from the run's config: how it trains, the noise envelope's
 # resolution (a per-bin head's weights load into a banded one, frame_rate.py) and the tonal band
-# the pitch tracker's thresholds and its code's resolution are decisions, not weights: a new decoder can learn a new tracker's
-# pitch code (level 0 changes; the RVQ levels stay, their encoder does not see the pitch)
+# the pitch tracker's thresholds and its code's resolution are decisions, not weights: a new
+# decoder can learn a new tracker's pitch code (level 0 changes; the RVQ levels stay, their
+# encoder does not see the pitch)
 # (so may the tracker itself: a YIN codec's decoder may be re-trained on a pitch net's F0)
 # and a frame-rate decoder may grow: more blocks, wider MLPs, more lookahead (grow.py), never less
 INIT_MAY_DIFFER = (

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 import torch
 
 from audiolm.models.codec.pitch import codes_to_pitch, pitch_to_codes, yin_f0
+from tests.helpers import tiny_pitched_codec
 
 SR = 24000
 
@@ -66,10 +68,6 @@ def test_a_coarser_pitch_code_keeps_every_nth_code_within_half_its_step():
 
 
 def test_the_codec_config_checks_the_pitch_code_step():
-    import dataclasses
-
-    from tests.helpers import tiny_pitched_codec
-
     config = tiny_pitched_codec(seed=0).config
     assert dataclasses.replace(config, pitch_code_step=2).pitch_code_step == 2
     for bad in (0, 17, 2.0, True):
