@@ -207,6 +207,7 @@ def _frame_rate_codec(phase: str) -> Codec:
         istft_harmonic_comb=comb,
         pitch_codebook=pitched,
         decoder_lookahead=2 if ahead else 0,
+        istft_tonal_max_hz=4000.0 if ahead else 0.0,  # as shipped: tonal phases below 4 kHz only
     )
     return random_codec(config)
 

@@ -81,7 +81,7 @@ def _hann_lobe_signed(distance: torch.Tensor) -> torch.Tensor:
     x = math.pi * distance
     denominator = x * (1 - distance.square())
     regular = denominator.abs() > 1e-4
-    value = torch.sin(x) / torch.where(regular, denominator, torch.ones_like(denominator))
+    value = torch.sin(x) / torch.where(regular, denominator, 1.0)
     return torch.where(regular, value, torch.where(distance.abs() < 0.5, 1.0, 0.5))
 
 
@@ -224,18 +224,29 @@ class ISTFTHead(nn.Module):
         window = self.window.to(spec.real.dtype)
         segments = torch.fft.irfft(spec, n=self.n_fft, dim=1, norm="backward") * window[None, :, None]
         length = (frames - 1) * self.hop_length + self.n_fft
-        audio = F.fold(segments, (1, length), (1, self.n_fft), stride=(1, self.hop_length))[:, 0, 0]
-        envelope = F.fold(
-            window.square()[None, :, None].expand(1, -1, frames),
-            (1, length),
-            (1, self.n_fft),
-            stride=(1, self.hop_length),
-        )[0, 0, 0]
+        audio = _overlap_add(segments, self.hop_length)  # [B, length]
+        envelope = _overlap_add(window.square()[None, :, None].expand(1, -1, frames), self.hop_length)[0]
         audio = audio[:, self.pad : length - self.pad] / envelope[self.pad : length - self.pad].clamp(min=1e-11)
         return audio[:, None]  # [B, 1, T * hop]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.synthesize(self.spectrum(x)[0])
+
+
+def _overlap_add(segments: torch.Tensor, hop: int) -> torch.Tensor:
+    """Frames [B, n, T] (frame t starts at sample t * hop) -> their sum [B, (T - 1) * hop + n].
+
+    When hop divides n (the codec's n_fft = 4 * hop), piece j of frame t lands on output block
+    t + j: n / hop shifted adds, several times faster on a CPU than `F.fold`, which is the general
+    case."""
+    batch, n, frames = segments.shape
+    if n % hop:
+        return F.fold(segments, (1, (frames - 1) * hop + n), (1, n), stride=(1, hop))[:, 0, 0]
+    pieces = n // hop
+    blocks = segments.new_zeros(batch, frames + pieces - 1, hop)  # [B, output blocks, hop]
+    for j, piece in enumerate(segments.reshape(batch, pieces, hop, frames).unbind(1)):  # [B, hop, T] each
+        blocks[:, j : j + frames] += piece.transpose(1, 2)
+    return blocks.reshape(batch, -1)
 
 
 class HarmonicNoiseHead(ISTFTHead):
@@ -286,14 +297,20 @@ class HarmonicNoiseHead(ISTFTHead):
         # the tonal part only below tonal_max_hz (0 = everywhere): given steady partials at 4-10 kHz
         # a decoder draws steady lines there that no voice has (BENCHMARKS.md, session 9)
         self.tonal_from_bin = min(bins, math.ceil(tonal_max_hz * n_fft / sample_rate)) if tonal_max_hz else bins
-        # the fundamental's running phase starts at 0, the tonal bins' at pi * k (as "integrated")
-        self.register_buffer("start_phase", torch.cat([self.start_phase, self.start_phase[:1] * 0]), persistent=False)
+        # the running phases: the tonal bins' (below tonal_from_bin) start at pi * k (as
+        # "integrated"), the fundamental's (last row) at 0
+        start = torch.cat([self.start_phase[: self.tonal_from_bin], self.start_phase[:1] * 0])
+        self.register_buffer("start_phase", start, persistent=False)  # [tonal_from_bin + 1, 1]
         self.register_buffer("bin_index", torch.arange(bins, dtype=torch.float32)[:, None], persistent=False)
         self.register_buffer("bin_sign", 1.0 - 2.0 * (self.bin_index % 2), persistent=False)  # (-1)^k
+        self.block_elements = 96 * 1024  # compose_parts' block: B * F * frames, ~400 KB a tensor
 
     def predict_parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """x [B, C, T] -> (harmonic, noise and tonal log-envelopes, the tonal phase advance), [B, F, T] each."""
-        out = self.out(x.transpose(1, 2)).transpose(1, 2).float()
+        # the linear layer as W @ x: [B, O, T] comes out contiguous, so the element-wise work of
+        # compose_parts reads rows, not columns strided by O (~10 % of it)
+        weight = self.out.weight.expand(x.shape[0], -1, -1)  # [B, O, C]
+        out = torch.baddbmm(self.out.bias[:, None], weight, x).float()  # [B, O, T]
         bins = self.n_fft // 2 + 1
         harmonic, noise, tonal, param = out.split([bins, self.noise_size, bins, bins], dim=1)
         if self.noise_bands:
@@ -329,15 +346,21 @@ class HarmonicNoiseHead(ISTFTHead):
         f0_bins: torch.Tensor,
         phase_prefix: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (complex STFT [B, F, T], state [B, F + 2, T]: running phases and frame index); f0_bins [B, T]."""
-        bins = self.n_fft // 2 + 1
+        """-> (complex STFT [B, F, T], state [B, F + 2, T]: running phases and frame index); f0_bins [B, T].
+
+        Only the bins below `tonal_from_bin` (tb) have a tonal part, so only their phases run:
+        state rows tb..F-1 are 0 (a decode spends a third of its time here; BENCHMARKS.md)."""
+        bins, tonal_bins = self.n_fft // 2 + 1, self.tonal_from_bin
         f0 = f0_bins.float()[:, None]  # [B, 1, T]
         # the fundamental advances by 2*pi*F0*hop/n_fft per hop, trapezoid between frames (F0 is 0
         # on unvoiced frames, where no harmonic sounds, so its phase waits there)
         previous = F.pad(f0, (1, 0))[..., :-1]
         fundamental_advance = math.pi * self.hop_length / self.n_fft * (previous + f0)
-        prefix = None if phase_prefix is None else phase_prefix[:, : bins + 1]
-        phases = self._integrate(torch.cat([advance, fundamental_advance], dim=1), prefix)  # [B, F + 1, T]
+        prefix = None
+        if phase_prefix is not None:
+            prefix = torch.cat([phase_prefix[:, :tonal_bins], phase_prefix[:, bins : bins + 1]], dim=1)
+        running = torch.cat([advance[:, :tonal_bins], fundamental_advance], dim=1)  # [B, tb + 1, T]
+        phases = self._integrate(running, prefix)  # [B, tb + 1, T]
         frames = advance.shape[-1]
         if phase_prefix is None:
             index = torch.arange(frames, device=f0.device, dtype=f0.dtype).expand(f0.shape[0], 1, frames)
@@ -345,28 +368,66 @@ class HarmonicNoiseHead(ISTFTHead):
             known = phase_prefix[:, bins + 1 :]
             after = known[..., -1:] + torch.arange(1, frames - known.shape[-1] + 1, device=f0.device, dtype=f0.dtype)
             index = torch.cat([known.to(f0.dtype), after], dim=-1)  # [B, 1, T]
-        tonal_phase, fundamental = phases[:, :bins], phases[:, bins:]
+        tonal_phase, fundamental = phases[:, :tonal_bins], phases[:, tonal_bins:]
+        # the rest is per frame: ~50 element-wise passes, each memory-bound over [B, F, T], so
+        # they run on blocks of frames that stay in a CPU core's cache (2-3x faster than whole)
+        step = max(1, self.block_elements // (f0.shape[0] * bins))
+        spec = torch.cat(
+            [
+                self._frame_spectrum(
+                    log_harmonic[..., t : t + step],
+                    log_noise[..., t : t + step],
+                    log_tonal[:, :tonal_bins, t : t + step],
+                    f0[..., t : t + step],
+                    fundamental[..., t : t + step],
+                    tonal_phase[..., t : t + step],
+                    index[..., t : t + step],
+                )
+                for t in range(0, frames, step)
+            ],
+            dim=-1,
+        )
+        silent = phases.new_zeros(phases.shape[0], bins - tonal_bins, frames)
+        return spec, torch.cat([tonal_phase, silent, fundamental, index], dim=1)
+
+    def _frame_spectrum(
+        self,
+        log_harmonic: torch.Tensor,
+        log_noise: torch.Tensor,
+        log_tonal: torch.Tensor,
+        f0: torch.Tensor,
+        fundamental: torch.Tensor,
+        tonal_phase: torch.Tensor,
+        index: torch.Tensor,
+    ) -> torch.Tensor:
+        """compose_parts for a block of frames: envelopes [B, F, t] (tonal [B, tb, t]), F0 in
+        bins, the fundamental's running phase and the frame index [B, 1, t], the tonal phases
+        [B, tb, t] -> complex STFT [B, F, t]."""
         k = self.bin_index  # [F, 1]
         voiced = f0 > 0
-        pitch = torch.where(voiced, f0, torch.ones_like(f0))
-        lower = torch.floor(k / pitch)  # [B, F, T]: the harmonic at or below each bin
-        comb_real = torch.zeros_like(log_harmonic)
-        comb_imag = torch.zeros_like(log_harmonic)
-        for number in (lower, lower + 1):  # the two harmonics nearest each bin (lobes are 4 bins wide)
-            # a partial centred in the frame has phase (its phase at the centre) - pi * k in bin k:
-            # the lobe's sign alternates with k. float32 is enough: the fundamental's phase is
-            # in [0, 2*pi), so h times it is off by < 1e-4 rad even at h = 300
-            lobe = _hann_lobe_signed(k - number * pitch) * (number >= 1) * self.bin_sign
-            angle = number * fundamental
-            comb_real = comb_real + lobe * torch.cos(angle)
-            comb_imag = comb_imag + lobe * torch.sin(angle)
+        pitch = torch.where(voiced, f0, 1.0)
+        lower = torch.floor(k / pitch)  # [B, F, t]: the harmonic at or below each bin
+        # the two harmonics nearest each bin (lobes are 4 bins wide), `lower` and `lower + 1`.
+        # A partial centred in the frame has phase (its phase at the centre) - pi * k in bin k:
+        # the lobe's sign alternates with k. float32 is enough: the fundamental's phase is in
+        # [0, 2*pi), so h times it is off by < 1e-4 rad even at h = 300
+        distance = k - lower * pitch  # [B, F, t], in [0, pitch)
+        lobe = _hann_lobe_signed(distance) * (lower >= 1) * self.bin_sign  # harmonic 0 is none
+        angle = lower * fundamental
+        comb_real, comb_imag = lobe * torch.cos(angle), lobe * torch.sin(angle)
+        lobe = _hann_lobe_signed(distance - pitch) * self.bin_sign
+        angle = angle + fundamental
+        comb_real, comb_imag = comb_real + lobe * torch.cos(angle), comb_imag + lobe * torch.sin(angle)
         noise_phase = _hashed_phase(k, index)
         harmonic = torch.exp(log_harmonic.clamp(max=self.max_log_magnitude)) * voiced
         noise = torch.exp(log_noise.clamp(max=self.max_log_magnitude))
+        real = harmonic * comb_real + noise * torch.cos(noise_phase)
+        imag = harmonic * comb_imag + noise * torch.sin(noise_phase)
+        tonal_bins = tonal_phase.shape[1]
         tonal = torch.exp(log_tonal.clamp(max=self.max_log_magnitude))
-        real = harmonic * comb_real + noise * torch.cos(noise_phase) + tonal * torch.cos(tonal_phase)
-        imag = harmonic * comb_imag + noise * torch.sin(noise_phase) + tonal * torch.sin(tonal_phase)
-        return torch.complex(real, imag), torch.cat([phases, index], dim=1)
+        real[:, :tonal_bins] += tonal * torch.cos(tonal_phase)
+        imag[:, :tonal_bins] += tonal * torch.sin(tonal_phase)
+        return torch.complex(real, imag)
 
     def spectrum_given(
         self, x: torch.Tensor, f0_bins: torch.Tensor, phase_prefix: torch.Tensor | None = None
@@ -565,7 +626,9 @@ class STFTEncoder(nn.Module):
         spec = torch.stft(
             x, self.n_fft, self.hop_length, window=self.window, center=False, return_complex=True
         )  # [B, F, frames]
-        features = torch.log(spec.abs().clamp(min=1e-5))
+        # log |X| clamped at 1e-5, as 0.5 log |X|^2: complex abs (a hypot) is 2x slower on a CPU
+        power = spec.real.square() + spec.imag.square()
+        features = 0.5 * torch.log(power.clamp(min=1e-10))
         return self.project(self.backbone(features))
 
 

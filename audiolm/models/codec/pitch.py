@@ -69,17 +69,17 @@ def yin_f0(
     start = (n_fft - length) // 2
     x = x[..., start : start + length]
     # a circular correlation of `length` points suffices: j + tau < width + max_lag never wraps
-    size = length
-    head = F.pad(x[..., :width], (0, length - width))
-    corr = torch.fft.irfft(torch.fft.rfft(head, size).conj() * torch.fft.rfft(x, size), size)[..., : max_lag + 1]
-    energy = x.square().cumsum(-1)
-    energy = F.pad(energy, (1, 0))  # energy[..., i] = sum of x_j^2 for j < i
+    size = length  # rfft(n=size) zero-pads the head to the frame's length
+    corr = torch.fft.irfft(torch.fft.rfft(x[..., :width], size).conj() * torch.fft.rfft(x, size), size)
+    corr = corr[..., : max_lag + 1]
+    power = x.square()  # [B, T, length]
+    energy = F.pad(power.cumsum(-1), (1, 0))  # energy[..., i] = sum of x_j^2 for j < i
     lags = torch.arange(max_lag + 1, device=x.device)
     window_energy = energy[..., lags + width] - energy[..., lags]  # sum_{j<width} x_{j+tau}^2
     diff = (window_energy[..., :1] + window_energy - 2 * corr).clamp(min=0)  # [B, T, max_lag + 1]
     running = diff[..., 1:].cumsum(-1) / torch.arange(1, max_lag + 1, device=x.device)
-    cmnd = torch.ones_like(diff)
-    cmnd[..., 1:] = diff[..., 1:] / running.clamp(min=1e-12)
+    # d'(0) = 1 by definition
+    cmnd = torch.cat([torch.ones_like(diff[..., :1]), diff[..., 1:] / running.clamp(min=1e-12)], dim=-1)
     search = cmnd[..., min_lag:]  # lags min_lag..max_lag
     below = search < threshold
     # no dip below threshold: the first lag within NEAR_LOWEST of the lowest d', not the lowest
@@ -98,7 +98,7 @@ def yin_f0(
     shift = torch.where(curvature > 1e-9, 0.5 * (left - right) / curvature.clamp(min=1e-9), torch.zeros_like(centre))
     lag = best.float() + shift.clamp(-0.5, 0.5)  # the parabola's vertex
     voiced = centre < (threshold if voicing_threshold is None else voicing_threshold)
-    voiced &= x.square().mean(-1) > 1e-6  # not silence
+    voiced &= energy[..., -1] > 1e-6 * length  # not silence: mean power above 1e-6
     f0 = torch.where(voiced, sample_rate / lag, torch.zeros_like(lag))
     return f0, voiced
 

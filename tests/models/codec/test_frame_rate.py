@@ -18,6 +18,7 @@ from audiolm.models.codec.frame_rate import (
     ISTFTHead,
     PitchedSTFTEncoder,
     STFTEncoder,
+    _overlap_add,
     noise_band_interpolation,
 )
 from audiolm.models.codec.model import CodecModel, to_hf_config
@@ -558,6 +559,39 @@ def test_decoder_recipe_is_the_pitch_recipe_with_a_banded_noise_envelope_and_fro
     assert decoder.training.frozen == ("encoder", "quantizer")
     same = dataclasses.replace(decoder, istft_noise_bands=0, istft_tonal_max_hz=0.0, training=pitch.training)
     assert same == pitch
+
+
+@pytest.mark.parametrize("n, hop", [(1280, 320), (1280, 256), (10, 3)])
+def test_overlap_add_equals_fold_and_its_gradient(n, hop):
+    """The shifted-add overlap-add (hop divides n) against `F.fold`, values and gradients."""
+    torch.manual_seed(0)
+    segments = torch.randn(2, n, 9, dtype=torch.float64, requires_grad=True)
+    length = 8 * hop + n
+    reference = torch.nn.functional.fold(segments, (1, length), (1, n), stride=(1, hop))[:, 0, 0]
+    fast = _overlap_add(segments, hop)
+    assert fast.shape == (2, length) and torch.allclose(fast, reference)
+    weight = torch.randn(2, length, dtype=torch.float64)
+    (grad_reference,) = torch.autograd.grad((reference * weight).sum(), segments)
+    (grad_fast,) = torch.autograd.grad((fast * weight).sum(), segments)
+    assert torch.allclose(grad_fast, grad_reference)
+
+
+def test_tonal_limit_runs_only_the_tonal_phases():
+    """With istft_tonal_max_hz the state's rows from the limit's bin up stay 0 (no tonal part
+    there); the tonal rows below it and the fundamental's run as without the limit."""
+    torch.manual_seed(0)
+    free = HarmonicNoiseHead(dim=8, n_fft=1280, hop_length=HOP)
+    limited = HarmonicNoiseHead(dim=8, n_fft=1280, hop_length=HOP, tonal_max_hz=4000.0)
+    limited.load_state_dict(free.state_dict())
+    x = torch.randn(1, 8, 12)
+    f0 = torch.where(torch.rand(1, 12) > 0.3, 6.0, 0.0)
+    with torch.no_grad():
+        _, free_state = free.spectrum_given(x, f0)
+        _, state = limited.spectrum_given(x, f0)
+    first = limited.tonal_from_bin
+    assert state.shape == free_state.shape == (1, 643, 12)
+    assert (state[:, first:641] == 0).all()
+    assert torch.allclose(state[:, :first], free_state[:, :first]) and torch.equal(state[:, 641:], free_state[:, 641:])
 
 
 def test_tonal_part_stays_below_its_limit():
