@@ -306,19 +306,24 @@ class HarmonicNoiseHead(ISTFTHead):
         self.block_elements = 96 * 1024  # compose_parts' block: B * F * frames, ~400 KB a tensor
 
     def predict_parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x [B, C, T] -> (harmonic, noise and tonal log-envelopes, the tonal phase advance), [B, F, T] each."""
-        # the linear layer as W @ x: [B, O, T] comes out contiguous, so the element-wise work of
-        # compose_parts reads rows, not columns strided by O (~10 % of it)
-        weight = self.out.weight.expand(x.shape[0], -1, -1)  # [B, O, C]
-        out = torch.baddbmm(self.out.bias[:, None], weight, x).float()  # [B, O, T]
-        bins = self.n_fft // 2 + 1
-        harmonic, noise, tonal, param = out.split([bins, self.noise_size, bins, bins], dim=1)
+        """x [B, C, T] -> (harmonic and noise log-envelopes [B, F, T]; the tonal log-envelope and
+        phase advance [B, tb, T], tb = `tonal_from_bin`: above it there is no tonal part)."""
+        bins, tonal_bins = self.n_fft // 2 + 1, self.tonal_from_bin
+        # the linear layer's rows: harmonic [F], noise [noise_size], tonal [F], advance [F]; only
+        # the tonal and advance rows below tb are ever used, so two row ranges are computed
+        envelopes = self._rows(x, 0, bins + self.noise_size + tonal_bins)
+        harmonic, noise, tonal = envelopes.split([bins, self.noise_size, tonal_bins], dim=1)
+        param = self._rows(x, 2 * bins + self.noise_size, 2 * bins + self.noise_size + tonal_bins)
         if self.noise_bands:
             noise = torch.einsum("fb,nbt->nft", self.noise_interp, noise)  # [B, bands, T] -> [B, F, T]
-        if self.tonal_from_bin < bins:
-            silent = torch.full_like(tonal[:, self.tonal_from_bin :], -30.0)  # e^-30: nothing
-            tonal = torch.cat([tonal[:, : self.tonal_from_bin], silent], dim=1)
-        return harmonic, noise, tonal, self.bin_advance + math.pi * torch.tanh(param)
+        return harmonic, noise, tonal, self.bin_advance[:tonal_bins] + math.pi * torch.tanh(param)
+
+    def _rows(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """Rows start:stop of the linear layer on x [B, C, T] -> [B, stop - start, T], as W @ x:
+        it comes out contiguous, so compose_parts' element-wise work reads rows, not columns
+        strided by the row count (~10 % of it)."""
+        weight = self.out.weight[start:stop].expand(x.shape[0], -1, -1)  # [B, rows, C]
+        return torch.baddbmm(self.out.bias[start:stop, None], weight, x).float()
 
     def _load_from_state_dict(
         self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
@@ -346,10 +351,36 @@ class HarmonicNoiseHead(ISTFTHead):
         f0_bins: torch.Tensor,
         phase_prefix: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (complex STFT [B, F, T], state [B, F + 2, T]: running phases and frame index); f0_bins [B, T].
+        """`predict_parts`' outputs, f0_bins [B, T] -> (complex STFT [B, F, T], state [B, F + 2, T]:
+        the tonal bins' running phases (rows tb..F-1 are 0: no tonal part there), the
+        fundamental's and the frame index)."""
+        spec, phases, index = self._compose(log_harmonic, log_noise, log_tonal, advance, f0_bins, phase_prefix)
+        tonal_bins = self.tonal_from_bin
+        silent = phases.new_zeros(phases.shape[0], self.n_fft // 2 + 1 - tonal_bins, phases.shape[-1])
+        return spec, torch.cat([phases[:, :tonal_bins], silent, phases[:, tonal_bins:], index], dim=1)
 
-        Only the bins below `tonal_from_bin` (tb) have a tonal part, so only their phases run:
-        state rows tb..F-1 are 0 (a decode spends a third of its time here; BENCHMARKS.md)."""
+    def compose_spectrum(
+        self,
+        log_harmonic: torch.Tensor,
+        log_noise: torch.Tensor,
+        log_tonal: torch.Tensor,
+        advance: torch.Tensor,
+        f0_bins: torch.Tensor,
+    ) -> torch.Tensor:
+        """`compose_parts` from frame 0 without the state: complex STFT [B, F, T]."""
+        return self._compose(log_harmonic, log_noise, log_tonal, advance, f0_bins, None)[0]
+
+    def _compose(
+        self,
+        log_harmonic: torch.Tensor,
+        log_noise: torch.Tensor,
+        log_tonal: torch.Tensor,
+        advance: torch.Tensor,
+        f0_bins: torch.Tensor,
+        phase_prefix: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """-> (complex STFT [B, F, T], running phases [B, tb + 1, T] (the tonal bins', then the
+        fundamental's), frame index [B, 1, T])."""
         bins, tonal_bins = self.n_fft // 2 + 1, self.tonal_from_bin
         f0 = f0_bins.float()[:, None]  # [B, 1, T]
         # the fundamental advances by 2*pi*F0*hop/n_fft per hop, trapezoid between frames (F0 is 0
@@ -359,8 +390,7 @@ class HarmonicNoiseHead(ISTFTHead):
         prefix = None
         if phase_prefix is not None:
             prefix = torch.cat([phase_prefix[:, :tonal_bins], phase_prefix[:, bins : bins + 1]], dim=1)
-        running = torch.cat([advance[:, :tonal_bins], fundamental_advance], dim=1)  # [B, tb + 1, T]
-        phases = self._integrate(running, prefix)  # [B, tb + 1, T]
+        phases = self._integrate(torch.cat([advance, fundamental_advance], dim=1), prefix)  # [B, tb + 1, T]
         frames = advance.shape[-1]
         if phase_prefix is None:
             index = torch.arange(frames, device=f0.device, dtype=f0.dtype).expand(f0.shape[0], 1, frames)
@@ -377,7 +407,7 @@ class HarmonicNoiseHead(ISTFTHead):
                 self._frame_spectrum(
                     log_harmonic[..., t : t + step],
                     log_noise[..., t : t + step],
-                    log_tonal[:, :tonal_bins, t : t + step],
+                    log_tonal[..., t : t + step],
                     f0[..., t : t + step],
                     fundamental[..., t : t + step],
                     tonal_phase[..., t : t + step],
@@ -387,8 +417,7 @@ class HarmonicNoiseHead(ISTFTHead):
             ],
             dim=-1,
         )
-        silent = phases.new_zeros(phases.shape[0], bins - tonal_bins, frames)
-        return spec, torch.cat([tonal_phase, silent, fundamental, index], dim=1)
+        return spec, phases, index
 
     def _frame_spectrum(
         self,
@@ -567,7 +596,11 @@ class ISTFTDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """z [B, D, T] (pitched: [B, 1 + D, T], channel 0 the F0 in bins) -> waveform [B, 1, T * hop]."""
-        return self.head.synthesize(self._spectrum(z, None)[0])
+        x, f0 = self._features(z)
+        if f0 is not None:
+            assert isinstance(self.head, HarmonicNoiseHead)
+            return self.head.synthesize(self.head.compose_spectrum(*self.head.predict_parts(x), f0))
+        return self.head.synthesize(self.head.spectrum(x)[0])
 
     def forward_supervised(
         self, z: torch.Tensor, extras: dict[str, torch.Tensor] | None = None
@@ -580,7 +613,7 @@ class ISTFTDecoder(nn.Module):
         x, f0 = self._features(z)
         if f0 is not None:
             assert isinstance(self.head, HarmonicNoiseHead)
-            spec, _ = self.head.compose_parts(*self.head.predict_parts(x), f0)
+            spec = self.head.compose_spectrum(*self.head.predict_parts(x), f0)
             return self.head.synthesize(spec), torch.log(spec.abs() + 1e-5), torch.zeros_like(spec.real)
         log_magnitude, param = self.head.predict(x, extras)
         spec, _ = self.head.compose(log_magnitude, param)

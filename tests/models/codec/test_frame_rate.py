@@ -4,6 +4,7 @@ source-filter recipe."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -595,8 +596,8 @@ def test_tonal_limit_runs_only_the_tonal_phases():
 
 
 def test_tonal_part_stays_below_its_limit():
-    """istft_tonal_max_hz: the tonal part's envelope is silent from the limit's bin up, whatever
-    the weights; below it, as without the limit."""
+    """istft_tonal_max_hz: the tonal part (envelope and phase advance) exists below the limit's
+    bin only; there, as without the limit."""
     free = HarmonicNoiseHead(dim=8, n_fft=1280, hop_length=HOP)
     limited = HarmonicNoiseHead(dim=8, n_fft=1280, hop_length=HOP, tonal_max_hz=4000.0)
     torch.manual_seed(0)
@@ -604,11 +605,11 @@ def test_tonal_part_stays_below_its_limit():
         free.out.weight.normal_()
         limited.load_state_dict(free.state_dict())
         x = torch.randn(1, 8, 5)
-        _, _, tonal_free, _ = free.predict_parts(x)
-        _, _, tonal, _ = limited.predict_parts(x)
-    first = round(4000 * 1280 / 24000)  # bin 213.3 -> 214
-    assert torch.equal(tonal[:, :first], tonal_free[:, :first])
-    assert (tonal[:, first + 1 :] == -30.0).all() and torch.exp(tonal[:, first + 1 :]).max() < 1e-12
+        _, _, tonal_free, advance_free = free.predict_parts(x)
+        _, _, tonal, advance = limited.predict_parts(x)
+    first = math.ceil(4000 * 1280 / 24000)  # bin 213.3 -> 214
+    assert tonal.shape == advance.shape == (1, first, 5) and tonal_free.shape == (1, 641, 5)
+    assert torch.allclose(tonal, tonal_free[:, :first]) and torch.allclose(advance, advance_free[:, :first])
     assert CodecModel(_pitched_config(istft_tonal_max_hz=4000.0)).decoder.head.tonal_from_bin == 214
     with pytest.raises(ValueError, match="istft_tonal_max_hz"):
         _pitched_config(istft_tonal_max_hz=20000.0)
