@@ -258,8 +258,9 @@ class HarmonicNoiseHead(ISTFTHead):
     music) and noise. Noise gets a fresh pseudo-random phase in every frame and bin (a hash of
     the bin and the absolute frame index): a running phase would turn it into steady tones,
     which a listener and a pitch tracker hear as a hum. The state carried across chunks is
-    [B, F + 2, T]: the tonal bins' running phases, the fundamental's (row F) and the frame index
-    (row F + 1; exact in float32 for 2^24 frames, 62 hours at 75 Hz).
+    [B, F + 2, T]: the tonal bins' running phases (0 from `tonal_from_bin` up, where there is no
+    tonal part), the fundamental's (row F) and the frame index (row F + 1; exact in float32 for
+    2^24 frames, 62 hours at 75 Hz).
     """
 
     bin_index: torch.Tensor  # buffer [F, 1]: 0, 1, ..., F - 1
