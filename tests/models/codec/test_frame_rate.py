@@ -285,13 +285,13 @@ def test_seanet_recipe_checkpoint_loads_and_decodes_as_transformers_does(tmp_pat
 
 def test_shipped_codec_is_the_source_filter_recipe():
     """checkpoints/codec is the source-filter codec (tokenizers/codec_pitch_config.json) with the
-    decoder of tokenizers/codec_pitch_lookahead.json: its architecture fields equal those recipes'
+    decoder of tokenizers/codec_pitch_lookahead4.json: its architecture fields equal those recipes'
     (a re-shipped codec with another layout must update the recipe)."""
     if not (default_codec_dir() / "config.json").is_file():
         pytest.skip("no shipped codec in this checkout")
     recipes = Path(__file__).resolve().parents[3] / "tokenizers"
     trained = load_config_file(CodecConfig, recipes / "codec_pitch_config.json")
-    decoder = load_config_file(CodecConfig, recipes / "codec_pitch_lookahead.json")
+    decoder = load_config_file(CodecConfig, recipes / "codec_pitch_lookahead4.json")
     shipped = Codec.from_pretrained().config
     fields = ("encoder", "decoder", "frame_dim", "encoder_layers", "decoder_layers", "istft_phase", "pitch_codebook")
     assert {f: getattr(shipped, f) for f in fields} == {f: getattr(trained, f) for f in fields}
